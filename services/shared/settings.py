@@ -1,0 +1,124 @@
+"""Settings shared by every service, read from the environment once at start-up (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+
+class SettingsError(Exception):
+    pass
+
+
+class Env:
+    """Typed access to an environment mapping, with errors that name the variable."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._env = os.environ if environ is None else environ
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self._env.get(name)
+        if value is None or value == "":
+            if default is None:
+                raise SettingsError(f"environment variable {name} is required")
+            return default
+        return value
+
+    def optional(self, name: str) -> str | None:
+        return self._env.get(name) or None
+
+    def int(self, name: str, default: int) -> int:
+        raw = self._env.get(name)
+        if not raw:
+            return default
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise SettingsError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+    def float(self, name: str, default: float) -> float:
+        raw = self._env.get(name)
+        if not raw:
+            return default
+        try:
+            return float(raw)
+        except ValueError as exc:
+            raise SettingsError(f"environment variable {name} must be a number, got {raw!r}") from exc
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name)
+        if not raw:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"environment variable {name} must be true or false, got {raw!r}")
+
+
+class TemporalSettings(msgspec.Struct, frozen=True):
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    ui_url: str = "http://localhost:8233"
+
+    @classmethod
+    def from_env(cls, env: Env) -> TemporalSettings:
+        return cls(
+            address=env.str("TEMPORAL_ADDRESS", cls.address),
+            namespace=env.str("TEMPORAL_NAMESPACE", cls.namespace),
+            ui_url=env.str("TEMPORAL_UI_URL", cls.ui_url),
+        )
+
+
+class StorageSettings(msgspec.Struct, frozen=True):
+    endpoint: str = "127.0.0.1:9000"
+    access_key: str = "minioadmin"
+    secret_key: str = "minioadmin"
+    bucket: str = "task-results"
+    secure: bool = False
+    region: str = "us-east-1"
+    # Host:port that clients use to download; presigned URLs are signed for this host.
+    public_endpoint: str = ""
+    url_expiry_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls, env: Env) -> StorageSettings:
+        endpoint = env.str("S3_ENDPOINT", cls.endpoint)
+        return cls(
+            endpoint=endpoint,
+            access_key=env.str("S3_ACCESS_KEY", cls.access_key),
+            secret_key=env.str("S3_SECRET_KEY", cls.secret_key),
+            bucket=env.str("S3_BUCKET", cls.bucket),
+            secure=env.bool("S3_SECURE", cls.secure),
+            region=env.str("S3_REGION", cls.region),
+            public_endpoint=env.str("S3_PUBLIC_ENDPOINT", endpoint),
+            url_expiry_seconds=env.int("S3_URL_EXPIRY_SECONDS", cls.url_expiry_seconds),
+        )
+
+    def __repr__(self) -> str:
+        # Keep the secret key out of logs and tracebacks.
+        return f"StorageSettings(endpoint={self.endpoint!r}, bucket={self.bucket!r}, secure={self.secure})"
+
+
+class PlatformSettings(msgspec.Struct, frozen=True):
+    temporal: TemporalSettings
+    storage: StorageSettings
+    main_url: str
+    communication_url: str
+    internal_token: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PlatformSettings:
+        env = Env(environ)
+        return cls(
+            temporal=TemporalSettings.from_env(env),
+            storage=StorageSettings.from_env(env),
+            main_url=env.str("MAIN_URL", "http://127.0.0.1:8000").rstrip("/"),
+            communication_url=env.str("COMMUNICATION_URL", "http://127.0.0.1:8001").rstrip("/"),
+            internal_token=env.str("INTERNAL_TOKEN"),
+        )
+
+    def __repr__(self) -> str:
+        return f"PlatformSettings(temporal={self.temporal!r}, storage={self.storage!r}, main_url={self.main_url!r})"
