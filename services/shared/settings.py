@@ -18,7 +18,7 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if environ is None else environ
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def get(self, name: str, default: str | None = None) -> str:
         value = self._env.get(name)
         if value is None or value == "":
             if default is None:
@@ -29,7 +29,7 @@ class Env:
     def optional(self, name: str) -> str | None:
         return self._env.get(name) or None
 
-    def int(self, name: str, default: int) -> int:
+    def get_int(self, name: str, default: int) -> int:
         raw = self._env.get(name)
         if not raw:
             return default
@@ -38,7 +38,7 @@ class Env:
         except ValueError as exc:
             raise SettingsError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
-    def float(self, name: str, default: float) -> float:
+    def get_float(self, name: str, default: float) -> float:
         raw = self._env.get(name)
         if not raw:
             return default
@@ -47,7 +47,7 @@ class Env:
         except ValueError as exc:
             raise SettingsError(f"environment variable {name} must be a number, got {raw!r}") from exc
 
-    def bool(self, name: str, default: bool) -> bool:
+    def get_bool(self, name: str, default: bool) -> bool:
         raw = self._env.get(name)
         if not raw:
             return default
@@ -66,9 +66,9 @@ class TemporalSettings(msgspec.Struct, frozen=True):
     @classmethod
     def from_env(cls, env: Env) -> TemporalSettings:
         return cls(
-            address=env.str("TEMPORAL_ADDRESS", cls.address),
-            namespace=env.str("TEMPORAL_NAMESPACE", cls.namespace),
-            ui_url=env.str("TEMPORAL_UI_URL", cls.ui_url),
+            address=env.get("TEMPORAL_ADDRESS", cls.address),
+            namespace=env.get("TEMPORAL_NAMESPACE", cls.namespace),
+            ui_url=env.get("TEMPORAL_UI_URL", cls.ui_url),
         )
 
 
@@ -85,16 +85,16 @@ class StorageSettings(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_env(cls, env: Env) -> StorageSettings:
-        endpoint = env.str("S3_ENDPOINT", cls.endpoint)
+        endpoint = env.get("S3_ENDPOINT", cls.endpoint)
         return cls(
             endpoint=endpoint,
-            access_key=env.str("S3_ACCESS_KEY", cls.access_key),
-            secret_key=env.str("S3_SECRET_KEY", cls.secret_key),
-            bucket=env.str("S3_BUCKET", cls.bucket),
-            secure=env.bool("S3_SECURE", cls.secure),
-            region=env.str("S3_REGION", cls.region),
-            public_endpoint=env.str("S3_PUBLIC_ENDPOINT", endpoint),
-            url_expiry_seconds=env.int("S3_URL_EXPIRY_SECONDS", cls.url_expiry_seconds),
+            access_key=env.get("S3_ACCESS_KEY", cls.access_key),
+            secret_key=env.get("S3_SECRET_KEY", cls.secret_key),
+            bucket=env.get("S3_BUCKET", cls.bucket),
+            secure=env.get_bool("S3_SECURE", cls.secure),
+            region=env.get("S3_REGION", cls.region),
+            public_endpoint=env.get("S3_PUBLIC_ENDPOINT", endpoint),
+            url_expiry_seconds=env.get_int("S3_URL_EXPIRY_SECONDS", cls.url_expiry_seconds),
         )
 
     def __repr__(self) -> str:
@@ -115,9 +115,9 @@ class PlatformSettings(msgspec.Struct, frozen=True):
         return cls(
             temporal=TemporalSettings.from_env(env),
             storage=StorageSettings.from_env(env),
-            main_url=env.str("MAIN_URL", "http://127.0.0.1:8000").rstrip("/"),
-            communication_url=env.str("COMMUNICATION_URL", "http://127.0.0.1:8001").rstrip("/"),
-            internal_token=env.str("INTERNAL_TOKEN"),
+            main_url=env.get("MAIN_URL", "http://127.0.0.1:8000").rstrip("/"),
+            communication_url=env.get("COMMUNICATION_URL", "http://127.0.0.1:8001").rstrip("/"),
+            internal_token=env.get("INTERNAL_TOKEN"),
         )
 
     def __repr__(self) -> str:

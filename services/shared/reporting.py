@@ -1,0 +1,47 @@
+"""How activities tell main about state changes: the internal report API, called with the internal token."""
+
+from __future__ import annotations
+
+import httpx
+import msgspec
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from .tasks import ReportOutcome, TaskReport
+
+REPORT_ACTIVITY = "report_task"
+
+
+class ReportInput(msgspec.Struct, frozen=True):
+    task_id: str
+    report: TaskReport
+
+
+class ReportClient:
+    def __init__(self, http: httpx.AsyncClient, main_url: str, internal_token: str) -> None:
+        self._http = http
+        self._main_url = main_url
+        self._headers = {"Authorization": f"Bearer {internal_token}", "Content-Type": "application/json"}
+
+    async def report(self, task_id: str, report: TaskReport) -> ReportOutcome:
+        response = await self._http.post(
+            f"{self._main_url}/internal/tasks/{task_id}/report",
+            content=msgspec.json.encode(report),
+            headers=self._headers,
+        )
+        if response.status_code == 200:
+            return msgspec.json.decode(response.content, type=ReportOutcome)
+        detail = f"report for task {task_id} rejected by main: HTTP {response.status_code} {response.text[:300]}"
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            # main is restarting or overloaded: let the activity retry policy try again.
+            raise RuntimeError(detail)
+        raise ApplicationError(detail, type="ReportRejected", non_retryable=True)
+
+
+class ReportActivities:
+    def __init__(self, client: ReportClient) -> None:
+        self._client = client
+
+    @activity.defn(name=REPORT_ACTIVITY)
+    async def report_task(self, input: ReportInput) -> ReportOutcome:
+        return await self._client.report(input.task_id, input.report)

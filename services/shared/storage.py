@@ -1,0 +1,85 @@
+"""Object storage (MinIO or any S3 server) for produced files."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from datetime import timedelta
+
+from minio import Minio
+from minio.error import S3Error
+
+from .settings import StorageSettings
+
+
+class ObjectStore:
+    def __init__(self, settings: StorageSettings) -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self._client = Minio(
+            settings.endpoint,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=settings.secure,
+            region=settings.region,
+        )
+        # Presigned URLs embed the host they were signed for, so they are signed by a client that
+        # names the public endpoint; signing is offline and never contacts that host.
+        self._signer = Minio(
+            settings.public_endpoint or settings.endpoint,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=settings.secure,
+            region=settings.region,
+        )
+
+    async def ensure_bucket(self) -> None:
+        def run() -> None:
+            if not self._client.bucket_exists(self.bucket):
+                self._client.make_bucket(self.bucket)
+
+        await asyncio.to_thread(run)
+
+    async def bucket_reachable(self) -> bool:
+        try:
+            return await asyncio.to_thread(self._client.bucket_exists, self.bucket)
+        except Exception:
+            return False
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(
+            self._client.put_object, self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
+        )
+
+    async def get_bytes(self, key: str) -> bytes:
+        def run() -> bytes:
+            response = self._client.get_object(self.bucket, key)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        return await asyncio.to_thread(run)
+
+    async def exists(self, key: str) -> bool:
+        def run() -> bool:
+            try:
+                self._client.stat_object(self.bucket, key)
+            except S3Error as exc:
+                if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                    return False
+                raise
+            return True
+
+        return await asyncio.to_thread(run)
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        def run() -> list[str]:
+            return [o.object_name for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)]
+
+        return await asyncio.to_thread(run)
+
+    def presigned_get(self, key: str, expires_seconds: int | None = None) -> str:
+        seconds = expires_seconds or self.settings.url_expiry_seconds
+        return self._signer.presigned_get_object(self.bucket, key, expires=timedelta(seconds=seconds))

@@ -1,0 +1,67 @@
+"""Task state as every part of the platform sees it: statuses, errors, results and state reports."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+# Allowed forward moves; terminal states never change again.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running", "succeeded", "failed", "cancelled"}),
+    "running": frozenset({"running", "succeeded", "failed", "cancelled"}),
+    "succeeded": frozenset(),
+    "failed": frozenset(),
+    "cancelled": frozenset(),
+}
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+class TaskError(msgspec.Struct, frozen=True):
+    """The structured error used everywhere: in HTTP error bodies and in failed tasks."""
+
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class StoredObject(msgspec.Struct, frozen=True):
+    """A produced file in object storage. Payloads carry keys, never bytes."""
+
+    key: str
+    content_type: str
+    size: int
+
+
+class TaskResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a succeeded task produced: named objects (e.g. ``image``, ``video``) and small metadata."""
+
+    objects: dict[str, StoredObject] = msgspec.field(default_factory=dict)
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class TaskReport(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A state change reported by an activity to main's report API (or derived from Temporal by main)."""
+
+    status: TaskStatus
+    progress: float | None = None
+    result: TaskResult | None = None
+    error: TaskError | None = None
+    provider_task_id: str | None = None
+
+
+class ReportOutcome(msgspec.Struct, frozen=True):
+    """main's answer to a report: whether it changed the task, and the status the task has now."""
+
+    applied: bool
+    status: TaskStatus
+    reason: str = ""
+
+
+def workflow_id_for(task_id: str) -> str:
+    return f"task-{task_id}"

@@ -1,0 +1,36 @@
+"""What an integration's ``workflows/worker.py`` receives and returns.
+
+Each integration exposes ``worker_spec(ctx: WorkerContext) -> WorkerSpec``; the launcher builds one
+Temporal Worker from it on the integration's own task queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .reporting import ReportActivities, ReportClient
+from .settings import Env, PlatformSettings
+from .storage import ObjectStore
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    settings: PlatformSettings
+    env: Env
+    http: httpx.AsyncClient
+    store: ObjectStore
+    reporter: ReportClient
+
+    def report_activities(self) -> list[Callable[..., Any]]:
+        """The shared ``report_task`` activity; every task workflow reports through it."""
+        return [ReportActivities(self.reporter).report_task]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    workflows: Sequence[type] = field(default_factory=list[type])
+    activities: Sequence[Callable[..., Any]] = field(default_factory=list[Callable[..., Any]])
