@@ -1,0 +1,138 @@
+"""The async task component: one Temporal Worker per integration, each on that integration's task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from services.shared.discovery import Discovery, Integration, parse_blacklist
+from services.shared.reporting import ReportClient
+from services.shared.settings import Env, PlatformSettings
+from services.shared.storage import ObjectStore
+from services.shared.worker_kit import WorkerContext, WorkerSpec
+
+log = logging.getLogger("async_task")
+
+# Struct types must be the same class objects inside and outside the sandbox for msgspec to decode into
+# them, so the shared task model and msgspec itself are passed through.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("msgspec", "services.shared")
+)
+
+
+class LauncherError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class LauncherSettings:
+    platform: PlatformSettings
+    blacklist: tuple[str, ...]
+    shutdown_timeout: timedelta
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> LauncherSettings:
+        env = Env(environ)
+        return cls(
+            platform=PlatformSettings.from_env(environ),
+            blacklist=parse_blacklist(env.optional("INTEGRATIONS_BLACKLIST")),
+            shutdown_timeout=timedelta(seconds=env.get_float("ASYNC_TASK_SHUTDOWN_SECONDS", 10.0)),
+        )
+
+
+def select(discovery: Discovery, names: Sequence[str]) -> list[Integration]:
+    """All served integrations, or the named ones (a name that is unknown or excluded is an error)."""
+    if not names:
+        if not discovery.integrations:
+            raise LauncherError("no integrations to serve (all excluded or none found)")
+        return list(discovery.integrations)
+    selected: list[Integration] = []
+    for name in names:
+        try:
+            selected.append(discovery.get(name))
+        except KeyError as exc:
+            excluded = {e.folder: e.reason for e in discovery.excluded}
+            reason = next((r for folder, r in excluded.items() if folder == name), None)
+            hint = f" (excluded: {reason})" if reason else ""
+            raise LauncherError(f"{exc.args[0]}{hint}") from exc
+    return selected
+
+
+def load_spec(integration: Integration, ctx: WorkerContext) -> WorkerSpec:
+    module = integration.import_worker_module()
+    factory = getattr(module, "worker_spec", None)
+    if not callable(factory):
+        raise LauncherError(f"integration {integration.name!r}: workflows/worker.py defines no worker_spec(ctx)")
+    spec = factory(ctx)
+    if not isinstance(spec, WorkerSpec) or not spec.workflows:
+        raise LauncherError(f"integration {integration.name!r}: worker_spec() must return a WorkerSpec with workflows")
+    return spec
+
+
+def build_workers(
+    client: Client, integrations: Sequence[Integration], ctx: WorkerContext, shutdown_timeout: timedelta
+) -> list[Worker]:
+    workers: list[Worker] = []
+    for integration in integrations:
+        spec = load_spec(integration, ctx)
+        workers.append(
+            Worker(
+                client,
+                task_queue=integration.task_queue,
+                workflows=list(spec.workflows),
+                activities=list(spec.activities),
+                workflow_runner=WORKFLOW_RUNNER,
+                graceful_shutdown_timeout=shutdown_timeout,
+                identity=f"{integration.name}@{_hostname()}",
+            )
+        )
+        log.info(
+            "worker ready: integration=%s task_queue=%s workflows=%s activities=%d",
+            integration.name,
+            integration.task_queue,
+            ",".join(w.__name__ for w in spec.workflows),
+            len(spec.activities),
+        )
+    return workers
+
+
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
+    """Run every worker until ``stop`` is set, then shut them all down explicitly (graceful, bounded)."""
+
+    async def run_one(worker: Worker) -> None:
+        async with worker:
+            await stop.wait()
+
+    tasks = [asyncio.create_task(run_one(w), name=f"worker:{w.task_queue}") for w in workers]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in done:
+        error = task.exception()
+        if error is not None:
+            # One worker died: stop the others so the process exits and its supervisor restarts it.
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise error
+    await asyncio.gather(*tasks)
+
+
+def make_context(settings: PlatformSettings, env: Env, http: httpx.AsyncClient) -> WorkerContext:
+    return WorkerContext(
+        settings=settings,
+        env=env,
+        http=http,
+        store=ObjectStore(settings.storage),
+        reporter=ReportClient(http, settings.main_url, settings.internal_token),
+    )

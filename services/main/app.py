@@ -1,0 +1,90 @@
+"""main's app factory: settings in, a wired Litestar app out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from temporalio.client import Client
+
+from services.shared.converter import data_converter
+from services.shared.discovery import Discovery, discover
+from services.shared.storage import ObjectStore
+
+from .controllers import HealthController, InternalController, RealtimeController, TaskController
+from .errors import handle_http_exception, handle_unexpected
+from .integrations_router import integration_router, load_api
+from .publisher import EventPublisher
+from .service import TaskService
+from .settings import MainSettings
+from .store import TaskStore
+
+log = logging.getLogger("main")
+
+
+def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Litestar:
+    discovery = discovery if discovery is not None else discover(blacklist=settings.blacklist)
+    routers: list[Router] = [integration_router(i, load_api(i)) for i in discovery.integrations]
+    log.info("mounted integrations: %s", ", ".join(i.name for i in discovery.integrations) or "none")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        store = TaskStore.from_url(settings.database_url)
+        await store.create_schema()
+        # Lazy: main starts (and serves reads of stored state) even while Temporal is still coming up.
+        temporal = await Client.connect(
+            settings.platform.temporal.address,
+            namespace=settings.platform.temporal.namespace,
+            data_converter=data_converter,
+            lazy=True,
+        )
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as http:
+            publisher = EventPublisher(
+                http, settings.platform.communication_url, settings.platform.internal_token, settings.publish_attempts
+            )
+            publisher.start()
+            objects = ObjectStore(settings.platform.storage)
+            app.state.tasks = TaskService(settings, store, temporal, publisher, objects)
+            try:
+                yield
+            finally:
+                await publisher.stop()
+                await store.close()
+
+    def provide_tasks(state: State) -> TaskService:
+        tasks: TaskService = state.tasks
+        return tasks
+
+    return Litestar(
+        route_handlers=[TaskController, InternalController, RealtimeController, HealthController, *routers],
+        dependencies={"tasks": Provide(provide_tasks, sync_to_thread=False)},
+        exception_handlers={HTTPException: handle_http_exception, Exception: handle_unexpected},
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        openapi_config=OpenAPIConfig(
+            title="Async task platform — main",
+            version="0.1.0",
+            description=(
+                "Create and follow durable asynchronous tasks. Authenticate with `Authorization: Bearer <API key>`."
+            ),
+            components=Components(
+                security_schemes={"apiKey": SecurityScheme(type="http", scheme="bearer", description="API key")}
+            ),
+            security=[{"apiKey": []}],
+            path="/docs",
+        ),
+        debug=False,
+    )
+
+
+def app_factory() -> Litestar:
+    """For ``uvicorn --factory services.main.app:app_factory``: settings read from the environment once."""
+    return create_app(MainSettings.from_env())

@@ -1,0 +1,98 @@
+"""main's own routes: tasks across integrations, the internal report API, realtime tokens, health."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+
+from services.shared import realtime_token
+from services.shared.tasks import ReportOutcome, TaskReport
+
+from .auth import current_user, internal_only
+from .schemas import Health, RealtimeToken, TaskPage, TaskRead
+from .service import TaskService
+
+StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class TaskController(Controller):
+    path = "/api/tasks"
+    tags = ["tasks"]
+
+    @get("/", operation_id="list_tasks", summary="List your tasks, newest first")
+    async def list_tasks(
+        self,
+        request: Request[Any, Any, Any],
+        tasks: TaskService,
+        integration: Annotated[str | None, Parameter(description="only this integration", max_length=64)] = None,
+        status: Annotated[StatusFilter | None, Parameter(description="only this status")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=100, description="page size")] = 20,
+        offset: Annotated[int, Parameter(ge=0, le=1_000_000, description="items to skip")] = 0,
+    ) -> TaskPage:
+        user = current_user(request)
+        records, total = await tasks.list(user, integration, status, limit, offset)
+        next_offset = offset + len(records) if offset + len(records) < total else None
+        return TaskPage([tasks.read(r) for r in records], total, limit, offset, next_offset)
+
+    @get("/{task_id:str}", operation_id="read_task", summary="Read a task (synced with Temporal when not terminal)")
+    async def read_task(self, task_id: str, request: Request[Any, Any, Any], tasks: TaskService) -> TaskRead:
+        return tasks.read(await tasks.get_for(current_user(request), task_id))
+
+    @post("/{task_id:str}/cancel", status_code=202, operation_id="cancel_task", summary="Cancel a task")
+    async def cancel_task(self, task_id: str, request: Request[Any, Any, Any], tasks: TaskService) -> TaskRead:
+        return tasks.read(await tasks.cancel(current_user(request), task_id))
+
+
+class InternalController(Controller):
+    path = "/internal"
+    guards = [internal_only]
+    tags = ["internal"]
+    include_in_schema = False
+
+    @post("/tasks/{task_id:str}/report", status_code=200, operation_id="report_task")
+    async def report(self, task_id: str, data: TaskReport, tasks: TaskService) -> ReportOutcome:
+        outcome, _ = await tasks.apply(task_id, data)
+        return outcome
+
+
+class RealtimeController(Controller):
+    path = "/api/realtime"
+    tags = ["realtime"]
+
+    @post("/token", status_code=201, operation_id="issue_realtime_token", summary="A short-lived websocket token")
+    async def issue_token(self, request: Request[Any, Any, Any], tasks: TaskService) -> RealtimeToken:
+        user = current_user(request)
+        settings = tasks.settings
+        token, exp = realtime_token.issue(settings.realtime_secret, user, settings.realtime_ttl_seconds)
+        return RealtimeToken(
+            token=token,
+            expires_at=datetime.fromtimestamp(exp, UTC),
+            url=settings.realtime_public_url,
+            channel=realtime_token.user_channel(user),
+        )
+
+
+class HealthController(Controller):
+    tags = ["health"]
+
+    @get("/healthz", operation_id="healthz", summary="The process is up")
+    async def healthz(self) -> Health:
+        return Health("ok")
+
+    @get("/readyz", operation_id="readyz", summary="The store and Temporal are reachable")
+    async def readyz(self, tasks: TaskService) -> Response[Health]:
+        async def temporal_ok() -> bool:
+            try:
+                await asyncio.wait_for(tasks.temporal.service_client.check_health(), 2.0)
+            except Exception:
+                return False
+            return True
+
+        store_ok, temporal_up = await asyncio.gather(tasks.store.ping(), temporal_ok())
+        checks = {"store": store_ok, "temporal": temporal_up}
+        ready = all(checks.values())
+        return Response(Health("ok" if ready else "unavailable", checks), status_code=200 if ready else 503)

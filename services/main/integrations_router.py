@@ -1,0 +1,74 @@
+"""Routes built for each integration from its ``IntegrationApi``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, Router, get, post
+from litestar.params import Parameter
+
+from services.shared.discovery import Integration
+from services.shared.manifest import slug
+
+from .auth import current_user
+from .errors import ApiError
+from .kit import InputError, IntegrationApi
+from .schemas import TaskRead
+from .service import TaskService
+
+
+def load_api(integration: Integration) -> IntegrationApi[Any]:
+    module = integration.import_api_module()
+    api = getattr(module, "api", None)
+    if not isinstance(api, IntegrationApi):
+        raise TypeError(f"integration {integration.name!r}: api.py must define `api = IntegrationApi(...)`")
+    return api
+
+
+def integration_router(integration: Integration, api: IntegrationApi[Any]) -> Router:
+    name = integration.name
+    op = slug(name).replace("-", "_")
+
+    async def create_task(
+        data: Any,
+        request: Request[Any, Any, Any],
+        tasks: TaskService,
+        idempotency_key: str | None = Parameter(
+            header="Idempotency-Key",
+            required=False,
+            max_length=256,
+            description="a retried create with the same key returns the same task",
+        ),
+    ) -> Response[TaskRead]:
+        user = current_user(request)
+        try:
+            record, _ = await tasks.create(user, integration, api, data, idempotency_key)
+        except InputError as exc:
+            raise ApiError(422, "invalid_input", f"invalid request: {exc}", details={"field": exc.field}) from exc
+        return Response(tasks.read(record), status_code=202, headers={"Location": f"/api/tasks/{record.id}"})
+
+    # The body type is the integration's own input Struct, so validation and the OpenAPI schema follow it.
+    create_task.__annotations__["data"] = api.request_type
+
+    async def read_task(task_id: str, request: Request[Any, Any, Any], tasks: TaskService) -> TaskRead:
+        user = current_user(request)
+        return tasks.read(await tasks.get_for(user, task_id, integration=name))
+
+    handlers: list[Any] = [
+        post(
+            "/tasks",
+            status_code=202,
+            operation_id=f"create_{op}_task",
+            summary=f"Create a {name} task",
+            description=api.summary or integration.manifest.description,
+            tags=[name],
+        )(create_task),
+        get(
+            "/tasks/{task_id:str}",
+            operation_id=f"read_{op}_task",
+            summary=f"Read a {name} task (synced with Temporal when not terminal)",
+            tags=[name],
+        )(read_task),
+        *api.routes,
+    ]
+    return Router(path=f"/api/integrations/{name}", route_handlers=handlers)

@@ -1,0 +1,76 @@
+"""Publishes task events to communication. Events are notifications (main stays the source of truth), so a
+publish that keeps failing is dropped with a log line and never blocks or fails a state change."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+import msgspec
+
+from services.shared.events import PublishRequest
+
+log = logging.getLogger("main.publisher")
+
+
+class EventPublisher:
+    def __init__(self, http: httpx.AsyncClient, communication_url: str, internal_token: str, attempts: int) -> None:
+        self._http = http
+        self._url = f"{communication_url}/internal/publish"
+        self._headers = {"Authorization": f"Bearer {internal_token}", "Content-Type": "application/json"}
+        self._attempts = max(1, attempts)
+        # One queue and one sender keep events for a task in the order their changes were applied.
+        self._queue: asyncio.Queue[PublishRequest] = asyncio.Queue(maxsize=10_000)
+        self._sender: asyncio.Task[None] | None = None
+        self.published = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._sender = asyncio.create_task(self._run(), name="event-publisher")
+
+    async def stop(self, drain_seconds: float = 5.0) -> None:
+        if self._sender is None:
+            return
+        try:
+            await asyncio.wait_for(self._queue.join(), drain_seconds)
+        except TimeoutError:
+            log.warning("dropping %d unpublished events at shutdown", self._queue.qsize())
+        self._sender.cancel()
+        await asyncio.gather(self._sender, return_exceptions=True)
+
+    def publish(self, channel: str, event: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(PublishRequest(channel=channel, event=event))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("event queue full; dropped event for channel %s", channel)
+
+    async def _run(self) -> None:
+        while True:
+            request = await self._queue.get()
+            try:
+                await self._send(request)
+            finally:
+                self._queue.task_done()
+
+    async def _send(self, request: PublishRequest) -> None:
+        body = msgspec.json.encode(request)
+        delay = 0.1
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response = await self._http.post(self._url, content=body, headers=self._headers)
+                if response.status_code < 300:
+                    self.published += 1
+                    return
+                problem = f"HTTP {response.status_code}"
+                if response.status_code < 500:
+                    break
+            except httpx.HTTPError as exc:
+                problem = type(exc).__name__
+            if attempt < self._attempts:
+                await asyncio.sleep(delay)
+                delay *= 3
+        self.dropped += 1
+        log.warning("dropped event for channel %s after %d attempt(s): %s", request.channel, attempt, problem)

@@ -1,0 +1,58 @@
+"""What main's HTTP API returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from services.shared.tasks import TaskError, TaskStatus
+
+
+class ObjectRead(msgspec.Struct, frozen=True):
+    key: str
+    content_type: str
+    size: int
+    url: str
+    url_expires_at: datetime
+
+
+class OutputRead(msgspec.Struct, frozen=True):
+    objects: dict[str, ObjectRead]
+    data: dict[str, Any]
+
+
+class TaskRead(msgspec.Struct, frozen=True):
+    id: str
+    integration: str
+    status: TaskStatus
+    input: dict[str, Any]
+    output: OutputRead | None
+    error: TaskError | None
+    progress: float | None
+    provider_task_id: str | None
+    workflow_id: str
+    created_at: datetime
+    updated_at: datetime
+    links: dict[str, str]
+
+
+class TaskPage(msgspec.Struct, frozen=True):
+    items: list[TaskRead]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class RealtimeToken(msgspec.Struct, frozen=True):
+    token: str
+    expires_at: datetime
+    url: str
+    channel: str
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+    checks: dict[str, bool] = msgspec.field(default_factory=dict)

@@ -1,0 +1,222 @@
+"""Task business logic: create, read with query-time sync, cancel, apply reports, publish events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from services.shared.discovery import Integration
+from services.shared.events import TaskEvent
+from services.shared.realtime_token import user_channel
+from services.shared.storage import ObjectStore
+from services.shared.tasks import ReportOutcome, TaskError, TaskReport, TaskResult, is_terminal, workflow_id_for
+
+from .errors import ApiError, not_found
+from .kit import IntegrationApi
+from .publisher import EventPublisher
+from .schemas import ObjectRead, OutputRead, TaskRead
+from .settings import MainSettings
+from .store import StoreConflictError, TaskRecord, TaskStore
+
+log = logging.getLogger("main.tasks")
+
+
+class TaskService:
+    def __init__(
+        self,
+        settings: MainSettings,
+        store: TaskStore,
+        temporal: Client,
+        publisher: EventPublisher,
+        objects: ObjectStore,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.temporal = temporal
+        self.publisher = publisher
+        self.objects = objects
+
+    # -- create ---------------------------------------------------------------------------------------
+
+    async def create(
+        self, owner: str, integration: Integration, api: IntegrationApi[Any], request: Any, idempotency_key: str | None
+    ) -> tuple[TaskRecord, bool]:
+        if api.check is not None:
+            api.check(request)
+        input_json = msgspec.to_builtins(request)
+        digest = hashlib.sha256(msgspec.json.encode(input_json, order="sorted")).hexdigest()
+        try:
+            record, created = await self.store.create(
+                integration=integration.name,
+                owner=owner,
+                input=input_json,
+                idempotency_key=idempotency_key,
+                request_digest=digest,
+                callback_secret=secrets.token_urlsafe(24) if api.callback_secret else None,
+            )
+        except StoreConflictError as exc:
+            raise ApiError(409, "idempotency_conflict", str(exc)) from exc
+        if not created:
+            return record, False
+        try:
+            await self.temporal.start_workflow(
+                api.workflow,
+                api.build_input(record, request),
+                id=workflow_id_for(record.id),
+                task_queue=integration.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                execution_timeout=api.execution_timeout,
+            )
+        except Exception as exc:
+            # Nothing half-done stays behind: the client gets a retryable error and may retry safely.
+            await self.store.delete(record.id)
+            log.warning("could not start workflow for task %s: %r", record.id, exc)
+            raise ApiError(503, "temporal_unavailable", "could not start the task; try again", True) from exc
+        self._publish(record, {"status": record.status})
+        return record, True
+
+    # -- read -----------------------------------------------------------------------------------------
+
+    async def get_for(self, owner: str, task_id: str, integration: str | None = None, sync: bool = True) -> TaskRecord:
+        record = await self.store.get(task_id)
+        # Another user's task is reported as missing, so ids leak nothing.
+        if record is None or record.owner != owner or (integration is not None and record.integration != integration):
+            raise not_found(f"task {task_id}")
+        if sync and not is_terminal(record.status):
+            record = await self.sync(record)
+        return record
+
+    async def sync(self, record: TaskRecord) -> TaskRecord:
+        """Bring a non-terminal task up to date from Temporal, so a lost report cannot leave it stuck."""
+        try:
+            report = await asyncio.wait_for(self._state_from_temporal(record), self.settings.sync_timeout_seconds)
+        except (TimeoutError, RPCError) as exc:
+            log.info("query-time sync of task %s skipped: %r", record.id, exc)
+            return record
+        if report is None:
+            return record
+        _, current = await self.apply(record.id, report)
+        return current
+
+    async def _state_from_temporal(self, record: TaskRecord) -> TaskReport | None:
+        handle = self.temporal.get_workflow_handle(workflow_id_for(record.id))
+        try:
+            description = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        status = description.status
+        if status == WorkflowExecutionStatus.RUNNING:
+            state: TaskReport = await handle.query("task_state", result_type=TaskReport)
+            return state
+        if status == WorkflowExecutionStatus.COMPLETED:
+            result = await self.temporal.get_workflow_handle(handle.id, result_type=TaskReport).result()
+            assert isinstance(result, TaskReport)
+            return result
+        if status == WorkflowExecutionStatus.CANCELED:
+            return TaskReport(status="cancelled", error=TaskError("cancelled", "the task was cancelled"))
+        name = status.name.lower() if status is not None else "unknown"
+        return TaskReport(status="failed", error=TaskError(f"workflow_{name}", f"the task's workflow {name}", True))
+
+    async def list(
+        self, owner: str, integration: str | None, status: str | None, limit: int, offset: int
+    ) -> tuple[list[TaskRecord], int]:
+        return await self.store.list(owner=owner, integration=integration, status=status, limit=limit, offset=offset)
+
+    # -- change ---------------------------------------------------------------------------------------
+
+    async def apply(self, task_id: str, report: TaskReport) -> tuple[ReportOutcome, TaskRecord]:
+        """The one path by which task state changes: applied at most once, one event per applied change."""
+        try:
+            outcome, record, changes = await self.store.apply_report(task_id, report)
+        except KeyError:
+            raise not_found(f"task {task_id}") from None
+        if outcome.applied:
+            self._publish(record, changes)
+        return outcome, record
+
+    async def cancel(self, owner: str, task_id: str) -> TaskRecord:
+        record = await self.get_for(owner, task_id, sync=False)
+        if is_terminal(record.status):
+            raise ApiError(409, "task_terminal", f"task {task_id} is already {record.status}")
+        handle = self.temporal.get_workflow_handle(workflow_id_for(task_id))
+        try:
+            await handle.cancel()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise ApiError(503, "temporal_unavailable", "could not cancel the task; try again", True) from exc
+        # The workflow reports `cancelled` itself; give it a moment so the answer usually shows it.
+        # Any outcome is fine here: the sync below reads the real state.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(handle.result(), self.settings.sync_timeout_seconds)
+        return await self.sync(record)
+
+    # -- present --------------------------------------------------------------------------------------
+
+    def read(self, record: TaskRecord) -> TaskRead:
+        temporal = self.settings.platform.temporal
+        workflow_id = workflow_id_for(record.id)
+        return TaskRead(
+            id=record.id,
+            integration=record.integration,
+            status=record.status,
+            input=record.input,
+            output=self._output(record.result) if record.result else None,
+            error=record.error,
+            progress=record.progress,
+            provider_task_id=record.provider_task_id,
+            workflow_id=workflow_id,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            links={
+                "self": f"/api/tasks/{record.id}",
+                "cancel": f"/api/tasks/{record.id}/cancel",
+                "integration": f"/api/integrations/{record.integration}/tasks/{record.id}",
+                "temporal_ui": f"{temporal.ui_url}/namespaces/{temporal.namespace}/workflows/{workflow_id}",
+            },
+        )
+
+    def _output(self, result: TaskResult) -> OutputRead:
+        expiry = self.settings.platform.storage.url_expiry_seconds
+        expires_at = datetime.now(UTC) + timedelta(seconds=expiry)
+        return OutputRead(
+            objects={
+                name: ObjectRead(
+                    key=obj.key,
+                    content_type=obj.content_type,
+                    size=obj.size,
+                    url=self.objects.presigned_get(obj.key, expiry),
+                    url_expires_at=expires_at,
+                )
+                for name, obj in result.objects.items()
+            },
+            data=result.data,
+        )
+
+    def _publish(self, record: TaskRecord, changes: dict[str, Any]) -> None:
+        payload: dict[str, Any] = {}
+        for field, value in changes.items():
+            if field == "result":
+                payload["output"] = msgspec.to_builtins(self._output(value))
+            else:
+                payload[field] = msgspec.to_builtins(value)
+        event = TaskEvent(
+            task_id=record.id,
+            integration=record.integration,
+            status=record.status,
+            changes=payload,
+            timestamp=record.updated_at.isoformat(),
+        )
+        self.publisher.publish(user_channel(record.owner), msgspec.to_builtins(event))

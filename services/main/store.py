@@ -1,0 +1,264 @@
+"""The task store: every task, persisted. SQLAlchemy Core on an async engine, so SQLite (the default) and
+PostgreSQL (several main replicas) run the same code. State changes use compare-and-set on ``version``,
+which makes concurrent reports for one task apply once on either database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from services.shared.tasks import (
+    TRANSITIONS,
+    ReportOutcome,
+    TaskError,
+    TaskReport,
+    TaskResult,
+    TaskStatus,
+    is_terminal,
+)
+
+metadata = sa.MetaData()
+
+tasks_table = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("integration", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("input", sa.LargeBinary, nullable=False),
+    sa.Column("result", sa.LargeBinary, nullable=True),
+    sa.Column("error", sa.LargeBinary, nullable=True),
+    sa.Column("progress", sa.Float, nullable=True),
+    sa.Column("provider_task_id", sa.String(256), nullable=True),
+    sa.Column("idempotency_key", sa.String(256), nullable=True),
+    sa.Column("request_digest", sa.String(64), nullable=True),
+    sa.Column("callback_secret", sa.String(64), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("owner", "integration", "idempotency_key", name="uq_tasks_idempotency"),
+    sa.Index("ix_tasks_owner_created", "owner", "created_at"),
+)
+
+
+class TaskRecord(msgspec.Struct, frozen=True):
+    id: str
+    integration: str
+    owner: str
+    status: TaskStatus
+    input: dict[str, Any]
+    result: TaskResult | None
+    error: TaskError | None
+    progress: float | None
+    provider_task_id: str | None
+    idempotency_key: str | None
+    request_digest: str | None
+    callback_secret: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class StoreConflictError(Exception):
+    """An idempotency key was reused with a different request."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _record(row: sa.Row[Any]) -> TaskRecord:
+    m = row._mapping
+    return TaskRecord(
+        id=m["id"],
+        integration=m["integration"],
+        owner=m["owner"],
+        status=m["status"],
+        input=msgspec.json.decode(m["input"]),
+        result=msgspec.json.decode(m["result"], type=TaskResult) if m["result"] else None,
+        error=msgspec.json.decode(m["error"], type=TaskError) if m["error"] else None,
+        progress=m["progress"],
+        provider_task_id=m["provider_task_id"],
+        idempotency_key=m["idempotency_key"],
+        request_digest=m["request_digest"],
+        callback_secret=m["callback_secret"],
+        version=m["version"],
+        created_at=_aware(m["created_at"]),
+        updated_at=_aware(m["updated_at"]),
+    )
+
+
+def decide(record: TaskRecord, report: TaskReport) -> tuple[dict[str, Any], str]:
+    """The changed fields a report would apply to a task (empty when it must be ignored) and why not."""
+    if is_terminal(record.status):
+        return {}, f"task is already {record.status}"
+    if report.status not in TRANSITIONS[record.status]:
+        return {}, f"transition {record.status} -> {report.status} is not allowed"
+    changes: dict[str, Any] = {}
+    if report.status != record.status:
+        changes["status"] = report.status
+    if report.progress is not None and (record.progress is None or report.progress > record.progress):
+        changes["progress"] = report.progress
+    if report.provider_task_id and report.provider_task_id != record.provider_task_id:
+        changes["provider_task_id"] = report.provider_task_id
+    if is_terminal(report.status):
+        if report.result is not None:
+            changes["result"] = report.result
+        if report.error is not None:
+            changes["error"] = report.error
+    if not changes:
+        return {}, "nothing changed"
+    return changes, ""
+
+
+class TaskStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> TaskStore:
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            # One writer at a time; a busy timeout instead of "database is locked" errors under load.
+            kwargs["connect_args"] = {"timeout": 30}
+        return cls(create_async_engine(url, **kwargs))
+
+    async def create_schema(self) -> None:
+        async with self.engine.begin() as conn:
+            if self.engine.dialect.name == "sqlite":
+                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            await conn.run_sync(metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def create(
+        self,
+        *,
+        integration: str,
+        owner: str,
+        input: dict[str, Any],
+        idempotency_key: str | None,
+        request_digest: str,
+        callback_secret: str | None = None,
+    ) -> tuple[TaskRecord, bool]:
+        """Insert a queued task; with an idempotency key already used, return that task (and ``False``)."""
+        now = _now()
+        values = {
+            "id": str(uuid.uuid4()),
+            "integration": integration,
+            "owner": owner,
+            "status": "queued",
+            "input": msgspec.json.encode(input),
+            "progress": 0.0,
+            "idempotency_key": idempotency_key,
+            "request_digest": request_digest,
+            "callback_secret": callback_secret,
+            "version": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(tasks_table.insert().values(**values))
+        except IntegrityError:
+            existing = await self._by_idempotency_key(owner, integration, idempotency_key)
+            if existing is None:
+                raise
+            if existing.request_digest != request_digest:
+                raise StoreConflictError(
+                    f"Idempotency-Key {idempotency_key!r} was already used with a different request"
+                ) from None
+            return existing, False
+        record = await self.get(str(values["id"]))
+        assert record is not None
+        return record, True
+
+    async def _by_idempotency_key(self, owner: str, integration: str, key: str | None) -> TaskRecord | None:
+        if key is None:
+            return None
+        query = sa.select(tasks_table).where(
+            tasks_table.c.owner == owner,
+            tasks_table.c.integration == integration,
+            tasks_table.c.idempotency_key == key,
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _record(row) if row else None
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(tasks_table).where(tasks_table.c.id == task_id))).first()
+        return _record(row) if row else None
+
+    async def delete(self, task_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(tasks_table.delete().where(tasks_table.c.id == task_id))
+
+    async def list(
+        self, *, owner: str, integration: str | None, status: str | None, limit: int, offset: int
+    ) -> tuple[list[TaskRecord], int]:
+        where = [tasks_table.c.owner == owner]
+        if integration:
+            where.append(tasks_table.c.integration == integration)
+        if status:
+            where.append(tasks_table.c.status == status)
+        query = (
+            sa.select(tasks_table)
+            .where(*where)
+            .order_by(tasks_table.c.created_at.desc(), tasks_table.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        count = sa.select(sa.func.count()).select_from(tasks_table).where(*where)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            total = (await conn.execute(count)).scalar_one()
+        return [_record(r) for r in rows], int(total)
+
+    async def apply_report(self, task_id: str, report: TaskReport) -> tuple[ReportOutcome, TaskRecord, dict[str, Any]]:
+        """Apply a report if the task allows it. Re-reads the task and writes with compare-and-set, so a report
+        racing another (or a manual refresh) applies at most once. Returns the outcome, the task as it is now,
+        and the fields that changed (empty when nothing was applied)."""
+        while True:
+            record = await self.get(task_id)
+            if record is None:
+                raise KeyError(task_id)
+            changes, reason = decide(record, report)
+            if not changes:
+                return ReportOutcome(applied=False, status=record.status, reason=reason), record, {}
+            values: dict[str, Any] = {"version": record.version + 1, "updated_at": _now()}
+            for field, value in changes.items():
+                values[field] = msgspec.json.encode(value) if field in ("result", "error") else value
+            statement = (
+                tasks_table.update()
+                .where(tasks_table.c.id == task_id, tasks_table.c.version == record.version)
+                .values(**values)
+            )
+            async with self.engine.begin() as conn:
+                updated = (await conn.execute(statement)).rowcount
+            if updated == 1:
+                current = await self.get(task_id)
+                assert current is not None
+                return ReportOutcome(applied=True, status=current.status), current, changes
+            # Another writer changed the task between our read and write: decide again on fresh state.
