@@ -66,9 +66,9 @@ class TemporalSettings(msgspec.Struct, frozen=True):
     @classmethod
     def from_env(cls, env: Env) -> TemporalSettings:
         return cls(
-            address=env.get("TEMPORAL_ADDRESS", cls.address),
-            namespace=env.get("TEMPORAL_NAMESPACE", cls.namespace),
-            ui_url=env.get("TEMPORAL_UI_URL", cls.ui_url),
+            address=env.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+            namespace=env.get("TEMPORAL_NAMESPACE", "default"),
+            ui_url=env.get("TEMPORAL_UI_URL", "http://localhost:8233"),
         )
 
 
@@ -85,16 +85,16 @@ class StorageSettings(msgspec.Struct, frozen=True):
 
     @classmethod
     def from_env(cls, env: Env) -> StorageSettings:
-        endpoint = env.get("S3_ENDPOINT", cls.endpoint)
+        endpoint = env.get("S3_ENDPOINT", "127.0.0.1:9000")
         return cls(
             endpoint=endpoint,
-            access_key=env.get("S3_ACCESS_KEY", cls.access_key),
-            secret_key=env.get("S3_SECRET_KEY", cls.secret_key),
-            bucket=env.get("S3_BUCKET", cls.bucket),
-            secure=env.get_bool("S3_SECURE", cls.secure),
-            region=env.get("S3_REGION", cls.region),
+            access_key=env.get("S3_ACCESS_KEY", "minioadmin"),
+            secret_key=env.get("S3_SECRET_KEY", "minioadmin"),
+            bucket=env.get("S3_BUCKET", "task-results"),
+            secure=env.get_bool("S3_SECURE", False),
+            region=env.get("S3_REGION", "us-east-1"),
             public_endpoint=env.get("S3_PUBLIC_ENDPOINT", endpoint),
-            url_expiry_seconds=env.get_int("S3_URL_EXPIRY_SECONDS", cls.url_expiry_seconds),
+            url_expiry_seconds=env.get_int("S3_URL_EXPIRY_SECONDS", 3600),
         )
 
     def __repr__(self) -> str:

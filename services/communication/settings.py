@@ -1,0 +1,73 @@
+"""communication's settings, read from the environment once, when the app is created."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.shared.settings import Env, SettingsError
+
+# Clients only ever send small control messages ({"type": "ping"}); refusing big frames keeps a hostile client
+# from making the server buffer megabytes per socket.
+MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CommunicationSettings:
+    internal_token: str
+    realtime_secret: str
+    host: str = "127.0.0.1"
+    port: int = 8001
+    # Messages waiting for one socket; a socket that falls this far behind is disconnected as too slow.
+    queue_size: int = 256
+    # Seconds between keepalive pings (0 turns them off) and how long a peer may take to answer one. A socket we
+    # are closing gets the same time to take its close frame before it is aborted.
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    # permessage-deflate costs tens of kilobytes of zlib state per socket and buys little on small JSON events.
+    per_message_deflate: bool = False
+    # The token only admits the socket. When this is on, the socket is also closed (4401 "token expired") when
+    # the token expires, and the client reconnects with a fresh one.
+    close_on_token_expiry: bool = False
+    shutdown_timeout: int = 5
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CommunicationSettings:
+        env = Env(environ)
+        settings = cls(
+            internal_token=env.get("INTERNAL_TOKEN"),
+            realtime_secret=env.get("REALTIME_SECRET"),
+            host=env.get("COMMUNICATION_HOST", cls.host),
+            port=env.get_int("COMMUNICATION_PORT", cls.port),
+            queue_size=env.get_int("COMMUNICATION_QUEUE_SIZE", cls.queue_size),
+            ping_interval=env.get_float("COMMUNICATION_PING_INTERVAL", cls.ping_interval),
+            ping_timeout=env.get_float("COMMUNICATION_PING_TIMEOUT", cls.ping_timeout),
+            per_message_deflate=env.get_bool("COMMUNICATION_PER_MESSAGE_DEFLATE", cls.per_message_deflate),
+            close_on_token_expiry=env.get_bool("COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY", cls.close_on_token_expiry),
+            shutdown_timeout=env.get_int("COMMUNICATION_SHUTDOWN_TIMEOUT", cls.shutdown_timeout),
+            log_level=env.get("COMMUNICATION_LOG_LEVEL", cls.log_level).lower(),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"COMMUNICATION_PORT must be between 0 and 65535, got {self.port}")
+        if self.queue_size < 1:
+            raise SettingsError(f"COMMUNICATION_QUEUE_SIZE must be at least 1, got {self.queue_size}")
+        if self.ping_interval < 0:
+            raise SettingsError(f"COMMUNICATION_PING_INTERVAL must not be negative, got {self.ping_interval}")
+        if self.ping_timeout <= 0:
+            raise SettingsError(f"COMMUNICATION_PING_TIMEOUT must be positive, got {self.ping_timeout}")
+        if self.shutdown_timeout < 0:
+            raise SettingsError(f"COMMUNICATION_SHUTDOWN_TIMEOUT must not be negative, got {self.shutdown_timeout}")
+        if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise SettingsError(f"COMMUNICATION_LOG_LEVEL must be a log level name, got {self.log_level!r}")
+
+    def __repr__(self) -> str:
+        # Keep both secrets out of logs and tracebacks.
+        return (
+            f"CommunicationSettings(host={self.host!r}, port={self.port}, queue_size={self.queue_size}, "
+            f"ping_interval={self.ping_interval}, ping_timeout={self.ping_timeout})"
+        )
