@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import uvicorn
+from litestar.types import ASGIApp
+
 from services.shared.settings import Env, SettingsError
+
+from .protocol import WebSocketProtocol
 
 # Clients only ever send small control messages ({"type": "ping"}); refusing big frames keeps a hostile client
 # from making the server buffer megabytes per socket.
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CommunicationSettings:
     internal_token: str
     realtime_secret: str
@@ -29,8 +34,11 @@ class CommunicationSettings:
     # The token only admits the socket. When this is on, the socket is also closed (4401 "token expired") when
     # the token expires, and the client reconnects with a fresh one.
     close_on_token_expiry: bool = False
+    # Seconds that open connections get to finish after SIGTERM (sockets are told 1012 "service restart").
     shutdown_timeout: int = 5
     log_level: str = "info"
+    # One line per HTTP request; off by default because publishes can come a thousand a second.
+    access_log: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommunicationSettings:
@@ -47,6 +55,7 @@ class CommunicationSettings:
             close_on_token_expiry=env.get_bool("COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY", cls.close_on_token_expiry),
             shutdown_timeout=env.get_int("COMMUNICATION_SHUTDOWN_TIMEOUT", cls.shutdown_timeout),
             log_level=env.get("COMMUNICATION_LOG_LEVEL", cls.log_level).lower(),
+            access_log=env.get_bool("COMMUNICATION_ACCESS_LOG", cls.access_log),
         )
         settings.validate()
         return settings
@@ -64,6 +73,22 @@ class CommunicationSettings:
             raise SettingsError(f"COMMUNICATION_SHUTDOWN_TIMEOUT must not be negative, got {self.shutdown_timeout}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise SettingsError(f"COMMUNICATION_LOG_LEVEL must be a log level name, got {self.log_level!r}")
+
+    def get_uvicorn_config(self, app: ASGIApp) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            host=self.host,
+            port=self.port,
+            ws=WebSocketProtocol,
+            ws_max_size=MAX_CLIENT_MESSAGE_BYTES,
+            ws_ping_interval=self.ping_interval or None,
+            ws_ping_timeout=self.ping_timeout,
+            ws_per_message_deflate=self.per_message_deflate,
+            timeout_graceful_shutdown=self.shutdown_timeout,
+            log_level=self.log_level,
+            access_log=self.access_log,
+            lifespan="on",
+        )
 
     def __repr__(self) -> str:
         # Keep both secrets out of logs and tracebacks.
