@@ -1,0 +1,809 @@
+"""Stand-in for Volcengine Ark (火山方舟) video generation (Seedance): ``/api/v3/contents/generations/tasks``.
+
+Each task moves queued -> running -> succeeded over time (``queue_seconds``, then ``run_seconds``); the status
+is computed from timestamps whenever it is read, so nothing needs to tick. Only callbacks use timers: when a
+task starts running and when it reaches its final status, the task JSON (the same body as GET) is POSTed to
+the task's ``callback_url``, with retries. An expired task stays queued until it expires, as a task that never
+got a worker does.
+
+``content.video_url`` and ``content.last_frame_url`` point back at this simulator (``/_media/...``) and stop
+working ``media_ttl_seconds`` after the task succeeded, like Ark's 24-hour links.
+
+Where Ark lets both a ``--ratio``-style command in the prompt text and a top-level field set a parameter,
+the top-level field wins here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import random
+import re
+import secrets
+import string
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import msgspec
+from litestar import Response
+
+from .config import NonNegative
+from .faults import Fault
+from .media import parse_ratio, png_size
+from .mp4 import ARK_VIDEO_SIZES, ark_video_spec, build_mp4, last_frame_png
+from .state import Incoming, ProviderError, Shared, json_response, request_fault_response, request_id
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = "ark"
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "expired"})
+RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9")
+ROLES = ("first_frame", "last_frame", "reference_image")
+FPS = 24
+
+
+@dataclass(frozen=True)
+class ArkModel:
+    default_resolution: str
+    min_duration: int
+    max_duration: int
+    text_to_video: bool
+    # Image roles the model takes: "first_frame", "first_last_frame", "reference_image".
+    image_modes: frozenset[str]
+
+
+MODELS: dict[str, ArkModel] = {
+    "doubao-seedance-1-0-pro-250528": ArkModel("1080p", 2, 12, True, frozenset({"first_frame", "first_last_frame"})),
+    "doubao-seedance-1-0-pro-fast-251015": ArkModel("1080p", 2, 12, True, frozenset({"first_frame"})),
+    "doubao-seedance-1-0-lite-t2v-250428": ArkModel("720p", 2, 12, True, frozenset()),
+    "doubao-seedance-1-0-lite-i2v-250428": ArkModel(
+        "720p", 2, 12, False, frozenset({"first_frame", "first_last_frame", "reference_image"})
+    ),
+    "doubao-seedance-1-5-pro-251215": ArkModel("720p", 4, 12, True, frozenset({"first_frame", "first_last_frame"})),
+}
+
+# Text commands Ark reads from the end of the prompt, by long and short name.
+_COMMANDS = {
+    "ratio": "ratio",
+    "rt": "ratio",
+    "resolution": "resolution",
+    "rs": "resolution",
+    "duration": "duration",
+    "dur": "duration",
+    "framespersecond": "framespersecond",
+    "framepersecond": "framespersecond",
+    "fps": "framespersecond",
+    "seed": "seed",
+    "watermark": "watermark",
+    "wm": "watermark",
+    "camerafixed": "camera_fixed",
+    "cf": "camera_fixed",
+}
+_COMMAND = re.compile(r"--([a-z]+)\s+(\S+)")
+_DEFAULT_FAIL_CODE = "OutputVideoSensitiveContentDetected"
+_FAIL_MESSAGES = {
+    _DEFAULT_FAIL_CODE: "The request failed because the output video may contain sensitive information.",
+    "InputTextSensitiveContentDetected": "The request failed because the input text may contain sensitive information.",
+    "InternalServiceError": "The service encountered an unexpected internal error.",
+}
+
+
+def ark_error(status: int, code: str, message: str, kind: str, param: str = "") -> ProviderError:
+    return ProviderError(
+        status,
+        {"error": {"code": code, "message": f"{message} Request id: {request_id()}", "param": param, "type": kind}},
+    )
+
+
+def _invalid(param: str, message: str | None = None) -> ProviderError:
+    text = message or f"The parameter `{param}` specified in the request is not valid."
+    return ark_error(400, "InvalidParameter", text, "BadRequest", param)
+
+
+class ArkErrors:
+    malformed_body = b'{"id": "cgt-20250101000000-abcde", "model": "doubao-seedance-1-0-pro-250528", "status": "runn'
+
+    def rate_limited(self, code: str | None) -> ProviderError:
+        code = code or "RateLimitExceeded.EndpointRPMExceeded"
+        if code == "ServerOverloaded":
+            message = "The service is currently unable to handle additional requests due to server overload."
+        else:
+            message = "The request has exceeded the requests per minute (RPM) limit of the endpoint. Retry later."
+        return ark_error(429, code, message, "TooManyRequests")
+
+    def server_error(self, status: int, code: str | None) -> ProviderError:
+        if status == 503:
+            return ark_error(
+                503, code or "ServiceUnavailable", "The service is temporarily unavailable.", "ServiceUnavailable"
+            )
+        return ark_error(
+            500,
+            code or "InternalServiceError",
+            "The service encountered an unexpected internal error.",
+            "InternalServerError",
+        )
+
+    def timed_out(self) -> ProviderError:
+        return ark_error(504, "RequestTimeout", "The request timed out.", "GatewayTimeout")
+
+
+@dataclass
+class CallbackRecord:
+    status: str
+    attempts: int = 0
+    delivered: bool = False
+    last_status_code: int | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class ArkTask:
+    id: str
+    model: str
+    prompt: str
+    content: list[dict[str, Any]]
+    created_at: float
+    queue_seconds: float
+    run_seconds: float
+    ratio: str
+    resolution: str
+    duration: int
+    seed: int
+    return_last_frame: bool
+    callback_url: str | None
+    base_url: str
+    service_tier: str
+    execution_expires_after: int
+    outcome: str = "succeeded"  # final status unless cancelled: succeeded, failed or expired
+    error_code: str | None = None
+    error_message: str | None = None
+    cancelled_at: float | None = None
+    deleted: bool = False
+    queries: int = 0
+    callbacks: list[CallbackRecord] = field(default_factory=list)
+    notified: set[str] = field(default_factory=set)
+    video_cache: bytes | None = None
+    last_frame_cache: bytes | None = None
+
+    @property
+    def running_at(self) -> float:
+        return self.created_at + self.queue_seconds
+
+    @property
+    def finished_at(self) -> float:
+        """When the final status is reached (Ark also expires tasks older than execution_expires_after)."""
+        return min(self.running_at + self.run_seconds, self.created_at + self.execution_expires_after)
+
+    @property
+    def final_status(self) -> str:
+        if self.running_at + self.run_seconds > self.created_at + self.execution_expires_after:
+            return "expired"
+        return self.outcome
+
+    def status(self, now: float) -> str:
+        if self.cancelled_at is not None and now >= self.cancelled_at:
+            return "cancelled"
+        if now >= self.finished_at:
+            return self.final_status
+        if now >= self.running_at and self.final_status != "expired":
+            return "running"
+        return "queued"
+
+    def updated_at(self, now: float) -> float:
+        status = self.status(now)
+        if status == "cancelled" and self.cancelled_at is not None:
+            return self.cancelled_at
+        if status in TERMINAL:
+            return self.finished_at
+        return self.running_at if status == "running" else self.created_at
+
+    def transitions(self) -> list[tuple[str, float]]:
+        """Status changes still ahead of a task that is not cancelled, with their times."""
+        if self.final_status == "expired":
+            return [("expired", self.finished_at)]
+        return [("running", self.running_at), (self.final_status, self.finished_at)]
+
+    def video_spec_seed(self) -> str:
+        return f"{self.prompt}\x00{self.seed}"
+
+    def completion_tokens(self) -> int:
+        # Ark bills (width x height x fps x duration) / 1024 tokens for the nominal output size.
+        width, height = ARK_VIDEO_SIZES[self.resolution][self.ratio]
+        return width * height * FPS * self.duration // 1024
+
+    def to_json(self, now: float, media_ttl: float) -> dict[str, Any]:
+        status = self.status(now)
+        body: dict[str, Any] = {"id": self.id, "model": self.model, "status": status}
+        if status == "succeeded":
+            expires = int(self.finished_at + media_ttl)
+            content = {"video_url": f"{self.base_url}/_media/{self.id}.mp4?X-Sim-Expires={expires}"}
+            if self.return_last_frame:
+                content["last_frame_url"] = f"{self.base_url}/_media/{self.id}-last.png?X-Sim-Expires={expires}"
+            body["content"] = content
+            tokens = self.completion_tokens()
+            body["usage"] = {"completion_tokens": tokens, "total_tokens": tokens}
+        if status == "failed":
+            body["error"] = {"code": self.error_code, "message": self.error_message}
+        body.update(
+            {
+                "created_at": int(self.created_at),
+                "updated_at": int(self.updated_at(now)),
+                "seed": self.seed,
+                "resolution": self.resolution,
+                "ratio": self.ratio,
+                "duration": self.duration,
+                "framespersecond": FPS,
+                "service_tier": self.service_tier,
+                "execution_expires_after": self.execution_expires_after,
+            }
+        )
+        return body
+
+
+class TaskPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Control API: change a task that has not finished yet. Times count from the task's creation."""
+
+    queue_seconds: NonNegative | None = None
+    run_seconds: NonNegative | None = None
+    outcome: Literal["succeeded", "failed", "expired"] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Media:
+    body: bytes
+    media_type: str
+
+
+class ArkService:
+    def __init__(self, shared: Shared) -> None:
+        self._shared = shared
+        self._errors = ArkErrors()
+        self._tasks: dict[str, ArkTask] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+
+    # --- provider routes -------------------------------------------------------------------------------------
+
+    async def create_task(self, incoming: Incoming) -> Response[bytes]:
+        return await self._handle("create_task", self._create, incoming)
+
+    async def get_task(self, task_id: str, incoming: Incoming) -> Response[bytes]:
+        return await self._handle("get_task", lambda i: self._get(task_id, i), incoming)
+
+    async def list_tasks(self, incoming: Incoming) -> Response[bytes]:
+        return await self._handle("list_tasks", self._list, incoming)
+
+    async def delete_task(self, task_id: str, incoming: Incoming) -> Response[bytes]:
+        return await self._handle("delete_task", lambda i: self._delete(task_id, i), incoming)
+
+    async def _handle(
+        self, route: str, handler: Callable[[Incoming], Awaitable[Response[bytes]]], incoming: Incoming
+    ) -> Response[bytes]:
+        stats = self._shared.stats
+        stats.request(PROVIDER, route)
+        try:
+            await self._shared.latency(PROVIDER)
+            self._authenticate(incoming)
+            response = await handler(incoming)
+        except ProviderError as error:
+            response = error.response()
+        stats.response(PROVIDER, route, response.status_code or 200)
+        return response
+
+    def _authenticate(self, incoming: Incoming) -> None:
+        scheme, _, key = incoming.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or key.strip() not in self._shared.settings.ark_api_keys:
+            raise ark_error(
+                401,
+                "AuthenticationError",
+                "The API key or AK/SK in the request is missing or invalid.",
+                "Unauthorized",
+            )
+
+    async def _fault(self, fault: Fault, incoming: Incoming) -> Response[bytes]:
+        return await request_fault_response(self._shared, fault, incoming, self._errors)
+
+    async def _create(self, incoming: Incoming) -> Response[bytes]:
+        request = parse_create(incoming.body)
+        decision = self._shared.faults.decide(PROVIDER, "create_task", request.prompt)
+        if decision.fault is not None:
+            return await self._fault(decision.fault, incoming)
+        config = self._shared.config
+        now = self._shared.clock()
+        task = ArkTask(
+            id=_task_id(now),
+            model=request.model,
+            prompt=request.prompt,
+            content=request.content,
+            created_at=now,
+            queue_seconds=config.ark_queue_seconds,
+            run_seconds=config.ark_run_seconds if decision.slow_seconds is None else decision.slow_seconds,
+            ratio=request.ratio,
+            resolution=request.resolution,
+            duration=request.duration,
+            seed=request.seed,
+            return_last_frame=request.return_last_frame,
+            callback_url=request.callback_url,
+            base_url=self._shared.settings.public_url or incoming.base_url,
+            service_tier=request.service_tier,
+            execution_expires_after=request.execution_expires_after,
+        )
+        if decision.outcome is not None:
+            _apply_outcome(task, decision.outcome.kind, decision.outcome.error_code, None)
+        self._tasks[task.id] = task
+        self._schedule(task)
+        logger.info("ark task %s created (%s, final status %s)", task.id, task.model, task.final_status)
+        return json_response({"id": task.id})
+
+    async def _get(self, task_id: str, incoming: Incoming) -> Response[bytes]:
+        task = self._find(task_id)
+        task.queries += 1
+        decision = self._shared.faults.decide(PROVIDER, "get_task", task.prompt)
+        if decision.fault is not None:
+            return await self._fault(decision.fault, incoming)
+        return json_response(task.to_json(self._shared.clock(), self._shared.config.media_ttl_seconds))
+
+    async def _list(self, incoming: Incoming) -> Response[bytes]:
+        query = incoming.query
+        page_num = _int_param(query, "page_num", 1, 1, 500)
+        page_size = _int_param(query, "page_size", 10, 1, 500)
+        status = _one(query, "filter.status")
+        if status is not None and status not in STATUSES:
+            raise _invalid("filter.status")
+        ids = {i for raw in query.get("filter.task_ids", []) for i in raw.split(",") if i}
+        model = _one(query, "filter.model")
+        decision = self._shared.faults.decide(PROVIDER, "list_tasks", None)
+        if decision.fault is not None:
+            return await self._fault(decision.fault, incoming)
+        now = self._shared.clock()
+        ttl = self._shared.config.media_ttl_seconds
+        selected = [
+            t
+            for t in reversed(self._tasks.values())
+            if not t.deleted
+            and (status is None or t.status(now) == status)
+            and (not ids or t.id in ids)
+            and (model is None or t.model == model)
+        ]
+        page = selected[(page_num - 1) * page_size : page_num * page_size]
+        return json_response({"items": [t.to_json(now, ttl) for t in page], "total": len(selected)})
+
+    async def _delete(self, task_id: str, incoming: Incoming) -> Response[bytes]:
+        task = self._find(task_id)
+        decision = self._shared.faults.decide(PROVIDER, "delete_task", task.prompt)
+        if decision.fault is not None:
+            return await self._fault(decision.fault, incoming)
+        now = self._shared.clock()
+        status = task.status(now)
+        if status == "queued":
+            task.cancelled_at = now
+            self._cancel_timer(task.id)
+            if task.callback_url:
+                self._spawn(self._notify(task, "cancelled", now))
+            logger.info("ark task %s cancelled", task.id)
+        elif status in ("succeeded", "failed", "expired"):
+            task.deleted = True
+        else:
+            raise ark_error(
+                400,
+                "InvalidParameter",
+                f"The task {task.id} is {status} and cannot be cancelled or deleted; only queued tasks can be "
+                "cancelled and only finished tasks deleted.",
+                "BadRequest",
+                "id",
+            )
+        return json_response({})
+
+    def _find(self, task_id: str) -> ArkTask:
+        task = self._tasks.get(task_id)
+        if task is None or task.deleted:
+            raise ark_error(404, "ResourceNotFound", f"The specified task {task_id} is not found.", "NotFound", "id")
+        return task
+
+    # --- media -----------------------------------------------------------------------------------------------
+
+    def media(self, name: str) -> Media:
+        """The video or last frame behind a task's URLs; ControlError 404/403 (S3 words) when it cannot be had."""
+        task_id, kind = _media_name(name)
+        task = self._tasks.get(task_id or "")
+        now = self._shared.clock()
+        if task is None or task.status(now) != "succeeded" or (kind == "png" and not task.return_last_frame):
+            raise ControlError(404, "NoSuchKey")
+        if now > task.finished_at + self._shared.config.media_ttl_seconds:
+            raise ControlError(403, "AccessDenied")
+        spec = ark_video_spec(task.video_spec_seed(), task.resolution, task.ratio, FPS, task.duration)
+        if kind == "mp4":
+            if task.video_cache is None:
+                task.video_cache = build_mp4(spec)
+            return Media(task.video_cache, "video/mp4")
+        if task.last_frame_cache is None:
+            task.last_frame_cache = last_frame_png(spec)
+        return Media(task.last_frame_cache, "image/png")
+
+    # --- control API -----------------------------------------------------------------------------------------
+
+    def inspect(self, task_id: str) -> dict[str, Any]:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise ControlError(404, f"no task {task_id}")
+        now = self._shared.clock()
+        return {
+            "task": task.to_json(now, self._shared.config.media_ttl_seconds),
+            "prompt": task.prompt,
+            "queries": task.queries,
+            "deleted": task.deleted,
+            "queue_seconds": task.queue_seconds,
+            "run_seconds": task.run_seconds,
+            "final_status": "cancelled" if task.cancelled_at is not None else task.final_status,
+            "callback_url": task.callback_url,
+            "callbacks": [msgspec.to_builtins(c) for c in task.callbacks],
+        }
+
+    def patch(self, task_id: str, patch: TaskPatch) -> dict[str, Any]:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise ControlError(404, f"no task {task_id}")
+        status = task.status(self._shared.clock())
+        if status in TERMINAL:
+            raise ControlError(409, f"task {task_id} is already {status}")
+        if patch.queue_seconds is not None:
+            task.queue_seconds = patch.queue_seconds
+        if patch.run_seconds is not None:
+            task.run_seconds = patch.run_seconds
+        if patch.outcome is not None:
+            _apply_outcome(task, patch.outcome, patch.error_code, patch.error_message)
+        self._schedule(task)
+        return self.inspect(task_id)
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self._shared.clock()
+        return {
+            t.id: {
+                "status": t.status(now),
+                "queries": t.queries,
+                "deleted": t.deleted,
+                "callbacks_delivered": sum(1 for c in t.callbacks if c.delivered),
+                "callbacks_failed": sum(1 for c in t.callbacks if not c.delivered and c.attempts),
+            }
+            for t in self._tasks.values()
+        }
+
+    # --- callbacks -------------------------------------------------------------------------------------------
+
+    def _schedule(self, task: ArkTask) -> None:
+        self._cancel_timer(task.id)
+        if task.callback_url and task.cancelled_at is None:
+            timer = self._spawn(self._run_timeline(task))
+            self._timers[task.id] = timer
+
+    def _cancel_timer(self, task_id: str) -> None:
+        timer = self._timers.pop(task_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        background: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._background.add(background)
+        background.add_done_callback(self._background.discard)
+        return background
+
+    async def _run_timeline(self, task: ArkTask) -> None:
+        for status, at in task.transitions():
+            if status in task.notified:
+                continue
+            delay = at - self._shared.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # The notification goes on in its own task so that retrying it never delays the next one.
+            self._spawn(self._notify(task, status, at))
+
+    async def _notify(self, task: ArkTask, status: str, at: float) -> None:
+        if status in task.notified or not task.callback_url:
+            return
+        task.notified.add(status)
+        payload = msgspec.json.encode(task.to_json(at, self._shared.config.media_ttl_seconds))
+        record = CallbackRecord(status)
+        task.callbacks.append(record)
+        config = self._shared.config
+        for attempt in range(config.callback_attempts):
+            record.attempts += 1
+            try:
+                answer = await self._http().post(
+                    task.callback_url, content=payload, headers={"Content-Type": "application/json"}
+                )
+                record.last_status_code = answer.status_code
+                if answer.is_success:
+                    record.delivered = True
+                    return
+                record.last_error = f"HTTP {answer.status_code}"
+            except httpx.HTTPError as exc:
+                record.last_error = f"{type(exc).__name__}: {exc}"
+            logger.warning(
+                "callback for ark task %s (%s) to %s failed on attempt %d: %s",
+                task.id,
+                status,
+                task.callback_url,
+                record.attempts,
+                record.last_error,
+            )
+            if attempt + 1 < config.callback_attempts:
+                await asyncio.sleep(config.callback_retry_seconds * 2**attempt)
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            # trust_env off: callbacks go straight to the receiver, never through a proxy from the environment.
+            self._client = httpx.AsyncClient(timeout=10.0, trust_env=False)
+        return self._client
+
+    async def reset(self) -> None:
+        await self._stop_background()
+        self._tasks.clear()
+
+    async def close(self) -> None:
+        await self._stop_background()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _stop_background(self) -> None:
+        pending = list(self._background)
+        for background in pending:
+            background.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._background.clear()
+        self._timers.clear()
+
+
+def _apply_outcome(task: ArkTask, kind: str, code: str | None, message: str | None) -> None:
+    if kind in ("task_failed", "failed"):
+        task.outcome = "failed"
+        task.error_code = code or _DEFAULT_FAIL_CODE
+        task.error_message = message or _FAIL_MESSAGES.get(task.error_code, "The task failed.")
+    elif kind == "expired":
+        task.outcome = "expired"
+    else:
+        task.outcome = "succeeded"
+        task.error_code = task.error_message = None
+
+
+def _task_id(now: float) -> str:
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+    return f"cgt-{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}-{suffix}"
+
+
+def _media_name(name: str) -> tuple[str | None, str]:
+    if name.endswith("-last.png"):
+        return name.removesuffix("-last.png"), "png"
+    if name.endswith(".mp4"):
+        return name.removesuffix(".mp4"), "mp4"
+    return None, ""
+
+
+def _one(query: Mapping[str, list[str]], name: str) -> str | None:
+    values = query.get(name, [])
+    return values[-1] if values else None
+
+
+def _int_param(query: Mapping[str, list[str]], name: str, default: int, low: int, high: int) -> int:
+    raw = _one(query, name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise _invalid(name) from exc
+    if not low <= value <= high:
+        raise _invalid(name, f"The parameter `{name}` must be between {low} and {high}.")
+    return value
+
+
+# --- create request ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    model: str
+    prompt: str
+    content: list[dict[str, Any]]
+    ratio: str
+    resolution: str
+    duration: int
+    seed: int
+    return_last_frame: bool
+    callback_url: str | None
+    service_tier: str
+    execution_expires_after: int
+
+
+def parse_create(body: bytes) -> CreateRequest:
+    """Validate a create-task body like Ark does; raises ProviderError (400, or 404 for an unknown model)."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _invalid("body", f"The request body is not valid JSON: {exc}.") from exc
+    if not isinstance(raw, dict):
+        raise _invalid("body", "The request body must be a JSON object.")
+    model = raw.get("model")
+    if not isinstance(model, str) or not model:
+        raise ark_error(400, "MissingParameter", "The request is missing the parameter `model`.", "BadRequest", "model")
+    info = MODELS.get(model)
+    if info is None:
+        raise ark_error(
+            404,
+            "InvalidEndpointOrModel.NotFound",
+            f"The model or endpoint {model} does not exist or you do not have access to it.",
+            "NotFound",
+            "model",
+        )
+    content = raw.get("content")
+    if not isinstance(content, list) or not content:
+        raise ark_error(
+            400, "MissingParameter", "The request is missing the parameter `content`.", "BadRequest", "content"
+        )
+    text: str | None = None
+    images: list[tuple[str, str | None]] = []
+    for item in content:
+        if not isinstance(item, dict):
+            raise _invalid("content")
+        if item.get("type") == "text":
+            if text is not None:
+                raise _invalid("content", "The content may hold only one text item.")
+            if not isinstance(item.get("text"), str):
+                raise _invalid("content.text")
+            text = item["text"]
+        elif item.get("type") == "image_url":
+            image = item.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else None
+            if not isinstance(url, str) or not _valid_image_url(url):
+                raise _invalid("content.image_url.url")
+            role = item.get("role")
+            if role is not None and role not in ROLES:
+                raise _invalid("content.role")
+            images.append((url, role))
+        else:
+            raise _invalid("content.type")
+    prompt = text or ""
+    commands = _commands(prompt)
+    mode = _image_mode(images)
+    if mode is None and not (info.text_to_video and prompt.strip()):
+        raise _invalid("content", f"The model {model} needs a text prompt." if info.text_to_video else None)
+    if mode is not None and mode not in info.image_modes:
+        raise _invalid("content.role", f"The model {model} does not support {mode.replace('_', ' ')} generation.")
+
+    ratio = _setting(raw, commands, "ratio", str) or ("adaptive" if mode else "16:9")
+    if ratio not in (*RATIOS, "adaptive"):
+        raise _invalid("ratio")
+    if ratio == "adaptive":
+        ratio = _ratio_of_first_image(images) or "16:9"
+    resolution = _setting(raw, commands, "resolution", str) or info.default_resolution
+    if resolution not in ARK_VIDEO_SIZES:
+        raise _invalid("resolution")
+    duration = _setting(raw, commands, "duration", int)
+    duration = 5 if duration is None else duration
+    if not info.min_duration <= duration <= info.max_duration:
+        raise _invalid(
+            "duration", f"The parameter `duration` must be between {info.min_duration} and {info.max_duration}."
+        )
+    fps = _setting(raw, commands, "framespersecond", int)
+    if fps is not None and fps != FPS:
+        raise _invalid("framespersecond")
+    seed = _setting(raw, commands, "seed", int)
+    seed = -1 if seed is None else seed
+    if not -1 <= seed <= 2**32 - 1:
+        raise _invalid("seed")
+    if seed == -1:
+        seed = random.randint(0, 2**32 - 1)
+    for flag in ("watermark", "camera_fixed"):
+        _setting(raw, commands, flag, bool)
+    return_last_frame = raw.get("return_last_frame", False)
+    if not isinstance(return_last_frame, bool):
+        raise _invalid("return_last_frame")
+    callback_url = raw.get("callback_url")
+    if callback_url is not None and (
+        not isinstance(callback_url, str) or not callback_url.startswith(("http://", "https://"))
+    ):
+        raise _invalid("callback_url")
+    service_tier = raw.get("service_tier", "default")
+    if service_tier not in ("default", "flex"):
+        raise _invalid("service_tier")
+    expires_after = raw.get("execution_expires_after", 172800)
+    if not isinstance(expires_after, int) or isinstance(expires_after, bool) or not 3600 <= expires_after <= 259200:
+        raise _invalid("execution_expires_after")
+    return CreateRequest(
+        model=model,
+        prompt=prompt,
+        content=content,
+        ratio=ratio,
+        resolution=resolution,
+        duration=duration,
+        seed=seed,
+        return_last_frame=return_last_frame,
+        callback_url=callback_url or None,
+        service_tier=service_tier,
+        execution_expires_after=expires_after,
+    )
+
+
+def _commands(text: str) -> dict[str, str]:
+    return {_COMMANDS[name]: value for name, value in _COMMAND.findall(text) if name in _COMMANDS}
+
+
+def _setting(raw: dict[str, Any], commands: dict[str, str], name: str, kind: type[Any]) -> Any:
+    """A parameter from the top-level field, else from a ``--name value`` command in the prompt text."""
+    if name in raw and raw[name] is not None:
+        value = raw[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise _invalid(name)
+        return value
+    if name not in commands:
+        return None
+    text = commands[name]
+    if kind is str:
+        return text
+    if kind is bool:
+        if text not in ("true", "false"):
+            raise _invalid(name)
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise _invalid(name) from exc
+
+
+def _image_mode(images: list[tuple[str, str | None]]) -> str | None:
+    if not images:
+        return None
+    roles = [role for _, role in images]
+    if len(images) == 1 and roles[0] in (None, "first_frame"):
+        return "first_frame"
+    if sorted(r or "" for r in roles) == ["first_frame", "last_frame"]:
+        return "first_last_frame"
+    if all(r == "reference_image" for r in roles) and len(images) <= 4:
+        return "reference_image"
+    raise _invalid(
+        "content.role",
+        "Images must be one first_frame, a first_frame with a last_frame, or 1 to 4 reference_image items.",
+    )
+
+
+def _valid_image_url(url: str) -> bool:
+    if url.startswith(("http://", "https://")):
+        return True
+    header, sep, data = url.partition(",")
+    if not (sep and header.startswith("data:image/") and header.endswith(";base64")):
+        return False
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def _ratio_of_first_image(images: list[tuple[str, str | None]]) -> str | None:
+    """``adaptive`` follows the first frame when we can see it (a PNG data URL)."""
+    for url, role in images:
+        if role not in (None, "first_frame") or not url.startswith("data:image/png;base64,"):
+            continue
+        try:
+            width, height = png_size(base64.b64decode(url.partition(",")[2]))
+        except ValueError:
+            return None
+        target = width / height
+        return min(RATIOS, key=lambda r: abs(parse_ratio(r)[0] / parse_ratio(r)[1] - target))
+    return None
