@@ -18,6 +18,7 @@ UNSUBSCRIBED = "unsubscribed"
 
 @dataclass(slots=True)
 class Counters:
+    # Sockets the server holds: subscribed, or dropped and still being closed.
     connections_open: int = 0
     connections_total: int = 0
     # Publish requests, whether or not anybody listened.
@@ -39,13 +40,14 @@ class Counters:
 class Subscriber:
     """One socket's place in the hub. Small on purpose: 10,000 idle sockets must fit in little memory."""
 
-    __slots__ = ("_capacity", "_pending", "_waiter", "channel", "closed")
+    __slots__ = ("_capacity", "_pending", "_released", "_waiter", "channel", "closed")
 
     def __init__(self, channel: str, capacity: int) -> None:
         self.channel = channel
         self._capacity = capacity
         self._pending: deque[str] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._released = False
         # Resolves with the reason once the hub has dropped this subscriber.
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -102,7 +104,12 @@ class Hub:
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        """Idempotent: a subscriber already dropped as too slow is simply ignored."""
+        """The socket is gone. Idempotent. A socket dropped as too slow stays counted as open until this call,
+        because the server still holds it while it tries to close it."""
+        if subscriber._released:
+            return
+        subscriber._released = True
+        self.counters.connections_open -= 1
         self._drop(subscriber, UNSUBSCRIBED)
 
     def publish(self, channel: str, message: str) -> int:
@@ -139,5 +146,4 @@ class Hub:
         subscribers.remove(subscriber)
         if not subscribers:
             del self._channels[subscriber.channel]
-        self.counters.connections_open -= 1
         self.counters.messages_dropped += subscriber._close(reason)

@@ -121,16 +121,17 @@ async def _serve(socket: WebSocket[Any, Any, Any], hub: Hub, settings: Communica
         await socket.send_text(msgspec.json.encode(ConnectedMessage(channel, claims.exp)).decode())
         expires_in = max(0.0, claims.exp - time.time()) if settings.close_on_token_expiry else None
         closing = await _run(socket, hub, subscriber, expires_in)
+        if closing is not None:
+            code, reason = closing
+            log.info("closing socket on %s: %s", channel, reason)
+            # A peer that stopped reading may never take the close frame; the server protocol aborts the
+            # connection after the ping timeout, and this bound keeps the handler from outliving it on any other
+            # server.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.ping_timeout + 1):
+                    await socket.close(code, reason)
     finally:
         hub.unsubscribe(subscriber)
-    if closing is not None:
-        code, reason = closing
-        log.info("closing socket on %s: %s", channel, reason)
-        # A peer that stopped reading may never take the close frame; the server protocol aborts the connection
-        # after the ping timeout, and this bound keeps the handler from outliving it on any other server.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(settings.ping_timeout + 1):
-                await socket.close(code, reason)
 
 
 async def _run(

@@ -70,6 +70,9 @@ async def test_a_full_queue_drops_only_that_subscriber_as_too_slow() -> None:
     # the message that did not fit, and the two still queued when the socket was dropped
     assert counters.messages_dropped == 3
     assert counters.messages_delivered == 2 + 1 + 1 + 1 + 1
+    # still held by the server until its handler has closed it
+    assert counters.connections_open == 2
+    hub.unsubscribe(slow)
     assert counters.connections_open == 1
 
 
