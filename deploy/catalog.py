@@ -1,0 +1,319 @@
+"""The middleware catalog: everything the stack can run besides our own services.
+
+Each entry knows how to render itself into compose.yaml (docker mode) and how to run itself as a local
+process (local mode), and what environment it hands to our services in each mode. Which entries are
+enabled is kept in ``deploy/middleware.json`` (``deploy-tool middleware add|remove``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from .errors import UsageError
+from .ports import WEED_GRPC_OFFSET
+from .probe import s3_client, s3_health, temporal_cluster_health
+from .spec import ComposeService, LocalContext, ProcessSpec
+
+RESULTS_BUCKET = "task-results"
+# Host address published container ports bind to; set PUBLISH_IP=0.0.0.0 to expose them beyond this machine.
+PUBLISH_IP = "${PUBLISH_IP:-127.0.0.1}"
+APP_IMAGE = "${APP_IMAGE:-async-task-platform:dev}"
+
+
+def published(host_port_variable: str, default: int, container_port: int) -> str:
+    return f"{PUBLISH_IP}:${{{host_port_variable}:-{default}}}:{container_port}"
+
+
+def healthcheck(test: list[str], interval: str = "2s", retries: int = 60) -> dict[str, object]:
+    return {"test": test, "interval": interval, "timeout": "5s", "retries": retries, "start_period": "5s"}
+
+
+class Middleware(ABC):
+    """A catalog entry. Subclasses fill the class attributes and the six methods."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+
+    # --- docker mode -------------------------------------------------------------------------------------
+    @abstractmethod
+    def compose_services(self) -> dict[str, ComposeService]:
+        """The compose services this middleware adds, by service name."""
+
+    @abstractmethod
+    def compose_volumes(self) -> tuple[str, ...]:
+        """Named volumes its services use."""
+
+    @abstractmethod
+    def compose_app_env(self) -> dict[str, str]:
+        """Environment our services get in compose so they find this middleware."""
+
+    @abstractmethod
+    def compose_ready(self) -> dict[str, str]:
+        """``depends_on`` entries of our services: compose service name -> condition."""
+
+    # --- local mode --------------------------------------------------------------------------------------
+    @abstractmethod
+    def local_process(self, ctx: LocalContext) -> ProcessSpec:
+        """The local process that runs this middleware."""
+
+    @abstractmethod
+    def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
+        """Environment our local services get so they find this middleware."""
+
+    def local_urls(self, ctx: LocalContext) -> dict[str, str]:
+        """User-facing URLs printed after ``up``."""
+        return {}
+
+
+class Temporal(Middleware):
+    name = "temporal"
+    summary = "Temporal all-in-one dev server (temporal server start-dev) with web UI, SQLite in WAL mode"
+
+    # The official CLI image: FROM scratch, the binary at /temporal is the entrypoint (uid 1000).
+    IMAGE = "${TEMPORAL_IMAGE:-temporalio/temporal:1.9.1}"
+    # The default rollback-journal mode with full sync makes the dev server about 3x slower.
+    SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+    GRPC, UI, HTTP, METRICS = 7233, 8233, 7243, 7244
+
+    def _pragma_args(self) -> list[str]:
+        return [arg for pragma in self.SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)]
+
+    def compose_services(self) -> dict[str, ComposeService]:
+        return {
+            "temporal": {
+                "image": self.IMAGE,
+                "init": True,
+                # The official image has no /data; a fresh named volume is root-owned, so the server runs as root.
+                "user": "0:0",
+                # The official image keeps the binary at /temporal, local builds in /usr/local/bin: with "/" on
+                # PATH the healthcheck finds it in either.
+                "environment": {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/"},
+                "command": [
+                    "server",
+                    "start-dev",
+                    "--ip",
+                    "0.0.0.0",
+                    "--port",
+                    str(self.GRPC),
+                    "--ui-port",
+                    str(self.UI),
+                    "--http-port",
+                    str(self.HTTP),
+                    "--metrics-port",
+                    str(self.METRICS),
+                    "--db-filename",
+                    "/data/temporal.db",
+                    *self._pragma_args(),
+                ],
+                "ports": [
+                    published("TEMPORAL_HOST_PORT", self.GRPC, self.GRPC),
+                    published("TEMPORAL_UI_HOST_PORT", self.UI, self.UI),
+                ],
+                "volumes": ["temporal-data:/data"],
+                "healthcheck": healthcheck(
+                    ["CMD", "temporal", "operator", "cluster", "health", "--address", f"127.0.0.1:{self.GRPC}"]
+                ),
+                "restart": "unless-stopped",
+            }
+        }
+
+    def compose_volumes(self) -> tuple[str, ...]:
+        return ("temporal-data",)
+
+    def compose_app_env(self) -> dict[str, str]:
+        return {
+            "TEMPORAL_ADDRESS": f"temporal:{self.GRPC}",
+            "TEMPORAL_NAMESPACE": "default",
+            "TEMPORAL_UI_URL": f"http://localhost:${{TEMPORAL_UI_HOST_PORT:-{self.UI}}}",
+        }
+
+    def compose_ready(self) -> dict[str, str]:
+        return {"temporal": "service_healthy"}
+
+    def local_process(self, ctx: LocalContext) -> ProcessSpec:
+        p = ctx.ports
+        argv = (
+            str(ctx.temporal_bin),
+            "server",
+            "start-dev",
+            "--ip",
+            ctx.host,
+            "--port",
+            str(p.temporal),
+            "--ui-port",
+            str(p.temporal_ui),
+            "--http-port",
+            str(p.temporal_http),
+            "--metrics-port",
+            str(p.temporal_metrics),
+            "--db-filename",
+            str(ctx.state_dir / "temporal.db"),
+            *self._pragma_args(),
+        )
+        return ProcessSpec(
+            name=self.name,
+            kind="middleware",
+            argv=argv,
+            env={},
+            ports=(p.temporal, p.temporal_ui, p.temporal_http, p.temporal_metrics),
+            main_port=p.temporal,
+            ready=lambda: temporal_cluster_health(ctx.temporal_bin, ctx.temporal_address),
+        )
+
+    def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
+        return {
+            "TEMPORAL_ADDRESS": ctx.temporal_address,
+            "TEMPORAL_NAMESPACE": "default",
+            "TEMPORAL_UI_URL": ctx.url(ctx.ports.temporal_ui),
+        }
+
+    def local_urls(self, ctx: LocalContext) -> dict[str, str]:
+        return {"Temporal UI": ctx.url(ctx.ports.temporal_ui), "Temporal gRPC": ctx.temporal_address}
+
+
+class MinIO(Middleware):
+    name = "minio"
+    summary = "S3 object storage with the results bucket: MinIO in docker mode, SeaweedFS `weed mini` locally"
+
+    IMAGE = "${MINIO_IMAGE:-minio/minio:RELEASE.2025-04-22T22-12-26Z}"
+    API, CONSOLE = 9000, 9001
+    # The image has neither curl nor wget; bash's /dev/tcp is enough for one HTTP request.
+    LIVE_CHECK = (
+        'exec 3<>/dev/tcp/127.0.0.1/9000 && printf "GET /minio/health/live HTTP/1.0\\r\\n\\r\\n" >&3'
+        ' && read -r s <&3 && [[ $$s == *" 200 "* ]]'
+    )
+
+    def compose_services(self) -> dict[str, ComposeService]:
+        return {
+            "minio": {
+                "image": self.IMAGE,
+                "init": True,
+                "command": ["server", "/data", "--console-address", f":{self.CONSOLE}"],
+                "environment": {
+                    "MINIO_ROOT_USER": "${S3_ACCESS_KEY:-minioadmin}",
+                    "MINIO_ROOT_PASSWORD": "${S3_SECRET_KEY:-minioadmin}",
+                },
+                "ports": [
+                    published("MINIO_HOST_PORT", self.API, self.API),
+                    published("MINIO_CONSOLE_HOST_PORT", self.CONSOLE, self.CONSOLE),
+                ],
+                "volumes": ["minio-data:/data"],
+                "healthcheck": healthcheck(["CMD", "bash", "-c", self.LIVE_CHECK]),
+                "restart": "unless-stopped",
+            },
+            # One-shot: creates the results bucket with the application image (no extra mc image needed).
+            "create-bucket": {
+                "image": APP_IMAGE,
+                "init": True,
+                "command": ["python", "-m", "deploy.create_bucket"],
+                "environment": self.compose_app_env(),
+                "depends_on": {"minio": {"condition": "service_healthy"}},
+                "restart": "no",
+            },
+        }
+
+    def compose_volumes(self) -> tuple[str, ...]:
+        return ("minio-data",)
+
+    def compose_app_env(self) -> dict[str, str]:
+        return {
+            "S3_ENDPOINT": f"minio:{self.API}",
+            "S3_ACCESS_KEY": "${S3_ACCESS_KEY:-minioadmin}",
+            "S3_SECRET_KEY": "${S3_SECRET_KEY:-minioadmin}",
+            "S3_BUCKET": RESULTS_BUCKET,
+            "S3_SECURE": "false",
+            # Presigned download URLs are signed for the address clients use, outside compose.
+            "S3_PUBLIC_ENDPOINT": f"${{S3_PUBLIC_ENDPOINT:-localhost:{self.API}}}",
+        }
+
+    def compose_ready(self) -> dict[str, str]:
+        return {"create-bucket": "service_completed_successfully"}
+
+    def local_process(self, ctx: LocalContext) -> ProcessSpec:
+        p = ctx.ports
+        s = ctx.secrets
+        argv = (
+            str(ctx.weed_bin),
+            "mini",
+            f"-dir={ctx.state_dir / 's3'}",
+            f"-ip={ctx.host}",
+            f"-ip.bind={ctx.host}",
+            f"-master.port={p.weed_master}",
+            f"-volume.port={p.weed_volume}",
+            f"-filer.port={p.weed_filer}",
+            f"-s3.port={p.s3}",
+            "-admin.ui=false",
+            f"-admin.port={p.weed_admin}",
+            "-webdav=false",
+            "-master.telemetry=false",
+            # Behave like MinIO: no recursive bucket deletes, no buckets created by an upload.
+            "-s3.allowDeleteBucketNotEmpty=false",
+            "-s3.autoCreateBucket=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        )
+        http_ports = (p.s3, p.weed_master, p.weed_volume, p.weed_filer, p.weed_admin)
+
+        def create_bucket() -> None:
+            client = s3_client(ctx.s3_endpoint, s.s3_access_key, s.s3_secret_key)
+            if not client.bucket_exists(RESULTS_BUCKET):
+                client.make_bucket(RESULTS_BUCKET)
+
+        def cleanup() -> None:
+            # weed removes its unix sockets on SIGTERM but not when it had to be killed.
+            tmp = Path(tempfile.gettempdir())
+            for port in (*http_ports, *(q + WEED_GRPC_OFFSET for q in http_ports)):
+                for sock in tmp.glob(f"seaweedfs-*-{port}.sock"):
+                    with contextlib.suppress(OSError):
+                        if sock.is_socket():
+                            sock.unlink()
+
+        return ProcessSpec(
+            name=self.name,
+            kind="middleware",
+            argv=argv,
+            env={"AWS_ACCESS_KEY_ID": s.s3_access_key, "AWS_SECRET_ACCESS_KEY": s.s3_secret_key},
+            ports=(*http_ports, *(q + WEED_GRPC_OFFSET for q in http_ports)),
+            main_port=p.s3,
+            ready=lambda: s3_health(
+                ctx.s3_endpoint, s.s3_access_key, s.s3_secret_key, RESULTS_BUCKET, require_bucket=False
+            ),
+            health=lambda: s3_health(
+                ctx.s3_endpoint, s.s3_access_key, s.s3_secret_key, RESULTS_BUCKET, require_bucket=True
+            ),
+            after_start=create_bucket,
+            cleanup=cleanup,
+        )
+
+    def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
+        return {
+            "S3_ENDPOINT": ctx.s3_endpoint,
+            "S3_ACCESS_KEY": ctx.secrets.s3_access_key,
+            "S3_SECRET_KEY": ctx.secrets.s3_secret_key,
+            "S3_BUCKET": RESULTS_BUCKET,
+            "S3_SECURE": "false",
+            "S3_PUBLIC_ENDPOINT": ctx.s3_endpoint,
+        }
+
+    def local_urls(self, ctx: LocalContext) -> dict[str, str]:
+        return {"S3 endpoint": ctx.url(ctx.ports.s3)}
+
+
+CATALOG: dict[str, Middleware] = {m.name: m for m in (Temporal(), MinIO())}
+
+
+def get(name: str) -> Middleware:
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise UsageError(f"unknown middleware {name!r}; known: {', '.join(CATALOG)}") from None
+
+
+def in_catalog_order(names: list[str] | tuple[str, ...] | set[str]) -> list[str]:
+    """Catalog order is start order (Temporal before storage) and the order in every file we write."""
+    wanted = set(names)
+    return [name for name in CATALOG if name in wanted]

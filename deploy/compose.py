@@ -1,0 +1,150 @@
+"""Render compose.yaml from the enabled middleware and our services. The output is deterministic: the same
+config, catalog and integrations always give the same bytes, so CI can check the committed file."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import catalog, config
+from .paths import COMPOSE_FILE, CONFIG_FILE
+from .services import compose_app_services, discover_integrations, worker_name
+from .spec import ComposeContext, ComposeService
+
+PROJECT_NAME = "async-task-platform"
+_WIDTH = 140
+
+
+class _Dumper(yaml.SafeDumper):
+    # Every service gets its own copy of shared values; never emit YAML anchors and aliases.
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    # Lists of short scalars (commands, healthchecks, ports) read best as one (wrapped) line.
+    flow = all(isinstance(x, int | bool) or (isinstance(x, str) and len(x) <= 80) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    # Quote anything with a colon or a variable, so no YAML reader takes "0:0" or "8000:8000" for a number.
+    style = "'" if (":" in data or "$" in data) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(str, _represent_str)
+
+
+def build(config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The compose document as data."""
+    enabled = config.load(config_path).middleware()
+    disabled = [m for m in catalog.CATALOG.values() if m not in enabled]
+    discovery, blacklist = discover_integrations(environ)
+    ctx = ComposeContext(
+        integrations=tuple(sorted(discovery.integrations, key=worker_name)),
+        blacklist=blacklist,
+    )
+    services: dict[str, ComposeService] = {}
+    volumes: set[str] = {"task-store"}
+    for m in enabled:
+        services.update(m.compose_services())
+        volumes.update(m.compose_volumes())
+    services.update(compose_app_services(ctx, enabled, disabled))
+    return {
+        "name": PROJECT_NAME,
+        "services": services,
+        "volumes": {name: {} for name in sorted(volumes)},
+    }
+
+
+def _header(document: Mapping[str, Any], blacklist: str) -> str:
+    images = sorted(
+        {m.group(1) for svc in document["services"].values() for m in re.finditer(r"\$\{(\w+):-", svc["image"])}
+    )
+    host_ports = sorted(
+        {
+            m.group(1)
+            for svc in document["services"].values()
+            for port in svc.get("ports", [])
+            for m in re.finditer(r"\$\{(\w+_HOST_PORT):-", port)
+        }
+    )
+    lines = [
+        "# GENERATED FILE - do not edit. Regenerate with `deploy-tool render` (CI runs `deploy-tool render --check`).",
+        "# Sources: deploy/middleware.json (enabled middleware), deploy/catalog.py, deploy/services.py and the",
+        f"# integrations discovered under integrations/ (blacklist: {blacklist or 'none'}).",
+        "#",
+        f"# Image variables (offline hosts point them at local builds): {', '.join(images)}.",
+        "# Secrets have development defaults that MUST be changed for any shared deployment:",
+        "# INTERNAL_TOKEN, REALTIME_SECRET, API_KEYS (key:user,...), S3_ACCESS_KEY, S3_SECRET_KEY.",
+        "# Published ports bind to PUBLISH_IP (default 127.0.0.1); host ports are set with",
+        f"# {', '.join(host_ports)}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render(config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None) -> str:
+    document = build(config_path, environ)
+    _, blacklist = discover_integrations(environ)
+    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=_WIDTH)
+    # A blank line between services makes the file easier to scan.
+    body = re.sub(r"\n(  [a-z0-9-]+:\n)", r"\n\n\1", body)
+    return _header(document, ",".join(blacklist)) + "\n" + body
+
+
+def write(
+    compose_path: Path = COMPOSE_FILE, config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None
+) -> bool:
+    """Write compose.yaml; returns False when it was already current."""
+    text = render(config_path, environ)
+    if compose_path.is_file() and compose_path.read_text() == text:
+        return False
+    compose_path.write_text(text)
+    return True
+
+
+def check(
+    compose_path: Path = COMPOSE_FILE, config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """None when compose.yaml is current, else a unified diff from the file to what render would write."""
+    expected = render(config_path, environ)
+    try:
+        actual = compose_path.read_text()
+    except FileNotFoundError:
+        return f"{compose_path} does not exist"
+    if actual == expected:
+        return None
+    diff = difflib.unified_diff(
+        actual.splitlines(keepends=True),
+        expected.splitlines(keepends=True),
+        fromfile=f"{compose_path.name} (on disk)",
+        tofile=f"{compose_path.name} (rendered)",
+    )
+    return "".join(diff)
+
+
+def images(document: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """The image references in a compose document, with ``${VAR:-default}`` resolved against ``environ``."""
+    return sorted({interpolate(svc["image"], environ) for svc in document["services"].values() if "image" in svc})
+
+
+def interpolate(value: str, environ: Mapping[str, str]) -> str:
+    """The subset of compose interpolation this tool writes: ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, default = match.group(1), match.group(2), match.group(3) or ""
+        current = environ.get(name)
+        if op == ":-":
+            return current if current else default
+        if op == "-":
+            return current if current is not None else default
+        return current or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:-|-)([^}]*))?\}", replace, value)
