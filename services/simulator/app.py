@@ -8,7 +8,8 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, Router, delete, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 
 from .ark import ControlError
 from .config import SimulatorSettings
@@ -16,6 +17,7 @@ from .control import Simulator
 from .state import Incoming, json_response, request_id
 
 AnyRequest = Request[Any, Any, Any]
+SimulatorDep = NamedDependency[Simulator]
 
 
 async def _incoming(request: AnyRequest, simulator: Simulator) -> Incoming:
@@ -57,7 +59,9 @@ async def healthz() -> dict[str, str]:
     operation_id="GeminiGenerateContent",
     description="Gemini generateContent; the path segment is '{model}:generateContent'.",
 )
-async def gemini_generate_content(model_and_method: str, request: AnyRequest, simulator: Simulator) -> Response[bytes]:
+async def gemini_generate_content(
+    model_and_method: FromPath[str], request: AnyRequest, simulator: SimulatorDep
+) -> Response[bytes]:
     return await simulator.gemini.generate_content(model_and_method, await _incoming(request, simulator))
 
 
@@ -67,17 +71,17 @@ _ARK_TASKS = "/api/v3/contents/generations/tasks"
 
 
 @post(_ARK_TASKS, status_code=200, operation_id="ArkCreateTask", description="Create a video generation task.")
-async def ark_create_task(request: AnyRequest, simulator: Simulator) -> Response[bytes]:
+async def ark_create_task(request: AnyRequest, simulator: SimulatorDep) -> Response[bytes]:
     return await simulator.ark.create_task(await _incoming(request, simulator))
 
 
 @get(_ARK_TASKS, operation_id="ArkListTasks", description="List tasks (page_num, page_size, filter.*).")
-async def ark_list_tasks(request: AnyRequest, simulator: Simulator) -> Response[bytes]:
+async def ark_list_tasks(request: AnyRequest, simulator: SimulatorDep) -> Response[bytes]:
     return await simulator.ark.list_tasks(await _incoming(request, simulator))
 
 
 @get(_ARK_TASKS + "/{task_id:str}", operation_id="ArkGetTask", description="Query one task.")
-async def ark_get_task(task_id: str, request: AnyRequest, simulator: Simulator) -> Response[bytes]:
+async def ark_get_task(task_id: FromPath[str], request: AnyRequest, simulator: SimulatorDep) -> Response[bytes]:
     return await simulator.ark.get_task(task_id, await _incoming(request, simulator))
 
 
@@ -87,7 +91,7 @@ async def ark_get_task(task_id: str, request: AnyRequest, simulator: Simulator) 
     operation_id="ArkDeleteTask",
     description="Cancel a queued task, or delete a finished one.",
 )
-async def ark_delete_task(task_id: str, request: AnyRequest, simulator: Simulator) -> Response[bytes]:
+async def ark_delete_task(task_id: FromPath[str], request: AnyRequest, simulator: SimulatorDep) -> Response[bytes]:
     return await simulator.ark.delete_task(task_id, await _incoming(request, simulator))
 
 
@@ -96,7 +100,7 @@ async def ark_delete_task(task_id: str, request: AnyRequest, simulator: Simulato
     operation_id="ArkMedia",
     description="Video ({id}.mp4) or last frame ({id}-last.png) of a succeeded task, until the link expires.",
 )
-async def ark_media(name: str, simulator: Simulator) -> Response[bytes]:
+async def ark_media(name: FromPath[str], simulator: SimulatorDep) -> Response[bytes]:
     try:
         media = simulator.media(name)
     except ControlError as error:
@@ -114,12 +118,12 @@ async def ark_media(name: str, simulator: Simulator) -> Response[bytes]:
 
 
 @get("/config", operation_id="SimGetConfig", description="Current run-time behaviour.")
-async def sim_get_config(simulator: Simulator) -> Response[bytes]:
+async def sim_get_config(simulator: SimulatorDep) -> Response[bytes]:
     return json_response(msgspec.to_builtins(simulator.config()))
 
 
 @post("/config", status_code=200, operation_id="SimSetConfig", description="Change some run-time settings.")
-async def sim_set_config(request: AnyRequest, simulator: Simulator) -> Response[bytes]:
+async def sim_set_config(request: AnyRequest, simulator: SimulatorDep) -> Response[bytes]:
     try:
         return json_response(msgspec.to_builtins(simulator.update_config(await request.body())))
     except ControlError as error:
@@ -127,12 +131,12 @@ async def sim_set_config(request: AnyRequest, simulator: Simulator) -> Response[
 
 
 @get("/faults", operation_id="SimGetFaults", description="Queued faults not used up yet.")
-async def sim_get_faults(simulator: Simulator) -> Response[bytes]:
+async def sim_get_faults(simulator: SimulatorDep) -> Response[bytes]:
     return json_response(simulator.pending_faults())
 
 
 @post("/faults", status_code=200, operation_id="SimAddFaults", description="Queue one fault or a list of faults.")
-async def sim_add_faults(request: AnyRequest, simulator: Simulator) -> Response[bytes]:
+async def sim_add_faults(request: AnyRequest, simulator: SimulatorDep) -> Response[bytes]:
     try:
         return json_response(simulator.add_faults(await request.body()))
     except ControlError as error:
@@ -140,24 +144,24 @@ async def sim_add_faults(request: AnyRequest, simulator: Simulator) -> Response[
 
 
 @delete("/faults", status_code=200, operation_id="SimClearFaults", description="Drop every queued fault.")
-async def sim_clear_faults(simulator: Simulator) -> Response[bytes]:
+async def sim_clear_faults(simulator: SimulatorDep) -> Response[bytes]:
     simulator.clear_faults()
     return json_response([])
 
 
 @get("/stats", operation_id="SimStats", description="Request counts, Ark task queries and callbacks.")
-async def sim_stats(simulator: Simulator) -> Response[bytes]:
+async def sim_stats(simulator: SimulatorDep) -> Response[bytes]:
     return json_response(simulator.stats())
 
 
 @post("/reset", status_code=200, operation_id="SimReset", description="Forget all tasks, faults and counters.")
-async def sim_reset(simulator: Simulator) -> Response[bytes]:
+async def sim_reset(simulator: SimulatorDep) -> Response[bytes]:
     await simulator.reset()
     return json_response({"status": "reset"})
 
 
 @get("/ark/tasks/{task_id:str}", operation_id="SimGetArkTask", description="An Ark task with queries and callbacks.")
-async def sim_get_ark_task(task_id: str, simulator: Simulator) -> Response[bytes]:
+async def sim_get_ark_task(task_id: FromPath[str], simulator: SimulatorDep) -> Response[bytes]:
     try:
         return json_response(simulator.ark_task(task_id))
     except ControlError as error:
@@ -170,7 +174,7 @@ async def sim_get_ark_task(task_id: str, simulator: Simulator) -> Response[bytes
     operation_id="SimPatchArkTask",
     description="Change an unfinished Ark task: queue_seconds, run_seconds, outcome, error_code, error_message.",
 )
-async def sim_patch_ark_task(task_id: str, request: AnyRequest, simulator: Simulator) -> Response[bytes]:
+async def sim_patch_ark_task(task_id: FromPath[str], request: AnyRequest, simulator: SimulatorDep) -> Response[bytes]:
     try:
         return json_response(simulator.patch_ark_task(task_id, await request.body()))
     except ControlError as error:

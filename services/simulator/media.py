@@ -2,7 +2,7 @@
 
 Everything here is pure and deterministic so a test can predict what it will get back. PNGs are encoded
 with zlib and struct only. Sizes are the provider's nominal output sizes divided by ``MEDIA_SCALE`` so that
-generating a "4K" image stays fast; the aspect ratio is kept.
+generating a "4K" image stays fast (1K 16:9 is 1376x768 nominal, a 172x96 PNG); the aspect ratio is kept.
 """
 
 from __future__ import annotations
@@ -19,8 +19,21 @@ RGB = tuple[int, int, int]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# Gemini image sizes and the nominal side (in pixels) of a 1:1 image of that size.
-GEMINI_IMAGE_SIZES: dict[str, int] = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
+# Gemini image sizes as a factor of the 1K size.
+GEMINI_IMAGE_SIZES: dict[str, float] = {"512": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}
+# Google's published 1K output sizes; other sizes scale these.
+GEMINI_1K_SIZES: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024),
+    "2:3": (848, 1264),
+    "3:2": (1264, 848),
+    "3:4": (896, 1200),
+    "4:3": (1200, 896),
+    "4:5": (928, 1152),
+    "5:4": (1152, 928),
+    "9:16": (768, 1376),
+    "16:9": (1376, 768),
+    "21:9": (1584, 672),
+}
 
 
 def parse_ratio(ratio: str) -> tuple[int, int]:
@@ -32,14 +45,15 @@ def parse_ratio(ratio: str) -> tuple[int, int]:
 
 
 def gemini_nominal_size(aspect_ratio: str, image_size: str) -> tuple[int, int]:
-    """Nominal pixel size of a Gemini image: the area of a square of the requested size, in the requested ratio,
-    rounded to multiples of 16 (this reproduces Google's published table to within a few percent, e.g.
-    1K 16:9 -> 1376x768)."""
+    """Nominal pixel size of a Gemini image: Google's table for the common ratios; for the others, the area of a
+    1024-pixel square in that ratio, rounded to multiples of 16."""
+    factor = GEMINI_IMAGE_SIZES[image_size]
+    if aspect_ratio in GEMINI_1K_SIZES:
+        width, height = GEMINI_1K_SIZES[aspect_ratio]
+        return round(width * factor), round(height * factor)
     rw, rh = parse_ratio(aspect_ratio)
-    side = GEMINI_IMAGE_SIZES[image_size]
-    height = side * (rh / rw) ** 0.5
-    width = height * rw / rh
-    return _round_to(width, 16), _round_to(height, 16)
+    height_1k = 1024 * (rh / rw) ** 0.5
+    return _round_to(height_1k * rw / rh * factor, 16), _round_to(height_1k * factor, 16)
 
 
 def gemini_image_size(aspect_ratio: str, image_size: str) -> tuple[int, int]:
