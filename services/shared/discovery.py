@@ -107,10 +107,10 @@ def discover(root: Path = INTEGRATIONS_ROOT, blacklist: Sequence[str] = DEFAULT_
             problems.append(str(exc))
             continue
         if not (path / "workflows" / "worker.py").is_file():
-            problems.append(f"{manifest.name}: {path / 'workflows' / 'worker.py'} is missing")
+            problems.append(f"{folder}: {path / 'workflows' / 'worker.py'} is missing")
             continue
         if not (path / "api.py").is_file():
-            problems.append(f"{manifest.name}: {path / 'api.py'} is missing")
+            problems.append(f"{folder}: {path / 'api.py'} is missing")
             continue
         pattern = next(
             (p for p in blacklist if fnmatch.fnmatchcase(folder, p) or fnmatch.fnmatchcase(manifest.name, p)), None

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from .reporting import REPORT_ACTIVITY, ReportInput
@@ -18,15 +19,21 @@ REPORT_START_TO_CLOSE = timedelta(seconds=15)
 REPORT_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
 
 
-async def report(task_id: str, state: TaskReport) -> ReportOutcome:
-    outcome: ReportOutcome = await workflow.execute_activity(
-        REPORT_ACTIVITY,
-        ReportInput(task_id=task_id, report=state),
-        result_type=ReportOutcome,
-        start_to_close_timeout=REPORT_START_TO_CLOSE,
-        schedule_to_close_timeout=REPORT_SCHEDULE_TO_CLOSE,
-        retry_policy=REPORT_RETRY,
-    )
+async def report(task_id: str, state: TaskReport) -> ReportOutcome | None:
+    """Report a state change to main. A report that cannot be delivered does not fail the task: main
+    reads the workflow's state and result at query time, so the work done is never lost."""
+    try:
+        outcome: ReportOutcome = await workflow.execute_activity(
+            REPORT_ACTIVITY,
+            ReportInput(task_id=task_id, report=state),
+            result_type=ReportOutcome,
+            start_to_close_timeout=REPORT_START_TO_CLOSE,
+            schedule_to_close_timeout=REPORT_SCHEDULE_TO_CLOSE,
+            retry_policy=REPORT_RETRY,
+        )
+    except ActivityError as err:
+        workflow.logger.warning("report %s for task %s not delivered: %s", state.status, task_id, err.cause or err)
+        return None
     return outcome
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from services.shared import workflow_kit
@@ -34,7 +34,10 @@ class EchoWorkflow:
                 retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=5),
             )
         except ActivityError as err:
-            self._state = workflow_kit.failed("echo_failed", str(err.cause or err))
+            cancelled = is_cancelled_exception(err)
+            self._state = (
+                workflow_kit.cancelled() if cancelled else workflow_kit.failed("echo_failed", str(err.cause or err))
+            )
         except asyncio.CancelledError:
             self._state = workflow_kit.cancelled()
         else:

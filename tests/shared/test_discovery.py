@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.shared.discovery import (
+    DEFAULT_BLACKLIST,
+    DiscoveryError,
+    IntegrationImportError,
+    discover,
+    parse_blacklist,
+)
+
+
+def make_integration(root: Path, folder: str, name: str | None = None, queue: str | None = None) -> Path:
+    path = root / folder
+    (path / "workflows").mkdir(parents=True)
+    (path / "__init__.py").write_text("")
+    (path / "workflows" / "__init__.py").write_text("")
+    (path / "workflows" / "worker.py").write_text("def worker_spec(ctx):\n    raise NotImplementedError\n")
+    (path / "api.py").write_text("")
+    manifest = {
+        "name": name or folder.replace("_", "-"),
+        "task_queue": queue or folder,
+        "description": f"{folder} integration",
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    # A unique package name so each test's integrations import independently.
+    package = tmp_path / f"integrations_{uuid.uuid4().hex[:8]}"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    sys.path.insert(0, str(tmp_path))
+    yield package
+    sys.path.remove(str(tmp_path))
+
+
+def test_repository_integrations_default_blacklist_excludes_examples() -> None:
+    found = discover()
+    names = {i.name for i in found.integrations}
+    assert "echo" in names
+    assert "example" not in names
+    assert any(e.folder == "example" and "example*" in e.reason for e in found.excluded)
+
+
+def test_blacklist_parsing() -> None:
+    assert parse_blacklist(None) == DEFAULT_BLACKLIST
+    assert parse_blacklist("") == ()
+    assert parse_blacklist(" a , b* ") == ("a", "b*")
+
+
+def test_blacklist_matches_folder_or_manifest_name(root: Path) -> None:
+    make_integration(root, "alpha", name="alpha-image")
+    make_integration(root, "beta")
+    make_integration(root, "example_two")
+    found = discover(root, blacklist=("alpha-*", "example*"))
+    assert [i.name for i in found.integrations] == ["beta"]
+    assert {e.folder for e in found.excluded} == {"alpha", "example_two"}
+    everything = discover(root, blacklist=())
+    assert {i.name for i in everything.integrations} == {"alpha-image", "beta", "example-two"}
+
+
+def test_disabled_manifest_is_excluded_with_its_reason(root: Path) -> None:
+    path = make_integration(root, "gamma")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["disabled_reason"] = "provider retired"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    found = discover(root)
+    assert found.integrations == []
+    assert "provider retired" in found.excluded[0].reason
+
+
+def test_broken_layouts_are_all_reported_by_name(root: Path) -> None:
+    make_integration(root, "good")
+    (root / "no_manifest").mkdir()
+    bad_json = make_integration(root, "bad_json")
+    (bad_json / "manifest.json").write_text("{nope")
+    bad_field = make_integration(root, "bad_field")
+    (bad_field / "manifest.json").write_text(json.dumps({"name": "x y", "task_queue": "q", "description": "d"}))
+    no_worker = make_integration(root, "no_worker")
+    (no_worker / "workflows" / "worker.py").unlink()
+    (root / "not-an-identifier").mkdir()
+    with pytest.raises(DiscoveryError) as raised:
+        discover(root)
+    text = str(raised.value)
+    assert "no_manifest" in text and "manifest.json is missing" in text
+    assert "bad_json" in text and "not valid JSON" in text
+    assert "bad_field" in text and "name" in text
+    assert "no_worker" in text and "worker.py is missing" in text
+    assert "not-an-identifier" in text
+    assert len(raised.value.problems) == 5
+
+
+def test_duplicate_task_queues_and_names_are_errors(root: Path) -> None:
+    make_integration(root, "one", queue="shared")
+    make_integration(root, "two", queue="shared")
+    make_integration(root, "three", name="same")
+    make_integration(root, "four", name="same")
+    with pytest.raises(DiscoveryError) as raised:
+        discover(root)
+    assert "task queue 'shared' is claimed by more than one integration: one, two" in str(raised.value)
+    assert "name 'same' is claimed by more than one integration: four, three" in str(raised.value)
+
+
+def test_import_failure_names_the_integration(root: Path) -> None:
+    path = make_integration(root, "broken")
+    (path / "workflows" / "worker.py").write_text("import does_not_exist_anywhere\n")
+    integration = discover(root).get("broken")
+    with pytest.raises(IntegrationImportError, match=r"integration 'broken': cannot import .*does_not_exist_anywhere"):
+        integration.import_worker_module()
+
+
+def test_unknown_integration_lists_the_served_ones(root: Path) -> None:
+    make_integration(root, "one")
+    with pytest.raises(KeyError, match="unknown integration 'two'; served integrations: one"):
+        discover(root).get("two")
