@@ -17,6 +17,8 @@ from .faults import Fault, FaultBook, hold_open
 from .stats import Stats
 
 JSON_MEDIA_TYPE = "application/json"
+# nginx's status for "the client closed the connection before the answer"; recorded, never received.
+CLIENT_CLOSED_REQUEST = 499
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,9 @@ async def request_fault_response(
     if fault.kind == "malformed_json":
         return Response(content=shapes.malformed_body, status_code=200, media_type=JSON_MEDIA_TYPE)
     if fault.kind == "hang":
-        await shared.hold(incoming)
+        if await shared.hold(incoming):
+            # Nobody will read this; the status only tells /_sim/stats that the client gave up first.
+            return json_response({}, CLIENT_CLOSED_REQUEST)
         return shapes.timed_out().response()
     raise ValueError(f"not a request fault: {fault.kind}")
 
