@@ -80,7 +80,8 @@ def local_environment(ctx: LocalContext, middleware: Sequence[Middleware]) -> di
             "SIMULATOR_URL": simulator_url,
             "INTERNAL_TOKEN": ctx.secrets.internal_token,
             "REALTIME_SECRET": ctx.secrets.realtime_secret,
-            "API_KEYS": ctx.secrets.api_keys,
+            # Keys given by the caller (e.g. tests with several users) are served next to the dev key.
+            "API_KEYS": ",".join(filter(None, (ctx.secrets.api_keys, ctx.environ.get("API_KEYS", "")))),
             "DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state_dir / 'main.db'}",
             "PYTHONUNBUFFERED": "1",
         }

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 
-class TaskEvent(msgspec.Struct, frozen=True, omit_defaults=True):
+class TaskEvent(msgspec.Struct, frozen=True):
     """``task.updated``: one per applied state change. ``changes`` holds only the fields that changed
     (status, progress, output with download URLs, error)."""
 

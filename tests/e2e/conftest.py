@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from temporalio.client import Client
+
+from deploy.local import LocalStack
+from deploy.ports import Ports
+from services.shared.settings import StorageSettings, TemporalSettings
+from services.shared.storage import ObjectStore
+from services.shared.temporal import connect
+from tests.stack import USERS, Api, Launcher
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Temporal, the S3 server, the simulator, main and communication on free ports. Workers are started by
+    the tests themselves, so they can stop, kill and restart them."""
+    environ = {**os.environ, "API_KEYS": ",".join(f"{key}:{user}" for user, key in USERS.items())}
+    local = LocalStack(
+        tmp_path_factory.mktemp("stack") / "state", Ports.free(), components=["middleware", "services"], environ=environ
+    )
+    with local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def worker_env(stack: LocalStack) -> dict[str, str]:
+    return stack.service_env()
+
+
+@pytest.fixture(scope="session")
+async def echo_worker(stack: LocalStack, worker_env: dict[str, str]) -> AsyncIterator[Launcher]:
+    launcher = Launcher(worker_env, ["echo"], stack.state_dir / "echo-worker.log")
+    await launcher.wait_serving()
+    yield launcher
+    launcher.kill()
+
+
+@pytest.fixture(scope="session")
+async def temporal(stack: LocalStack) -> Client:
+    return await connect(TemporalSettings(address=stack.temporal_address))
+
+
+@pytest.fixture(scope="session")
+def objects(worker_env: dict[str, str]) -> ObjectStore:
+    from services.shared.settings import Env
+
+    return ObjectStore(StorageSettings.from_env(Env(worker_env)))
+
+
+@pytest.fixture
+async def alice(stack: LocalStack) -> AsyncIterator[Api]:
+    api = Api(stack, "alice")
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def bob(stack: LocalStack) -> AsyncIterator[Api]:
+    api = Api(stack, "bob")
+    yield api
+    await api.close()

@@ -1,0 +1,137 @@
+"""Helpers for tests that run the real stack: processes, HTTP clients, websocket clients, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from deploy.local import LocalStack
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[1]
+USERS = {"alice": "alice-key", "bob": "bob-key"}
+
+
+async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something other than None/False; fail naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class Launcher:
+    """``python -m services.async_task`` as a subprocess, the way its container runs it."""
+
+    def __init__(self, env: Mapping[str, str], args: list[str], log: Path) -> None:
+        self.log = log
+        self._file = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.async_task", *args],
+            cwd=REPO,
+            env=dict(env),
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def wait_serving(self, timeout: float = 30) -> None:
+        async def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"launcher exited with {self.proc.returncode}:\n{self.output()}")
+            return "serving " in self.output()
+
+        await wait_for(ready, timeout, "the launcher to serve")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self._file.close()
+
+    def terminate(self, timeout: float) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._file.close()
+        return code
+
+
+class Api:
+    """An HTTP client for main acting as one user."""
+
+    def __init__(self, stack: LocalStack, user: str) -> None:
+        self.stack = stack
+        self.user = user
+        self.http = httpx.AsyncClient(
+            base_url=stack.main_url, headers={"Authorization": f"Bearer {USERS[user]}"}, timeout=30
+        )
+
+    async def create(self, integration: str, body: dict[str, Any], **headers: str) -> httpx.Response:
+        return await self.http.post(f"/api/integrations/{integration}/tasks", json=body, headers=headers)
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/api/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def wait_status(self, task_id: str, statuses: set[str], timeout: float = 60) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            task = await self.task(task_id)
+            return task if task["status"] in statuses else None
+
+        return await wait_for(probe, timeout, f"task {task_id} to reach {statuses}", interval=0.2)
+
+    async def socket(self) -> Events:
+        response = await self.http.post("/api/realtime/token")
+        assert response.status_code == 201, response.text
+        token = response.json()
+        ws = await connect(f"{token['url']}?token={token['token']}")
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert hello["event"] == "connected", hello
+        return Events(ws)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+class Events:
+    """Events received on one websocket, read in order."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def next(self, timeout: float = 30) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        return message
+
+    async def until(self, task_id: str, status: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """Every event up to and including ``task_id`` reaching ``status``."""
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            event = await self.next(max(0.1, deadline - time.monotonic()))
+            seen.append(event)
+            if event.get("task_id") == task_id and event.get("status") == status:
+                return seen
+
+    async def close(self) -> None:
+        await self.ws.close()
