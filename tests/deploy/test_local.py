@@ -1,0 +1,176 @@
+"""The local mode's parts that need no running stack: ports, secrets, the environment contract, pid files,
+the state lock, and the CLI's answers when nothing runs."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy import credentials
+from deploy.errors import DeployError, UsageError
+from deploy.local import LocalStack
+from deploy.ports import WEED_GRPC_OFFSET, Ports, parse_port_overrides, port_is_free
+from deploy.process import PidRecord, StateLock, is_running, start_ticks
+from deploy.services import local_environment
+from deploy.spec import LocalContext
+
+from .conftest import deploy_tool
+
+
+def test_free_ports_are_distinct_and_free() -> None:
+    ports = Ports.free()
+    values = list(ports.as_dict().values())
+    weed = [getattr(ports, f) for f in Ports.WEED_FIELDS]
+    everything = values + [p + WEED_GRPC_OFFSET for p in weed]
+    assert len(set(everything)) == len(everything)
+    assert all(port_is_free(p) for p in everything)
+
+
+def test_port_overrides() -> None:
+    assert parse_port_overrides(["temporal=17233", "temporal-ui=18233"]) == {"temporal": 17233, "temporal_ui": 18233}
+    assert Ports().replace(main=9100).main == 9100
+    with pytest.raises(UsageError, match="NAME=NUMBER"):
+        parse_port_overrides(["postgres=5432"])
+    with pytest.raises(UsageError, match="not a number"):
+        parse_port_overrides(["main=http"])
+
+
+def test_secrets_are_created_private_and_reused(tmp_path: Path) -> None:
+    first = credentials.load_or_create(tmp_path)
+    path = tmp_path / credentials.FILE_NAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert credentials.load_or_create(tmp_path) == first
+    assert first.internal_token not in repr(first)
+    assert first.api_keys == f"{first.dev_api_key}:dev"
+
+
+def _ctx(tmp_path: Path, environ: dict[str, str]) -> LocalContext:
+    return LocalContext(state_dir=tmp_path, ports=Ports(), secrets=credentials.generate(), environ=environ)
+
+
+def test_service_environment_contract(tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path, Ports(), middleware=["temporal", "minio"], environ={"PATH": "/usr/bin"})
+    env = stack.service_env()
+    secrets = stack.secrets
+    assert env["TEMPORAL_ADDRESS"] == "127.0.0.1:7233"
+    assert env["TEMPORAL_NAMESPACE"] == "default"
+    assert env["TEMPORAL_UI_URL"] == "http://127.0.0.1:8233"
+    assert env["S3_ENDPOINT"] == env["S3_PUBLIC_ENDPOINT"] == "127.0.0.1:9000"
+    assert (env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"]) == (secrets.s3_access_key, secrets.s3_secret_key)
+    assert env["S3_BUCKET"] == "task-results" and env["S3_SECURE"] == "false"
+    assert env["MAIN_URL"] == "http://127.0.0.1:8000"
+    assert env["COMMUNICATION_URL"] == "http://127.0.0.1:8001"
+    assert env["SIMULATOR_URL"] == "http://127.0.0.1:8002"
+    assert (env["MAIN_PORT"], env["COMMUNICATION_PORT"], env["SIMULATOR_PORT"]) == ("8000", "8001", "8002")
+    assert env["INTERNAL_TOKEN"] == secrets.internal_token
+    assert env["REALTIME_SECRET"] == secrets.realtime_secret
+    assert env["API_KEYS"] == f"{secrets.dev_api_key}:dev"
+    assert env["DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path / 'main.db'}"
+    # No provider keys: both integrations talk to the simulator.
+    assert env["GEMINI_BASE_URL"] == env["ARK_BASE_URL"] == "http://127.0.0.1:8002"
+    assert "GEMINI_API_KEY" not in env and "INTEGRATIONS_BLACKLIST" not in env
+    assert env["PATH"] == "/usr/bin"
+
+
+def test_provider_keys_and_blacklist_pass_through(tmp_path: Path) -> None:
+    environ = {
+        "GEMINI_API_KEY": "g-key",
+        "GEMINI_BASE_URL": "https://gemini.example",
+        "ARK_API_KEY": "a-key",
+        "INTEGRATIONS_BLACKLIST": "example*,echo",
+    }
+    env = local_environment(_ctx(tmp_path, environ), [])
+    assert env["GEMINI_API_KEY"] == "g-key" and env["GEMINI_BASE_URL"] == "https://gemini.example"
+    assert env["ARK_API_KEY"] == "a-key" and "ARK_BASE_URL" not in env
+    assert env["INTEGRATIONS_BLACKLIST"] == "example*,echo"
+
+
+def test_component_selection(tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path, Ports(), middleware=["temporal", "minio"])
+    assert [s.name for s in stack.specs(["middleware"])] == ["temporal", "minio"]
+    assert [s.name for s in stack.specs(["services"])] == ["simulator", "communication", "main"]
+    assert [s.name for s in stack.specs(["minio", "main"])] == ["minio", "main"]
+    assert all(s.kind == "worker" for s in stack.specs(["workers"]))
+    with pytest.raises(UsageError, match="unknown component 'redis'"):
+        stack.specs(["redis"])
+
+
+def test_status_reports_stale_pid_file_and_down_removes_it(tmp_path: Path) -> None:
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    record = PidRecord("temporal", "middleware", done.pid, done.pid, 1, (), "")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "temporal.json").write_text(record.to_json())
+    assert not is_running(record)
+
+    out = io.StringIO()
+    stack = LocalStack(tmp_path, Ports.free(), ["middleware"], middleware=["temporal"], out=out)
+    [status] = stack.status()
+    assert (status.state, status.healthy) == ("stopped", False)
+    assert "stale pid file" in status.detail
+    assert not (tmp_path / credentials.FILE_NAME).exists(), "status must not create secrets"
+    stack.down()
+    assert list((tmp_path / "run").iterdir()) == []
+    assert not (tmp_path / "deploy.lock").exists()
+
+
+def test_pid_record_round_trip_and_identity() -> None:
+    record = PidRecord("main", "service", os.getpid(), os.getpgid(0), start_ticks(os.getpid()), (8000,), "main.log")
+    assert PidRecord.from_json(record.to_json()) == record
+    assert is_running(record)
+    # A pid reused by another process (different start time) is not ours.
+    assert not is_running(PidRecord("main", "service", os.getpid(), 0, (record.start_ticks or 0) + 1, (), ""))
+
+
+def test_state_lock_is_exclusive_and_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.lock"
+    with StateLock(path).held(), pytest.raises(DeployError, match="another deploy-tool"):
+        StateLock(path, timeout=0.2).acquire()
+    assert not path.exists()
+    with StateLock(path).held():
+        assert path.exists()
+
+
+def test_cli_status_exits_non_zero_when_down(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*deploy_tool(), "status", "--mode", "local", "--state-dir", str(tmp_path / "state"), "--only", "middleware"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "temporal" in done.stdout and "not running" in done.stdout
+    assert "unhealthy: temporal, minio" in done.stderr
+
+
+def test_cli_docker_mode_fails_clearly_without_an_engine(tmp_path: Path) -> None:
+    # No docker CLI on PATH: no engine can answer.
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    done = subprocess.run(
+        [*deploy_tool(), "up", "--mode", "docker", "--state-dir", str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 1
+    assert "no Docker engine answers" in done.stderr
+
+
+def test_cli_auto_mode_says_why(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    done = subprocess.run(
+        [*deploy_tool(), "status", "--state-dir", str(tmp_path / "state"), "--only", "temporal"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert "mode: local (no Docker engine answers)" in done.stdout
+    assert done.returncode == 1

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy import compose, config, paths
+from deploy.cli import main
+from services.shared.discovery import discover, parse_blacklist
+from services.shared.manifest import slug
+
+
+def _load(text: str) -> dict[str, Any]:
+    document = yaml.safe_load(text)
+    assert isinstance(document, dict)
+    return document
+
+
+def test_render_is_deterministic_and_starts_with_a_generated_comment(config_copy: Path) -> None:
+    first = compose.render(config_copy)
+    assert first == compose.render(config_copy)
+    assert first.startswith("# GENERATED FILE - do not edit. Regenerate with `deploy-tool render`")
+    # Every service gets its own copy of shared values: no anchors or aliases.
+    assert "&id" not in first and "*id" not in first
+
+
+def test_committed_compose_file_is_current() -> None:
+    assert compose.check() is None, "compose.yaml is stale: run `deploy-tool render`"
+
+
+def test_rendered_services(config_copy: Path) -> None:
+    document = _load(compose.render(config_copy))
+    services = document["services"]
+    integrations = discover(blacklist=parse_blacklist(os.environ.get("INTEGRATIONS_BLACKLIST"))).integrations
+    workers = {f"worker-{slug(i.name)}": i for i in integrations}
+    expected = ["temporal", "minio", "create-bucket", "simulator", "communication", "main", *sorted(workers)]
+    assert list(services) == expected
+    assert document["name"] == "async-task-platform"
+    assert set(document["volumes"]) == {"temporal-data", "minio-data", "task-store"}
+
+    for name, service in services.items():
+        assert service["init"] is True, name
+        assert ":latest" not in service["image"] and "}" in service["image"], name
+        if name != "create-bucket":
+            assert "healthcheck" in service, name
+    # Only user-facing ports are published.
+    published = {name for name, service in services.items() if "ports" in service}
+    assert published == {"temporal", "minio", "main", "communication"}
+    assert services["main"]["build"] == {"context": ".", "dockerfile": "docker/app.Dockerfile"}
+    assert services["main"]["volumes"] == ["task-store:/data"]
+    assert services["main"]["depends_on"]["temporal"] == {"condition": "service_healthy"}
+    assert services["main"]["depends_on"]["create-bucket"] == {"condition": "service_completed_successfully"}
+    for worker, integration in workers.items():
+        assert services[worker]["command"] == ["python", "-m", "services.async_task", integration.name]
+        assert services[worker]["healthcheck"]["test"][-1] == integration.task_queue
+    env = services["main"]["environment"]
+    assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert env["S3_ENDPOINT"] == "minio:9000"
+    assert env["S3_BUCKET"] == "task-results"
+    assert env["INTERNAL_TOKEN"] == "${INTERNAL_TOKEN:-dev-internal-token}"
+    assert env["DATABASE_URL"] == "sqlite+aiosqlite:////data/main.db"
+
+
+def test_render_without_a_middleware_drops_its_services(config_copy: Path) -> None:
+    config.remove("minio", config_copy)
+    services = _load(compose.render(config_copy))["services"]
+    assert "minio" not in services and "create-bucket" not in services
+    assert "create-bucket" not in services["main"]["depends_on"]
+    # Our services then take the storage address from the host environment.
+    assert services["main"]["environment"]["S3_ENDPOINT"] == "${S3_ENDPOINT}"
+
+
+def test_render_check_reports_stale_and_current(
+    tmp_path: Path, config_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "compose.yaml"
+    assert main(["render", "--config", str(config_copy), "--compose-file", str(target), "--check"]) == 1
+    assert "does not exist" in capsys.readouterr().out
+
+    assert main(["render", "--config", str(config_copy), "--compose-file", str(target)]) == 0
+    assert "wrote compose.yaml" in capsys.readouterr().out
+    assert main(["render", "--config", str(config_copy), "--compose-file", str(target), "--check"]) == 0
+    assert "compose.yaml is current" in capsys.readouterr().out
+
+    assert main(["middleware", "--config", str(config_copy), "remove", "temporal"]) == 0
+    capsys.readouterr()
+    assert main(["render", "--config", str(config_copy), "--compose-file", str(target), "--check"]) == 1
+    captured = capsys.readouterr()
+    assert "-  temporal:" in captured.out  # the diff names what changed
+    assert "compose.yaml is stale" in captured.err
+
+    assert main(["render", "--config", str(config_copy), "--compose-file", str(target)]) == 0
+    assert main(["render", "--config", str(config_copy), "--compose-file", str(target), "--check"]) == 0
+
+
+def test_interpolate_matches_compose_rules() -> None:
+    env = {"SET": "value", "EMPTY": ""}
+    assert compose.interpolate("${SET:-x}", env) == "value"
+    assert compose.interpolate("${EMPTY:-x}", env) == "x"
+    assert compose.interpolate("${EMPTY-x}", env) == ""
+    assert compose.interpolate("${UNSET-x}", env) == "x"
+    assert compose.interpolate("a/${UNSET}:b", env) == "a/:b"
+    document = _load(compose.render())
+    images = compose.images(document, {"APP_IMAGE": "local/app:1"})
+    assert "local/app:1" in images and "temporalio/temporal:1.9.1" in images
+
+
+def _compose_binary() -> list[str] | None:
+    explicit = os.environ.get("DOCKER_COMPOSE")
+    candidates = [[explicit]] if explicit else []
+    if shutil.which("docker"):
+        candidates.append(["docker", "compose"])
+    for argv in candidates:
+        try:
+            done = subprocess.run([*argv, "version", "--short"], capture_output=True, text=True, timeout=30)
+        except OSError:
+            continue
+        if done.returncode == 0 and done.stdout.strip().lstrip("v").startswith("2."):
+            return argv
+    return None
+
+
+def test_compose_accepts_the_rendered_file(tmp_path: Path, config_copy: Path) -> None:
+    argv = _compose_binary()
+    if argv is None:
+        pytest.skip("no docker compose v2 on this machine")
+    target = tmp_path / "compose.yaml"
+    target.write_text(compose.render(config_copy))
+    done = subprocess.run(
+        [*argv, "--project-directory", str(paths.REPO_ROOT), "-f", str(target), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
