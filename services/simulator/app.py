@@ -102,7 +102,7 @@ async def ark_delete_task(task_id: FromPath[str], request: AnyRequest, simulator
 )
 async def ark_media(name: FromPath[str], simulator: SimulatorDep) -> Response[bytes]:
     try:
-        media = simulator.media(name)
+        media = await simulator.media(name)
     except ControlError as error:
         message = "Request has expired" if error.status == 403 else "The specified key does not exist."
         xml = (

@@ -24,6 +24,7 @@ import re
 import secrets
 import string
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -46,6 +47,7 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled", "expired"})
 RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9")
 ROLES = ("first_frame", "last_frame", "reference_image")
 FPS = 24
+_MEDIA_CACHE_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,6 @@ class ArkTask:
     queries: int = 0
     callbacks: list[CallbackRecord] = field(default_factory=list)
     notified: set[str] = field(default_factory=set)
-    video_cache: bytes | None = None
-    last_frame_cache: bytes | None = None
 
     @property
     def running_at(self) -> float:
@@ -277,6 +277,8 @@ class ArkService:
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        # Media is deterministic, so a few recent files are kept only to spare repeated downloads the encoding.
+        self._media_cache: OrderedDict[str, Media] = OrderedDict()
 
     # --- provider routes -------------------------------------------------------------------------------------
 
@@ -418,7 +420,7 @@ class ArkService:
 
     # --- media -----------------------------------------------------------------------------------------------
 
-    def media(self, name: str) -> Media:
+    async def media(self, name: str) -> Media:
         """The video or last frame behind a task's URLs; ControlError 404/403 (S3 words) when it cannot be had."""
         task_id, kind = _media_name(name)
         task = self._tasks.get(task_id or "")
@@ -427,14 +429,20 @@ class ArkService:
             raise ControlError(404, "NoSuchKey")
         if now > task.finished_at + self._shared.config.media_ttl_seconds:
             raise ControlError(403, "AccessDenied")
+        cached = self._media_cache.get(name)
+        if cached is not None:
+            self._media_cache.move_to_end(name)
+            return cached
         spec = ark_video_spec(task.video_spec_seed(), task.resolution, task.ratio, FPS, task.duration)
+        # Encoding takes up to a few hundred milliseconds: keep the event loop free meanwhile.
         if kind == "mp4":
-            if task.video_cache is None:
-                task.video_cache = build_mp4(spec)
-            return Media(task.video_cache, "video/mp4")
-        if task.last_frame_cache is None:
-            task.last_frame_cache = last_frame_png(spec)
-        return Media(task.last_frame_cache, "image/png")
+            media = Media(await asyncio.to_thread(build_mp4, spec), "video/mp4")
+        else:
+            media = Media(await asyncio.to_thread(last_frame_png, spec), "image/png")
+        self._media_cache[name] = media
+        while len(self._media_cache) > _MEDIA_CACHE_SIZE:
+            self._media_cache.popitem(last=False)
+        return media
 
     # --- control API -----------------------------------------------------------------------------------------
 
@@ -554,6 +562,7 @@ class ArkService:
     async def reset(self) -> None:
         await self._stop_background()
         self._tasks.clear()
+        self._media_cache.clear()
 
     async def close(self) -> None:
         await self._stop_background()

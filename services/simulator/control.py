@@ -84,11 +84,11 @@ class Simulator:
             raise ControlError(400, f"invalid task change: {exc}") from exc
         return self.ark.patch(task_id, patch)
 
-    def media(self, name: str) -> Media:
+    async def media(self, name: str) -> Media:
         stats = self.shared.stats
         stats.request("ark", "media")
         try:
-            media = self.ark.media(name)
+            media = await self.ark.media(name)
         except ControlError as error:
             stats.response("ark", "media", error.status)
             raise
