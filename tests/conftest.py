@@ -13,8 +13,6 @@ from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
 from tests.stack import USERS, Api, Launcher
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:

@@ -44,7 +44,7 @@ class LauncherSettings:
         env = Env(environ)
         return cls(
             platform=PlatformSettings.from_env(environ),
-            blacklist=parse_blacklist(env.optional("INTEGRATIONS_BLACKLIST")),
+            blacklist=parse_blacklist(env.raw("INTEGRATIONS_BLACKLIST")),
             shutdown_timeout=timedelta(seconds=env.get_float("ASYNC_TASK_SHUTDOWN_SECONDS", 10.0)),
         )
 

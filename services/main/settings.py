@@ -50,7 +50,7 @@ class MainSettings:
             realtime_public_url=env.get(
                 "REALTIME_PUBLIC_URL", platform.communication_url.replace("http", "ws", 1) + "/ws"
             ),
-            blacklist=parse_blacklist(env.optional("INTEGRATIONS_BLACKLIST")),
+            blacklist=parse_blacklist(env.raw("INTEGRATIONS_BLACKLIST")),
             sync_timeout_seconds=env.get_float("MAIN_SYNC_TIMEOUT_SECONDS", 3.0),
             publish_attempts=env.get_int("MAIN_PUBLISH_ATTEMPTS", 3),
         )

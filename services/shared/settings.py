@@ -29,6 +29,10 @@ class Env:
     def optional(self, name: str) -> str | None:
         return self._env.get(name) or None
 
+    def raw(self, name: str) -> str | None:
+        """The value as set, where an empty string means something other than unset."""
+        return self._env.get(name)
+
     def get_int(self, name: str, default: int) -> int:
         raw = self._env.get(name)
         if not raw:
