@@ -1,0 +1,43 @@
+# The application image: one image, every service chosen by its command
+#   python -m services.main | services.communication | services.simulator | services.async_task <integration>
+#
+# Build from the repository root after `python -m deploy.images` (or `deploy.images.build_wheelhouse`) filled
+# build/wheelhouse: nothing is downloaded during the build, so it works offline and never needs the host's CA
+# certificates. Only classic-builder syntax (no BuildKit features): these hosts have no buildx.
+#
+#   docker build -f docker/app.Dockerfile -t async-task-platform:dev .
+#   docker build -f docker/app.Dockerfile --build-arg PYTHON_BASE_IMAGE=local/python-base:3.11-bookworm ...
+ARG PYTHON_BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_BASE_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN python3 -m venv /opt/venv
+# Dependencies first, in their own layer: source changes do not reinstall them. The requirements list is the
+# locked closure (from uv.lock) with a sha256 per wheel.
+COPY build/wheelhouse/ /wheels/
+RUN /opt/venv/bin/pip install --no-index --find-links /wheels --require-hashes -r /wheels/app-requirements.txt
+
+FROM ${PYTHON_BASE_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH \
+    VIRTUAL_ENV=/opt/venv \
+    PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app
+COPY --from=builder /opt/venv /opt/venv
+COPY docker/healthcheck.py /usr/local/bin/healthcheck
+WORKDIR /app
+COPY pyproject.toml uv.lock ./
+COPY deploy/ deploy/
+COPY integrations/ integrations/
+COPY services/ services/
+# The source is read-only for the service user, so compile it now rather than on every start.
+RUN chmod 0755 /usr/local/bin/healthcheck && python -m compileall -q /app
+USER app
+# Services stop cleanly on SIGTERM; compose also sets `init: true` so signals reach them and zombies are reaped.
+STOPSIGNAL SIGTERM
+EXPOSE 8000 8001
+# Health: services answer GET /healthz, e.g. `healthcheck http://127.0.0.1:8000/healthz` (compose defines it).
+CMD ["python", "-m", "services.main"]

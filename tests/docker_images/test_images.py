@@ -1,0 +1,153 @@
+"""The images bootstrapped for offline Docker hosts do what compose and the tests expect of them."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from minio import Minio
+from minio.error import S3Error
+
+from deploy.images import IMAGE_VARIABLES, bootstrap_images, image_id
+
+from .conftest import REPO_ROOT, DockerImages, container_logs, docker, published_port, running_container, wait_until
+
+# The first test may have to install the engine and build every image (about 3 minutes from scratch).
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+
+def test_app_image_imports_the_stack_as_a_non_root_user(docker_images: DockerImages) -> None:
+    image = docker_images.images["APP_IMAGE"]
+    result = docker(
+        "run", "--rm", image,
+        "python", "-c", "import os, services, temporalio, litestar; print(os.getuid(), services.__file__)",
+    )  # fmt: skip
+    uid, services_file = result.stdout.split()
+    assert int(uid) != 0
+    assert services_file == "/app/services/__init__.py"
+    # The source is not writable by the service user.
+    denied = docker("run", "--rm", image, "touch", "/app/services/x", check=False)
+    assert denied.returncode != 0
+
+
+def test_app_image_healthcheck_script_reports_failure(docker_images: DockerImages) -> None:
+    image = docker_images.images["APP_IMAGE"]
+    # Nothing listens in a fresh container: the check must fail (exit 1), not crash.
+    result = docker("run", "--rm", image, "healthcheck", "http://127.0.0.1:8000/healthz", "1", check=False)
+    assert result.returncode == 1, result.stderr
+
+
+def _temporal_healthy(container: str, address: str = "127.0.0.1:7233") -> bool:
+    result = docker("exec", container, "temporal", "operator", "cluster", "health", "--address", address, check=False)
+    return result.returncode == 0 and "SERVING" in result.stdout
+
+
+def test_temporal_image_serves_start_dev_as_non_root(docker_images: DockerImages) -> None:
+    image = docker_images.images["TEMPORAL_IMAGE"]
+    command = ("server", "start-dev", "--ip", "0.0.0.0", "--db-filename", "/data/temporal.db")
+    with running_container(image, *command, options=("-p", "127.0.0.1::7233")) as container:
+        wait_until(
+            lambda: _temporal_healthy(container),
+            timeout=60,
+            what="temporal cluster health SERVING",
+            describe=lambda: container_logs(container),
+        )
+        assert docker("exec", container, "id", "-u").stdout.strip() == "1000"
+        # The database lives in the writable /data.
+        assert docker("exec", container, "test", "-s", "/data/temporal.db", check=False).returncode == 0
+        host_cli = Path(sys.executable).parent / "temporal"
+        if host_cli.exists():
+            port = published_port(container, 7233)
+            result = subprocess.run(
+                [str(host_cli), "operator", "cluster", "health", "--address", f"127.0.0.1:{port}"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert "SERVING" in result.stdout, result.stderr
+
+
+def _http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local test URL
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def test_minio_compat_image_behaves_like_minio(docker_images: DockerImages) -> None:
+    image = docker_images.images["MINIO_IMAGE"]
+    user, password = "platform-admin", f"secret-{uuid.uuid4().hex}"
+    options = ("-p", "127.0.0.1::9000", "-e", f"MINIO_ROOT_USER={user}", "-e", f"MINIO_ROOT_PASSWORD={password}")
+    with running_container(image, "server", "/data", "--console-address", ":9001", options=options) as container:
+        port = published_port(container, 9000)
+        live = f"http://127.0.0.1:{port}/minio/health/live"
+        wait_until(
+            lambda: _http_status(live) == 200,
+            timeout=60,
+            what="GET /minio/health/live -> 200",
+            describe=lambda: container_logs(container),
+        )
+        assert _http_status(f"http://127.0.0.1:{port}/minio/health/ready") == 200
+        # The check compose uses for real MinIO (bash and /dev/tcp, no curl) works here too.
+        probe = (
+            'exec 3<>/dev/tcp/127.0.0.1/9000 && printf "GET /minio/health/live HTTP/1.0\\r\\n\\r\\n" >&3'
+            ' && read -r s <&3 && [[ $s == *" 200 "* ]]'
+        )
+        assert docker("exec", container, "bash", "-c", probe, check=False).returncode == 0
+        docker("exec", container, "healthcheck", "http://127.0.0.1:9000/minio/health/live")
+        assert docker("exec", container, "id", "-u").stdout.strip() != "0"
+
+        client = Minio(f"127.0.0.1:{port}", access_key=user, secret_key=password, secure=False)
+        client.make_bucket("image-test")
+        payload = b"offline object storage " * 1000
+        client.put_object("image-test", "dir/object.txt", io.BytesIO(payload), len(payload))
+        response = client.get_object("image-test", "dir/object.txt")
+        try:
+            assert response.read() == payload
+        finally:
+            response.close()
+            response.release_conn()
+        # Presigned URLs are verified by the server itself.
+        url = client.presigned_get_object("image-test", "dir/object.txt")
+        with urllib.request.urlopen(url, timeout=10) as download:  # noqa: S310 - local test URL
+            assert download.read() == payload
+
+        wrong = Minio(f"127.0.0.1:{port}", access_key=user, secret_key="not-the-password", secure=False)
+        with pytest.raises(S3Error) as rejected:
+            wrong.list_buckets()
+        assert rejected.value.code in {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"}
+        anonymous = _http_status(f"http://127.0.0.1:{port}/image-test/dir/object.txt")
+        assert anonymous == 403
+
+
+def test_minio_compat_image_rejects_a_short_password(docker_images: DockerImages) -> None:
+    image = docker_images.images["MINIO_IMAGE"]
+    result = docker("run", "--rm", "-e", "MINIO_ROOT_PASSWORD=short", image, "server", "/data", check=False)
+    assert result.returncode != 0
+    assert "at least 8 characters" in result.stderr
+
+
+def test_second_bootstrap_reuses_every_image(docker_images: DockerImages) -> None:
+    before = {variable: image_id(tag) for variable, tag in docker_images.images.items()}
+    messages: list[str] = []
+    started = time.monotonic()
+    images = bootstrap_images(REPO_ROOT, messages.append)
+    elapsed = time.monotonic() - started
+    assert images == docker_images.images
+    assert {variable: image_id(tag) for variable, tag in images.items()} == before
+    assert not [m for m in messages if m.startswith(("building", "debootstrap", "downloading"))], messages
+    assert elapsed < 30, f"reuse took {elapsed:.1f} s: {messages}"
+    env_file = (REPO_ROOT / ".deploy" / "images.env").read_text()
+    for variable in IMAGE_VARIABLES:
+        assert f"{variable}={images[variable]}\n" in env_file
