@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from services.main.kit import IntegrationApi
+from services.main.kit import IntegrationApi, StartContext
 from services.main.store import TaskRecord
 
 from .schemas import ExampleInput, ExampleRequest
 from .workflows.workflows import ExampleWorkflow
 
 
-def build_input(task: TaskRecord, request: ExampleRequest) -> ExampleInput:
+def build_input(task: TaskRecord, request: ExampleRequest, _: StartContext) -> ExampleInput:
     return ExampleInput(task_id=task.id, request=request)
 
 

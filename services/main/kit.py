@@ -28,16 +28,25 @@ class InputError(Exception):
 
 
 @dataclass(frozen=True)
+class StartContext:
+    """What main knows when it starts a task's workflow, beyond the task itself."""
+
+    # Where the provider may call back for this task (secret included); None unless the integration asks.
+    callback_url: str | None
+
+
+@dataclass(frozen=True)
 class IntegrationApi(Generic[RequestT]):
     request_type: type[RequestT]
     # The workflow's run method (or its registered name) started for every new task.
     workflow: Callable[..., Any] | str
-    # Builds the workflow's single input from the stored task and the validated request.
-    build_input: Callable[[TaskRecord, RequestT], Any]
+    # Builds the workflow's single input from the stored task, the validated request and the start context.
+    build_input: Callable[[TaskRecord, RequestT, StartContext], Any]
     check: Callable[[RequestT], None] | None = None
     # Extra Litestar route handlers mounted under /api/integrations/<name>.
     routes: Sequence[Any] = ()
     execution_timeout: timedelta | None = None
-    # Whether each task gets a secret for provider callbacks (see the callback route).
+    # Whether each task gets a secret and a callback URL,
+    # ``{MAIN_PUBLIC_URL}/api/integrations/<name>/tasks/<id>/callback?secret=...``; the route is the integration's.
     callback_secret: bool = False
     summary: str = ""

@@ -22,7 +22,7 @@ from services.shared.storage import ObjectStore
 from services.shared.tasks import ReportOutcome, TaskError, TaskReport, TaskResult, is_terminal, workflow_id_for
 
 from .errors import ApiError, not_found
-from .kit import IntegrationApi
+from .kit import IntegrationApi, StartContext
 from .publisher import EventPublisher
 from .schemas import ObjectRead, OutputRead, TaskRead
 from .settings import MainSettings
@@ -71,7 +71,7 @@ class TaskService:
         try:
             await self.temporal.start_workflow(
                 api.workflow,
-                api.build_input(record, request),
+                api.build_input(record, request, StartContext(self._callback_url(integration, record))),
                 id=workflow_id_for(record.id),
                 task_queue=integration.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -85,6 +85,12 @@ class TaskService:
             raise ApiError(503, "temporal_unavailable", "could not start the task; try again", True) from exc
         self._publish(record, {"status": record.status})
         return record, True
+
+    def _callback_url(self, integration: Integration, record: TaskRecord) -> str | None:
+        if record.callback_secret is None:
+            return None
+        base = self.settings.public_url
+        return f"{base}/api/integrations/{integration.name}/tasks/{record.id}/callback?secret={record.callback_secret}"
 
     # -- read -----------------------------------------------------------------------------------------
 

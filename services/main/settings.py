@@ -27,6 +27,8 @@ class MainSettings:
     api_keys: dict[str, str]
     realtime_secret: str
     realtime_ttl_seconds: int
+    # How providers reach main for callbacks (MAIN_PUBLIC_URL, default MAIN_URL).
+    public_url: str
     # What clients are told to connect their websocket to.
     realtime_public_url: str
     blacklist: tuple[str, ...]
@@ -45,6 +47,7 @@ class MainSettings:
             port=port,
             database_url=env.get("DATABASE_URL", "sqlite+aiosqlite:///.data/main.db"),
             api_keys=parse_api_keys(env.get("API_KEYS")),
+            public_url=env.get("MAIN_PUBLIC_URL", platform.main_url).rstrip("/"),
             realtime_secret=env.get("REALTIME_SECRET"),
             realtime_ttl_seconds=env.get_int("REALTIME_TOKEN_TTL_SECONDS", 300),
             realtime_public_url=env.get(
