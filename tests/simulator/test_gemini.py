@@ -252,3 +252,11 @@ async def test_invalid_faults_are_rejected(client: Client) -> None:
         response = await client.post("/_sim/faults", json=body)
         assert response.status_code == 400, body
         assert "invalid fault" in response.json()["detail"]
+
+
+async def test_tag_values_choose_the_reason(client: Client) -> None:
+    blocked = (await generate(client, "x [sim:blocked=PROHIBITED_CONTENT]")).json()
+    assert blocked["promptFeedback"]["blockReason"] == "PROHIBITED_CONTENT"
+    once = "y [sim:image_safetyx1]"
+    assert (await generate(client, once)).json()["candidates"][0]["finishReason"] == "IMAGE_SAFETY"
+    assert image_parts((await generate(client, once)).json())
