@@ -1,0 +1,34 @@
+# Recipes run inside .venv; start them through ./dev (e.g. `./dev up`), which installs everything first.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
+
+# list the recipes
+default:
+    @just --list
+
+# bring the stack up (Docker when an engine and the images are there, otherwise local processes)
+up *ARGS:
+    deploy-tool up {{ARGS}}
+
+# stop the stack
+down *ARGS:
+    deploy-tool down {{ARGS}}
+
+# each component and its health
+status *ARGS:
+    deploy-tool status {{ARGS}}
+
+# logs of one component, or all
+logs *ARGS:
+    deploy-tool logs {{ARGS}}
+
+# lint, strict type check, compose.yaml freshness, then every test
+test *ARGS: check
+    pytest {{ARGS}}
+
+# ruff, ruff format, mypy --strict, and `deploy-tool render --check`
+check:
+    ruff check .
+    ruff format --check .
+    mypy
+    deploy-tool render --check
