@@ -169,13 +169,14 @@ class DockerStack:
         defaults = {
             "INTERNAL_TOKEN": secrets.internal_token,
             "REALTIME_SECRET": secrets.realtime_secret,
-            "API_KEYS": secrets.api_keys,
             "S3_ACCESS_KEY": secrets.s3_access_key,
             "S3_SECRET_KEY": secrets.s3_secret_key,
         }
         for key, value in defaults.items():
             if not env.get(key):
                 env[key] = value
+        # As in local mode: keys from the environment are served next to the dev key.
+        env["API_KEYS"] = ",".join(filter(None, (secrets.api_keys, self.environ.get("API_KEYS", ""))))
         for key, base_url in (("GEMINI_API_KEY", "GEMINI_BASE_URL"), ("ARK_API_KEY", "ARK_BASE_URL")):
             if env.get(key) and base_url not in env:
                 # An empty base URL tells the integration to use the provider's own endpoint.
@@ -300,8 +301,5 @@ class DockerStack:
             lines.append(f"  Temporal gRPC: localhost:{port['temporal']}")
         if "minio" in services:
             lines.append(f"  MinIO: http://localhost:{port['s3']} (console http://localhost:{port['s3_console']})")
-        if self.environ.get("API_KEYS"):
-            lines.append("  API keys: from the API_KEYS environment variable")
-        else:
-            lines.append(f"  dev API key (user dev): {credentials.load_or_create(self.state_dir).dev_api_key}")
+        lines.append(f"  dev API key (user dev): {credentials.load_or_create(self.state_dir).dev_api_key}")
         return lines

@@ -235,17 +235,21 @@ class LocalStack:
         with self._lock().held():
             self._check_ports_match_running_stack()
             specs = self.specs(self._selection)
+            to_start = [spec for spec in specs if self._needs_start(spec)]
+            # Check every port before starting anything, so a busy port never leaves half a stack running.
+            self._check_ports_free(to_start)
             started: list[ProcessSpec] = []
             began = time.monotonic()
             try:
                 phases = [
-                    [s for s in specs if s.kind == "middleware"],
-                    [s for s in specs if s.kind != "middleware"],
+                    [s for s in to_start if s.kind == "middleware"],
+                    [s for s in to_start if s.kind != "middleware"],
                 ]
                 for phase in phases:
-                    waiting = [spec for spec in phase if self._start(spec)]
-                    started += waiting
-                    for spec in waiting:
+                    for spec in phase:
+                        self._spawn(spec)
+                        started.append(spec)
+                    for spec in phase:
                         self._wait_ready(spec)
                         if spec.after_start is not None:
                             spec.after_start()
@@ -269,8 +273,8 @@ class LocalStack:
                 f"the stack in {self.state_dir} is running with other ports; run `deploy-tool down` first"
             )
 
-    def _start(self, spec: ProcessSpec) -> bool:
-        """Start one component; False when there was nothing to start."""
+    def _needs_start(self, spec: ProcessSpec) -> bool:
+        """False (and says why) for components that are not built yet or already run."""
         if spec.skip_reason is not None:
             self._say(f"{spec.name}: skipped: {spec.skip_reason}")
             return False
@@ -281,14 +285,25 @@ class LocalStack:
                 return False
             self._pid_path(spec.name).unlink(missing_ok=True)
             self._say(f"{spec.name}: removed stale pid file (pid {record.pid} is gone)")
-        busy = busy_ports(spec.ports)
-        if busy:
+        return True
+
+    def _check_ports_free(self, specs: Sequence[ProcessSpec]) -> None:
+        problems = []
+        for spec in specs:
+            busy = busy_ports(spec.ports)
+            if busy:
+                problems.append(f"{spec.name}: port(s) {', '.join(map(str, busy))}")
+            if not Path(spec.argv[0]).exists():
+                problems.append(f"{spec.name}: {spec.argv[0]} does not exist (run `uv sync`)")
+        if problems:
             raise DeployError(
-                f"cannot start {spec.name}: port(s) {', '.join(map(str, busy))} already in use by another process "
-                "(find it with `ss -ltnp`; stop it or choose other ports with --port NAME=NUMBER)"
+                "cannot start, nothing was started:\n  "
+                + "\n  ".join(problems)
+                + "\nports in use belong to another process (find it with `ss -ltnp`); stop it or choose other ports"
+                " with --port NAME=NUMBER (or --free-ports)"
             )
-        if not Path(spec.argv[0]).exists():
-            raise DeployError(f"cannot start {spec.name}: {spec.argv[0]} does not exist (run `uv sync`)")
+
+    def _spawn(self, spec: ProcessSpec) -> None:
         log = self.log_path(spec.name)
         proc = spawn(spec.argv, {**self.environ, **spec.env}, log, paths.REPO_ROOT)
         self._procs[spec.name] = proc
@@ -303,7 +318,6 @@ class LocalStack:
         )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._pid_path(spec.name).write_text(record.to_json())
-        return True
 
     def _wait_ready(self, spec: ProcessSpec) -> None:
         label = f"{spec.name} ({spec.main_port})" if spec.main_port else spec.name

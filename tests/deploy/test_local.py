@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploy import credentials
+from deploy.docker import DockerStack
 from deploy.errors import DeployError, UsageError
 from deploy.local import LocalStack
 from deploy.ports import WEED_GRPC_OFFSET, Ports, parse_port_overrides, port_is_free
@@ -91,6 +93,14 @@ def test_provider_keys_and_blacklist_pass_through(tmp_path: Path) -> None:
     assert env["INTEGRATIONS_BLACKLIST"] == "example*,echo"
 
 
+def test_api_keys_from_the_caller_are_served_next_to_the_dev_key(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, {"API_KEYS": "alice-key:alice,bob-key:bob"})
+    env = local_environment(ctx, [])
+    assert env["API_KEYS"] == f"{ctx.secrets.dev_api_key}:dev,alice-key:alice,bob-key:bob"
+    docker_env = DockerStack(tmp_path, environ={"API_KEYS": "alice-key:alice"}).compose_env()
+    assert docker_env["API_KEYS"] == f"{credentials.load_or_create(tmp_path).dev_api_key}:dev,alice-key:alice"
+
+
 def test_component_selection(tmp_path: Path) -> None:
     stack = LocalStack(tmp_path, Ports(), middleware=["temporal", "minio"])
     assert [s.name for s in stack.specs(["middleware"])] == ["temporal", "minio"]
@@ -118,6 +128,17 @@ def test_status_reports_stale_pid_file_and_down_removes_it(tmp_path: Path) -> No
     stack.down()
     assert list((tmp_path / "run").iterdir()) == []
     assert not (tmp_path / "deploy.lock").exists()
+
+
+def test_up_with_a_busy_port_starts_nothing(tmp_path: Path) -> None:
+    ports = Ports.free()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", ports.temporal))
+        busy.listen()
+        stack = LocalStack(tmp_path, ports, ["middleware"], middleware=["temporal", "minio"], out=io.StringIO())
+        with pytest.raises(DeployError, match=f"nothing was started:\n  temporal: port\\(s\\) {ports.temporal}"):
+            stack.up()
+    assert list((tmp_path / "run").glob("*.json")) == []
 
 
 def test_pid_record_round_trip_and_identity() -> None:
