@@ -32,3 +32,7 @@ check:
     ruff format --check .
     mypy
     deploy-tool render --check
+
+# benchmarks: numbers and ratios side by side from one run (NAMES: default all)
+bench *NAMES:
+    python -m benchmarks {{NAMES}}

@@ -129,16 +129,23 @@ class TaskStore:
 
     @classmethod
     def from_url(cls, url: str) -> TaskStore:
-        kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            # One writer at a time; a busy timeout instead of "database is locked" errors under load.
-            kwargs["connect_args"] = {"timeout": 30}
-        return cls(create_async_engine(url, **kwargs))
+        if not url.startswith("sqlite"):
+            return cls(create_async_engine(url, pool_pre_ping=True))
+        # One writer at a time: a busy timeout instead of "database is locked" errors under load.
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def tune(dbapi_connection: Any, _: Any) -> None:
+            # WAL lets reads run beside the writer; NORMAL sync is durable across process crashes.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return cls(engine)
 
     async def create_schema(self) -> None:
         async with self.engine.begin() as conn:
-            if self.engine.dialect.name == "sqlite":
-                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
             await conn.run_sync(metadata.create_all)
 
     async def close(self) -> None:
@@ -190,8 +197,23 @@ class TaskStore:
                     f"Idempotency-Key {idempotency_key!r} was already used with a different request"
                 ) from None
             return existing, False
-        record = await self.get(str(values["id"]))
-        assert record is not None
+        record = TaskRecord(
+            id=str(values["id"]),
+            integration=integration,
+            owner=owner,
+            status="queued",
+            input=input,
+            result=None,
+            error=None,
+            progress=0.0,
+            provider_task_id=None,
+            idempotency_key=idempotency_key,
+            request_digest=request_digest,
+            callback_secret=callback_secret,
+            version=0,
+            created_at=now,
+            updated_at=now,
+        )
         return record, True
 
     async def _by_idempotency_key(self, owner: str, integration: str, key: str | None) -> TaskRecord | None:
@@ -258,7 +280,8 @@ class TaskStore:
             async with self.engine.begin() as conn:
                 updated = (await conn.execute(statement)).rowcount
             if updated == 1:
-                current = await self.get(task_id)
-                assert current is not None
+                current = msgspec.structs.replace(
+                    record, **changes, version=values["version"], updated_at=values["updated_at"]
+                )
                 return ReportOutcome(applied=True, status=current.status), current, changes
             # Another writer changed the task between our read and write: decide again on fresh state.

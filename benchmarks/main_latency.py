@@ -1,0 +1,128 @@
+"""Create-task latency through main vs a bare ``start_workflow``; report-to-websocket delivery latency.
+
+Targets (issue: main and communication): main's create p50 within 1.5x of bare start_workflow at 32 concurrent
+clients; report-to-websocket p99 under 20 ms on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import httpx
+from websockets.asyncio.client import connect
+
+from integrations.echo.schemas import EchoInput, EchoRequest
+from services.shared.settings import TemporalSettings
+from services.shared.temporal import connect as temporal_connect
+
+from .harness import BENCH_KEY, Bench, local_stack, machine, percentile
+
+CONCURRENCY = 32
+ROUNDS = 15
+EVENTS = 300
+
+
+async def timed_rounds(call: Callable[[], Awaitable[None]], rounds: int) -> list[float]:
+    latencies: list[float] = []
+
+    async def one() -> None:
+        start = time.perf_counter()
+        await call()
+        latencies.append((time.perf_counter() - start) * 1000)
+
+    for _ in range(rounds):
+        await asyncio.gather(*(one() for _ in range(CONCURRENCY)))
+    return latencies
+
+
+async def create_latency(bench: Bench) -> tuple[list[float], list[float]]:
+    temporal = await temporal_connect(TemporalSettings(address=bench.stack.temporal_address))
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(
+        base_url=bench.stack.main_url, headers={"Authorization": f"Bearer {BENCH_KEY}"}, limits=limits, timeout=30
+    ) as http:
+
+        async def via_main() -> None:
+            response = await http.post("/api/integrations/echo/tasks", json={"message": "bench"})
+            assert response.status_code == 202, response.text
+
+        async def bare() -> None:
+            await temporal.start_workflow(
+                "EchoWorkflow",
+                EchoInput(f"bare-{uuid.uuid4()}", EchoRequest(message="bench")),
+                id=f"bare-{uuid.uuid4()}",
+                task_queue="bench-unserved",
+            )
+
+        # Warm both paths (connections, SQLite pages) before measuring; interleave to share conditions.
+        await timed_rounds(via_main, 2)
+        await timed_rounds(bare, 2)
+        main_ms: list[float] = []
+        bare_ms: list[float] = []
+        for _ in range(ROUNDS):
+            main_ms += await timed_rounds(via_main, 1)
+            bare_ms += await timed_rounds(bare, 1)
+    return main_ms, bare_ms
+
+
+async def push_latency(bench: Bench) -> list[float]:
+    """One running task; each report raises its progress, so each is applied and pushed once."""
+    async with httpx.AsyncClient(base_url=bench.stack.main_url, timeout=30) as http:
+        user = {"Authorization": f"Bearer {BENCH_KEY}"}
+        internal = {"Authorization": f"Bearer {bench.stack.secrets.internal_token}"}
+        task = (
+            await http.post(
+                "/api/integrations/echo/tasks", json={"message": "push", "delay_seconds": 3600}, headers=user
+            )
+        ).json()
+        token = (await http.post("/api/realtime/token", headers=user)).json()
+        latencies: list[float] = []
+        async with connect(f"{token['url']}?token={token['token']}") as ws:
+            await ws.recv()
+            for i in range(1, EVENTS + 1):
+                progress = i / (EVENTS + 1)
+                start = time.perf_counter()
+                response = await http.post(
+                    f"/internal/tasks/{task['id']}/report",
+                    json={"status": "running", "progress": progress},
+                    headers=internal,
+                )
+                assert response.json()["applied"], response.text
+                while True:
+                    event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if event.get("changes", {}).get("progress") == progress:
+                        break
+                latencies.append((time.perf_counter() - start) * 1000)
+        await http.post(f"/api/tasks/{task['id']}/cancel", headers=user)
+    return latencies
+
+
+async def run() -> None:
+    async with local_stack() as bench:
+        worker = bench.start_worker(["echo"], "echo-worker")
+        try:
+            await bench.wait_worker("echo-worker")
+            main_ms, bare_ms = await create_latency(bench)
+            push_ms = await push_latency(bench)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    p50_main, p50_bare = percentile(main_ms, 50), percentile(bare_ms, 50)
+    print(f"machine: {machine()}")
+    print(f"create latency at {CONCURRENCY} concurrent clients, {len(main_ms)} requests each path (ms):")
+    print(f"  {'path':<28}{'p50':>8}{'p99':>8}")
+    print(f"  {'POST main /tasks':<28}{p50_main:>8.1f}{percentile(main_ms, 99):>8.1f}")
+    print(f"  {'bare client.start_workflow':<28}{p50_bare:>8.1f}{percentile(bare_ms, 99):>8.1f}")
+    print(f"  ratio main/bare p50: {p50_main / p50_bare:.2f} (target <= 1.5)")
+    print(
+        f"report -> websocket delivery, {len(push_ms)} events (ms): "
+        f"p50 {percentile(push_ms, 50):.1f}  p99 {percentile(push_ms, 99):.1f} (target p99 < 20)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(run())
