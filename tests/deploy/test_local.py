@@ -195,3 +195,20 @@ def test_cli_auto_mode_says_why(tmp_path: Path) -> None:
     )
     assert "mode: local (no Docker engine answers)" in done.stdout
     assert done.returncode == 1
+
+
+def test_docker_status_reads_compose_ps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [
+        {"Service": "temporal", "State": "running", "Health": "healthy", "ExitCode": 0},
+        {"Service": "minio", "State": "running", "Health": "starting", "ExitCode": 0},
+        {"Service": "create-bucket", "State": "exited", "Health": "", "ExitCode": 0},
+        {"Service": "main", "State": "exited", "Health": "", "ExitCode": 3},
+    ]
+    stack = DockerStack(tmp_path)
+    monkeypatch.setattr(stack, "_ps", lambda env: rows)
+    statuses = {s.name: s for s in stack._status({})}
+    assert statuses["temporal"].ok and statuses["temporal"].kind == "middleware"
+    assert not statuses["minio"].ok
+    assert statuses["create-bucket"].ok and statuses["create-bucket"].detail == "completed"
+    assert not statuses["main"].ok and statuses["main"].detail == "exited with code 3"
+    assert statuses["communication"].detail == "not created"
