@@ -22,7 +22,7 @@ from .conftest import INTERNAL_TOKEN, REALTIME_SECRET, Service, run_service
 
 pytestmark = pytest.mark.integration
 
-RECV_TIMEOUT = 5.0
+RECV_TIMEOUT = 10.0
 
 
 async def receive(ws: ClientConnection) -> dict[str, Any]:
