@@ -1,0 +1,37 @@
+"""nanobanana2-image's HTTP API, mounted by main under /api/integrations/nanobanana2-image.
+
+It validates the request and starts the workflow; main answers 202 at once. The Gemini call, the upload to
+object storage and every state report happen in the worker. Status reads are main's generic
+``GET .../tasks/{id}``, synced with Temporal at query time.
+"""
+
+from __future__ import annotations
+
+from services.main.kit import InputError, IntegrationApi, StartContext
+from services.main.store import TaskRecord
+
+from .schemas import ImageRequest, ImageTaskInput, InvalidFieldError, to_job
+from .workflows.workflows import NanoBanana2ImageWorkflow
+
+
+def check(request: ImageRequest) -> None:
+    try:
+        to_job(request)
+    except InvalidFieldError as exc:
+        raise InputError(exc.field, exc.message) from exc
+
+
+def build_input(task: TaskRecord, request: ImageRequest, _: StartContext) -> ImageTaskInput:
+    return ImageTaskInput(task_id=task.id, job=to_job(request))
+
+
+api = IntegrationApi(
+    request_type=ImageRequest,
+    workflow=NanoBanana2ImageWorkflow.run,
+    build_input=build_input,
+    check=check,
+    summary=(
+        "Generate an image with Gemini Nano Banana 2 from a prompt and optional reference images. "
+        "Answers 202 with the task; the image appears as output.objects.image (a presigned URL) when it succeeds."
+    ),
+)

@@ -1,0 +1,297 @@
+"""Typed client for Gemini image generation (``POST {base}/v1beta/models/{model}:generateContent``).
+
+Used only by activities. It knows nothing about Temporal: every failure is a ``GeminiError`` whose ``code``
+says what happened and whose ``retryable`` says whether trying again can help.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+from typing import Any
+
+import httpx
+import msgspec
+
+from services.shared.settings import Env, SettingsError
+
+from ..schemas import ImageJob
+
+GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com"
+DEFAULT_MODEL = "gemini-3.1-flash-image-preview"
+# The key the provider simulator accepts unless told otherwise (SIMULATOR_GEMINI_API_KEY); used only when no
+# GEMINI_API_KEY is set and GEMINI_BASE_URL points somewhere other than Google.
+SIMULATOR_API_KEY = "sim-gemini-key"
+
+# Finish reasons that mean the output was withheld by a safety or policy filter.
+_FILTERED_REASONS = frozenset(
+    {
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "SAFETY",
+        "PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "RECITATION",
+    }
+)
+_DURATION = re.compile(r"(?P<seconds>\d+(?:\.\d+)?)s")
+_MAX_MESSAGE = 500
+
+
+class GeminiError(Exception):
+    """A failed generateContent call.
+
+    ``code``: ``blocked_prompt`` (promptFeedback.blockReason), ``image_blocked`` (a safety finishReason),
+    ``no_image`` (finished without an image), ``provider_rejected`` (400/404/other 4xx), ``provider_auth``
+    (401/403, invalid key) -- all final -- or ``provider_unavailable`` (429, 5xx, timeouts, connection errors,
+    malformed answers), which is worth retrying, after ``retry_after`` seconds when the provider says so.
+    """
+
+    def __init__(
+        self, code: str, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+class GeminiSettings(msgspec.Struct, frozen=True):
+    base_url: str
+    api_key: str
+    model: str = DEFAULT_MODEL
+    # Bound on one generateContent call; large images can take minutes.
+    timeout_seconds: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> GeminiSettings:
+        """GEMINI_API_KEY, GEMINI_BASE_URL (unset or empty: Google's endpoint), GEMINI_MODEL,
+        GEMINI_TIMEOUT_SECONDS. Without a key only a non-Google base URL (the simulator) makes sense."""
+        base_url = (env.optional("GEMINI_BASE_URL") or GOOGLE_BASE_URL).rstrip("/")
+        api_key = env.optional("GEMINI_API_KEY")
+        if api_key is None:
+            if base_url == GOOGLE_BASE_URL:
+                raise SettingsError(
+                    "environment variable GEMINI_API_KEY is required when GEMINI_BASE_URL is Google's endpoint "
+                    "(set GEMINI_BASE_URL to the provider simulator to run without a key)"
+                )
+            api_key = SIMULATOR_API_KEY
+        timeout = env.get_float("GEMINI_TIMEOUT_SECONDS", 300.0)
+        if timeout <= 0:
+            raise SettingsError(f"environment variable GEMINI_TIMEOUT_SECONDS must be positive, got {timeout}")
+        return cls(
+            base_url=base_url, api_key=api_key, model=env.get("GEMINI_MODEL", DEFAULT_MODEL), timeout_seconds=timeout
+        )
+
+    def __repr__(self) -> str:
+        # Keep the key out of logs and tracebacks.
+        return f"GeminiSettings(base_url={self.base_url!r}, model={self.model!r})"
+
+
+# --- the parts of Google's answer we read (camelCase on the wire; unknown fields are ignored) ---------------
+
+
+class _InlineData(msgspec.Struct, frozen=True, rename="camel"):
+    mime_type: str = ""
+    data: str = ""
+
+
+class _Part(msgspec.Struct, frozen=True, rename="camel"):
+    text: str | None = None
+    inline_data: _InlineData | None = None
+    # Gemini 3 image models may send interim "thought" images before the final one.
+    thought: bool = False
+
+
+class _Content(msgspec.Struct, frozen=True, rename="camel"):
+    parts: list[_Part] = msgspec.field(default_factory=list)
+
+
+class _Candidate(msgspec.Struct, frozen=True, rename="camel"):
+    content: _Content | None = None
+    finish_reason: str | None = None
+    finish_message: str | None = None
+
+
+class _PromptFeedback(msgspec.Struct, frozen=True, rename="camel"):
+    block_reason: str | None = None
+    block_reason_message: str | None = None
+
+
+class _UsageMetadata(msgspec.Struct, frozen=True, rename="camel"):
+    prompt_token_count: int | None = None
+    candidates_token_count: int | None = None
+    total_token_count: int | None = None
+
+
+class _Response(msgspec.Struct, frozen=True, rename="camel"):
+    candidates: list[_Candidate] = msgspec.field(default_factory=list)
+    prompt_feedback: _PromptFeedback | None = None
+    usage_metadata: _UsageMetadata | None = None
+    model_version: str | None = None
+    response_id: str | None = None
+
+
+class _ErrorDetail(msgspec.Struct, frozen=True, rename="camel"):
+    type: str | None = msgspec.field(default=None, name="@type")
+    reason: str | None = None
+    retry_delay: str | None = None
+
+
+class _Error(msgspec.Struct, frozen=True):
+    code: int | None = None
+    message: str = ""
+    status: str | None = None
+    details: list[_ErrorDetail] = msgspec.field(default_factory=list)
+
+
+class _ErrorBody(msgspec.Struct, frozen=True):
+    error: _Error
+
+
+# --- results ---------------------------------------------------------------------------------------------
+
+
+class GeneratedContent(msgspec.Struct, frozen=True):
+    image: bytes
+    mime_type: str
+    text: str | None
+    model_version: str | None
+    response_id: str | None
+    prompt_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+
+
+class GeminiClient:
+    def __init__(self, http: httpx.AsyncClient, settings: GeminiSettings) -> None:
+        self._http = http
+        self.settings = settings
+
+    @property
+    def url(self) -> str:
+        return f"{self.settings.base_url}/v1beta/models/{self.settings.model}:generateContent"
+
+    async def generate(self, job: ImageJob) -> GeneratedContent:
+        timeout = self.settings.timeout_seconds
+        try:
+            response = await self._http.post(
+                self.url,
+                content=msgspec.json.encode(request_body(job)),
+                headers={"x-goog-api-key": self.settings.api_key, "Content-Type": "application/json"},
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            )
+        except httpx.TimeoutException as exc:
+            raise _unavailable(f"no answer from Gemini within {timeout:g}s ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise _unavailable(f"could not reach Gemini: {type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise http_error(response)
+        return parse_response(response.content)
+
+
+def request_body(job: ImageJob) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"text": job.prompt}]
+    parts += [{"inlineData": {"mimeType": image.mime_type, "data": image.data}} for image in job.reference_images]
+    return {
+        "contents": [{"role": "user", "parts": parts}],
+        "generationConfig": {
+            "responseModalities": ["TEXT", "IMAGE"],
+            "imageConfig": {"aspectRatio": job.aspect_ratio, "imageSize": job.image_size},
+        },
+    }
+
+
+def parse_response(body: bytes) -> GeneratedContent:
+    """The final image of a 200 answer, or the GeminiError that explains why there is none."""
+    try:
+        response = msgspec.json.decode(body, type=_Response)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _unavailable(f"Gemini sent a malformed answer: {exc}") from exc
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason:
+        detail = f": {feedback.block_reason_message}" if feedback.block_reason_message else ""
+        message = f"Gemini blocked the prompt (blockReason {feedback.block_reason}){detail}"
+        raise GeminiError("blocked_prompt", message, retryable=False)
+    if not response.candidates:
+        raise GeminiError("no_image", "Gemini answered without any candidate", retryable=False)
+    candidate = response.candidates[0]
+    parts = candidate.content.parts if candidate.content is not None else []
+    images = [p.inline_data for p in parts if p.inline_data is not None and p.inline_data.data and not p.thought]
+    texts = [p.text for p in parts if p.text and not p.thought]
+    text = "\n".join(texts)[:_MAX_MESSAGE] or None
+    reason = candidate.finish_reason or "unspecified"
+    if not images:
+        said = candidate.finish_message or text
+        detail = f": {said[:_MAX_MESSAGE]}" if said else ""
+        if reason in _FILTERED_REASONS:
+            raise GeminiError(
+                "image_blocked", f"Gemini withheld the image (finishReason {reason}){detail}", retryable=False
+            )
+        raise GeminiError("no_image", f"Gemini returned no image (finishReason {reason}){detail}", retryable=False)
+    final = images[-1]
+    try:
+        data = base64.b64decode(final.data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _unavailable("Gemini sent an image that is not valid base64") from exc
+    usage = response.usage_metadata or _UsageMetadata()
+    return GeneratedContent(
+        image=data,
+        mime_type=final.mime_type or "image/png",
+        text=text,
+        model_version=response.model_version,
+        response_id=response.response_id,
+        prompt_tokens=usage.prompt_token_count,
+        output_tokens=usage.candidates_token_count,
+        total_tokens=usage.total_token_count,
+    )
+
+
+def http_error(response: httpx.Response) -> GeminiError:
+    """Map a non-200 answer; the message keeps Google's own status and message."""
+    status = response.status_code
+    error: _Error | None
+    try:
+        error = msgspec.json.decode(response.content, type=_ErrorBody).error
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        error = None
+    if error is not None:
+        said = f"{error.status or 'error'}: {error.message[:_MAX_MESSAGE]}"
+    else:
+        said = response.text[:200].strip() or response.reason_phrase
+    message = f"Gemini answered HTTP {status} {said}"
+    reasons = {d.reason for d in error.details} if error is not None else set()
+    if status in (401, 403) or "API_KEY_INVALID" in reasons:
+        return GeminiError("provider_auth", message, retryable=False, status=status)
+    if status in (408, 429) or status >= 500:
+        delay = _retry_delay(error)
+        return GeminiError("provider_unavailable", message, retryable=True, status=status, retry_after=delay)
+    return GeminiError("provider_rejected", message, retryable=False, status=status)
+
+
+def _retry_delay(error: _Error | None) -> float | None:
+    """google.rpc.RetryInfo.retryDelay (e.g. "1s", "0.5s"), when the answer carries one."""
+    if error is None:
+        return None
+    for detail in error.details:
+        if detail.retry_delay and (match := _DURATION.fullmatch(detail.retry_delay)):
+            return float(match["seconds"])
+    return None
+
+
+def _unavailable(message: str) -> GeminiError:
+    return GeminiError("provider_unavailable", message, retryable=True)
+
+
+def png_dimensions(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR chunk, or None for anything else."""
+    if len(data) < 24 or not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
