@@ -124,7 +124,9 @@ async def _serve(socket: WebSocket[Any, Any, Any], hub: Hub, settings: Communica
         closing = await _run(socket, hub, subscriber, expires_in)
         if closing is not None:
             code, reason = closing
-            log.info("closing socket on %s: %s", channel, reason)
+            log.log(
+                logging.WARNING if code == CLOSE_TOO_SLOW else logging.INFO, "closing %s socket: %s", channel, reason
+            )
             # A peer that stopped reading may never take the close frame; the server protocol aborts the
             # connection after the ping timeout, and this bound keeps the handler from outliving it on any other
             # server.
