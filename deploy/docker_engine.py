@@ -428,6 +428,25 @@ def _processes_under(paths: Sequence[Path]) -> list[int]:
     return found
 
 
+def _container_processes(data_root: Path) -> list[int]:
+    """Processes in the cgroup of one of our engine's containers (`.../docker/<id>` or `docker-<id>.scope`)."""
+    containers = data_root / "containers"
+    ids = [p.name for p in containers.iterdir() if len(p.name) == 64] if containers.is_dir() else []
+    if not ids:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cgroups = (entry / "cgroup").read_text()
+        except OSError:
+            continue
+        if any(container_id in cgroups for container_id in ids):
+            found.append(int(entry.name))
+    return found
+
+
 def _terminate(pids: Sequence[int], *, timeout: float) -> list[int]:
     """SIGTERM, wait for exit up to `timeout`, then SIGKILL; returns the pids that had to be killed."""
     for pid in pids:
@@ -516,10 +535,15 @@ def _teardown(handle: EngineHandle, progress: Progress, *, purge: bool) -> None:
         killed = _terminate(ours, timeout=60)
         if killed:
             progress(f"warning: dockerd did not stop in time and was killed (pid {killed})")
-    # Its own containerd and any shims left behind name our exec or data root on their command lines.
+    # Its own containerd and any shims left behind name our exec or data root on their command lines; the
+    # processes of containers it no longer supervises (after a crash) are found by their cgroup.
     leftovers = _processes_under([exec_root, data_root])
     if leftovers:
         _terminate(leftovers, timeout=15)
+    orphans = _container_processes(data_root)
+    if orphans:
+        progress(f"stopping {len(orphans)} process(es) of containers our engine no longer supervises")
+        _terminate(orphans, timeout=10)
     unmount_under(exec_root, progress)
     unmount_under(data_root, progress)
     snapshot = handle.snapshot or HostSnapshot()

@@ -148,6 +148,31 @@ def read_lock(repo_root: Path) -> dict[str, LockedPackage]:
     return packages
 
 
+def runtime_closure(repo_root: Path) -> set[str]:
+    """Normalized names of every locked package the project's runtime dependencies can pull in (extras followed,
+    markers ignored, so a superset of what one platform installs; dev groups left out)."""
+    lock = tomllib.loads((repo_root / "uv.lock").read_text())
+    entries = {_normalize(entry["name"]): entry for entry in lock.get("package", [])}
+    project = next((e for e in entries.values() if "editable" in e.get("source", {})), None)
+    if project is None:
+        raise ImageBuildError("uv.lock has no editable entry for the project itself")
+    seen: set[str] = set()
+    pending: list[dict[str, object]] = list(project.get("dependencies", []))
+    while pending:
+        dependency = pending.pop()
+        name = _normalize(str(dependency["name"]))
+        extras = dependency.get("extra", [])
+        entry = entries.get(name)
+        if entry is None:
+            raise ImageBuildError(f"uv.lock names {name} as a dependency but has no entry for it")
+        if name not in seen:
+            seen.add(name)
+            pending.extend(entry.get("dependencies", []))
+        for extra in extras if isinstance(extras, list) else []:
+            pending.extend(entry.get("optional-dependencies", {}).get(extra, []))
+    return seen
+
+
 def runtime_requirements(repo_root: Path) -> list[str]:
     """The project's runtime dependencies as declared in pyproject.toml (no dev group)."""
     pyproject = tomllib.loads((repo_root / "pyproject.toml").read_text())
@@ -422,11 +447,14 @@ def build_wheelhouse(repo_root: Path, progress: Progress, *, rebuild: bool = Fal
     wheelhouse = repo_root / "build" / "wheelhouse"
     requirements = runtime_requirements(repo_root)
     lock = read_lock(repo_root)
+    closure = runtime_closure(repo_root)
     platform_tag, platform_flags = _platform_flags()
-    constraints = sorted(f"{p.name}=={p.version}" for p in lock.values())
-    inputs = _hash_parts(["wheelhouse-1", platform_tag, *requirements, "--", *constraints])
-    marker = wheelhouse / ".inputs"
-    if not rebuild and marker.is_file() and marker.read_text().strip() == inputs:
+    constraints = sorted(f"{lock[name].name}=={lock[name].version}" for name in closure)
+    inputs = _hash_parts(["wheelhouse-2", platform_tag, *requirements, "--", *constraints])
+    # Kept outside the wheelhouse: the image build copies the wheelhouse, and only its wheels and requirement
+    # files should decide whether that layer is still cached.
+    marker = repo_root / ".deploy" / "cache" / "wheelhouse.inputs"
+    if not rebuild and marker.is_file() and marker.read_text().strip() == inputs and wheelhouse.is_dir():
         progress(f"reusing wheelhouse {wheelhouse.relative_to(repo_root)}")
         return wheelhouse
     clock = _Stopwatch()
@@ -434,28 +462,31 @@ def build_wheelhouse(repo_root: Path, progress: Progress, *, rebuild: bool = Fal
     if wheelhouse.exists():
         shutil.rmtree(wheelhouse)
     wheelhouse.mkdir(parents=True)
-    (wheelhouse / "requirements.in").write_text("\n".join(requirements) + "\n")
-    (wheelhouse / "constraints.txt").write_text("\n".join(constraints) + "\n")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
     # Only PyPI (or an index the environment names): a host's local find-links may hold wheels built there,
     # which would not match the lock's hashes.
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
     env["PIP_CONFIG_FILE"] = os.devnull
-    argv = [
-        *pip_command(progress),
-        "download",
-        "--only-binary=:all:",
-        *platform_flags,
-        "--python-version=3.11",
-        "--implementation=cp",
-        "--abi=cp311",
-        "--dest", str(wheelhouse),
-        "-r", str(wheelhouse / "requirements.in"),
-        "-c", str(wheelhouse / "constraints.txt"),
-    ]  # fmt: skip
     log = repo_root / ".deploy" / "logs" / "wheelhouse.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=1800, check=False)
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-") as tmp:
+        (Path(tmp) / "requirements.in").write_text("\n".join(requirements) + "\n")
+        (Path(tmp) / "constraints.txt").write_text("\n".join(constraints) + "\n")
+        argv = [
+            *pip_command(progress),
+            "download",
+            "--only-binary=:all:",
+            *platform_flags,
+            "--python-version=3.11",
+            "--implementation=cp",
+            "--abi=cp311",
+            "--dest", str(wheelhouse),
+            "-r", str(Path(tmp) / "requirements.in"),
+            "-c", str(Path(tmp) / "constraints.txt"),
+        ]  # fmt: skip
+        with log.open("w") as out:
+            result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=1800, check=False)
     if result.returncode != 0:
         raise ImageBuildError(f"pip download failed; log: {log}\n{log.read_text(errors='replace')[-4000:]}")
     lines = _verify_wheels(wheelhouse, lock)
