@@ -170,6 +170,8 @@ class ArkTask:
     queries: int = 0
     callbacks: list[CallbackRecord] = field(default_factory=list)
     notified: set[str] = field(default_factory=set)
+    # Callbacks of one task go out one at a time, in order of the status changes.
+    delivery: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def running_at(self) -> float:
@@ -518,7 +520,7 @@ class ArkService:
             delay = at - self._shared.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            # The notification goes on in its own task so that retrying it never delays the next one.
+            # Delivery runs in its own task so that a slow receiver never delays the timeline itself.
             self._spawn(self._notify(task, status, at))
 
     async def _notify(self, task: ArkTask, status: str, at: float) -> None:
@@ -526,6 +528,12 @@ class ArkService:
             return
         task.notified.add(status)
         payload = msgspec.json.encode(task.to_json(at, self._shared.config.media_ttl_seconds))
+        async with task.delivery:
+            await self._deliver(task, status, payload)
+
+    async def _deliver(self, task: ArkTask, status: str, payload: bytes) -> None:
+        if not task.callback_url:
+            return
         record = CallbackRecord(status)
         task.callbacks.append(record)
         config = self._shared.config

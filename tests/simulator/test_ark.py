@@ -72,6 +72,10 @@ async def test_task_moves_queued_running_succeeded(clocked: Client, clock: FakeC
 
 
 async def test_state_machine_on_the_wall_clock(client: Client) -> None:
+    # Phases long enough that a busy machine still sees each status at least once.
+    assert (
+        await client.post("/_sim/config", json={"ark_queue_seconds": 0.6, "ark_run_seconds": 0.6})
+    ).status_code == 200
     task_id = await create(client, "waves on a pier")
     seen = [(await get(client, task_id))["status"]]
 
