@@ -113,7 +113,8 @@ class GeminiErrors:
         self._shared = shared
 
     def rate_limited(self, code: str | None) -> ProviderError:
-        delay = f"{self._shared.config.gemini_retry_delay_seconds:g}s"
+        # protobuf Duration JSON: decimal seconds with an "s", e.g. "1s" or "0.5s".
+        delay = f"{self._shared.config.gemini_retry_delay_seconds:.3f}".rstrip("0").rstrip(".") + "s"
         return google_error(
             429,
             "RESOURCE_EXHAUSTED",
