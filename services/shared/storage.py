@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 from datetime import timedelta
+from typing import IO, BinaryIO, cast
 
 from minio import Minio
 from minio.error import S3Error
@@ -50,6 +51,11 @@ class ObjectStore:
         await asyncio.to_thread(
             self._client.put_object, self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
         )
+
+    async def put_file(self, key: str, file: IO[bytes], length: int, content_type: str) -> None:
+        """Upload ``length`` bytes from an open file, read part by part: large objects never sit in memory."""
+        data = cast(BinaryIO, file)  # minio reads any binary file object; its stubs name only BinaryIO
+        await asyncio.to_thread(self._client.put_object, self.bucket, key, data, length, content_type=content_type)
 
     async def get_bytes(self, key: str) -> bytes:
         def run() -> bytes:

@@ -1,0 +1,292 @@
+"""A typed client for Volcengine Ark's video generation tasks (``/api/v3/contents/generations/tasks``), and the
+worker's Ark settings. Used only by the activities: neither main nor the workflow code imports it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from services.shared.settings import Env, SettingsError
+
+from ..schemas import ArkTaskView, PollPolicy, VideoRequest
+
+ARK_BASE_URL = "https://ark.cn-beijing.volces.com"
+TASKS_PATH = "/api/v3/contents/generations/tasks"
+DEFAULT_MODEL = "doubao-seedance-1-0-pro-250528"
+# The key the provider simulator accepts by default (SIMULATOR_ARK_API_KEY); used only when ARK_BASE_URL is
+# set and ARK_API_KEY is not, which is how the local stack points a keyless worker at the simulator.
+SIMULATOR_API_KEY = "sim-ark-key"
+# Ark's bounds for execution_expires_after.
+MIN_EXPIRES_AFTER = 3600
+MAX_EXPIRES_AFTER = 259_200
+CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ArkSettings:
+    base_url: str
+    api_key: str = field(repr=False)
+    model: str = DEFAULT_MODEL
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    request_timeout_seconds: float = 30.0
+    media_timeout_seconds: float = 60.0
+    max_video_bytes: int = 512 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Env) -> ArkSettings:
+        base_url = env.optional("ARK_BASE_URL")
+        api_key = env.optional("ARK_API_KEY")
+        if api_key is None:
+            if base_url is None:
+                raise SettingsError(
+                    "environment variable ARK_API_KEY is required for Ark itself; "
+                    "without a key, set ARK_BASE_URL to the provider simulator"
+                )
+            api_key = SIMULATOR_API_KEY
+        defaults = PollPolicy()
+        try:
+            # The constructor does not check Meta constraints; convert does, naming the field.
+            poll = msgspec.convert(
+                {
+                    "initial_seconds": env.get_float("ARK_POLL_INITIAL_SECONDS", defaults.initial_seconds),
+                    "backoff": env.get_float("ARK_POLL_BACKOFF", defaults.backoff),
+                    "max_seconds": env.get_float("ARK_POLL_MAX_SECONDS", defaults.max_seconds),
+                    "deadline_seconds": env.get_float("ARK_DEADLINE_SECONDS", defaults.deadline_seconds),
+                    "polls_per_run": env.get_int("ARK_POLLS_PER_RUN", defaults.polls_per_run),
+                },
+                PollPolicy,
+            )
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"ARK_POLL_* / ARK_DEADLINE_SECONDS settings: {exc}") from exc
+        return cls(
+            base_url=(base_url or ARK_BASE_URL).rstrip("/"),
+            api_key=api_key,
+            model=env.get("ARK_MODEL", DEFAULT_MODEL),
+            poll=poll,
+            request_timeout_seconds=env.get_float("ARK_REQUEST_TIMEOUT_SECONDS", 30.0),
+            media_timeout_seconds=env.get_float("ARK_MEDIA_TIMEOUT_SECONDS", 60.0),
+            max_video_bytes=env.get_int("ARK_MAX_VIDEO_BYTES", 512 * 1024 * 1024),
+        )
+
+
+class ArkError(Exception):
+    """Ark answered with an error, or did not answer. ``code`` is Ark's ``error.code`` when Ark gave one."""
+
+    def __init__(
+        self, code: str, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+# --- Ark's wire format ---------------------------------------------------------------------------------------
+
+
+class _ErrorBody(msgspec.Struct):
+    code: str = ""
+    message: str = ""
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _ErrorBody | None = None
+
+
+class _Created(msgspec.Struct):
+    id: str
+
+
+class _Content(msgspec.Struct):
+    video_url: str | None = None
+    last_frame_url: str | None = None
+
+
+class _Task(msgspec.Struct):
+    id: str
+    status: str
+    model: str = ""
+    content: _Content | None = None
+    error: _ErrorBody | None = None
+    usage: dict[str, Any] | None = None
+    seed: int | None = None
+    resolution: str | None = None
+    ratio: str | None = None
+    duration: int | None = None
+    framespersecond: int | None = None
+
+    def view(self) -> ArkTaskView:
+        content = self.content or _Content()
+        return ArkTaskView(
+            id=self.id,
+            status=self.status,
+            model=self.model,
+            video_url=content.video_url,
+            last_frame_url=content.last_frame_url,
+            error_code=self.error.code if self.error else None,
+            error_message=self.error.message if self.error else None,
+            seed=self.seed,
+            resolution=self.resolution,
+            ratio=self.ratio,
+            duration=self.duration,
+            framespersecond=self.framespersecond,
+            usage={k: v for k, v in (self.usage or {}).items() if isinstance(v, int) and not isinstance(v, bool)},
+        )
+
+
+def expires_after(poll: PollPolicy) -> int:
+    """Ark's execution_expires_after matching our deadline, so Ark gives up on a job about when we do."""
+    return int(min(max(poll.deadline_seconds, MIN_EXPIRES_AFTER), MAX_EXPIRES_AFTER))
+
+
+def create_body(request: VideoRequest, model: str, callback_url: str | None, expires: int) -> dict[str, Any]:
+    """Ark's create-task request for a user's request."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+    images = [("first_frame", request.first_frame), ("last_frame", request.last_frame)]
+    images += [("reference_image", url) for url in request.reference_images]
+    content += [{"type": "image_url", "image_url": {"url": url}, "role": role} for role, url in images if url]
+    body: dict[str, Any] = {"model": model, "content": content, "execution_expires_after": expires}
+    optional = {
+        "ratio": request.ratio,
+        "duration": request.duration,
+        "resolution": request.resolution,
+        "seed": request.seed,
+        "watermark": request.watermark,
+        "camera_fixed": request.camera_fixed,
+    }
+    body.update({name: value for name, value in optional.items() if value is not None})
+    if request.return_last_frame:
+        body["return_last_frame"] = True
+    if callback_url:
+        body["callback_url"] = callback_url
+    return body
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("retry-after")
+    if raw is None:
+        return None
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(raw))
+    return None
+
+
+def _error(response: httpx.Response) -> ArkError:
+    """An ArkError for a non-2xx answer: 429 and 5xx may succeed later, everything else is final."""
+    status = response.status_code
+    try:
+        body = msgspec.json.decode(response.content, type=_ErrorEnvelope).error
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        body = None
+    code = body.code if body and body.code else f"http_{status}"
+    message = body.message if body and body.message else response.text[:300] or f"HTTP {status}"
+    return ArkError(
+        code, message, retryable=status == 429 or status >= 500, status=status, retry_after=_retry_after(response)
+    )
+
+
+class ArkClient:
+    def __init__(self, http: httpx.AsyncClient, settings: ArkSettings) -> None:
+        self._http = http
+        self._settings = settings
+        self._tasks_url = f"{settings.base_url}{TASKS_PATH}"
+        self._headers = {"Authorization": f"Bearer {settings.api_key}"}
+        self._timeout = httpx.Timeout(settings.request_timeout_seconds, connect=10.0)
+
+    async def create(self, body: dict[str, Any]) -> str:
+        """Create a task; its id. A retryable ArkError means Ark certainly did not create one: it refused (429,
+        500, 503) or the request was never fully sent. Once the request may have reached Ark, a failure is
+        final (``ark_submit_uncertain``): retrying could start a second, paid job nobody tracks."""
+        try:
+            response = await self._http.post(self._tasks_url, json=body, headers=self._headers, timeout=self._timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteTimeout) as exc:
+            raise ArkError("ark_unreachable", f"could not send the request to Ark: {exc!r}", retryable=True) from exc
+        except httpx.HTTPError as exc:
+            raise _uncertain(f"no answer from Ark after sending the request ({exc!r})") from exc
+        if response.status_code in (502, 504):
+            # A gateway answered: the service behind it may still have accepted the job.
+            error = _error(response)
+            raise _uncertain(f"HTTP {response.status_code} {error.code}: {error.message}")
+        if not response.is_success:
+            raise _error(response)
+        try:
+            return msgspec.json.decode(response.content, type=_Created).id
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise _uncertain(f"Ark's answer could not be read: {exc}") from exc
+
+    async def get(self, task_id: str) -> ArkTaskView:
+        response = await self._send("GET", task_id)
+        try:
+            return msgspec.json.decode(response.content, type=_Task).view()
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ArkError("ark_bad_response", f"Ark's task could not be read: {exc}", retryable=True) from exc
+
+    async def delete(self, task_id: str) -> None:
+        """Cancel a queued task (or delete a finished one's record: callers check the status first)."""
+        await self._send("DELETE", task_id)
+
+    async def _send(self, method: str, task_id: str) -> httpx.Response:
+        url = f"{self._tasks_url}/{quote(task_id, safe='')}"
+        try:
+            response = await self._http.request(method, url, headers=self._headers, timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            raise ArkError("ark_unreachable", f"{method} {task_id}: {exc!r}", retryable=True) from exc
+        if not response.is_success:
+            raise _error(response)
+        return response
+
+    async def download(self, url: str, sink: IO[bytes], limit: int, progress: Callable[[], None]) -> int:
+        """Stream a media URL Ark handed out into ``sink``; the byte count. The URL is presigned: our API key
+        is never sent with it."""
+        timeout = httpx.Timeout(self._settings.media_timeout_seconds, connect=10.0)
+        size = 0
+        try:
+            async with self._http.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+                if response.status_code in (401, 403, 404, 410):
+                    raise ArkError(
+                        "ark_media_unavailable",
+                        f"Ark's media link answered HTTP {response.status_code} (links expire after 24 hours)",
+                        retryable=False,
+                        status=response.status_code,
+                    )
+                if not response.is_success:
+                    raise ArkError(
+                        "ark_media_unreachable",
+                        f"Ark's media link answered HTTP {response.status_code}",
+                        retryable=True,
+                        status=response.status_code,
+                    )
+                declared = response.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > limit:
+                    raise _too_large(limit)
+                async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(limit)
+                    sink.write(chunk)
+                    progress()
+        except httpx.HTTPError as exc:
+            raise ArkError("ark_media_unreachable", f"downloading Ark's media failed: {exc!r}", retryable=True) from exc
+        return size
+
+
+def _uncertain(message: str) -> ArkError:
+    return ArkError(
+        "ark_submit_uncertain",
+        f"{message}; Ark may or may not have created the task, so it is not resubmitted automatically",
+        retryable=False,
+    )
+
+
+def _too_large(limit: int) -> ArkError:
+    return ArkError(
+        "ark_media_too_large", f"the media is larger than {limit} bytes (ARK_MAX_VIDEO_BYTES)", retryable=False
+    )
