@@ -61,6 +61,7 @@ Progress = Callable[[str], None]
 
 PYTHON_BASE_IMAGE = "local/python-base:3.11-bookworm"
 APP_IMAGE = "async-task-platform:dev"
+APP_BUILDER_IMAGE = "async-task-platform:dev-builder"  # the build stage with the dependency venv (layer cache)
 TEMPORAL_IMAGE_REPO = "local/temporal"
 MINIO_IMAGE_REPO = "local/minio-compat"
 
@@ -257,10 +258,13 @@ def _docker_build(
     build_args: Mapping[str, str],
     log: Path,
     progress: Progress,
+    target: str | None = None,
 ) -> None:
     clock = _Stopwatch()
     progress(f"building {tag} ...")
     argv = docker_command("build", "--file", str(dockerfile), "--tag", tag, "--label", f"{INPUTS_LABEL}={inputs}")
+    if target is not None:
+        argv += ["--target", target]
     for key, value in build_args.items():
         argv += ["--build-arg", f"{key}={value}"]
     _run_logged([*argv, str(context)], log, what=f"docker build {tag}", timeout=1800)
@@ -596,6 +600,18 @@ def bootstrap_images(repo_root: Path, progress: Callable[[str], None], rebuild: 
     if _reusable(APP_IMAGE, app_inputs, rebuild):
         progress(f"reusing {APP_IMAGE}")
     else:
+        # The builder stage gets a tag of its own, so pruning replaced builds never drops the cached dependency
+        # layer (the classic builder leaves an untagged image per stage otherwise).
+        _docker_build(
+            tag=APP_BUILDER_IMAGE,
+            target="builder",
+            dockerfile=repo_root / "docker" / "app.Dockerfile",
+            context=repo_root,
+            inputs=app_inputs,
+            build_args=build_args,
+            log=logs / "app-builder-stage.log",
+            progress=progress,
+        )
         _docker_build(
             tag=APP_IMAGE,
             dockerfile=repo_root / "docker" / "app.Dockerfile",
@@ -643,9 +659,25 @@ def bootstrap_images(repo_root: Path, progress: Callable[[str], None], rebuild: 
         )
         shutil.rmtree(context)
 
+    _prune_replaced_images(progress)
     env_file = write_images_env(repo_root, tags)
     progress(f"images ready in {total} ({', '.join(tags.values())}); variables in {env_file.relative_to(repo_root)}")
     return tags
+
+
+def _prune_replaced_images(progress: Progress) -> None:
+    """Remove earlier builds of our images that a rebuild left untagged (the layer cache of the current ones stays)."""
+    result = subprocess.run(
+        docker_command("image", "prune", "--force", "--filter", f"label={INPUTS_LABEL}"),
+        capture_output=True,
+        text=True,
+        env=docker_env(),
+        timeout=300,
+        check=False,
+    )
+    reclaimed = result.stdout.strip().splitlines()[-1:] if result.returncode == 0 else []
+    if reclaimed and not reclaimed[0].endswith(" 0B"):
+        progress(f"removed replaced image builds ({reclaimed[0]})")
 
 
 def write_images_env(repo_root: Path, images: Mapping[str, str]) -> Path:
