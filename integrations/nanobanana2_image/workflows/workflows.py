@@ -83,7 +83,7 @@ class NanoBanana2ImageWorkflow:
 def failure(err: ActivityError) -> TaskReport:
     """The failed state for an activity that will not be retried again, naming the last cause."""
     cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.non_retryable:
+    if isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in FINAL_ERRORS):
         code = cause.type if cause.type in FINAL_ERRORS else "generation_failed"
         return workflow_kit.failed(code, cause.message)
     gave_up = _gave_up(err.retry_state)
