@@ -162,7 +162,7 @@ def _decode_reference(item: str | ReferenceImage, field: str) -> tuple[str, byte
         raise InvalidFieldError(field, "data is empty")
     found = sniff_image_type(raw)
     if found is None or (found != mime_type and not {found, mime_type} <= {"image/heic", "image/heif"}):
-        raise InvalidFieldError(field, f"data is not a {mime_type} image")
+        raise InvalidFieldError(field, f"data is not an image of type {mime_type}")
     return mime_type, raw
 
 
