@@ -123,7 +123,11 @@ def test_the_schema_rejects_bad_fields_naming_them(body: dict[str, Any], where: 
         ("data:image/png;base64,@@@@", "reference_images[0]", "not valid base64"),
         ("data:image/png;base64,", "reference_images[0]", "data is empty"),
         (f"data:image/jpeg;base64,{PNG_B64}", "reference_images[0]", "not an image of type image/jpeg"),
-        ("data:image/png;base64," + base64.b64encode(b"hello").decode(), "reference_images[0]", "not an image of type image/png"),
+        (
+            "data:image/png;base64," + base64.b64encode(b"hello").decode(),
+            "reference_images[0]",
+            "not an image of type image/png",
+        ),
         ({"data": PNG_B64}, "reference_images[0].mime_type", "required when data is plain base64"),
         (
             {"data": f"data:image/png;base64,{PNG_B64}", "mime_type": "image/jpeg"},
