@@ -226,8 +226,9 @@ class MinIO(Middleware):
             "S3_SECRET_KEY": "${S3_SECRET_KEY:-minioadmin}",
             "S3_BUCKET": RESULTS_BUCKET,
             "S3_SECURE": "false",
-            # Presigned download URLs are signed for the address clients use, outside compose.
-            "S3_PUBLIC_ENDPOINT": f"${{S3_PUBLIC_ENDPOINT:-localhost:{self.API}}}",
+            # Presigned download URLs are signed for the address clients use, outside compose: by default the
+            # published port on this machine. Set S3_PUBLIC_ENDPOINT when clients download from elsewhere.
+            "S3_PUBLIC_ENDPOINT": f"${{S3_PUBLIC_ENDPOINT:-localhost:${{MINIO_HOST_PORT:-{self.API}}}}}",
         }
 
     def compose_ready(self) -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from . import catalog, config
+from .errors import DeployError
 from .paths import COMPOSE_FILE, CONFIG_FILE
 from .services import compose_app_services, discover_integrations, worker_name
 from .spec import ComposeContext, ComposeService
@@ -82,10 +83,14 @@ def _header(document: Mapping[str, Any], blacklist: str) -> str:
         f"# integrations discovered under integrations/ (blacklist: {blacklist or 'none'}).",
         "#",
         f"# Image variables (offline hosts point them at local builds): {', '.join(images)}.",
+        "# Offline: `deploy-tool images` builds local images and writes their names to .deploy/images.env, which",
+        "# `deploy-tool up --mode docker` reads; plain compose: `docker compose --env-file .deploy/images.env up -d`.",
         "# Secrets have development defaults that MUST be changed for any shared deployment:",
         "# INTERNAL_TOKEN, REALTIME_SECRET, API_KEYS (key:user,...), S3_ACCESS_KEY, S3_SECRET_KEY.",
         "# Published ports bind to PUBLISH_IP (default 127.0.0.1); host ports are set with",
         f"# {', '.join(host_ports)}.",
+        "# URLs handed to clients follow them: S3_PUBLIC_ENDPOINT (presigned downloads) and REALTIME_PUBLIC_URL",
+        "# (websocket) default to localhost and the published ports; MAIN_PUBLIC_URL (provider callbacks) to http://main:8000.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -136,15 +141,42 @@ def images(document: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]
 
 
 def interpolate(value: str, environ: Mapping[str, str]) -> str:
-    """The subset of compose interpolation this tool writes: ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``."""
+    """The subset of compose interpolation this tool writes: ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``,
+    defaults that hold variables themselves (``${A:-localhost:${B:-9000}}``), and ``$$`` for a literal ``$``."""
+    expanded, _ = _expand(value, 0, environ, nested=False)
+    return expanded
 
-    def replace(match: re.Match[str]) -> str:
-        name, op, default = match.group(1), match.group(2), match.group(3) or ""
+
+_VARIABLE = re.compile(r"\$\{(\w+)(:-|-)?")
+
+
+def _expand(text: str, pos: int, environ: Mapping[str, str], *, nested: bool) -> tuple[str, int]:
+    """Expand ``text`` from ``pos``; inside a default (``nested``) stop before its closing brace."""
+    out: list[str] = []
+    while pos < len(text):
+        if nested and text[pos] == "}":
+            return "".join(out), pos
+        if text.startswith("$$", pos):
+            out.append("$")
+            pos += 2
+            continue
+        match = _VARIABLE.match(text, pos)
+        if match is None:
+            out.append(text[pos])
+            pos += 1
+            continue
+        name, op = match.group(1), match.group(2)
+        default, pos = _expand(text, match.end(), environ, nested=True) if op else ("", match.end())
+        if not text.startswith("}", pos):
+            raise DeployError(f"unterminated variable in {text!r}")
+        pos += 1
         current = environ.get(name)
         if op == ":-":
-            return current if current else default
-        if op == "-":
-            return current if current is not None else default
-        return current or ""
-
-    return re.sub(r"\$\{(\w+)(?:(:-|-)([^}]*))?\}", replace, value)
+            out.append(current if current else default)
+        elif op == "-":
+            out.append(current if current is not None else default)
+        else:
+            out.append(current or "")
+    if nested:
+        raise DeployError(f"unterminated variable in {text!r}")
+    return "".join(out), pos

@@ -100,15 +100,42 @@ def load_document(compose_file: Path) -> dict[str, Any]:
     return document
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of an env file as compose reads the simple ones (comments and blank lines skipped)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def images_env_file(compose_file: Path) -> Path:
+    return compose_file.parent / paths.IMAGES_ENV_NAME
+
+
+def with_local_images(compose_file: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` plus the image variables `deploy-tool images` wrote; a variable already set wins (as with
+    ``docker compose --env-file``, where the shell environment wins over the file)."""
+    return {**read_env_file(images_env_file(compose_file)), **environ}
+
+
 def choose_mode(requested: str, compose_file: Path, environ: Mapping[str, str]) -> tuple[str, str]:
-    """``auto``: docker when an engine answers and every image compose names exists locally, else local."""
+    """``auto``: docker when an engine answers and every image compose names exists locally, else local. Images
+    built by `deploy-tool images` count: their names come from .deploy/images.env."""
     if requested != "auto":
         return requested, "requested with --mode"
     version = engine_version()
     if version is None:
         return "local", "no Docker engine answers"
     try:
-        wanted = compose.images(load_document(compose_file), environ)
+        wanted = compose.images(load_document(compose_file), with_local_images(compose_file, environ))
     except DeployError as exc:
         return "local", str(exc)
     missing = [image for image in wanted if not image_exists(image)]
@@ -163,8 +190,9 @@ class DockerStack:
             )
 
     def compose_env(self) -> dict[str, str]:
-        """Environment for compose: the generated secrets (unless set already) and host port overrides."""
-        env = dict(self.environ)
+        """Environment for compose: the local image names from .deploy/images.env and the generated secrets
+        (each unless set already), and host port overrides."""
+        env = with_local_images(self.compose_file, self.environ)
         secrets = credentials.load_or_create(self.state_dir)
         defaults = {
             "INTERNAL_TOKEN": secrets.internal_token,
@@ -181,12 +209,10 @@ class DockerStack:
             if env.get(key) and base_url not in env:
                 # An empty base URL tells the integration to use the provider's own endpoint.
                 env[base_url] = ""
-        defaults_ports = Ports().as_dict()
+        # The URLs handed to clients (presigned downloads, the websocket) follow these in compose.yaml.
         for name, port in self.port_overrides.items():
             if name in HOST_PORT_VARIABLES:
                 env[HOST_PORT_VARIABLES[name]] = str(port)
-        s3_port = self.port_overrides.get("s3", defaults_ports["s3"])
-        env.setdefault("S3_PUBLIC_ENDPOINT", f"localhost:{s3_port}")
         return env
 
     def up(self, timeout: float = 300.0) -> None:
@@ -197,6 +223,11 @@ class DockerStack:
         document = load_document(self.compose_file)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = self.compose_env()
+        local_images = read_env_file(images_env_file(self.compose_file))
+        text = self.compose_file.read_text()
+        used = [f"{key}={env[key]}" for key in sorted(local_images) if f"${{{key}:-" in text]
+        if used:
+            self._say(f"images ({paths.IMAGES_ENV_NAME}, unless set in the environment): {', '.join(used)}")
         began = time.monotonic()
         self._say("docker compose up -d ...")
         done = subprocess.run([*self._compose(), "up", "-d", "--remove-orphans"], env=env, check=False)

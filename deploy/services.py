@@ -176,6 +176,20 @@ def compose_environment(enabled: Sequence[Middleware], disabled: Sequence[Middle
     return dict(sorted(env.items()))
 
 
+def _public_urls() -> dict[str, str]:
+    """The addresses main hands out, each for whoever uses it: the websocket URL goes to clients, so it is the
+    port published on this machine; the callback base URL goes to providers, and the one a default stack calls
+    back is the simulator, inside the compose network. Both are variables for deployments reached from elsewhere.
+    """
+    main = next(s for s in APP_SERVICES if s.name == "main")
+    communication = next(s for s in APP_SERVICES if s.name == "communication")
+    host_port = f"${{{communication.env_prefix}_HOST_PORT:-{communication.container_port}}}"
+    return {
+        "MAIN_PUBLIC_URL": f"${{MAIN_PUBLIC_URL:-http://{main.name}:{main.container_port}}}",
+        "REALTIME_PUBLIC_URL": f"${{REALTIME_PUBLIC_URL:-ws://localhost:{host_port}/ws}}",
+    }
+
+
 def compose_app_services(
     ctx: ComposeContext, enabled: Sequence[Middleware], disabled: Sequence[Middleware]
 ) -> dict[str, ComposeService]:
@@ -214,6 +228,7 @@ def compose_app_services(
             service = {"build": dict(APP_BUILD), **service}
             service["environment"]["DATABASE_URL"] = "sqlite+aiosqlite:////data/main.db"
             service["environment"]["INTEGRATIONS_BLACKLIST"] = ",".join(ctx.blacklist)
+            service["environment"].update(_public_urls())
             service["environment"] = dict(sorted(service["environment"].items()))
             service["volumes"] = ["task-store:/data"]
         if svc.published:
