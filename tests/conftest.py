@@ -11,6 +11,7 @@ from deploy.ports import Ports
 from services.shared.settings import StorageSettings, TemporalSettings
 from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
+from tests.docker_fixtures import docker_images  # noqa: F401 - a fixture, shared by the -m docker tests
 from tests.stack import USERS, Api, Launcher
 
 

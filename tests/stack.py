@@ -75,13 +75,14 @@ class Launcher:
 
 
 class Api:
-    """An HTTP client for main acting as one user."""
+    """An HTTP client for main acting as one user: of a local stack, or of any main given by its base URL
+    (the compose stack in tests/containers)."""
 
-    def __init__(self, stack: LocalStack, user: str) -> None:
-        self.stack = stack
+    def __init__(self, main: LocalStack | str, user: str) -> None:
+        self.main_url = main if isinstance(main, str) else main.main_url
         self.user = user
         self.http = httpx.AsyncClient(
-            base_url=stack.main_url, headers={"Authorization": f"Bearer {USERS[user]}"}, timeout=30
+            base_url=self.main_url, headers={"Authorization": f"Bearer {USERS[user]}"}, timeout=30
         )
 
     async def create(self, integration: str, body: dict[str, Any], **headers: str) -> httpx.Response:

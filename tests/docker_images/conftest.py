@@ -1,43 +1,18 @@
-"""Fixtures for the image tests: a Docker engine (started here when none answers) and the stack's images."""
+"""Helpers for the image tests: run containers from the bootstrapped images and wait for them."""
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
+from deploy.docker_engine import docker_command, docker_env
+from tests.docker_fixtures import REPO_ROOT, DockerImages
 
-from deploy.docker_engine import EngineError, EngineHandle, docker_command, docker_env, ensure_engine
-from deploy.images import bootstrap_images
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class DockerImages:
-    engine: EngineHandle
-    images: dict[str, str]
-
-
-def _progress(message: str) -> None:
-    print(f"[docker-images] {message}", file=sys.stderr, flush=True)
-
-
-@pytest.fixture(scope="session")
-def docker_images() -> DockerImages:
-    """The engine and the bootstrapped images. The engine is left running: CI stops it in its own step
-    (`.ci/docker-engine.sh stop`), and a developer's next run reuses it."""
-    try:
-        engine = ensure_engine(_progress)
-    except EngineError as exc:
-        pytest.skip(f"no Docker engine answers and none can be started here: {exc}")
-    return DockerImages(engine=engine, images=bootstrap_images(REPO_ROOT, _progress))
+# The `docker_images` fixture itself lives in tests/docker_fixtures.py (registered in tests/conftest.py).
+__all__ = ["REPO_ROOT", "DockerImages", "container_logs", "docker", "published_port", "running_container", "wait_until"]
 
 
 def docker(*args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
