@@ -118,7 +118,7 @@ async def provider_callback(
     task_id: str,
     request: Request[Any, Any, Any],
     tasks: TaskService,
-    secret: str | None = Parameter(query="secret", required=False, max_length=256, description="the task's secret"),
+    secret: str | None = Parameter(required=False, max_length=256, description="the task's secret"),
 ) -> CallbackAck:
     if not secret:
         raise ApiError(401, "unauthorized", "missing callback secret")

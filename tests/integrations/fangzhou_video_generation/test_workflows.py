@@ -1,0 +1,443 @@
+"""The workflow in Temporal's time-skipping environment, with mock activities registered under the real names."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from integrations.fangzhou_video_generation.schemas import (
+    CALLBACK_SIGNAL,
+    CANCEL_ACTIVITY,
+    COPY_ACTIVITY,
+    QUERY_ACTIVITY,
+    REFRESH_UPDATE,
+    SUBMIT_ACTIVITY,
+    ArkTaskView,
+    CallbackHint,
+    CancelInput,
+    CancelOutcome,
+    CopyInput,
+    CopyResult,
+    PollPolicy,
+    QueryInput,
+    SubmitInput,
+    Submitted,
+    VideoInput,
+    VideoRequest,
+)
+from integrations.fangzhou_video_generation.workflows.workflows import FangzhouVideoWorkflow
+from services.async_task.launcher import WORKFLOW_RUNNER
+from services.shared.reporting import REPORT_ACTIVITY, ReportInput
+from services.shared.tasks import ReportOutcome, StoredObject, TaskReport
+from tests.stack import wait_for
+from tests.temporal_env import time_skipping
+
+ARK_ID = "cgt-20260101000000-abcde"
+REQUEST = VideoRequest(prompt="a paper boat on a rainy street", first_frame="https://example.com/boat.png")
+FAST = PollPolicy(initial_seconds=5, backoff=2, max_seconds=20, deadline_seconds=3600, polls_per_run=100)
+# A poll interval far longer than any test waits in real time: only a refresh or a callback can cause a query.
+SLOW = PollPolicy(initial_seconds=3600, backoff=1, max_seconds=3600, deadline_seconds=86400)
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await time_skipping()
+    yield environment
+    await environment.shutdown()
+
+
+class FakeArk:
+    """Mock activities under the real names. Each query answers the next status of ``script``, then
+    ``status`` for ever; ``submit_errors`` are raised by the first submit attempts."""
+
+    def __init__(self, script: tuple[str, ...] = (), status: str = "running") -> None:
+        self.script = list(script)
+        self.status = status
+        self.error_code = "OutputVideoSensitiveContentDetected"
+        self.submit_errors: list[BaseException] = []
+        self.submit_release: asyncio.Event | None = None
+        self.submit_started = asyncio.Event()
+        self.submits: list[SubmitInput] = []
+        # (scheduled time, run id) of every query.
+        self.queries: list[tuple[datetime, str | None]] = []
+        self.cancels: list[str] = []
+        self.copies: list[CopyInput] = []
+        self.reports: list[TaskReport] = []
+
+    def statuses(self) -> list[str]:
+        return [r.status for r in self.reports]
+
+    @activity.defn(name=REPORT_ACTIVITY)
+    async def report(self, input: ReportInput) -> ReportOutcome:
+        self.reports.append(input.report)
+        return ReportOutcome(applied=True, status=input.report.status)
+
+    @activity.defn(name=SUBMIT_ACTIVITY)
+    async def submit(self, input: SubmitInput) -> Submitted:
+        self.submits.append(input)
+        self.submit_started.set()
+        if self.submit_release is not None:
+            await self.submit_release.wait()
+        if self.submit_errors:
+            raise self.submit_errors.pop(0)
+        return Submitted(ARK_ID, input.request.model or "doubao-seedance-1-0-pro-250528", input.poll or PollPolicy())
+
+    @activity.defn(name=QUERY_ACTIVITY)
+    async def query(self, input: QueryInput) -> ArkTaskView:
+        info = activity.info()
+        self.queries.append((info.current_attempt_scheduled_time, info.workflow_run_id))
+        status = self.script.pop(0) if self.script else self.status
+        if status == "succeeded":
+            return ArkTaskView(
+                id=input.provider_task_id,
+                status=status,
+                model="doubao-seedance-1-0-pro-250528",
+                video_url=f"https://ark.example/{input.provider_task_id}.mp4",
+                last_frame_url=f"https://ark.example/{input.provider_task_id}-last.png",
+                seed=42,
+                resolution="1080p",
+                ratio="16:9",
+                duration=5,
+                framespersecond=24,
+                usage={"completion_tokens": 246840, "total_tokens": 246840},
+            )
+        if status == "failed":
+            return ArkTaskView(
+                id=input.provider_task_id, status=status, error_code=self.error_code, error_message="sensitive output"
+            )
+        return ArkTaskView(id=input.provider_task_id, status=status)
+
+    @activity.defn(name=CANCEL_ACTIVITY)
+    async def cancel(self, input: CancelInput) -> CancelOutcome:
+        self.cancels.append(input.provider_task_id)
+        if self.status == "queued":
+            return CancelOutcome(cancelled=True, status="cancelled")
+        return CancelOutcome(cancelled=False, status=self.status)
+
+    @activity.defn(name=COPY_ACTIVITY)
+    async def copy(self, input: CopyInput) -> CopyResult:
+        self.copies.append(input)
+        return CopyResult(
+            objects={
+                "video": StoredObject(f"tasks/{input.task_id}/video.mp4", "video/mp4", 1000),
+                "last_frame": StoredObject(f"tasks/{input.task_id}/last_frame.png", "image/png", 100),
+            }
+        )
+
+
+class Running:
+    def __init__(self, env: WorkflowEnvironment, handle: WorkflowHandle[FangzhouVideoWorkflow, TaskReport]) -> None:
+        self.env = env
+        self.handle = handle
+
+    async def result(self) -> TaskReport:
+        # Waiting on the result lets the test server skip time; the bound only guards against a stuck test.
+        return await asyncio.wait_for(self.handle.result(), 120)
+
+
+async def run_with(
+    env: WorkflowEnvironment,
+    ark: FakeArk,
+    poll: PollPolicy,
+    body: Callable[[Running], Awaitable[TaskReport]] | None = None,
+) -> TaskReport:
+    queue = str(uuid.uuid4())
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[FangzhouVideoWorkflow],
+        activities=[ark.report, ark.submit, ark.query, ark.cancel, ark.copy],
+        workflow_runner=WORKFLOW_RUNNER,
+    ):
+        handle = await env.client.start_workflow(
+            FangzhouVideoWorkflow.run,
+            VideoInput("t1", REQUEST, callback_url="https://main.example/cb?secret=s", poll=poll),
+            id=str(uuid.uuid4()),
+            task_queue=queue,
+            execution_timeout=timedelta(days=30),
+        )
+        running = Running(env, handle)
+        return await (body(running) if body is not None else running.result())
+
+
+async def refresh(running: Running) -> TaskReport:
+    return await asyncio.wait_for(running.handle.execute_update(REFRESH_UPDATE, result_type=TaskReport), 30)
+
+
+async def submitted(ark: FakeArk) -> None:
+    async def reported_running() -> bool:
+        return "running" in ark.statuses()
+
+    await wait_for(reported_running, 30, "the workflow to report running")
+
+
+def gaps(ark: FakeArk) -> list[float]:
+    times = [t for t, _ in ark.queries]
+    return [round((b - a).total_seconds()) for a, b in itertools.pairwise(times)]
+
+
+async def test_success_after_several_polls_with_backoff(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(script=("queued", "queued", "running", "running", "succeeded"))
+    result = await run_with(env, ark, FAST)
+
+    assert result.status == "succeeded"
+    assert result.provider_task_id == ARK_ID
+    assert result.result is not None
+    assert result.result.objects["video"].key == "tasks/t1/video.mp4"
+    assert result.result.objects["last_frame"].key == "tasks/t1/last_frame.png"
+    assert result.result.data == {
+        "model": "doubao-seedance-1-0-pro-250528",
+        "seed": 42,
+        "resolution": "1080p",
+        "ratio": "16:9",
+        "duration": 5,
+        "framespersecond": 24,
+        "usage": {"completion_tokens": 246840, "total_tokens": 246840},
+    }
+    assert len(ark.queries) == 5
+    # 5 s, then x2 up to the 20 s cap.
+    assert gaps(ark) == [10, 20, 20, 20]
+    assert ark.statuses() == ["running", "succeeded"]
+    assert ark.reports[0].provider_task_id == ARK_ID
+    assert [c.video_url for c in ark.copies] == [f"https://ark.example/{ARK_ID}.mp4"]
+    assert ark.submits[0].callback_url == "https://main.example/cb?secret=s"
+    assert ark.submits[0].poll == FAST
+
+
+async def test_ark_failure_keeps_its_error_code(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(script=("running", "failed"))
+    result = await run_with(env, ark, FAST)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.message, result.error.retryable) == (
+        "OutputVideoSensitiveContentDetected",
+        "sensitive output",
+        False,
+    )
+    assert ark.copies == []
+    assert ark.statuses() == ["running", "failed"]
+
+
+async def test_expired_on_ark_fails_the_task(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(script=("queued", "expired"))
+    result = await run_with(env, ark, FAST)
+    assert result.status == "failed"
+    assert result.error is not None and result.error.code == "ark_task_expired"
+
+
+async def test_rejected_submit_is_final(env: WorkflowEnvironment) -> None:
+    ark = FakeArk()
+    ark.submit_errors = [
+        ApplicationError("The parameter `ratio` is not valid.", type="InvalidParameter", non_retryable=True)
+    ]
+    result = await run_with(env, ark, FAST)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.retryable) == ("InvalidParameter", False)
+    assert "ratio" in result.error.message
+    assert len(ark.submits) == 1
+    assert ark.queries == []
+    assert ark.statuses() == ["failed"]
+
+
+async def test_refused_submit_is_retried_after_a_backoff(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(status="succeeded")
+    ark.submit_errors = [
+        ApplicationError(
+            "RPM limit", type="RateLimitExceeded.EndpointRPMExceeded", next_retry_delay=timedelta(seconds=30)
+        ),
+        ApplicationError("internal", type="InternalServiceError"),
+    ]
+    result = await run_with(env, ark, FAST)
+    assert result.status == "succeeded"
+    assert len(ark.submits) == 3
+    assert ark.statuses() == ["running", "succeeded"]
+
+
+async def test_submit_refused_every_time_fails_retryable(env: WorkflowEnvironment) -> None:
+    ark = FakeArk()
+    ark.submit_errors = [ApplicationError("RPM limit", type="RateLimitExceeded.EndpointRPMExceeded")] * 10
+    result = await run_with(env, ark, FAST)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.retryable) == ("RateLimitExceeded.EndpointRPMExceeded", True)
+    assert len(ark.submits) == 6
+
+
+async def test_refresh_finds_the_result_and_polling_stops(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(status="succeeded")
+
+    async def body(running: Running) -> TaskReport:
+        await submitted(ark)
+        assert ark.queries == []
+        state = await refresh(running)
+        assert state.status == "succeeded"
+        return await running.result()
+
+    result = await run_with(env, ark, SLOW, body)
+    assert result.status == "succeeded"
+    # One query, the refresh's; the hour-long poll timer never fired.
+    assert len(ark.queries) == 1
+    assert len(ark.copies) == 1
+    assert ark.statuses() == ["running", "succeeded"]
+
+
+async def test_refresh_before_ark_is_done_keeps_polling(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(status="running")
+
+    async def body(running: Running) -> TaskReport:
+        await submitted(ark)
+        state = await refresh(running)
+        assert (state.status, state.provider_task_id) == ("running", ARK_ID)
+        assert len(ark.queries) == 1
+        ark.status = "succeeded"
+        return await running.result()
+
+    result = await run_with(env, ark, SLOW, body)
+    assert result.status == "succeeded"
+    assert len(ark.queries) == 2
+    # The second query is the timer's, a full interval after the refresh's.
+    assert gaps(ark) == [3600]
+
+
+async def test_callback_is_verified_by_querying_ark(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(status="running")
+
+    async def body(running: Running) -> TaskReport:
+        await submitted(ark)
+        # The callback claims success, but Ark still says running: nothing concludes.
+        await running.handle.signal(CALLBACK_SIGNAL, CallbackHint(ARK_ID, "succeeded"))
+
+        async def queried() -> bool:
+            return len(ark.queries) == 1
+
+        await wait_for(queried, 30, "the callback to cause a query")
+        assert (await running.handle.query("task_state", result_type=TaskReport)).status == "running"
+        ark.status = "succeeded"
+        await running.handle.signal(CALLBACK_SIGNAL, CallbackHint(ARK_ID, "succeeded"))
+        return await running.result()
+
+    result = await run_with(env, ark, SLOW, body)
+    assert result.status == "succeeded"
+    assert len(ark.queries) == 2
+    # Both queries came from callbacks, long before the first poll timer.
+    assert gaps(ark)[0] < 60
+    assert ark.statuses() == ["running", "succeeded"]
+
+
+async def test_cancel_while_queued_deletes_the_ark_job(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(status="queued")
+
+    async def body(running: Running) -> TaskReport:
+        await submitted(ark)
+        await running.handle.cancel()
+        return await running.result()
+
+    result = await run_with(env, ark, SLOW, body)
+    assert result.status == "cancelled"
+    assert result.error is not None and "dropped the queued job" in result.error.message
+    assert ark.cancels == [ARK_ID]
+    assert ark.statuses() == ["running", "cancelled"]
+
+
+async def test_cancel_while_running_on_ark_says_it_cannot_stop(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(status="running")
+
+    async def body(running: Running) -> TaskReport:
+        await submitted(ark)
+        await running.handle.cancel()
+        return await running.result()
+
+    result = await run_with(env, ark, SLOW, body)
+    assert result.status == "cancelled"
+    assert result.error is not None and "cannot stop a running job" in result.error.message
+    assert ark.cancels == [ARK_ID]
+
+
+async def test_cancel_during_submit_still_deletes_the_job(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(status="queued")
+    ark.submit_release = release = asyncio.Event()
+
+    async def body(running: Running) -> TaskReport:
+        await asyncio.wait_for(ark.submit_started.wait(), 30)
+        await running.handle.cancel()
+        # The workflow waits for the submit's answer instead of abandoning a job Ark may have accepted.
+        release.set()
+        return await running.result()
+
+    result = await run_with(env, ark, SLOW, body)
+    assert result.status == "cancelled"
+    assert result.provider_task_id == ARK_ID
+    assert ark.cancels == [ARK_ID]
+    assert ark.queries == []
+    assert ark.statuses() == ["cancelled"]
+
+
+async def test_deadline_exceeded(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(status="running")
+    policy = PollPolicy(initial_seconds=10, backoff=1.5, max_seconds=30, deadline_seconds=300)
+    result = await run_with(env, ark, policy)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.retryable) == ("deadline_exceeded", True)
+    # Ark is asked to drop the job (it cannot: it is running); no poll after the deadline.
+    assert ark.cancels == [ARK_ID]
+    elapsed = (ark.queries[-1][0] - ark.queries[0][0]).total_seconds()
+    assert 250 <= elapsed <= 300
+
+
+async def run_histories(env: WorkflowEnvironment, workflow_id: str, first_run_id: str) -> list[int]:
+    """The history length of every run of a workflow, following its continue-as-new chain."""
+    lengths: list[int] = []
+    run_id: str | None = first_run_id
+    while run_id:
+        history = await env.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        lengths.append(len(history.events))
+        last = history.events[-1]
+        if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+        else:
+            run_id = None
+    return lengths
+
+
+# About 8600 polls through the test server: minutes of real time.
+@pytest.mark.timeout(900)
+async def test_multi_day_job_keeps_history_bounded(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(status="running")
+    policy = PollPolicy(initial_seconds=5, backoff=1.5, max_seconds=30, deadline_seconds=5 * 86400, polls_per_run=100)
+
+    async def body(running: Running) -> TaskReport:
+        first_run = running.handle.result_run_id
+        assert first_run is not None
+        await submitted(ark)
+        # Three days of 30 s polls (skipped in steps: each step is one bounded RPC to the test server), then
+        # Ark is done and a refresh reaches whichever run is current.
+        for _ in range(3 * 4):
+            await running.env.sleep(timedelta(hours=6))
+        assert len({run for _, run in ark.queries}) > 1
+        ark.status = "succeeded"
+        state = await refresh(running)
+        assert state.status == "succeeded"
+        result = await running.result()
+        lengths = await run_histories(running.env, running.handle.id, first_run)
+        polls_per_run = policy.polls_per_run
+        assert len(lengths) >= 3 * 86400 // 30 // polls_per_run
+        assert max(lengths) < 1200, lengths
+        return result
+
+    result = await run_with(env, ark, policy, body)
+    assert result.status == "succeeded"
+    assert ark.statuses() == ["running", "succeeded"]
+    assert ark.queries[-1][0] - ark.queries[0][0] >= timedelta(days=3) - timedelta(minutes=1)
