@@ -45,9 +45,15 @@ class Workers:
             self.current = None
 
 
+def simulator_env(stack: LocalStack, worker_env: dict[str, str]) -> dict[str, str]:
+    """The worker environment, always aimed at the simulator (even when the caller has a real key)."""
+    env = {k: v for k, v in worker_env.items() if k != "GEMINI_API_KEY"}
+    return {**env, "GEMINI_BASE_URL": stack.simulator_url}
+
+
 @pytest.fixture(scope="module")
 async def workers(stack: LocalStack, worker_env: dict[str, str]) -> AsyncIterator[Workers]:
-    running = Workers(stack, worker_env)
+    running = Workers(stack, simulator_env(stack, worker_env))
     await running.start()
     yield running
     running.kill()
@@ -251,3 +257,15 @@ async def test_bad_input_gets_a_4xx_naming_the_field(alice: Api, body: dict[str,
         assert error["details"] == {"field": field}
     after = (await alice.http.get("/api/tasks", params={"integration": NAME, "limit": 1})).json()["total"]
     assert after == before
+
+
+async def test_a_worker_without_a_key_for_google_stops_naming_the_variable(
+    stack: LocalStack, worker_env: dict[str, str]
+) -> None:
+    env = {k: v for k, v in worker_env.items() if not k.startswith("GEMINI_")}
+    launcher = Launcher(env, [NAME], stack.state_dir / "nanobanana2-no-key.log")
+    try:
+        assert launcher.proc.wait(30) == 2
+        assert "environment variable GEMINI_API_KEY is required" in launcher.output()
+    finally:
+        launcher.kill()
