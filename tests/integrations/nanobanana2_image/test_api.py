@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -26,6 +29,7 @@ from services.simulator.media import encode_png, render_rows
 
 PNG = encode_png(4, 4, render_rows(4, 4, (0, 0, 0), (255, 255, 255), 1))
 PNG_B64 = base64.b64encode(PNG).decode()
+REPO = Path(__file__).resolve().parents[3]
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(32)
 
 
@@ -171,3 +175,13 @@ def test_image_types_are_recognised_by_their_first_bytes() -> None:
     assert sniff_image_type(b"\x00\x00\x00\x18ftypmif1\x00\x00") == "image/heif"
     assert sniff_image_type(b"GIF89a") is None
     assert ReferenceImage(data="x").mime_type is None
+
+
+def test_the_api_part_never_loads_the_provider_client_the_activities_or_object_storage() -> None:
+    # main mounts api.py; the Gemini call, the upload and the reports belong to the worker alone.
+    code = (
+        "import sys, integrations.nanobanana2_image.api\n"
+        "print(sorted(m for m in sys.modules if m.endswith(('.provider', '.activities', '.storage')) or m == 'minio'))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
