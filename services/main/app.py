@@ -19,6 +19,7 @@ from services.shared.converter import data_converter
 from services.shared.discovery import Discovery, discover
 from services.shared.storage import ObjectStore
 
+from .console import console_router
 from .controllers import HealthController, InternalController, RealtimeController, TaskController
 from .errors import handle_http_exception, handle_unexpected
 from .integrations_router import integration_router, load_api
@@ -64,7 +65,14 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         return tasks
 
     return Litestar(
-        route_handlers=[TaskController, InternalController, RealtimeController, HealthController, *routers],
+        route_handlers=[
+            TaskController,
+            InternalController,
+            RealtimeController,
+            HealthController,
+            console_router(),
+            *routers,
+        ],
         dependencies={"tasks": Provide(provide_tasks, sync_to_thread=False)},
         exception_handlers={HTTPException: handle_http_exception, Exception: handle_unexpected},
         lifespan=[lifespan],

@@ -1,0 +1,744 @@
+// The task console: sign in with an API key, create tasks, and follow them live.
+//
+// main is the source of truth: the list is read from GET /api/tasks each time the websocket (communication)
+// says "connected", and in between only task.updated events change it. Nothing polls.
+"use strict";
+
+(() => {
+  const KEY_STORAGE = "taskConsole.apiKey";
+  const LIST_LIMIT = 50;
+  const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+  const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
+  const VIDEO = "fangzhouVideoGeneration";
+  const HEARTBEAT_MS = 25000;
+  const PONG_TIMEOUT_MS = 10000;
+  const MAX_BACKOFF_MS = 15000;
+
+  const state = {
+    apiKey: null,
+    // Bumped on sign-out, so late answers to a previous session's requests are dropped.
+    session: 0,
+    tasks: new Map(),
+    socket: null,
+    connection: "offline",
+    connectionLog: [],
+    everConnected: false,
+    attempt: 0,
+    retryTimer: null,
+    heartbeat: null,
+    lastMessageAt: 0,
+    // Creates in flight: an event for a task we do not know yet is most likely one of them.
+    pendingCreates: 0,
+    orphans: new Set(),
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  // --- HTTP ----------------------------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      const code = body && typeof body.code === "string" ? body.code : `http_${status}`;
+      const message = body && typeof body.message === "string" ? body.message : `HTTP ${status}`;
+      super(`${code}: ${message}`);
+      this.status = status;
+      this.code = code;
+      this.detail = message;
+    }
+  }
+
+  async function api(method, path, body) {
+    const headers = { Authorization: `Bearer ${state.apiKey}`, Accept: "application/json" };
+    const init = { method, headers, cache: "no-store" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (error) {
+      throw new ApiError(0, { code: "network_error", message: "main cannot be reached" });
+    }
+    const text = await response.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    if (!response.ok) throw new ApiError(response.status, data);
+    return data;
+  }
+
+  // --- which integrations are mounted, and their allowed values --------------------------------------------
+
+  function resolveRef(doc, schema) {
+    let current = schema;
+    for (let i = 0; current && current.$ref && i < 10; i++) {
+      const path = current.$ref.replace(/^#\//, "").split("/");
+      current = path.reduce((node, part) => (node ? node[part] : undefined), doc);
+    }
+    return current || {};
+  }
+
+  // A property's schema and its oneOf/anyOf alternatives (optional fields are "X or null").
+  function propertySchemas(doc, schema) {
+    const own = resolveRef(doc, schema);
+    const alternatives = (own.oneOf || own.anyOf || []).map((alt) => resolveRef(doc, alt));
+    return [own, ...alternatives.filter((alt) => alt.type !== "null")];
+  }
+
+  async function loadIntegrations() {
+    let doc = null;
+    try {
+      const response = await fetch("/docs/openapi.json", { cache: "no-store" });
+      if (response.ok) doc = await response.json();
+    } catch {
+      doc = null;
+    }
+    let shown = 0;
+    for (const form of document.querySelectorAll("form.task-form")) {
+      const name = form.dataset.integration;
+      if (!doc) {
+        // Without the schema we cannot tell; offer the form and let main answer.
+        form.hidden = false;
+        shown++;
+        continue;
+      }
+      const operation = doc.paths && doc.paths[`/api/integrations/${name}/tasks`];
+      const create = operation && operation.post;
+      form.hidden = !create;
+      if (!create) continue;
+      shown++;
+      const content = create.requestBody && create.requestBody.content;
+      const bodySchema = content && content["application/json"] && resolveRef(doc, content["application/json"].schema);
+      if (bodySchema && bodySchema.properties) applySchema(doc, form, bodySchema.properties);
+    }
+    $("no-integrations").hidden = shown > 0;
+  }
+
+  function applySchema(doc, form, properties) {
+    for (const select of form.querySelectorAll("select[data-schema-enum]")) {
+      const field = properties[select.dataset.schemaEnum];
+      if (!field) continue;
+      const withEnum = propertySchemas(doc, field).find((s) => Array.isArray(s.enum));
+      if (!withEnum) continue;
+      const defaultValue = resolveRef(doc, field).default;
+      const previous = select.value;
+      const optional = select.dataset.optional === "true";
+      const blank = optional ? select.querySelector('option[value=""]') : null;
+      select.replaceChildren();
+      if (blank) select.append(blank);
+      for (const value of withEnum.enum.filter((v) => v !== null)) {
+        const option = document.createElement("option");
+        option.value = option.textContent = String(value);
+        select.append(option);
+      }
+      const wanted = defaultValue !== undefined && defaultValue !== null ? String(defaultValue) : previous;
+      if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
+    }
+    for (const input of form.querySelectorAll("input[data-schema-range]")) {
+      const field = properties[input.dataset.schemaRange];
+      if (!field) continue;
+      for (const s of propertySchemas(doc, field)) {
+        if (typeof s.minimum === "number") input.min = String(s.minimum);
+        if (typeof s.maximum === "number") input.max = String(s.maximum);
+      }
+    }
+  }
+
+  // --- tasks --------------------------------------------------------------------------------------------
+
+  function rank(status) {
+    return RANK[status] ?? 0;
+  }
+
+  function isNewer(current, incoming) {
+    const order = rank(current.status) - rank(incoming.status);
+    if (order !== 0) return order > 0;
+    return (Date.parse(current.updated_at) || 0) > (Date.parse(incoming.updated_at) || 0);
+  }
+
+  // A full task from main. Statuses only move forward, so a read that raced an event never undoes it.
+  function upsertTask(incoming) {
+    const current = state.tasks.get(incoming.id);
+    let next;
+    if (current && isNewer(current, incoming)) {
+      next = {
+        ...incoming,
+        status: current.status,
+        progress: current.progress,
+        output: current.output,
+        error: current.error,
+      };
+    } else {
+      next = { ...current, ...incoming, placeholder: false };
+    }
+    state.tasks.set(next.id, next);
+    state.orphans.delete(next.id);
+    renderTask(next);
+  }
+
+  function applyEvent(event) {
+    if (event.event !== "task.updated" || typeof event.task_id !== "string") return;
+    let current = state.tasks.get(event.task_id);
+    if (!current) {
+      current = {
+        id: event.task_id,
+        integration: event.integration,
+        status: "queued",
+        input: {},
+        output: null,
+        error: null,
+        progress: null,
+        links: {},
+        created_at: event.timestamp,
+        placeholder: true,
+      };
+      learnAbout(event.task_id);
+    }
+    if (TERMINAL.has(current.status) && event.status !== current.status) return;
+    if (rank(event.status) < rank(current.status)) return;
+    const next = { ...current, ...(event.changes || {}), status: event.status, updated_at: event.timestamp };
+    state.tasks.set(next.id, next);
+    renderTask(next);
+  }
+
+  // A task created elsewhere (another tab, a script): read it once, unless our own create is in flight.
+  function learnAbout(taskId) {
+    if (state.pendingCreates > 0) {
+      state.orphans.add(taskId);
+      return;
+    }
+    fetchTask(taskId);
+  }
+
+  async function fetchTask(taskId) {
+    const session = state.session;
+    try {
+      const task = await api("GET", `/api/tasks/${encodeURIComponent(taskId)}`);
+      if (session === state.session) upsertTask(task);
+    } catch (error) {
+      if (session === state.session) showNotice(`Could not read task ${taskId}: ${error.message}`);
+    }
+  }
+
+  async function resync() {
+    const session = state.session;
+    try {
+      const page = await api("GET", `/api/tasks?limit=${LIST_LIMIT}`);
+      if (session !== state.session) return;
+      for (const task of page.items.slice().reverse()) upsertTask(task);
+      $("sync-note").textContent = `${page.total} task${page.total === 1 ? "" : "s"} · synced ${clock(new Date())}`;
+      hideNotice();
+    } catch (error) {
+      if (session !== state.session) return;
+      if (error.status === 401) return signOut("Your API key is no longer accepted.");
+      // Without a resync the list may be stale; reconnecting resyncs again.
+      showNotice(`Could not read the task list (${error.message}); reconnecting.`);
+      dropSocket();
+    }
+  }
+
+  async function createTask(form) {
+    const name = form.dataset.integration;
+    const button = form.querySelector("button[type=submit]");
+    const errorLine = form.querySelector(".form-error");
+    errorLine.textContent = "";
+    button.disabled = true;
+    state.pendingCreates++;
+    const session = state.session;
+    try {
+      const task = await api("POST", `/api/integrations/${encodeURIComponent(name)}/tasks`, formBody(form));
+      if (session === state.session) upsertTask(task);
+    } catch (error) {
+      errorLine.textContent = error.message;
+    } finally {
+      button.disabled = false;
+      state.pendingCreates--;
+      if (state.pendingCreates === 0 && session === state.session) {
+        for (const id of state.orphans) fetchTask(id);
+        state.orphans.clear();
+      }
+    }
+  }
+
+  function formBody(form) {
+    const body = {};
+    for (const element of form.elements) {
+      if (!element.name || element.disabled) continue;
+      const value = element.value.trim();
+      if (value === "") continue;
+      body[element.name] = element.type === "number" ? Number(value) : value;
+    }
+    return body;
+  }
+
+  async function taskAction(task, button, method, path, busyLabel) {
+    const label = button.textContent;
+    button.disabled = true;
+    button.textContent = busyLabel;
+    try {
+      const updated = await api(method, path);
+      upsertTask(updated);
+    } catch (error) {
+      const card = cardFor(task.id);
+      const line = card && card.querySelector(".action-error");
+      if (line) line.textContent = error.message;
+    } finally {
+      button.disabled = false;
+      button.textContent = label;
+    }
+  }
+
+  // --- websocket ----------------------------------------------------------------------------------------
+
+  function setConnection(name, detail) {
+    state.connection = name;
+    state.connectionLog.push(name);
+    const box = $("connection");
+    box.dataset.state = name;
+    const text = {
+      offline: "Signed out",
+      connecting: "Connecting…",
+      connected: "Live",
+      reconnecting: "Reconnecting…",
+    }[name];
+    $("connection-text").textContent = detail ? `${text} ${detail}` : text;
+    $("reconnect-now").hidden = name !== "reconnecting";
+  }
+
+  async function connect(token) {
+    const session = state.session;
+    clearTimeout(state.retryTimer);
+    state.retryTimer = null;
+    setConnection(state.everConnected ? "reconnecting" : "connecting");
+    if (!token) {
+      try {
+        token = await api("POST", "/api/realtime/token");
+      } catch (error) {
+        if (session !== state.session) return;
+        if (error.status === 401) return signOut("Your API key is no longer accepted.");
+        return scheduleReconnect();
+      }
+    }
+    if (session !== state.session) return;
+    let url;
+    try {
+      url = new URL(token.url, window.location.href);
+      url.searchParams.set("token", token.token);
+    } catch {
+      return scheduleReconnect();
+    }
+    const socket = new WebSocket(url.toString());
+    state.socket = socket;
+    socket.addEventListener("message", (message) => {
+      if (socket !== state.socket) return;
+      state.lastMessageAt = Date.now();
+      let data;
+      try {
+        data = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (data.event === "connected") {
+        state.attempt = 0;
+        state.everConnected = true;
+        setConnection("connected");
+        startHeartbeat(socket);
+        resync();
+      } else if (data.event === "task.updated") {
+        applyEvent(data);
+      }
+    });
+    socket.addEventListener("close", () => {
+      if (socket !== state.socket) return;
+      state.socket = null;
+      stopHeartbeat();
+      if (session === state.session) scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    clearTimeout(state.retryTimer);
+    const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** state.attempt);
+    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    state.attempt++;
+    setConnection("reconnecting", `in ${Math.max(1, Math.round(delay / 1000))} s`);
+    state.retryTimer = setTimeout(() => connect(), delay);
+  }
+
+  // Stops listening to the current socket at once (a dead peer may never complete the close) and reconnects.
+  function dropSocket() {
+    const socket = state.socket;
+    if (!socket) return;
+    state.socket = null;
+    stopHeartbeat();
+    socket.close(4000, "client reconnects");
+    scheduleReconnect();
+  }
+
+  // communication answers {"type": "ping"} with a pong; silence means the connection is gone.
+  function startHeartbeat(socket) {
+    stopHeartbeat();
+    state.heartbeat = setInterval(() => {
+      if (socket !== state.socket || socket.readyState !== WebSocket.OPEN) return;
+      const sentAt = Date.now();
+      socket.send(JSON.stringify({ type: "ping" }));
+      setTimeout(() => {
+        if (socket === state.socket && state.lastMessageAt < sentAt) dropSocket();
+      }, PONG_TIMEOUT_MS);
+    }, HEARTBEAT_MS);
+  }
+
+  function stopHeartbeat() {
+    clearInterval(state.heartbeat);
+    state.heartbeat = null;
+  }
+
+  // --- rendering ----------------------------------------------------------------------------------------
+
+  function el(tag, attributes, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "className") node.className = value;
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  // replaceChildren would turn a null into the text "null".
+  function setChildren(node, ...children) {
+    node.replaceChildren(...children.filter((child) => child !== null && child !== undefined && child !== false));
+  }
+
+  function clock(date) {
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+
+  function cardFor(taskId) {
+    return document.querySelector(`li[data-task-id="${CSS.escape(taskId)}"]`);
+  }
+
+  function renderTask(task) {
+    let card = cardFor(task.id);
+    if (!card) {
+      card = el("li", { className: "task panel", "data-task-id": task.id, "aria-labelledby": `title-${task.id}` });
+      card.append(
+        el("div", { className: "task-head" }),
+        el("div", { className: "task-input" }),
+        el("div", { className: "task-progress" }),
+        el("div", { className: "task-result" }),
+        el("div", { className: "task-error" }),
+        el("div", { className: "task-actions" }),
+      );
+      placeCard(card, task);
+    }
+    card.dataset.status = task.status;
+    fillHead(card.querySelector(".task-head"), task);
+    fillInput(card.querySelector(".task-input"), task);
+    fillProgress(card.querySelector(".task-progress"), task);
+    fillResult(card.querySelector(".task-result"), task);
+    fillError(card.querySelector(".task-error"), task);
+    fillActions(card.querySelector(".task-actions"), task);
+    $("empty").hidden = state.tasks.size > 0;
+  }
+
+  // Newest first, by creation time.
+  function placeCard(card, task) {
+    const list = $("task-list");
+    const created = task.created_at || "";
+    for (const other of list.children) {
+      const otherTask = state.tasks.get(other.dataset.taskId);
+      if (otherTask && (otherTask.created_at || "") < created) {
+        list.insertBefore(card, other);
+        return;
+      }
+    }
+    list.append(card);
+  }
+
+  const LABELS = { "nanobanana2-image": "Image", [VIDEO]: "Video", echo: "Echo" };
+
+  function fillHead(head, task) {
+    const created = task.created_at ? new Date(task.created_at) : null;
+    setChildren(
+      head,
+      el(
+        "h3",
+        { id: `title-${task.id}` },
+        `${LABELS[task.integration] || task.integration} `,
+        el("code", { title: task.id }, task.id.slice(0, 8)),
+      ),
+      el("span", { className: "status", "data-status": task.status }, task.status),
+      created ? el("time", { datetime: task.created_at, className: "hint" }, clock(created)) : null,
+    );
+  }
+
+  function shorten(value) {
+    const text = typeof value === "string" ? value : JSON.stringify(value);
+    if (text.startsWith("data:")) return `${text.slice(0, text.indexOf(",") + 1)}… (${text.length} chars)`;
+    return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+  }
+
+  function fillInput(box, task) {
+    const input = task.input || {};
+    const main = input.prompt ?? input.message;
+    const rest = Object.entries(input).filter(
+      ([key, value]) =>
+        key !== "prompt" && key !== "message" && value !== null && value !== false && !(Array.isArray(value) && !value.length),
+    );
+    setChildren(
+      box,
+      main !== undefined ? el("p", { className: "prompt" }, shorten(main)) : null,
+      rest.length
+        ? el("p", { className: "hint params" }, rest.map(([key, value]) => `${key}: ${shorten(value)}`).join(" · "))
+        : null,
+    );
+  }
+
+  function fillProgress(box, task) {
+    const show = task.status === "running" && typeof task.progress === "number";
+    setChildren(
+      box,
+      show ? el("progress", { max: "1", value: String(task.progress), "aria-label": "progress" }) : null,
+    );
+  }
+
+  function fillResult(box, task) {
+    const objects = (task.output && task.output.objects) || {};
+    const names = Object.keys(objects).sort((a, b) => mediaOrder(objects[a]) - mediaOrder(objects[b]));
+    const wanted = names.map((name) => `${name}=${objects[name].key}`).join("|");
+    // Same objects: keep the elements, so a playing video or a loaded image is not reloaded by a fresh URL;
+    // links take the fresh URL (presigned URLs expire).
+    if (box.dataset.objects === wanted) {
+      for (const link of box.querySelectorAll("a[data-object]")) {
+        const object = objects[link.dataset.object];
+        if (object) link.href = object.url;
+      }
+      return;
+    }
+    box.dataset.objects = wanted;
+    setChildren(box, ...names.map((name) => mediaFor(task, name, objects[name])));
+  }
+
+  function mediaOrder(object) {
+    const type = object.content_type || "";
+    return type.startsWith("video/") ? 0 : type.startsWith("image/") ? 1 : 2;
+  }
+
+  function mediaFor(task, name, object) {
+    const type = object.content_type || "";
+    const prompt = (task.input && (task.input.prompt || task.input.message)) || "";
+    const size = formatBytes(object.size);
+    if (type.startsWith("image/")) {
+      const img = el("img", { src: object.url, alt: `${name} for: ${prompt}`.slice(0, 200), "data-object": name });
+      retryOnError(img, task.id, name);
+      const full = el(
+        "a",
+        { href: object.url, target: "_blank", rel: "noopener noreferrer", title: "Full size", "data-object": name },
+        img,
+      );
+      return el("figure", {}, full, el("figcaption", { className: "hint" }, `${name} · ${type} · ${size}`));
+    }
+    if (type.startsWith("video/")) {
+      const video = el("video", {
+        src: object.url,
+        controls: true,
+        preload: "metadata",
+        playsinline: true,
+        "data-object": name,
+        "aria-label": `${name} for: ${prompt}`.slice(0, 200),
+      });
+      retryOnError(video, task.id, name);
+      return el("figure", {}, video, el("figcaption", { className: "hint" }, `${name} · ${type} · ${size}`));
+    }
+    return el(
+      "p",
+      {},
+      el("a", { href: object.url, target: "_blank", rel: "noopener noreferrer", "data-object": name }, `Download ${name}`),
+      ` (${type}, ${size})`,
+    );
+  }
+
+  // Presigned URLs expire: on a load error, read the task once for fresh URLs.
+  function retryOnError(media, taskId, name) {
+    media.addEventListener(
+      "error",
+      async () => {
+        const session = state.session;
+        try {
+          const fresh = await api("GET", `/api/tasks/${encodeURIComponent(taskId)}`);
+          const object = fresh.output && fresh.output.objects && fresh.output.objects[name];
+          if (session !== state.session || !object || object.url === media.getAttribute("src")) return;
+          media.src = object.url;
+          const link = media.closest("a[data-object]");
+          if (link) link.href = object.url;
+        } catch {
+          // The card keeps its broken element; the next resync or refresh may fix it.
+        }
+      },
+      { once: true },
+    );
+  }
+
+  function formatBytes(size) {
+    if (typeof size !== "number") return "";
+    if (size < 1024) return `${size} B`;
+    if (size < 1024 * 1024) return `${(size / 1024).toFixed(1)} KiB`;
+    return `${(size / 1024 / 1024).toFixed(1)} MiB`;
+  }
+
+  function fillError(box, task) {
+    const error = task.error;
+    setChildren(
+      box,
+      error
+        ? el("p", { className: "error" }, el("code", { className: "error-code" }, error.code), " ", error.message)
+        : null,
+    );
+  }
+
+  function fillActions(box, task) {
+    const running = !TERMINAL.has(task.status);
+    const keepError = box.querySelector(".action-error");
+    const actions = [];
+    if (running && task.integration === VIDEO) {
+      const refresh = el("button", { type: "button", className: "refresh" }, "Refresh");
+      refresh.addEventListener("click", () =>
+        taskAction(
+          task,
+          refresh,
+          "POST",
+          `/api/integrations/${VIDEO}/tasks/${encodeURIComponent(task.id)}/refresh`,
+          "Refreshing…",
+        ),
+      );
+      actions.push(refresh);
+    }
+    if (running) {
+      const cancel = el("button", { type: "button", className: "cancel" }, "Cancel");
+      cancel.addEventListener("click", () =>
+        taskAction(task, cancel, "POST", `/api/tasks/${encodeURIComponent(task.id)}/cancel`, "Cancelling…"),
+      );
+      actions.push(cancel);
+    }
+    const temporal = task.links && task.links.temporal_ui;
+    if (temporal) {
+      actions.push(
+        el("a", { href: temporal, target: "_blank", rel: "noopener noreferrer", className: "temporal" }, "Workflow in Temporal UI"),
+      );
+    }
+    const errorLine = el("span", { className: "action-error", role: "alert" });
+    if (keepError && running) errorLine.textContent = keepError.textContent;
+    setChildren(box, ...actions, errorLine);
+  }
+
+  function showNotice(text) {
+    const notice = $("notice");
+    notice.textContent = text;
+    notice.hidden = false;
+  }
+
+  function hideNotice() {
+    $("notice").hidden = true;
+  }
+
+  // --- session ------------------------------------------------------------------------------------------
+
+  function showSignedIn(signedIn) {
+    $("sign-in").hidden = signedIn;
+    $("workspace").hidden = !signedIn;
+    $("sign-out").hidden = !signedIn;
+  }
+
+  async function signIn(key) {
+    state.apiKey = key;
+    const session = state.session;
+    let token;
+    try {
+      token = await api("POST", "/api/realtime/token");
+    } catch (error) {
+      if (session !== state.session) return;
+      state.apiKey = null;
+      const text = error.status === 401 ? "That API key is not accepted." : `Cannot sign in: ${error.message}`;
+      if (error.status === 401) sessionStorage.removeItem(KEY_STORAGE);
+      showSignedIn(false);
+      $("sign-in-error").textContent = text;
+      return;
+    }
+    sessionStorage.setItem(KEY_STORAGE, key);
+    $("sign-in-error").textContent = "";
+    showSignedIn(true);
+    await loadIntegrations();
+    connect(token);
+  }
+
+  function signOut(reason) {
+    state.session++;
+    state.apiKey = null;
+    sessionStorage.removeItem(KEY_STORAGE);
+    clearTimeout(state.retryTimer);
+    stopHeartbeat();
+    const socket = state.socket;
+    state.socket = null;
+    if (socket) socket.close(1000, "signed out");
+    state.tasks.clear();
+    state.orphans.clear();
+    state.everConnected = false;
+    state.attempt = 0;
+    $("task-list").replaceChildren();
+    $("sync-note").textContent = "";
+    hideNotice();
+    setConnection("offline");
+    showSignedIn(false);
+    $("sign-in-error").textContent = reason || "";
+  }
+
+  function reconnectNow() {
+    if (state.retryTimer !== null && state.apiKey) {
+      state.attempt = 0;
+      connect();
+    }
+  }
+
+  function start() {
+    $("sign-in-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const input = $("api-key");
+      const key = input.value.trim();
+      input.value = "";
+      if (key) signIn(key);
+    });
+    $("sign-out").addEventListener("click", () => signOut());
+    $("reconnect-now").addEventListener("click", reconnectNow);
+    window.addEventListener("online", reconnectNow);
+    for (const form of document.querySelectorAll("form.task-form")) {
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        createTask(form);
+      });
+    }
+    const saved = sessionStorage.getItem(KEY_STORAGE);
+    if (saved) signIn(saved);
+  }
+
+  // For tests and for poking at the console from the browser's devtools; no key in here.
+  window.__console = {
+    get socket() {
+      return state.socket;
+    },
+    get connection() {
+      return state.connection;
+    },
+    connectionLog: state.connectionLog,
+  };
+
+  start();
+})();

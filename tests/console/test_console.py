@@ -1,0 +1,189 @@
+"""The web console in headless Chromium against the real stack: tasks created from the page and followed live
+over communication's websocket, results shown, cancel and refresh, and recovery after the socket drops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from playwright.async_api import Route
+
+from deploy.local import LocalStack
+from tests.console.conftest import Console, is_task_read
+from tests.stack import Api, Launcher
+
+pytestmark = pytest.mark.integration
+
+IMAGE = "nanobanana2-image"
+VIDEO = "fangzhouVideoGeneration"
+
+
+async def test_console_is_served_outside_the_api_schema(stack: LocalStack) -> None:
+    async with httpx.AsyncClient(base_url=stack.main_url) as anonymous:
+        page = await anonymous.get("/console")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert '<script src="/console/console.js"' in page.text
+        script = await anonymous.get("/console/console.js")
+        assert script.status_code == 200
+        assert "javascript" in script.headers["content-type"]
+        assert (await anonymous.get("/console/console.css")).status_code == 200
+        assert (await anonymous.get("/console/missing.js")).status_code == 404
+        paths = (await anonymous.get("/docs/openapi.json")).json()["paths"]
+    assert not [p for p in paths if p.startswith("/console")]
+
+
+async def test_console_rejects_a_wrong_key(console: Console) -> None:
+    page = console.page
+    await page.goto(f"{console.stack.main_url}/console")
+    await page.get_by_label("API key").fill("not-a-key")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_text("That API key is not accepted.").wait_for()
+    assert await page.locator("#workspace").is_hidden()
+    assert await page.evaluate("sessionStorage.length") == 0
+
+
+async def test_console_hides_forms_of_integrations_that_are_not_mounted(console: Console) -> None:
+    async def without_video(route: Route) -> None:
+        response = await route.fetch()
+        doc = await response.json()
+        doc["paths"] = {path: op for path, op in doc["paths"].items() if VIDEO not in path}
+        await route.fulfill(response=response, body=json.dumps(doc))
+
+    await console.page.route("**/docs/openapi.json", without_video)
+    await console.sign_in("alice-key")
+    assert await console.page.locator("#form-video").is_hidden()
+    assert await console.page.locator("#form-image").is_visible()
+    assert await console.page.locator("#form-echo").is_visible()
+
+
+async def test_console_follows_tasks_live(
+    console: Console, echo_worker: Launcher, provider_workers: Launcher, alice: Api
+) -> None:
+    page, timeline = console.page, console.timeline
+    await console.sign_in("alice-key")
+    for form in ("#form-image", "#form-video", "#form-echo"):
+        assert await page.locator(form).is_visible(), form
+    # Allowed values come from main's OpenAPI schema (the schema's enum replaces the page's own list).
+    ratios = await page.locator("#video-ratio option").evaluate_all("options => options.map(o => o.value)")
+    assert ratios == ["", "16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"]
+    assert await page.locator("#video-duration").get_attribute("max") == "12"
+    start = timeline.mark()
+
+    # [sim:slow=N] makes the simulator take that long, so each task is visibly running for a while.
+    image = await console.submit(
+        "form-image",
+        {"Prompt": "a lighthouse at dusk [sim:slow=3]", "Aspect ratio": "16:9", "Size": "1K"},
+    )
+    video = await console.submit(
+        "form-video",
+        {"Prompt": "waves rolling onto a beach [sim:slow=3]", "Ratio": "16:9", "Duration (s)": "3"},
+    )
+    blocked = await console.submit("form-image", {"Prompt": "something forbidden [sim:blocked]", "Size": "512"})
+    doomed = await console.submit("form-echo", {"Message": "cancel me", "Delay (s)": "600"})
+    echo = await console.submit("form-echo", {"Message": "hello console", "Delay (s)": "2"})
+
+    # The video is refreshed while running: the page asks main, which asks the workflow to query Ark now.
+    await console.wait_status(video, "running")
+    async with page.expect_response(lambda r: r.url.endswith(f"/tasks/{video}/refresh")) as refreshed:
+        await console.card(video).get_by_role("button", name="Refresh").click()
+    assert (await refreshed.value).status == 200
+
+    await console.wait_status(doomed, "running")
+    await console.card(doomed).get_by_role("button", name="Cancel").click()
+    await console.wait_status(doomed, "cancelled")
+    await console.card(doomed).locator(".error-code", has_text="cancelled").wait_for()
+
+    for task_id in (image, video, echo):
+        await console.wait_status(task_id, "succeeded")
+    await console.wait_status(blocked, "failed")
+
+    # Every change reached the page over the websocket: between showing a task running and showing it
+    # succeeded, the page read no task from main, and it read the list only once, when the socket connected.
+    for task_id in (image, video, echo):
+        assert timeline.statuses(task_id)[-2:] == ["running", "succeeded"], timeline.statuses(task_id)
+        running, succeeded = timeline.index_of(task_id, "running"), timeline.index_of(task_id, "succeeded")
+        between = timeline.requests(running, succeeded)
+        assert not [r for r in between if is_task_read(*r)], between
+    assert not [r for r in timeline.requests(start) if is_task_read(*r)], timeline.requests(start)
+    assert [r for r in timeline.requests() if is_task_read(*r)] == [("GET", "/api/tasks?limit=50")]
+    assert await page.evaluate("window.__console.connectionLog") == ["connecting", "connected"]
+
+    # Results straight from their presigned URLs.
+    img = console.card(image).locator("img")
+    await page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=await img.element_handle())
+    assert (await img.get_attribute("src") or "").startswith("http")
+    video_element = console.card(video).locator("video")
+    assert await video_element.get_attribute("controls") is not None
+    await page.wait_for_function("v => v.readyState >= 1", arg=await video_element.element_handle())
+    assert await video_element.evaluate("v => v.duration") == pytest.approx(3, abs=0.2)
+    assert await console.card(echo).get_by_role("link", name="Download text").count() == 1
+
+    # Structured errors, and the workflow's page in the Temporal UI.
+    blocked_error = console.card(blocked).locator(".error")
+    assert (await blocked_error.locator(".error-code").inner_text()).strip()
+    expected = await alice.task(blocked)
+    assert await blocked_error.inner_text() == f"{expected['error']['code']} {expected['error']['message']}"
+    link = console.card(image).get_by_role("link", name="Workflow in Temporal UI")
+    assert await link.get_attribute("href") == (await alice.task(image))["links"]["temporal_ui"]
+    for task_id in (image, video, echo, blocked, doomed):
+        assert await console.card(task_id).get_by_role("button", name="Cancel").count() == 0
+
+    # A reload keeps the session (sessionStorage) and rebuilds the list from main.
+    await page.reload()
+    await console.wait_connection("connected")
+    await console.wait_status(image, "succeeded")
+    # A decoded frame for the picture (readyState 2: the current frame is there).
+    await page.wait_for_function(
+        "v => v.readyState >= 2", arg=await console.card(video).locator("video").element_handle()
+    )
+    await console.screenshot("console")
+
+
+async def test_console_recovers_after_the_socket_drops(console: Console, echo_worker: Launcher, alice: Api) -> None:
+    page, timeline = console.page, console.timeline
+    await console.sign_in("alice-key")
+    task = await console.submit("form-echo", {"Message": "finishes while the page is offline", "Delay (s)": "2"})
+    await console.wait_status(task, "running")
+
+    # Hold the page's next token request, so it stays disconnected until the task has finished.
+    release = asyncio.Event()
+
+    async def held(route: Route) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/realtime/token", held)
+    dropped = timeline.mark()
+    await page.evaluate("window.__console.socket.close(4000, 'test drops the socket')")
+    await console.wait_connection("reconnecting")
+    await page.get_by_role("status").get_by_text("Reconnecting").wait_for()
+
+    await alice.wait_status(task, {"succeeded"})
+    elsewhere = (await alice.create("echo", {"message": "created by another client"})).json()
+    await alice.wait_status(elsewhere["id"], {"succeeded"})
+    await asyncio.sleep(0.5)
+    assert await console.card(task).get_attribute("data-status") == "running"
+    assert await console.card(elsewhere["id"]).count() == 0
+
+    release.set()
+    await console.wait_connection("connected")
+    await console.wait_status(task, "succeeded")
+    await console.wait_status(elsewhere["id"], "succeeded")
+    await page.unroute("**/api/realtime/token")
+
+    log = await page.evaluate("window.__console.connectionLog")
+    assert log[:2] == ["connecting", "connected"]
+    assert "reconnecting" in log[2:]
+    assert log[-1] == "connected"
+    after = timeline.requests(dropped)
+    assert ("POST", "/api/realtime/token") in after
+    resync = after.index(("GET", "/api/tasks?limit=50"))
+    assert after.index(("POST", "/api/realtime/token")) < resync
+    # The finished task came from the resync, not from an event.
+    resynced_at = timeline.entries.index(("request", "GET", "/api/tasks?limit=50"), dropped)
+    assert timeline.index_of(task, "succeeded") > resynced_at
+    assert [r for r in after if is_task_read(*r)] == [("GET", "/api/tasks?limit=50")]
