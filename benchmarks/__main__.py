@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from . import main_latency
+from . import main_latency, throughput
 
-BENCHMARKS = {"main-latency": main_latency.run}
+BENCHMARKS = {"main-latency": main_latency.run, "throughput": throughput.run}
 
 
 def main() -> None:

@@ -1,23 +1,30 @@
-"""A whole local stack on free ports in a temporary directory, for benchmarks."""
+"""A whole local stack on free ports in a temporary directory, and small helpers that benchmarks share."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import httpx
 
 from deploy.local import LocalStack
 from deploy.ports import Ports
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 BENCH_KEY = "bench-key"
+BENCH_USER = "bench"
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -30,15 +37,130 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def memory_total_mib() -> int:
+    return meminfo_kib("MemTotal") // 1024
+
+
+def meminfo_kib(field: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name == field:
+            return int(rest.split()[0])
+    return 0
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def describe_machine() -> str:
+    return f"{machine()}; {cpu_model()}; {memory_total_mib() / 1024:.1f} GiB RAM; load average {load_average()}"
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's open-file limit toward ``wanted`` (up to the hard limit); the new soft limit.
+    Processes started afterwards (the stack's services, socket clients) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+# --- memory of processes -------------------------------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size (VmRSS) of one process, from /proc/<pid>/status; 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of ``pid``."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) may contain spaces: the parent pid is the 2nd field after its ")".
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def tree_rss_kib(pid: int) -> int:
+    return rss_kib(pid) + sum(rss_kib(child) for child in children(pid))
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "  ") -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned."""
+    cells = [[str(h) for h in headers], *([str(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
+        lines.append(indent + "  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+# --- waiting -------------------------------------------------------------------------------------------------
+
+
+async def wait_until(probe: Callable[[], Awaitable[T | None]], within: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``probe`` until it returns something other than None/False; raise naming ``what`` on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = await probe()
+        if value is not None and value is not False:
+            return value
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out after {within:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
 @dataclass
 class Bench:
     stack: LocalStack
     env: dict[str, str]
 
-    def start_worker(self, integrations: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, integrations: list[str], log_name: str, module: str = "services.async_task"
+    ) -> subprocess.Popen[bytes]:
         log = (self.stack.state_dir / f"{log_name}.log").open("ab")
         return subprocess.Popen(
-            [sys.executable, "-m", "services.async_task", *integrations],
+            [sys.executable, "-m", module, *integrations],
             cwd=REPO,
             env=self.env,
             stdout=log,
@@ -46,7 +168,7 @@ class Bench:
             start_new_session=True,
         )
 
-    async def wait_worker(self, log_name: str, within: float = 30) -> None:
+    async def wait_worker(self, log_name: str, within: float = 60) -> None:
         log = self.stack.state_dir / f"{log_name}.log"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -55,20 +177,64 @@ class Bench:
                 raise RuntimeError(f"worker {log_name} did not start")
             await asyncio.sleep(0.1)
 
+    def user_client(self, key: str = BENCH_KEY, connections: int = 100) -> httpx.AsyncClient:
+        """An HTTP client for main acting as the benchmark's user."""
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        return httpx.AsyncClient(
+            base_url=self.stack.main_url, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=60
+        )
+
+    def pids(self) -> dict[str, int]:
+        """The pid of each component of the stack (middleware and services)."""
+        return {s.name: s.pid for s in self.stack.status() if s.pid is not None}
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM one process we started, then SIGKILL it if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+async def count_tasks(http: httpx.AsyncClient, integration: str, status: str) -> int:
+    """How many of the user's tasks of ``integration`` have ``status`` (main's list endpoint, one row fetched)."""
+    response = await http.get("/api/tasks", params={"integration": integration, "status": status, "limit": 1})
+    response.raise_for_status()
+    total: int = response.json()["total"]
+    return total
+
+
+async def time_until_count(
+    http: httpx.AsyncClient, integration: str, status: str, target: int, within: float, interval: float = 0.1
+) -> float:
+    """Seconds (perf_counter) at which at least ``target`` tasks have ``status``; raises on timeout."""
+
+    async def probe() -> float | None:
+        return time.perf_counter() if await count_tasks(http, integration, status) >= target else None
+
+    return await wait_until(probe, within, f"{target} {integration} tasks {status}", interval)
+
 
 @asynccontextmanager
-async def local_stack(extra_env: dict[str, str] | None = None) -> AsyncIterator[Bench]:
+async def local_stack(
+    extra_env: dict[str, str] | None = None, components: Sequence[str] = ("middleware", "services")
+) -> AsyncIterator[Bench]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        environ = {**os.environ, "API_KEYS": f"{BENCH_KEY}:bench", **(extra_env or {})}
+        environ = {**os.environ, "API_KEYS": f"{BENCH_KEY}:{BENCH_USER}", **(extra_env or {})}
         stack = LocalStack(
             Path(tmp) / "state",
             Ports.free(),
-            components=["middleware", "services"],
+            components=list(components),
             environ=environ,
             out=sys.stderr,
         )
-        await asyncio.to_thread(stack.up)
         try:
+            await asyncio.to_thread(stack.up)
             yield Bench(stack, stack.service_env())
         finally:
             await asyncio.to_thread(stack.down)
