@@ -390,6 +390,35 @@ class LocalStack:
             (self.state_dir / STACK_FILE).unlink(missing_ok=True)
             self._recorded = {}
 
+    # --- one component at a time --------------------------------------------------------------------------
+
+    def stop(self, *components: str) -> list[str]:
+        """Stop the named running components (names or groups) of this stack and wait until their ports are free;
+        the rest keeps running and every component's data stays, so ``start`` brings them back on the same ports
+        with the same state. Returns the names that were running."""
+        with self._lock().held():
+            specs = self.specs(list(components))
+            records = [r for r in (self._record(s.name) for s in specs) if r is not None]
+            running = [r for r in records if is_running(r)]
+            for record in records:
+                if record not in running:
+                    self._pid_path(record.name).unlink(missing_ok=True)
+            if not running:
+                self._say(f"{', '.join(s.name for s in specs)}: not running")
+                return []
+            self._stop(running, specs)
+            return [r.name for r in running]
+
+    def start(self, *components: str) -> None:
+        """Start the named components (names or groups) of this stack, as ``up`` would with that selection: those
+        already running are left alone, and this waits until each started one is ready."""
+        selection = self._selection
+        self._selection = list(components)
+        try:
+            self.up()
+        finally:
+            self._selection = selection
+
     def _use_existing_secrets(self) -> None:
         # Reading commands never create secrets.env: when nothing was ever started here, throwaway values do.
         if self._secrets is None:
