@@ -14,7 +14,7 @@ from playwright.async_api import Browser, BrowserContext, Page, Request, async_p
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from deploy.local import LocalStack
-from tests.stack import REPO, Launcher
+from tests.stack import REPO, Launcher, wait_for
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_INSTALLED = CHROMIUM.exists()
@@ -121,6 +121,14 @@ class Console:
         except PlaywrightTimeoutError:
             shown = self.timeline.statuses(task_id)
             raise AssertionError(f"task {task_id} not shown as {status} within {timeout}s; shown: {shown}") from None
+
+    async def wait_shown(self, task_id: str, status: str, timeout: float = 60) -> None:
+        """Until the page has shown ``task_id`` as ``status`` at some point (it may have moved on since)."""
+
+        async def shown() -> bool:
+            return status in self.timeline.statuses(task_id)
+
+        await wait_for(shown, timeout, f"the page to show task {task_id} as {status}")
 
     async def submit(self, form_id: str, fields: dict[str, str]) -> str:
         """Fill and submit one of the task forms; the id of the task main created."""

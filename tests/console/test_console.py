@@ -80,19 +80,19 @@ async def test_console_follows_tasks_live(
     )
     video = await console.submit(
         "form-video",
-        {"Prompt": "waves rolling onto a beach [sim:slow=3]", "Ratio": "16:9", "Duration (s)": "3"},
+        {"Prompt": "waves rolling onto a beach [sim:slow=8]", "Ratio": "16:9", "Duration (s)": "3"},
     )
     blocked = await console.submit("form-image", {"Prompt": "something forbidden [sim:blocked]", "Size": "512"})
     doomed = await console.submit("form-echo", {"Message": "cancel me", "Delay (s)": "600"})
     echo = await console.submit("form-echo", {"Message": "hello console", "Delay (s)": "2"})
 
     # The video is refreshed while running: the page asks main, which asks the workflow to query Ark now.
-    await console.wait_status(video, "running")
+    await console.wait_shown(video, "running")
     async with page.expect_response(lambda r: r.url.endswith(f"/tasks/{video}/refresh")) as refreshed:
         await console.card(video).get_by_role("button", name="Refresh").click()
     assert (await refreshed.value).status == 200
 
-    await console.wait_status(doomed, "running")
+    await console.wait_shown(doomed, "running")
     await console.card(doomed).get_by_role("button", name="Cancel").click()
     await console.wait_status(doomed, "cancelled")
     await console.card(doomed).locator(".error-code", has_text="cancelled").wait_for()
@@ -146,10 +146,10 @@ async def test_console_follows_tasks_live(
 async def test_console_recovers_after_the_socket_drops(console: Console, echo_worker: Launcher, alice: Api) -> None:
     page, timeline = console.page, console.timeline
     await console.sign_in("alice-key")
-    task = await console.submit("form-echo", {"Message": "finishes while the page is offline", "Delay (s)": "2"})
+    task = await console.submit("form-echo", {"Message": "cancelled while the page is offline", "Delay (s)": "600"})
     await console.wait_status(task, "running")
 
-    # Hold the page's next token request, so it stays disconnected until the task has finished.
+    # Hold the page's next token request, so it stays disconnected while things change.
     release = asyncio.Event()
 
     async def held(route: Route) -> None:
@@ -162,17 +162,20 @@ async def test_console_recovers_after_the_socket_drops(console: Console, echo_wo
     await console.wait_connection("reconnecting")
     await page.get_by_role("status").get_by_text("Reconnecting").wait_for()
 
-    await alice.wait_status(task, {"succeeded"})
-    elsewhere = (await alice.create("echo", {"message": "created by another client"})).json()
-    await alice.wait_status(elsewhere["id"], {"succeeded"})
+    # Another client cancels the page's task and creates one of its own.
+    assert (await alice.http.post(f"/api/tasks/{task}/cancel")).status_code == 202
+    await alice.wait_status(task, {"cancelled"})
+    elsewhere = (await alice.create("echo", {"message": "created by another client"})).json()["id"]
+    await alice.wait_status(elsewhere, {"succeeded"})
     await asyncio.sleep(0.5)
     assert await console.card(task).get_attribute("data-status") == "running"
-    assert await console.card(elsewhere["id"]).count() == 0
+    assert await console.card(elsewhere).count() == 0
 
     release.set()
     await console.wait_connection("connected")
-    await console.wait_status(task, "succeeded")
-    await console.wait_status(elsewhere["id"], "succeeded")
+    await console.wait_status(task, "cancelled")
+    await console.wait_status(elsewhere, "succeeded")
+    await console.card(task).locator(".error-code", has_text="cancelled").wait_for()
     await page.unroute("**/api/realtime/token")
 
     log = await page.evaluate("window.__console.connectionLog")
@@ -180,10 +183,10 @@ async def test_console_recovers_after_the_socket_drops(console: Console, echo_wo
     assert "reconnecting" in log[2:]
     assert log[-1] == "connected"
     after = timeline.requests(dropped)
-    assert ("POST", "/api/realtime/token") in after
-    resync = after.index(("GET", "/api/tasks?limit=50"))
-    assert after.index(("POST", "/api/realtime/token")) < resync
-    # The finished task came from the resync, not from an event.
-    resynced_at = timeline.entries.index(("request", "GET", "/api/tasks?limit=50"), dropped)
-    assert timeline.index_of(task, "succeeded") > resynced_at
-    assert [r for r in after if is_task_read(*r)] == [("GET", "/api/tasks?limit=50")]
+    resync = ("GET", "/api/tasks?limit=50")
+    assert after.index(("POST", "/api/realtime/token")) < after.index(resync)
+    assert [r for r in after if is_task_read(*r)] == [resync]
+    # What changed while the page was offline came from the resync.
+    resynced_at = timeline.entries.index(("request", *resync), dropped)
+    assert timeline.index_of(task, "cancelled") > resynced_at
+    assert timeline.index_of(elsewhere, "succeeded") > resynced_at
