@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from . import main_latency, throughput
+from . import async_vs_sync, main_latency, throughput
 
-BENCHMARKS = {"main-latency": main_latency.run, "throughput": throughput.run}
+BENCHMARKS = {
+    "main-latency": main_latency.run,
+    "throughput": throughput.run,
+    "async-vs-sync": async_vs_sync.run,
+}
 
 
 def main() -> None:

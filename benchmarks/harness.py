@@ -25,6 +25,9 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 BENCH_KEY = "bench-key"
 BENCH_USER = "bench"
+# Never inherited by the stack: with a provider key the workers would call the real provider instead of the
+# simulator on 127.0.0.1.
+PROVIDER_VARIABLES = ("GEMINI_API_KEY", "GEMINI_BASE_URL", "ARK_API_KEY", "ARK_BASE_URL", "MAIN_PUBLIC_URL")
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -225,7 +228,8 @@ async def local_stack(
     extra_env: dict[str, str] | None = None, components: Sequence[str] = ("middleware", "services")
 ) -> AsyncIterator[Bench]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        environ = {**os.environ, "API_KEYS": f"{BENCH_KEY}:{BENCH_USER}", **(extra_env or {})}
+        inherited = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
+        environ = {**inherited, "API_KEYS": f"{BENCH_KEY}:{BENCH_USER}", **(extra_env or {})}
         stack = LocalStack(
             Path(tmp) / "state",
             Ports.free(),
