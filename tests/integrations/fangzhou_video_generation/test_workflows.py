@@ -61,9 +61,11 @@ class FakeArk:
     """Mock activities under the real names. Each query answers the next status of ``script``, then
     ``status`` for ever; ``submit_errors`` are raised by the first submit attempts."""
 
-    def __init__(self, script: tuple[str, ...] = (), status: str = "running") -> None:
+    def __init__(self, script: tuple[str, ...] = (), status: str = "running", succeed_at: int | None = None) -> None:
         self.script = list(script)
         self.status = status
+        # From this query on (1-based), Ark answers succeeded.
+        self.succeed_at = succeed_at
         self.error_code = "OutputVideoSensitiveContentDetected"
         self.submit_errors: list[BaseException] = []
         self.submit_release: asyncio.Event | None = None
@@ -98,6 +100,8 @@ class FakeArk:
         info = activity.info()
         self.queries.append((info.current_attempt_scheduled_time, info.workflow_run_id))
         status = self.script.pop(0) if self.script else self.status
+        if self.succeed_at is not None and len(self.queries) >= self.succeed_at:
+            status = "succeeded"
         if status == "succeeded":
             return ArkTaskView(
                 id=input.provider_task_id,
@@ -412,32 +416,48 @@ async def run_histories(env: WorkflowEnvironment, workflow_id: str, first_run_id
     return lengths
 
 
+async def test_queries_and_refresh_reach_the_current_run(env: WorkflowEnvironment) -> None:
+    ark = FakeArk(status="running")
+    policy = PollPolicy(initial_seconds=5, backoff=1, max_seconds=5, deadline_seconds=86400, polls_per_run=3)
+
+    async def body(running: Running) -> TaskReport:
+        await submitted(ark)
+        await running.env.sleep(timedelta(minutes=1))
+        assert len({run for _, run in ark.queries}) >= 3, "the workflow continued as new"
+        # Addressed by workflow id only, as main does: the current run answers.
+        state = await running.handle.query("task_state", result_type=TaskReport)
+        assert (state.status, state.provider_task_id) == ("running", ARK_ID)
+        ark.status = "succeeded"
+        assert (await refresh(running)).status == "succeeded"
+        return await running.result()
+
+    result = await run_with(env, ark, policy, body)
+    assert result.status == "succeeded"
+    assert ark.statuses() == ["running", "succeeded"]
+    assert len(ark.copies) == 1
+
+
 # About 8600 polls through the test server: minutes of real time.
 @pytest.mark.timeout(900)
 async def test_multi_day_job_keeps_history_bounded(env: WorkflowEnvironment) -> None:
-    ark = FakeArk(status="running")
+    three_days_of_polls = 3 * 86400 // 30
+    ark = FakeArk(status="running", succeed_at=three_days_of_polls)
     policy = PollPolicy(initial_seconds=5, backoff=1.5, max_seconds=30, deadline_seconds=5 * 86400, polls_per_run=100)
 
     async def body(running: Running) -> TaskReport:
         first_run = running.handle.result_run_id
         assert first_run is not None
-        await submitted(ark)
-        # Three days of 30 s polls (skipped in steps: each step is one bounded RPC to the test server), then
-        # Ark is done and a refresh reaches whichever run is current.
-        for _ in range(3 * 4):
-            await running.env.sleep(timedelta(hours=6))
-        assert len({run for _, run in ark.queries}) > 1
-        ark.status = "succeeded"
-        state = await refresh(running)
-        assert state.status == "succeeded"
-        result = await running.result()
+        # Waiting on the result lets the test server skip the three days.
+        result = await asyncio.wait_for(running.handle.result(), 800)
         lengths = await run_histories(running.env, running.handle.id, first_run)
-        polls_per_run = policy.polls_per_run
-        assert len(lengths) >= 3 * 86400 // 30 // polls_per_run
+        assert len(lengths) >= three_days_of_polls // policy.polls_per_run
         assert max(lengths) < 1200, lengths
+        # Every run polled, and every poll came from a run of this chain.
+        assert len({run for _, run in ark.queries}) == len(lengths)
         return result
 
     result = await run_with(env, ark, policy, body)
     assert result.status == "succeeded"
     assert ark.statuses() == ["running", "succeeded"]
-    assert ark.queries[-1][0] - ark.queries[0][0] >= timedelta(days=3) - timedelta(minutes=1)
+    assert len(ark.queries) == three_days_of_polls
+    assert ark.queries[-1][0] - ark.queries[0][0] >= timedelta(days=3) - timedelta(minutes=5)
