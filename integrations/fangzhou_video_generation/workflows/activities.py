@@ -130,7 +130,11 @@ class FangzhouActivities:
                 raise application_error(exc) from exc
             content_type, name = sniff(_head(buffer))
             key = object_key(task_id, name)
-            await self._store.put_file(key, buffer, size, content_type)
+            try:
+                await self._store.put_file(key, buffer, size, content_type)
+            except Exception as exc:
+                # Ours, not Ark's: retried by the activity's retry policy, then reported under our own code.
+                raise ApplicationError(f"could not store {key}: {exc!r}", type="storage_unavailable") from exc
         activity.logger.info("task %s: stored %s (%d bytes)", task_id, key, size)
         return StoredObject(key=key, content_type=content_type, size=size)
 
