@@ -1,0 +1,140 @@
+"""``python -m benchmarks.push_sender CONFIG_JSON``: send events on a fixed schedule (open loop) and print a JSON
+summary. Runs in its own process so the benchmark's websocket reader has a core of its own.
+
+Event ``i`` is due at ``t0 + i / rate`` (``time.monotonic()``, which is one clock for every process on the
+machine), so the reader computes each event's latency from its due time: a sender that falls behind shows up as
+latency, never as a slower schedule. Requests go over a few kept-alive HTTP/1.1 connections written by hand,
+because a general-purpose client costs more CPU per request than the servers being measured.
+
+Modes: ``report`` posts ``{"status": "running", "progress": p}`` to main's ``/internal/tasks/{id}/report``
+(round robin over the given task ids, each report raising that task's progress); ``publish`` posts
+``{channel, event}`` to communication's ``/internal/publish``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+
+import uvloop
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    mode: str
+    host: str
+    port: int
+    token: str
+    rate: float
+    count: int
+    t0: float
+    connections: int = 32
+    task_ids: list[str] = field(default_factory=list)
+    first_seq: int = 0
+    channel: str = ""
+
+
+PROGRESS_SCALE = 1_000_000
+
+
+def report_target(config: SenderConfig, i: int) -> tuple[str, float]:
+    """The task and progress of event ``i`` in report mode."""
+    tasks = len(config.task_ids)
+    seq = config.first_seq + i // tasks + 1
+    return config.task_ids[i % tasks], seq / PROGRESS_SCALE
+
+
+def publish_event(config: SenderConfig, i: int) -> dict[str, object]:
+    """An event shaped like main's task.updated, numbered ``seq``."""
+    return {
+        "event": "task.updated",
+        "task_id": f"direct-{config.first_seq}-{i % 100}",
+        "integration": "echo",
+        "status": "running",
+        "changes": {"progress": 0.5},
+        "seq": config.first_seq + i,
+        "timestamp": "2026-01-01T00:00:00.000000+00:00",
+    }
+
+
+def request_bytes(config: SenderConfig, i: int) -> bytes:
+    if config.mode == "report":
+        task_id, progress = report_target(config, i)
+        path = f"/internal/tasks/{task_id}/report"
+        body = json.dumps({"status": "running", "progress": progress}).encode()
+    else:
+        path = "/internal/publish"
+        body = json.dumps({"channel": config.channel, "event": publish_event(config, i)}).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {config.host}:{config.port}\r\nAuthorization: Bearer {config.token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+        elif name.strip().lower() == "transfer-encoding":
+            raise RuntimeError("chunked responses are not supported by this sender")
+    return status, await reader.readexactly(length)
+
+
+async def send_all(config: SenderConfig) -> dict[str, object]:
+    queue: asyncio.Queue[int | None] = asyncio.Queue()
+    statuses: dict[str, int] = {}
+    not_applied = 0
+    lag_max = 0.0
+
+    async def connection() -> None:
+        nonlocal not_applied
+        reader, writer = await asyncio.open_connection(config.host, config.port)
+        try:
+            while (i := await queue.get()) is not None:
+                writer.write(request_bytes(config, i))
+                status, body = await read_response(reader)
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if config.mode == "report" and status == 200 and not json.loads(body).get("applied"):
+                    not_applied += 1
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(config.connections)]
+    i = 0
+    while i < config.count:
+        now = time.monotonic()
+        while i < config.count and config.t0 + i / config.rate <= now:
+            lag_max = max(lag_max, now - (config.t0 + i / config.rate))
+            queue.put_nowait(i)
+            i += 1
+        if i < config.count:
+            await asyncio.sleep(max(0.0, config.t0 + i / config.rate - time.monotonic()))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return {
+        "sent": config.count,
+        "statuses": statuses,
+        "not_applied": not_applied,
+        "schedule_lag_max_ms": round(lag_max * 1000, 2),
+        "finished_after_s": round(time.monotonic() - config.t0, 3),
+    }
+
+
+def main() -> None:
+    config = SenderConfig(**json.loads(sys.argv[1]))
+    summary = uvloop.run(send_all(config))
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
