@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from . import async_vs_sync, main_latency, push, throughput
+from . import async_vs_sync, main_latency, polling, push, throughput
 
 BENCHMARKS = {
     "main-latency": main_latency.run,
     "throughput": throughput.run,
     "async-vs-sync": async_vs_sync.run,
     "push": push.run,
+    "polling": polling.run,
 }
 
 
