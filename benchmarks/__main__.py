@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from . import async_vs_sync, main_latency, polling, push, throughput
+from . import async_vs_sync, idle_memory, main_latency, polling, push, throughput
 
 BENCHMARKS = {
     "main-latency": main_latency.run,
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "async-vs-sync": async_vs_sync.run,
     "push": push.run,
     "polling": polling.run,
+    "idle-memory": idle_memory.run,
 }
 
 
