@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import catalog, compose, config, paths
+from . import catalog, compose, config, paths, scaffold
 from .docker import DockerStack, choose_mode
 from .errors import DeployError, UsageError
 from .local import STACK_FILE, ComponentStatus, LocalStack
@@ -91,6 +91,20 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("component", nargs="?")
     logs.add_argument("-n", "--lines", type=int, default=100, help="lines from the end (default 100)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+
+    new = sub.add_parser(
+        "scaffold",
+        help="create a new integration (code, manifest, tests) from a pattern template; never overwrites",
+        description=(
+            "Creates integrations/<folder>/ and its tests from deploy/scaffold_templates/<pattern>/: sync-call (one "
+            "slow provider call in an activity) or submit-poll (submit, then poll with backoff in the workflow)."
+        ),
+    )
+    new.add_argument("name", help="the name users see in URLs (manifest name), e.g. acme-image or acmeVideo")
+    new.add_argument("--pattern", required=True, choices=scaffold.PATTERNS, help="how the provider's API works")
+    new.add_argument("--folder", help="folder under integrations/ (default: snake_case of the name)")
+    new.add_argument("--queue", help="Temporal task queue (default: the name)")
+    new.add_argument("--description", help="manifest description (default: one line naming the pattern)")
     return parser
 
 
@@ -112,6 +126,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _render(args)
     if args.command == "images":
         return _images(args)
+    if args.command == "scaffold":
+        return _scaffold(args)
     return _run(args)
 
 
@@ -147,6 +163,14 @@ def _render(args: argparse.Namespace) -> int:
         return 1
     changed = compose.write(target, args.config)
     print(f"wrote {target.name}" if changed else f"{target.name} is current")
+    return 0
+
+
+def _scaffold(args: argparse.Namespace) -> int:
+    names = scaffold.names_for(args.name, args.pattern, args.folder, args.queue, args.description)
+    for path in scaffold.scaffold(names):
+        print(f"created {path.relative_to(paths.REPO_ROOT)}")
+    print("\n".join(scaffold.next_steps(names)))
     return 0
 
 
