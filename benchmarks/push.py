@@ -78,9 +78,13 @@ class Receiver:
 
 
 class Result:
-    def __init__(self, label: str, rate: float, sent: int, expected: int, latencies: list[float], summary: Any) -> None:
+    def __init__(
+        self, label: str, rate: float, sent: int, expected: int, latencies: list[float], summary: Any, span: float
+    ) -> None:
         self.label = label
         self.rate = rate
+        # Seconds from the first event's due time to the last arrival: received / span is the delivered rate.
+        self.span = span
         self.sent = sent
         self.expected = expected
         self.latencies = latencies
@@ -90,7 +94,8 @@ class Result:
         lat = self.latencies
         received = len(lat)
         stats = [f"{percentile(lat, p):.1f}" for p in (50, 99)] + [f"{max(lat):.1f}"] if lat else ["-", "-", "-"]
-        return [self.label, f"{self.rate:g}", self.sent, f"{received}/{self.expected}", *stats]
+        delivered = f"{received / self.span:.0f}" if self.span > 0 else "-"
+        return [self.label, f"{self.rate:g}", self.sent, f"{received}/{self.expected}", delivered, *stats]
 
 
 async def user_token(bench: Bench, key: str) -> dict[str, Any]:
@@ -131,11 +136,13 @@ async def measure(receiver: Receiver, label: str, config: SenderConfig, due_of: 
         await wait_until(all_arrived, DRAIN, "every event", interval=0.05)
     await asyncio.sleep(0.2)
     latencies: list[float] = []
+    last = config.t0
     for arrived, raw in receiver.take():
         index = due_of.get(key_of(json.loads(raw)))
         if index is not None:
             latencies.append((arrived - (config.t0 + index / config.rate)) * 1000)
-    return Result(label, config.rate, config.count, expected, latencies, summary)
+            last = max(last, arrived)
+    return Result(label, config.rate, config.count, expected, latencies, summary, last - config.t0)
 
 
 def report_config(bench: Bench, task_ids: list[str], rate: float, count: int, first_seq: int) -> SenderConfig:
@@ -293,7 +300,8 @@ async def run() -> None:
             await receiver.close()
     print(f"machine: {describe_machine()}")
     print(f"event -> websocket latency, paced sender ({SECONDS:g} s per row), ms from each event's due time:")
-    print(table(["path", "events/s", "sent", "received", "p50", "p99", "max"], [r.row() for r in results]))
+    headers = ["path", "events/s", "sent", "received", "delivered/s", "p50", "p99", "max"]
+    print(table(headers, [r.row() for r in results]))
     for r in results:
         lag = r.summary["schedule_lag_max_ms"]
         statuses = ", ".join(f"{code}: {n}" for code, n in sorted(r.summary["statuses"].items()))

@@ -33,7 +33,7 @@ WARMUP = 20
 ROUNDS = 2
 # Creates (or workflow starts) in flight at once, on both paths.
 CLIENTS = 50
-TIMEOUT = 180.0
+TIMEOUT = 600.0
 TARGET = 0.8
 BARE_QUEUE = "bench-bare"
 
