@@ -188,7 +188,8 @@ async def console(request: pytest.FixtureRequest, browser: Browser, stack: Local
     assert errors == [], f"uncaught errors in the page: {errors}"
 
 
-@pytest.fixture(scope="session")
+# Module scope: other test modules run their own workers on these task queues and must not share them with ours.
+@pytest.fixture(scope="module")
 async def provider_workers(stack: LocalStack, worker_env: dict[str, str]) -> AsyncIterator[Launcher]:
     """Workers for both provider integrations (talking to the simulator); quick polls keep the video test short."""
     env = {**worker_env, "ARK_POLL_INITIAL_SECONDS": "0.5", "ARK_POLL_MAX_SECONDS": "1"}

@@ -610,7 +610,7 @@
     const keepError = box.querySelector(".action-error");
     const actions = [];
     if (running && task.integration === VIDEO) {
-      const refresh = el("button", { type: "button", className: "refresh" }, "Refresh");
+      const refresh = el("button", { type: "button", className: "refresh", "aria-describedby": `title-${task.id}` }, "Refresh");
       refresh.addEventListener("click", () =>
         taskAction(
           task,
@@ -623,7 +623,7 @@
       actions.push(refresh);
     }
     if (running) {
-      const cancel = el("button", { type: "button", className: "cancel" }, "Cancel");
+      const cancel = el("button", { type: "button", className: "cancel", "aria-describedby": `title-${task.id}` }, "Cancel");
       cancel.addEventListener("click", () =>
         taskAction(task, cancel, "POST", `/api/tasks/${encodeURIComponent(task.id)}/cancel`, "Cancelling…"),
       );
