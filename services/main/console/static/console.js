@@ -230,7 +230,7 @@
       const page = await api("GET", `/api/tasks?limit=${LIST_LIMIT}`);
       if (session !== state.session) return;
       for (const task of page.items.slice().reverse()) upsertTask(task);
-      $("sync-note").textContent = `${page.total} task${page.total === 1 ? "" : "s"} · synced ${clock(new Date())}`;
+      $("sync-note").textContent = `synced with main at ${clock(new Date())}`;
       hideNotice();
     } catch (error) {
       if (session !== state.session) return;
@@ -447,7 +447,13 @@
     fillResult(card.querySelector(".task-result"), task);
     fillError(card.querySelector(".task-error"), task);
     fillActions(card.querySelector(".task-actions"), task);
-    $("empty").hidden = state.tasks.size > 0;
+    showCount();
+  }
+
+  function showCount() {
+    const count = state.tasks.size;
+    $("empty").hidden = count > 0;
+    $("task-count").textContent = count ? `(${count})` : "";
   }
 
   // Newest first, by creation time.
@@ -694,6 +700,7 @@
     state.everConnected = false;
     state.attempt = 0;
     $("task-list").replaceChildren();
+    showCount();
     $("sync-note").textContent = "";
     hideNotice();
     setConnection("offline");
