@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -16,9 +17,9 @@ from services.main.store import TaskStore
 from services.shared.settings import Env, StorageSettings, TemporalSettings
 from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
-from tests.stack import USERS, Api
+from tests.stack import USERS
 
-from .harness import EventLog, Platform, Simulator, Workers
+from .harness import EventLog, Platform, Simulator, Workers, client
 
 PROVIDER_VARIABLES = ("GEMINI_API_KEY", "ARK_API_KEY", "GEMINI_BASE_URL", "ARK_BASE_URL")
 SIMULATOR_ENV = {
@@ -28,13 +29,13 @@ SIMULATOR_ENV = {
     "SIMULATOR_HANG_SECONDS": "120",
 }
 # What the workers of this suite run with: Ark polled every 0.5-1.5 s; a Gemini call that gets no answer within
-# 4 s is abandoned and retried (the simulator's hang would otherwise hold it for minutes).
+# 8 s is abandoned and retried (the simulator's hang would otherwise hold it for minutes).
 WORKER_ENV = {
     "ARK_POLL_INITIAL_SECONDS": "0.5",
     "ARK_POLL_BACKOFF": "1.5",
     "ARK_POLL_MAX_SECONDS": "1.5",
     "ARK_DEADLINE_SECONDS": "600",
-    "GEMINI_TIMEOUT_SECONDS": "4",
+    "GEMINI_TIMEOUT_SECONDS": "8",
     "ASYNC_TASK_SHUTDOWN_SECONDS": "2",
 }
 
@@ -66,7 +67,7 @@ async def workers(fault_stack: LocalStack) -> AsyncIterator[Workers]:
 async def platform(fault_stack: LocalStack) -> AsyncIterator[Platform]:
     env = fault_stack.service_env()
     store = TaskStore.from_url(env["DATABASE_URL"])
-    apis = {user: Api(fault_stack, user) for user in USERS}
+    apis = {user: client(fault_stack, user) for user in USERS}
     logs = {user: EventLog(api) for user, api in apis.items()}
     for log in logs.values():
         await log.start()
@@ -99,6 +100,7 @@ async def scenario(fault_stack: LocalStack, workers: Workers, platform: Platform
     fails half-way."""
     await asyncio.to_thread(fault_stack.start, "middleware", "services")
     await workers.start()
+    platform.began = time.monotonic()
     yield platform
     await asyncio.to_thread(fault_stack.start, "middleware", "services")
     await workers.start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -27,6 +29,8 @@ ECHO = "echo"
 IMAGE = "nanobanana2-image"
 VIDEO = "fangzhouVideoGeneration"
 INTEGRATIONS = (ECHO, IMAGE, VIDEO)
+# Ark's error code for a job it refuses to finish (the simulator's default for [sim:fail]).
+ARK_REFUSED = "OutputVideoSensitiveContentDetected"
 
 
 # --- what a scenario runs ------------------------------------------------------------------------------------
@@ -77,6 +81,19 @@ class Task:
 
 
 # --- clients -------------------------------------------------------------------------------------------------
+
+
+def client(stack: LocalStack, user: str) -> Api:
+    """``Api`` for one user, whose idle connections expire before main's keep-alive timeout (5 s) closes them: a
+    request never goes out on a connection the server is closing at that moment."""
+    api = Api(stack, user)
+    api.http = httpx.AsyncClient(
+        base_url=api.main_url,
+        headers=api.http.headers,
+        timeout=30,
+        limits=httpx.Limits(keepalive_expiry=2.0),
+    )
+    return api
 
 
 class EventLog:
@@ -232,6 +249,11 @@ class Platform:
     # Every task created through this platform, and the object keys of those already checked.
     created: dict[str, Task] = field(default_factory=dict)
     checked: dict[str, set[str]] = field(default_factory=dict)
+    began: float = field(default_factory=time.monotonic)
+
+    def mark(self, what: str) -> None:
+        """A line of the scenario's timeline (shown with pytest -s, and in the report of a failed scenario)."""
+        print(f"[{time.monotonic() - self.began:7.1f}s] {what}", flush=True)
 
     async def create(self, jobs: list[Job]) -> list[Task]:
         """Create the jobs concurrently, as clients would."""
@@ -258,7 +280,9 @@ class Platform:
         """The end of every scenario: each task reached exactly one terminal state, the one its job expects; the
         store agrees with Temporal; exactly one (or, where communication was down, at most one) terminal event per
         task; a succeeded task's objects are all in the bucket and nothing else is. Returns the final tasks."""
+        self.mark(f"checking {len(tasks)} tasks")
         finals = await self.wait_all(tasks, set(TERMINAL_STATUSES), timeout)
+        self.mark("every task is terminal")
         by_id = {t.id: final for t, final in zip(tasks, finals, strict=True)}
         problems = [
             f"{t.job.integration} {t.id} ({t.job.prompt}): {final['status']} {final['error']}, expected {t.job.expect}"
@@ -282,8 +306,10 @@ class Platform:
             if terminal:
                 assert seen[-1] == final_status, f"task {task.id}: events after its terminal one: {seen}"
 
+        self.mark("events delivered")
         await self._agree_with_temporal([*tasks, *markers])
         await self._objects([*tasks, *markers])
+        self.mark("checked: states, events, Temporal, objects")
         return by_id
 
     async def _flush_events(self, users: set[str]) -> list[Task]:
@@ -354,3 +380,55 @@ class Platform:
             elif owner not in self.created:
                 problems.append(f"object {key} of no task")
         assert not problems, "objects in the bucket:\n  " + "\n  ".join(problems)
+
+
+# --- conditions scenarios wait on ------------------------------------------------------------------------------
+
+
+async def all_submitted(platform: Platform, tasks: list[Task], timeout: float = 60) -> dict[str, str]:
+    """Wait until every video task is running on Ark; its provider task id by task id."""
+    videos = [t for t in tasks if t.job.integration == VIDEO]
+
+    async def ids() -> dict[str, str] | None:
+        found = {}
+        for task in videos:
+            read = await platform.read(task)
+            if read["provider_task_id"] is None:
+                return None
+            found[task.id] = str(read["provider_task_id"])
+        return found
+
+    return await wait_for(ids, timeout, "every video task to be submitted to Ark", interval=0.2)
+
+
+async def retried_activities(platform: Platform, task: Task) -> dict[str, int]:
+    """The workflow's pending activities that are past their first attempt: attempt by activity type."""
+    handle = platform.temporal.get_workflow_handle(workflow_id_for(task.id))
+    pending = (await handle.describe()).raw_description.pending_activities
+    return {a.activity_type.name: a.attempt for a in pending if a.attempt >= 2}
+
+
+async def workflow_tasks_completed(platform: Platform, tasks: list[Task]) -> int:
+    """Workflow tasks completed so far over the tasks' workflows (current runs): only a live worker completes one."""
+
+    async def one(task: Task) -> int:
+        handle = platform.temporal.get_workflow_handle(workflow_id_for(task.id))
+        completed = [
+            event
+            async for event in handle.fetch_history_events()
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        ]
+        return len(completed)
+
+    return sum(await asyncio.gather(*(one(t) for t in tasks)))
+
+
+async def activity_attempts(platform: Platform, task: Task) -> list[int]:
+    """The attempt number of each activity of the task's workflow (current run) that finished: an activity that
+    was retried shows attempt 2 or more."""
+    handle = platform.temporal.get_workflow_handle(workflow_id_for(task.id))
+    return [
+        event.activity_task_started_event_attributes.attempt
+        async for event in handle.fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]

@@ -1,0 +1,45 @@
+"""Object storage unavailable while a batch uploads its results: the S3 server process is stopped, the uploads fail
+and are retried, and the server is started again on the same port with the same data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from deploy.local import LocalStack
+from tests.stack import wait_for
+
+from .harness import INTEGRATIONS, Platform, Simulator, all_submitted, echo, image, retried_activities, video
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+async def test_storage_down_during_uploads(fault_stack: LocalStack, scenario: Platform, sim: Simulator) -> None:
+    jobs = [
+        image("alice", "a brass key [sim:slow=1]"),
+        image("bob", "a pine forest [sim:slow=2]"),
+        image("alice", "a red door"),
+        video("alice", "a melting candle [sim:slow=1]", last_frame=True),
+        video("bob", "a flag in wind [sim:slow=2]"),
+        echo("alice", "stored after the outage", delay_seconds=1),
+        echo("bob", "also stored after the outage", delay_seconds=2),
+    ]
+    tasks = await scenario.create(jobs)
+    await all_submitted(scenario, tasks)
+    await asyncio.to_thread(fault_stack.stop, "minio")
+    down_since = time.monotonic()
+    scenario.mark("S3 server stopped")
+
+    # Every integration's upload has failed at least once and is being retried.
+    async def uploads_retried() -> set[str] | None:
+        retrying = {t.job.integration for t in tasks if await retried_activities(scenario, t)}
+        return retrying if retrying == set(INTEGRATIONS) else None
+
+    await wait_for(uploads_retried, 60, "every integration's upload to be retried", interval=0.5)
+    scenario.mark("uploads of every integration are being retried")
+    await asyncio.to_thread(fault_stack.start, "minio")
+    scenario.mark(f"S3 server started again after {time.monotonic() - down_since:.1f}s down")
+
+    await scenario.check(tasks, timeout=180)

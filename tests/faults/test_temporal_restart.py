@@ -1,0 +1,46 @@
+"""The Temporal server restarted in the middle of a batch: same port, same database file."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from deploy.local import LocalStack
+from services.shared.tasks import TERMINAL_STATUSES
+
+from .harness import Platform, Simulator, all_submitted, echo, image, video
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+
+async def test_temporal_restarted_mid_batch(fault_stack: LocalStack, scenario: Platform, sim: Simulator) -> None:
+    jobs = [
+        image("alice", "a snowy owl [sim:slow=3]"),
+        image("bob", "a copper kettle [sim:slow=5]"),
+        video("alice", "leaves in wind [sim:slow=4]", last_frame=True),
+        video("bob", "a bouncing ball [sim:slow=6]"),
+        video("bob", "a lantern [sim:slow=2]"),
+        echo("alice", "across a restart", delay_seconds=4),
+        echo("bob", "across a restart too", delay_seconds=2),
+    ]
+    tasks = await scenario.create(jobs)
+    await all_submitted(scenario, tasks)
+    finals = [await scenario.read(t) for t in tasks]
+    assert any(f["status"] not in TERMINAL_STATUSES for f in finals), "the batch ended before the restart"
+
+    await asyncio.to_thread(fault_stack.stop, "temporal")
+    scenario.mark("Temporal stopped")
+    # main keeps answering from its store while Temporal is away, and refuses new work with a retryable error.
+    reads = await asyncio.gather(*(scenario.read(t) for t in tasks))
+    assert [r["id"] for r in reads] == [t.id for t in tasks]
+    refused = await scenario.apis["alice"].create("echo", {"message": "while Temporal is down"})
+    scenario.mark("main answered reads from its store and refused a create")
+    assert refused.status_code == 503, refused.text
+    assert (refused.json()["code"], refused.json()["retryable"]) == ("temporal_unavailable", True)
+    await asyncio.to_thread(fault_stack.start, "temporal")
+    scenario.mark("Temporal started again")
+
+    # Work created after the restart runs too.
+    later = await scenario.create([echo("alice", "after the restart"), image("bob", "after the restart")])
+    await scenario.check([*tasks, *later], timeout=180)
