@@ -33,6 +33,11 @@ check:
     mypy
     deploy-tool render --check
 
+# a new integration from a template: PATTERN is sync-call or submit-poll (ARGS: --folder F --queue Q --description D)
+[positional-arguments]
+scaffold NAME PATTERN *ARGS:
+    deploy-tool scaffold "$1" --pattern "$2" "${@:3}"
+
 # benchmarks: numbers and ratios side by side from one run (NAMES: default all)
 bench *NAMES:
     python -m benchmarks {{NAMES}}
