@@ -30,6 +30,7 @@ PATTERNS = ("sync-call", "submit-poll")
 TEMPLATES = Path(__file__).resolve().parent / "scaffold_templates"
 SUFFIX = ".tmpl"
 FOLDER_PATTERN = r"^[a-z][a-z0-9_]*$"
+_PLACEHOLDERS = re.compile("NEW_FOLDER|NEW_NAME|NEW_QUEUE|NEW_ENV|NewIntegration")
 DESCRIPTIONS = {
     "sync-call": "one slow provider call per task, run by a Temporal activity that stores the result",
     "submit-poll": "a workflow submits the provider job, polls it with backoff and stores the result",
@@ -61,15 +62,15 @@ class Names:
         return self.folder.upper()
 
     def replace(self, text: str) -> str:
-        for placeholder, value in (
-            ("NEW_FOLDER", self.folder),
-            ("NEW_NAME", self.name),
-            ("NEW_QUEUE", self.queue),
-            ("NEW_ENV", self.env_prefix),
-            ("NewIntegration", self.pascal),
-        ):
-            text = text.replace(placeholder, value)
-        return text
+        # One pass, so a value that happens to contain a placeholder (a queue named NEW_ENV) stays as given.
+        values = {
+            "NEW_FOLDER": self.folder,
+            "NEW_NAME": self.name,
+            "NEW_QUEUE": self.queue,
+            "NEW_ENV": self.env_prefix,
+            "NewIntegration": self.pascal,
+        }
+        return _PLACEHOLDERS.sub(lambda match: values[match.group(0)], text)
 
 
 def folder_for(name: str) -> str:

@@ -157,3 +157,5 @@ def test_the_command_line_refuses_a_bad_name_and_writes_nothing(capsys: pytest.C
 def test_every_placeholder_is_replaced() -> None:
     names: Names = names_for("acme", "sync-call")
     assert names.replace("NEW_FOLDER/NEW_NAME/NEW_QUEUE/NEW_ENV/NewIntegration") == "acme/acme/acme/ACME/Acme"
+    tricky = names_for("acme", "sync-call", queue="NEW_ENV")
+    assert tricky.replace("NEW_QUEUE NEW_ENV") == "NEW_ENV ACME"
