@@ -197,7 +197,8 @@ def _run_env_file(directory: Path, ports: dict[str, int]) -> tuple[Path, dict[st
     return path, env
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack goes down right after the last test here, not at the end of the whole session.
+@pytest.fixture(scope="package")
 def compose_stack(docker_images: DockerImages, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
     try:
         compose_argv = find_compose()
@@ -258,7 +259,7 @@ async def alice(compose_stack: ComposeStack) -> AsyncIterator[Api]:
     await api.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def temporal(compose_stack: ComposeStack) -> Client:
     return await connect(TemporalSettings(address=compose_stack.temporal_address))
 
