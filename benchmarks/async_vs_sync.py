@@ -28,13 +28,44 @@ DONE_TIMEOUT = 600.0
 
 
 class AsyncRun:
-    def __init__(self, label: str, accepted: float, held: float, done: float, by_target: int) -> None:
+    def __init__(
+        self, label: str, accepted: float, held: float, done: float, by_target: int, provider: ProviderLoad
+    ) -> None:
         self.label = label
         self.accepted = accepted
         # Client connection-seconds spent on the creates.
         self.held = held
         self.done = done
         self.by_target = by_target
+        self.provider = provider
+
+
+class ProviderLoad:
+    """generateContent calls in flight at the simulator, sampled from ``/_sim/stats``."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        # Seconds from the first create until the last call of the run reached the provider.
+        self.last_started: float | None = None
+
+
+async def sample_provider(bench: Bench, start: float, baseline: int, count: int, load: ProviderLoad) -> None:
+    async with httpx.AsyncClient(base_url=bench.stack.simulator_url, timeout=10) as sim:
+        while True:
+            stats = (await sim.get("/_sim/stats")).json()
+            requests = stats["requests"].get("gemini", {}).get("generate_content", 0)
+            answered = sum(stats["responses"].get("gemini", {}).get("generate_content", {}).values())
+            load.peak = max(load.peak, requests - answered)
+            if load.last_started is None and requests - baseline >= count:
+                load.last_started = time.perf_counter() - start
+            await asyncio.sleep(0.2)
+
+
+async def provider_calls(bench: Bench) -> int:
+    async with httpx.AsyncClient(base_url=bench.stack.simulator_url, timeout=10) as sim:
+        stats = (await sim.get("/_sim/stats")).json()
+        calls: int = stats["requests"].get("gemini", {}).get("generate_content", 0)
+        return calls
 
 
 async def set_latency(bench: Bench, milliseconds: int) -> None:
@@ -46,6 +77,7 @@ async def set_latency(bench: Bench, milliseconds: int) -> None:
 async def through_main(bench: Bench, label: str, count: int) -> AsyncRun:
     async with bench.user_client(connections=count) as http:
         before = await count_tasks(http, INTEGRATION, "succeeded")
+        calls_before = await provider_calls(bench)
         durations: list[float] = []
 
         async def create(i: int) -> float:
@@ -60,6 +92,8 @@ async def through_main(bench: Bench, label: str, count: int) -> AsyncRun:
             return ended
 
         start = time.perf_counter()
+        load = ProviderLoad()
+        sampler = asyncio.create_task(sample_provider(bench, start, calls_before, count, load))
         accepted = max(await asyncio.gather(*(create(i) for i in range(count)))) - start
         by_target: int | None = None
 
@@ -68,14 +102,19 @@ async def through_main(bench: Bench, label: str, count: int) -> AsyncRun:
             await asyncio.sleep(max(0.0, start + DONE_TARGET - time.perf_counter()))
             by_target = await count_tasks(http, INTEGRATION, "succeeded") - before
 
-        sampler = asyncio.create_task(count_at_target())
-        done = await time_until_count(http, INTEGRATION, "succeeded", before + count, DONE_TIMEOUT, interval=0.1)
-        await sampler
-        return AsyncRun(label, accepted, sum(durations), done - start, by_target if by_target is not None else count)
+        counter = asyncio.create_task(count_at_target())
+        try:
+            done = await time_until_count(http, INTEGRATION, "succeeded", before + count, DONE_TIMEOUT, interval=0.1)
+            await counter
+        finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+        by = by_target if by_target is not None else count
+        return AsyncRun(label, accepted, sum(durations), done - start, by, load)
 
 
-async def direct(bench: Bench, count: int) -> tuple[float, float]:
-    """(seconds until all answered, connection-seconds held)."""
+async def direct(bench: Bench, count: int) -> tuple[float, float, ProviderLoad]:
+    """(seconds until all answered, connection-seconds held, calls in flight at the provider)."""
     settings = GeminiSettings(base_url=bench.stack.simulator_url, api_key=SIMULATOR_API_KEY)
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     async with httpx.AsyncClient(limits=limits) as http:
@@ -86,9 +125,16 @@ async def direct(bench: Bench, count: int) -> tuple[float, float]:
             await gemini.generate(ImageJob(f"a lighthouse at dusk, direct {i}", "1:1", "1K"))
             return time.perf_counter() - began
 
+        calls_before = await provider_calls(bench)
         start = time.perf_counter()
-        held = await asyncio.gather(*(call(i) for i in range(count)))
-        return time.perf_counter() - start, sum(held)
+        load = ProviderLoad()
+        sampler = asyncio.create_task(sample_provider(bench, start, calls_before, count, load))
+        try:
+            held = await asyncio.gather(*(call(i) for i in range(count)))
+        finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+        return time.perf_counter() - start, sum(held), load
 
 
 async def run() -> None:
@@ -109,16 +155,37 @@ async def run() -> None:
             runs.append(await through_main(bench, f"main, {REQUESTS} activity slots", REQUESTS))
         finally:
             stop_process(tuned)
-        direct_wall, direct_held = await direct(bench, REQUESTS)
+        direct_wall, direct_held, direct_load = await direct(bench, REQUESTS)
     print(f"machine: {describe_machine()}")
     print(f"{REQUESTS} concurrent image requests, provider latency {LATENCY_MS / 1000:g} s (simulator)")
     rows: list[list[object]] = []
     for r in runs:
+        last = f"{r.provider.last_started:.1f}" if r.provider.last_started is not None else "-"
         rows.append(
-            [r.label, f"{r.accepted:.2f}", f"{r.done:.1f}", f"{r.by_target}/{REQUESTS}", f"{r.held:.1f}", "1 socket"]
+            [
+                r.label,
+                f"{r.accepted:.2f}",
+                f"{r.done:.1f}",
+                f"{r.by_target}/{REQUESTS}",
+                r.provider.peak,
+                last,
+                f"{r.held:.1f}",
+                "1 socket",
+            ]
         )
-    rows.append(["direct synchronous calls", "-", f"{direct_wall:.1f}", "-", f"{direct_held:.0f}", REQUESTS])
-    headers = ["path", "all accepted s", "all done s", f"done by {DONE_TARGET:g} s", "conn x s", "held while waiting"]
+    last = f"{direct_load.last_started:.1f}" if direct_load.last_started is not None else "-"
+    held = f"{direct_held:.0f}"
+    rows.append(["direct synchronous calls", "-", f"{direct_wall:.1f}", "-", direct_load.peak, last, held, REQUESTS])
+    headers = [
+        "path",
+        "all accepted s",
+        "all done s",
+        f"done by {DONE_TARGET:g} s",
+        "peak calls at provider",
+        "last call started s",
+        "client conn x s",
+        "client holds while waiting",
+    ]
     print(table(headers, rows))
     default = runs[0]
     print(
