@@ -26,7 +26,8 @@ def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     if token is None:
         raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'")
     for key, user in api_keys.items():
-        if hmac.compare_digest(key, token):
+        # Bytes, not str: compare_digest refuses str with non-ASCII characters, which a header may carry.
+        if hmac.compare_digest(key.encode(), token.encode()):
             return user
     raise ApiError(401, "unauthorized", "invalid API key")
 
@@ -37,5 +38,5 @@ def internal_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHa
     token = bearer(connection) or connection.headers.get("x-internal-token")
     if token is None:
         raise ApiError(401, "unauthorized", "internal endpoint: missing internal token")
-    if not hmac.compare_digest(token, expected):
+    if not hmac.compare_digest(token.encode(), expected.encode()):
         raise ApiError(401, "unauthorized", "internal endpoint: invalid internal token")
