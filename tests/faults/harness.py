@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+from minio import Minio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from websockets.asyncio.client import ClientConnection, connect
@@ -70,8 +71,8 @@ def video(
     return Job(user, VIDEO, body, expect, error_code)
 
 
-def echo(user: str, message: str, delay_seconds: float = 0.0) -> Job:
-    return Job(user, ECHO, {"message": unique(message), "delay_seconds": delay_seconds})
+def echo(user: str, message: str, delay_seconds: float = 0.0, *, expect: str = "succeeded") -> Job:
+    return Job(user, ECHO, {"message": unique(message), "delay_seconds": delay_seconds}, expect)
 
 
 @dataclass(frozen=True)
@@ -358,19 +359,36 @@ class Platform:
         disagreements = [p for p in await asyncio.gather(*(one(t) for t in tasks)) if p]
         assert not disagreements, "the store disagrees with Temporal:\n  " + "\n  ".join(disagreements)
 
+    async def _sizes(self, prefix: str) -> dict[str, int]:
+        """Every object under ``prefix`` with its size, as the S3 server lists them."""
+        settings = self.objects.settings
+        s3 = Minio(
+            settings.endpoint,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=settings.secure,
+            region=settings.region,
+        )
+
+        def run() -> dict[str, int]:
+            listed = s3.list_objects(self.objects.bucket, prefix=prefix, recursive=True)
+            return {str(o.object_name): int(o.size or 0) for o in listed}
+
+        return await asyncio.to_thread(run)
+
     async def _objects(self, tasks: list[Task]) -> None:
         problems = []
         for task in tasks:
             record = await self.store.get(task.id)
             assert record is not None
-            expected = {o.key for o in record.result.objects.values()} if record.result else set()
-            if record.status != "succeeded":
-                # Only a succeeded task has objects (no integration documents any for failed or cancelled ones).
-                expected = set()
-            found = set(await self.objects.list_keys(f"tasks/{task.id}/"))
+            expected: dict[str, int] = {}
+            # Only a succeeded task has objects (no integration documents any for failed or cancelled ones).
+            if record.status == "succeeded" and record.result is not None:
+                expected = {o.key: o.size for o in record.result.objects.values()}
+            found = await self._sizes(f"tasks/{task.id}/")
             if found != expected:
-                problems.append(f"task {task.id} ({record.status}): bucket {sorted(found)}, wanted {sorted(expected)}")
-            self.checked[task.id] = expected
+                problems.append(f"task {task.id} ({record.status}): bucket {found}, wanted {expected}")
+            self.checked[task.id] = set(expected)
         # Nothing in the bucket that belongs to no task, or that no checked task names (also catches late writes).
         for key in await self.objects.list_keys("tasks/"):
             owner = key.split("/")[1]

@@ -33,19 +33,29 @@ async def test_workers_killed_three_times_mid_batch(scenario: Platform, workers:
         video("bob", "a red kite [sim:slow=8]"),
         echo("alice", "survives kills", delay_seconds=4),
         echo("bob", "also survives", delay_seconds=6),
+        # Cancelled by their users while no worker runs.
+        echo("alice", "cancelled in the dark", delay_seconds=600, expect="cancelled"),
+        video("bob", "cancelled in the dark [sim:slow=60]", expect="cancelled"),
     ]
     tasks = await scenario.create(jobs)
+    doomed = [t for t in tasks if t.job.expect == "cancelled"]
     # A submit cut off mid-request fails the task on purpose (Ark may have created the job: ark_submit_uncertain),
     # so the first kill comes once every video is on Ark.
     await all_submitted(scenario, tasks)
     scenario.mark("every video is on Ark")
 
-    for _ in range(3):
+    for kill in range(3):
         finals = [await scenario.read(t) for t in tasks]
         assert any(f["status"] not in TERMINAL_STATUSES for f in finals), "the batch ended before the kill"
         requests, completed = await sim.requests(), await workflow_tasks_completed(scenario, tasks)
         workers.kill()
         scenario.mark("workers killed")
+        if kill == 0:
+            for task in doomed:
+                cancel = await scenario.apis[task.job.user].http.post(f"/api/tasks/{task.id}/cancel")
+                assert cancel.status_code == 202, cancel.text
+                assert cancel.json()["status"] == "running", "no worker runs: the workflow cannot have ended yet"
+            scenario.mark("two tasks cancelled")
         await workers.start()
         scenario.mark("workers serving again")
 
