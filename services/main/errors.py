@@ -63,7 +63,15 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return Response(body, status_code=exc.status_code, headers=exc.headers)
 
 
+def temporal_unreachable(exc: BaseException) -> bool:
+    """Temporal could not be reached by a client that never connected (main started while Temporal was down): the
+    SDK's lazy client raises RuntimeError("Failed client connect: ...") then, where a connected one raises RPCError."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
+
+
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    if temporal_unreachable(exc):
+        return Response(ErrorBody("temporal_unavailable", "Temporal is unreachable; try again", True), status_code=503)
     return Response(
         ErrorBody("internal_error", f"unexpected server error ({type(exc).__name__})", True),
         status_code=HTTP_500_INTERNAL_SERVER_ERROR,

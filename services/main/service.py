@@ -21,7 +21,7 @@ from services.shared.realtime_token import user_channel
 from services.shared.storage import ObjectStore
 from services.shared.tasks import ReportOutcome, TaskError, TaskReport, TaskResult, is_terminal, workflow_id_for
 
-from .errors import ApiError, not_found
+from .errors import ApiError, not_found, temporal_unreachable
 from .kit import IntegrationApi, StartContext
 from .publisher import EventPublisher
 from .schemas import ObjectRead, OutputRead, TaskRead
@@ -107,7 +107,9 @@ class TaskService:
         """Bring a non-terminal task up to date from Temporal, so a lost report cannot leave it stuck."""
         try:
             report = await asyncio.wait_for(self._state_from_temporal(record), self.settings.sync_timeout_seconds)
-        except (TimeoutError, RPCError) as exc:
+        except (TimeoutError, RPCError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not temporal_unreachable(exc):
+                raise
             log.info("query-time sync of task %s skipped: %r", record.id, exc)
             return record
         if report is None:

@@ -9,7 +9,7 @@ import pytest
 from deploy.local import LocalStack
 from services.shared.tasks import TERMINAL_STATUSES
 
-from .harness import Platform, Simulator, all_submitted, echo, image, video
+from .harness import VIDEO, Platform, Simulator, all_submitted, echo, image, video
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -23,6 +23,8 @@ async def test_temporal_restarted_mid_batch(fault_stack: LocalStack, scenario: P
         video("bob", "a lantern [sim:slow=2]"),
         echo("alice", "across a restart", delay_seconds=4),
         echo("bob", "across a restart too", delay_seconds=2),
+        # Still running when main is restarted without Temporal (below).
+        video("alice", "a long exposure [sim:slow=15]"),
     ]
     tasks = await scenario.create(jobs)
     await all_submitted(scenario, tasks)
@@ -32,12 +34,28 @@ async def test_temporal_restarted_mid_batch(fault_stack: LocalStack, scenario: P
     await asyncio.to_thread(fault_stack.stop, "temporal")
     scenario.mark("Temporal stopped")
     # main keeps answering from its store while Temporal is away, and refuses new work with a retryable error.
-    reads = await asyncio.gather(*(scenario.read(t) for t in tasks))
-    assert [r["id"] for r in reads] == [t.id for t in tasks]
+    before = await asyncio.gather(*(scenario.read(t) for t in tasks))
+    assert [r["id"] for r in before] == [t.id for t in tasks]
     refused = await scenario.apis["alice"].create("echo", {"message": "while Temporal is down"})
     scenario.mark("main answered reads from its store and refused a create")
     assert refused.status_code == 503, refused.text
     assert (refused.json()["code"], refused.json()["retryable"]) == ("temporal_unavailable", True)
+
+    # main restarted while Temporal is away (its client has never reached Temporal): still the same answers.
+    await asyncio.to_thread(fault_stack.stop, "main")
+    await asyncio.to_thread(fault_stack.start, "main")
+    scenario.mark("main restarted without Temporal")
+    long_video = tasks[-1]
+    reads = await asyncio.gather(*(scenario.read(t) for t in tasks))
+    assert reads[-1]["status"] == "running", reads[-1]
+    api = scenario.apis[long_video.job.user]
+    for response in (
+        await api.create("echo", {"message": "while Temporal is down, again"}),
+        await api.http.post(f"/api/tasks/{long_video.id}/cancel"),
+        await api.http.post(f"/api/integrations/{VIDEO}/tasks/{long_video.id}/refresh"),
+    ):
+        assert response.status_code == 503, response.text
+        assert (response.json()["code"], response.json()["retryable"]) == ("temporal_unavailable", True)
     await asyncio.to_thread(fault_stack.start, "temporal")
     scenario.mark("Temporal started again")
 
