@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 import msgspec
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from .tasks import ReportOutcome, TaskReport
+from .tasks import ReportOutcome, TaskReport, objects_prefix
+
+if TYPE_CHECKING:
+    # Workflow code imports this module (through workflow_kit), and so does main: neither loads object storage.
+    from .storage import ObjectStore
 
 REPORT_ACTIVITY = "report_task"
 
@@ -39,9 +45,17 @@ class ReportClient:
 
 
 class ReportActivities:
-    def __init__(self, client: ReportClient) -> None:
+    def __init__(self, client: ReportClient, store: ObjectStore | None = None) -> None:
         self._client = client
+        self._store = store
 
     @activity.defn(name=REPORT_ACTIVITY)
     async def report_task(self, input: ReportInput) -> ReportOutcome:
+        if self._store is not None and input.report.status in ("failed", "cancelled"):
+            # A task that did not succeed keeps no objects. An upload may have finished after the workflow decided
+            # the outcome (a cancel racing the upload, a copy cut short, an attempt given up): remove what is
+            # there before main hears of it. An object store that cannot be reached fails the attempt, retried.
+            removed = await self._store.delete_prefix(objects_prefix(input.task_id))
+            if removed:
+                activity.logger.info("task %s is %s: removed %d object(s)", input.task_id, input.report.status, removed)
         return await self._client.report(input.task_id, input.report)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+from collections.abc import Callable
 from datetime import timedelta
 from typing import IO, BinaryIO, cast
 
@@ -48,14 +50,42 @@ class ObjectStore:
             return False
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(
-            self._client.put_object, self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
+        await self._upload(
+            key,
+            lambda: self._client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type),
         )
 
     async def put_file(self, key: str, file: IO[bytes], length: int, content_type: str) -> None:
         """Upload ``length`` bytes from an open file, read part by part: large objects never sit in memory."""
         data = cast(BinaryIO, file)  # minio reads any binary file object; its stubs name only BinaryIO
-        await asyncio.to_thread(self._client.put_object, self.bucket, key, data, length, content_type=content_type)
+        await self._upload(
+            key, lambda: self._client.put_object(self.bucket, key, data, length, content_type=content_type)
+        )
+
+    async def _upload(self, key: str, run: Callable[[], object]) -> None:
+        """Run an upload in a thread. A thread cannot be stopped, so when the caller is cancelled (a cancelled
+        task's activity) the upload is let finish and what it stored is removed: a cancelled upload leaves
+        nothing behind, however late the object store answers."""
+        upload = asyncio.ensure_future(asyncio.to_thread(run))
+        try:
+            await asyncio.shield(upload)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await upload
+                await asyncio.to_thread(self._client.remove_object, self.bucket, key)
+            raise
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every object under ``prefix``; how many there were."""
+
+        def run() -> int:
+            keys = [o.object_name for o in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)]
+            for key in keys:
+                if key is not None:
+                    self._client.remove_object(self.bucket, key)
+            return len(keys)
+
+        return await asyncio.to_thread(run)
 
     async def get_bytes(self, key: str) -> bytes:
         def run() -> bytes:

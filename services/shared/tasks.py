@@ -65,3 +65,8 @@ class ReportOutcome(msgspec.Struct, frozen=True):
 
 def workflow_id_for(task_id: str) -> str:
     return f"task-{task_id}"
+
+
+def objects_prefix(task_id: str) -> str:
+    """Where a task's produced files live in object storage: every integration stores its objects under it."""
+    return f"tasks/{task_id}/"

@@ -26,8 +26,9 @@ class WorkerContext:
     reporter: ReportClient
 
     def report_activities(self) -> list[Callable[..., Any]]:
-        """The shared ``report_task`` activity; every task workflow reports through it."""
-        return [ReportActivities(self.reporter).report_task]
+        """The shared ``report_task`` activity; every task workflow reports through it. Its final report of a task
+        that failed or was cancelled also removes the task's objects."""
+        return [ReportActivities(self.reporter, self.store).report_task]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import httpx
 from minio import Minio
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -424,6 +424,13 @@ async def retried_activities(platform: Platform, task: Task) -> dict[str, int]:
     handle = platform.temporal.get_workflow_handle(workflow_id_for(task.id))
     pending = (await handle.describe()).raw_description.pending_activities
     return {a.activity_type.name: a.attempt for a in pending if a.attempt >= 2}
+
+
+async def attempt_running(platform: Platform, task: Task) -> bool:
+    """A retry of the workflow's activity is running on a worker (its state is STARTED)."""
+    handle = platform.temporal.get_workflow_handle(workflow_id_for(task.id))
+    pending = (await handle.describe()).raw_description.pending_activities
+    return any(a.attempt >= 2 and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED for a in pending)
 
 
 async def workflow_tasks_completed(platform: Platform, tasks: list[Task]) -> int:

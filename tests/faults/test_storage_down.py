@@ -11,7 +11,17 @@ import pytest
 from deploy.local import LocalStack
 from tests.stack import wait_for
 
-from .harness import INTEGRATIONS, Platform, Simulator, all_submitted, echo, image, retried_activities, video
+from .harness import (
+    INTEGRATIONS,
+    Platform,
+    Simulator,
+    all_submitted,
+    attempt_running,
+    echo,
+    image,
+    retried_activities,
+    video,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -20,13 +30,15 @@ async def test_storage_down_during_uploads(fault_stack: LocalStack, scenario: Pl
     jobs = [
         image("alice", "a brass key [sim:slow=1]"),
         image("bob", "a pine forest [sim:slow=2]"),
-        image("alice", "a red door"),
         video("alice", "a melting candle [sim:slow=1]", last_frame=True),
         video("bob", "a flag in wind [sim:slow=2]"),
-        echo("alice", "stored after the outage", delay_seconds=1),
-        echo("bob", "also stored after the outage", delay_seconds=2),
+        echo("bob", "stored after the outage", delay_seconds=2),
+        # Cancelled by their users while their uploads hang on the S3 server that is away.
+        image("alice", "cancelled mid-upload", expect="cancelled"),
+        echo("alice", "cancelled mid-upload", delay_seconds=1, expect="cancelled"),
     ]
     tasks = await scenario.create(jobs)
+    doomed = [t for t in tasks if t.job.expect == "cancelled"]
     await all_submitted(scenario, tasks)
     await asyncio.to_thread(fault_stack.stop, "minio")
     down_since = time.monotonic()
@@ -39,6 +51,15 @@ async def test_storage_down_during_uploads(fault_stack: LocalStack, scenario: Pl
 
     await wait_for(uploads_retried, 60, "every integration's upload to be retried", interval=0.5)
     scenario.mark("uploads of every integration are being retried")
+
+    async def uploading() -> bool:
+        return all([await attempt_running(scenario, t) for t in doomed])
+
+    await wait_for(uploading, 30, "the doomed tasks' uploads to be under way again", interval=0.2)
+    for task in doomed:
+        cancel = await scenario.apis[task.job.user].http.post(f"/api/tasks/{task.id}/cancel")
+        assert cancel.status_code == 202, cancel.text
+    scenario.mark("two tasks cancelled mid-upload")
     await asyncio.to_thread(fault_stack.start, "minio")
     scenario.mark(f"S3 server started again after {time.monotonic() - down_since:.1f}s down")
 
