@@ -15,7 +15,16 @@ import httpx
 from integrations.nanobanana2_image.schemas import ImageJob
 from integrations.nanobanana2_image.workflows.provider import SIMULATOR_API_KEY, GeminiClient, GeminiSettings
 
-from .harness import Bench, count_tasks, describe_machine, local_stack, stop_process, table, time_until_count
+from .harness import (
+    Bench,
+    count_tasks,
+    describe_machine,
+    last_update,
+    local_stack,
+    stop_process,
+    table,
+    time_until_count,
+)
 
 REQUESTS = 200
 LATENCY_MS = 10_000
@@ -91,7 +100,7 @@ async def through_main(bench: Bench, label: str, count: int) -> AsyncRun:
             durations.append(ended - began)
             return ended
 
-        start = time.perf_counter()
+        start, start_wall = time.perf_counter(), time.time()
         load = ProviderLoad()
         sampler = asyncio.create_task(sample_provider(bench, start, calls_before, count, load))
         accepted = max(await asyncio.gather(*(create(i) for i in range(count)))) - start
@@ -104,13 +113,14 @@ async def through_main(bench: Bench, label: str, count: int) -> AsyncRun:
 
         counter = asyncio.create_task(count_at_target())
         try:
-            done = await time_until_count(http, INTEGRATION, "succeeded", before + count, DONE_TIMEOUT, interval=0.1)
+            await time_until_count(http, INTEGRATION, "succeeded", before + count, DONE_TIMEOUT, interval=0.5)
+            done = await last_update(http, INTEGRATION, "succeeded", count) - start_wall
             await counter
         finally:
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
         by = by_target if by_target is not None else count
-        return AsyncRun(label, accepted, sum(durations), done - start, by, load)
+        return AsyncRun(label, accepted, sum(durations), done, by, load)
 
 
 async def direct(bench: Bench, count: int) -> tuple[float, float, ProviderLoad]:

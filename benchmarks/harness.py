@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -122,6 +123,37 @@ def tree_rss_kib(pid: int) -> int:
     return rss_kib(pid) + sum(rss_kib(child) for child in children(pid))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process and its reaped children so far (/proc/<pid>/stat); 0 if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    # After the command name: state is field 3, so utime/stime/cutime/cstime (14-17) are at 11..14 here.
+    ticks = sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds each named process (with its descendants) used between ``start`` and ``stop``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) + sum(cpu_seconds(c) for c in children(pid)) for name, pid in self.pids.items()}
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self) -> dict[str, float]:
+        now = self._now()
+        self.used = {name: now[name] - self._start.get(name, 0.0) for name in self.pids}
+        return self.used
+
+
 def mib(kib: float) -> str:
     return f"{kib / 1024:.1f}"
 
@@ -221,6 +253,24 @@ async def time_until_count(
         return time.perf_counter() if await count_tasks(http, integration, status) >= target else None
 
     return await wait_until(probe, within, f"{target} {integration} tasks {status}", interval)
+
+
+async def last_update(http: httpx.AsyncClient, integration: str, status: str, count: int) -> float:
+    """The latest ``updated_at`` (Unix seconds) among the user's ``count`` newest tasks of ``integration`` with
+    ``status``: when the last of them changed, to the millisecond, whenever it is asked."""
+    latest = 0.0
+    offset = 0
+    while offset < count:
+        limit = min(100, count - offset)
+        params: dict[str, str | int] = {"integration": integration, "status": status, "limit": limit, "offset": offset}
+        response = await http.get("/api/tasks", params=params)
+        response.raise_for_status()
+        items = response.json()["items"]
+        if not items:
+            break
+        latest = max([latest, *(datetime.fromisoformat(item["updated_at"]).timestamp() for item in items)])
+        offset += len(items)
+    return latest
 
 
 @asynccontextmanager

@@ -28,6 +28,7 @@ from .harness import (
     BENCH_USER,
     REPO,
     Bench,
+    CpuMeter,
     describe_machine,
     local_stack,
     mib,
@@ -58,8 +59,10 @@ DRAIN = 30.0
 class Receiver:
     """Every message on one websocket with the time (time.monotonic) it arrived."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, pids: dict[str, int]) -> None:
         self.ws = ws
+        # The processes whose CPU time each measurement reports.
+        self.pids = pids
         self.messages: list[tuple[float, str | bytes]] = []
         self._task = asyncio.create_task(self._read())
 
@@ -79,8 +82,18 @@ class Receiver:
 
 class Result:
     def __init__(
-        self, label: str, rate: float, sent: int, expected: int, latencies: list[float], summary: Any, span: float
+        self,
+        label: str,
+        rate: float,
+        sent: int,
+        expected: int,
+        latencies: list[float],
+        summary: Any,
+        span: float,
+        cpu: dict[str, float],
     ) -> None:
+        # CPU seconds main and communication used during the row.
+        self.cpu = cpu
         self.label = label
         self.rate = rate
         # Seconds from the first event's due time to the last arrival: received / span is the delivered rate.
@@ -95,7 +108,8 @@ class Result:
         received = len(lat)
         stats = [f"{percentile(lat, p):.1f}" for p in (50, 99)] + [f"{max(lat):.1f}"] if lat else ["-", "-", "-"]
         delivered = f"{received / self.span:.0f}" if self.span > 0 else "-"
-        return [self.label, f"{self.rate:g}", self.sent, f"{received}/{self.expected}", delivered, *stats]
+        cpu = [f"{self.cpu.get(name, 0.0) * 1000 / max(1, received):.2f}" for name in ("main", "communication")]
+        return [self.label, f"{self.rate:g}", self.sent, f"{received}/{self.expected}", delivered, *stats, *cpu]
 
 
 async def user_token(bench: Bench, key: str) -> dict[str, Any]:
@@ -125,6 +139,8 @@ async def send(config: SenderConfig) -> dict[str, Any]:
 async def measure(receiver: Receiver, label: str, config: SenderConfig, due_of: dict[Any, int], key_of: Any) -> Result:
     """Run the sender with ``config`` and match what the socket received to the events' due times."""
     receiver.take()
+    meter = CpuMeter(receiver.pids)
+    meter.start()
     summary = await send(config)
     statuses: dict[str, int] = summary["statuses"]
     expected = statuses.get("200", 0) - int(summary["not_applied"])
@@ -135,6 +151,7 @@ async def measure(receiver: Receiver, label: str, config: SenderConfig, due_of: 
     with contextlib.suppress(TimeoutError):
         await wait_until(all_arrived, DRAIN, "every event", interval=0.05)
     await asyncio.sleep(0.2)
+    cpu = meter.stop()
     latencies: list[float] = []
     last = config.t0
     for arrived, raw in receiver.take():
@@ -142,7 +159,7 @@ async def measure(receiver: Receiver, label: str, config: SenderConfig, due_of: 
         if index is not None:
             latencies.append((arrived - (config.t0 + index / config.rate)) * 1000)
             last = max(last, arrived)
-    return Result(label, config.rate, config.count, expected, latencies, summary, last - config.t0)
+    return Result(label, config.rate, config.count, expected, latencies, summary, last - config.t0, cpu)
 
 
 def report_config(bench: Bench, task_ids: list[str], rate: float, count: int, first_seq: int) -> SenderConfig:
@@ -270,7 +287,8 @@ async def run() -> None:
         task_ids = await create_tasks(bench, TASKS)
         token = await user_token(bench, BENCH_KEY)
         ws = await connect(f"{token['url']}?token={token['token']}", max_queue=None)
-        receiver = Receiver(ws)
+        pids = bench.pids()
+        receiver = Receiver(ws, {name: pids[name] for name in ("main", "communication")})
         seq = 0
         try:
             # Warm both paths (connections, SQLite pages, code paths) before measuring.
@@ -299,8 +317,11 @@ async def run() -> None:
             await idle.close()
             await receiver.close()
     print(f"machine: {describe_machine()}")
-    print(f"event -> websocket latency, paced sender ({SECONDS:g} s per row), ms from each event's due time:")
-    headers = ["path", "events/s", "sent", "received", "delivered/s", "p50", "p99", "max"]
+    print(
+        f"event -> websocket latency, paced sender ({SECONDS:g} s per row), ms from each event's due time; "
+        "CPU: ms of main's and communication's CPU per received event"
+    )
+    headers = ["path", "events/s", "sent", "received", "delivered/s", "p50", "p99", "max", "main CPU", "comm CPU"]
     print(table(headers, [r.row() for r in results]))
     for r in results:
         lag = r.summary["schedule_lag_max_ms"]
