@@ -38,6 +38,9 @@ class LauncherSettings:
     platform: PlatformSettings
     blacklist: tuple[str, ...]
     shutdown_timeout: timedelta
+    # Activity slots per Worker. Provider activities mostly wait on slow calls, so slots are cheap; the
+    # shared HTTP pool is sized to match (see __main__).
+    max_concurrent_activities: int
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> LauncherSettings:
@@ -46,6 +49,7 @@ class LauncherSettings:
             platform=PlatformSettings.from_env(environ),
             blacklist=parse_blacklist(env.raw("INTEGRATIONS_BLACKLIST")),
             shutdown_timeout=timedelta(seconds=env.get_float("ASYNC_TASK_SHUTDOWN_SECONDS", 10.0)),
+            max_concurrent_activities=env.get_int("ASYNC_TASK_MAX_CONCURRENT_ACTIVITIES", 200),
         )
 
 
@@ -79,7 +83,11 @@ def load_spec(integration: Integration, ctx: WorkerContext) -> WorkerSpec:
 
 
 def build_workers(
-    client: Client, integrations: Sequence[Integration], ctx: WorkerContext, shutdown_timeout: timedelta
+    client: Client,
+    integrations: Sequence[Integration],
+    ctx: WorkerContext,
+    shutdown_timeout: timedelta,
+    max_concurrent_activities: int,
 ) -> list[Worker]:
     workers: list[Worker] = []
     for integration in integrations:
@@ -92,6 +100,7 @@ def build_workers(
                 activities=list(spec.activities),
                 workflow_runner=WORKFLOW_RUNNER,
                 graceful_shutdown_timeout=shutdown_timeout,
+                max_concurrent_activities=max_concurrent_activities,
                 identity=f"{integration.name}@{_hostname()}",
             )
         )
