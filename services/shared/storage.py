@@ -11,8 +11,12 @@ from typing import IO, BinaryIO, cast
 
 from minio import Minio
 from minio.error import S3Error
+from temporalio import activity
 
 from .settings import StorageSettings
+
+# How often an upload running inside an activity heartbeats.
+UPLOAD_HEARTBEAT_SECONDS = 1.0
 
 
 class ObjectStore:
@@ -63,12 +67,16 @@ class ObjectStore:
         )
 
     async def _upload(self, key: str, run: Callable[[], object]) -> None:
-        """Run an upload in a thread. A thread cannot be stopped, so when the caller is cancelled (a cancelled
-        task's activity) the upload is let finish and what it stored is removed: a cancelled upload leaves
-        nothing behind, however late the object store answers."""
+        """Run an upload in a thread. Inside an activity it heartbeats meanwhile, so a cancel reaches a slow upload
+        and a long one is not taken for a dead worker. A thread cannot be stopped, so when the caller is cancelled
+        the upload is let finish and what it stored is removed: a cancelled upload leaves nothing behind, however
+        late the object store answers."""
         upload = asyncio.ensure_future(asyncio.to_thread(run))
         try:
-            await asyncio.shield(upload)
+            while not (await asyncio.wait({upload}, timeout=UPLOAD_HEARTBEAT_SECONDS))[0]:
+                if activity.in_activity():
+                    activity.heartbeat()
+            upload.result()
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await upload
