@@ -10,6 +10,8 @@ Also the Python API that integration tests use::
 
     with LocalStack(tmp_path / "state", Ports.free(), components=["middleware"]) as stack:
         client = await connect(TemporalSettings(address=stack.temporal_address))
+        stack.stop("minio")    # one component down; the others keep running
+        stack.start("minio")   # back on the same ports, with its data
 """
 
 from __future__ import annotations

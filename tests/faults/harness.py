@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from deploy.local import LocalStack
 from services.main.store import TaskStore
+from services.shared.reporting import REPORT_ACTIVITY
 from services.shared.storage import ObjectStore
 from services.shared.tasks import TERMINAL_STATUSES, TaskReport, workflow_id_for
 from tests.stack import Api, Launcher, wait_for
@@ -424,6 +425,13 @@ async def retried_activities(platform: Platform, task: Task) -> dict[str, int]:
     handle = platform.temporal.get_workflow_handle(workflow_id_for(task.id))
     pending = (await handle.describe()).raw_description.pending_activities
     return {a.activity_type.name: a.attempt for a in pending if a.attempt >= 2}
+
+
+async def work_pending(platform: Platform, task: Task) -> bool:
+    """The workflow still has a pending activity other than its reports."""
+    handle = platform.temporal.get_workflow_handle(workflow_id_for(task.id))
+    pending = (await handle.describe()).raw_description.pending_activities
+    return any(a.activity_type.name != REPORT_ACTIVITY for a in pending)
 
 
 async def attempt_running(platform: Platform, task: Task) -> bool:

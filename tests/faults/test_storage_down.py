@@ -15,12 +15,14 @@ from .harness import (
     INTEGRATIONS,
     Platform,
     Simulator,
+    Task,
     all_submitted,
     attempt_running,
     echo,
     image,
     retried_activities,
     video,
+    work_pending,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -32,7 +34,8 @@ async def test_storage_down_during_uploads(fault_stack: LocalStack, scenario: Pl
         image("bob", "a pine forest [sim:slow=2]"),
         video("alice", "a melting candle [sim:slow=1]", last_frame=True),
         video("bob", "a flag in wind [sim:slow=2]"),
-        echo("bob", "stored after the outage", delay_seconds=2),
+        # Echo retries fast (five attempts in about half a minute): this one starts uploading well into the outage.
+        echo("bob", "stored after the outage", delay_seconds=6),
         # Cancelled by their users while their uploads hang on the S3 server that is away.
         image("alice", "cancelled mid-upload", expect="cancelled"),
         echo("alice", "cancelled mid-upload", delay_seconds=1, expect="cancelled"),
@@ -52,14 +55,25 @@ async def test_storage_down_during_uploads(fault_stack: LocalStack, scenario: Pl
     await wait_for(uploads_retried, 60, "every integration's upload to be retried", interval=0.5)
     scenario.mark("uploads of every integration are being retried")
 
-    async def uploading() -> bool:
-        return all([await attempt_running(scenario, t) for t in doomed])
+    async def cancel_mid_upload(task: Task) -> None:
+        async def retrying() -> bool:
+            return await attempt_running(scenario, task)
 
-    await wait_for(uploading, 30, "the doomed tasks' uploads to be under way again", interval=0.2)
-    for task in doomed:
+        # Once a retry of its upload is under way again on the worker.
+        await wait_for(retrying, 30, f"task {task.id}'s upload to be retried", interval=0.1)
         cancel = await scenario.apis[task.job.user].http.post(f"/api/tasks/{task.id}/cancel")
         assert cancel.status_code == 202, cancel.text
+
+    await asyncio.gather(*(cancel_mid_upload(t) for t in doomed))
     scenario.mark("two tasks cancelled mid-upload")
+
+    # The cancel has reached the work: the uploads heartbeat, so the activities hear of it while they still wait
+    # for the S3 server. (Their final report, which also removes their objects, waits for the server.)
+    async def work_stopped() -> bool:
+        return not any([await work_pending(scenario, t) for t in doomed])
+
+    await wait_for(work_stopped, 30, "the cancelled uploads to stop", interval=0.2)
+    scenario.mark("the cancelled uploads stopped")
     await asyncio.to_thread(fault_stack.start, "minio")
     scenario.mark(f"S3 server started again after {time.monotonic() - down_since:.1f}s down")
 

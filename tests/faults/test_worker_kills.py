@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from services.shared.tasks import TERMINAL_STATUSES
@@ -51,8 +53,10 @@ async def test_workers_killed_three_times_mid_batch(scenario: Platform, workers:
         workers.kill()
         scenario.mark("workers killed")
         if kill == 0:
-            for task in doomed:
-                cancel = await scenario.apis[task.job.user].http.post(f"/api/tasks/{task.id}/cancel")
+            cancels = await asyncio.gather(
+                *(scenario.apis[t.job.user].http.post(f"/api/tasks/{t.id}/cancel") for t in doomed)
+            )
+            for cancel in cancels:
                 assert cancel.status_code == 202, cancel.text
                 assert cancel.json()["status"] == "running", "no worker runs: the workflow cannot have ended yet"
             scenario.mark("two tasks cancelled")
