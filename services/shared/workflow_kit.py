@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from .reporting import REPORT_ACTIVITY, ReportInput
-    from .tasks import ReportOutcome, TaskError, TaskReport, TaskResult
+    from .tasks import ReportOutcome, TaskError, TaskReport, TaskResult, is_terminal
 
 # main may be restarting or briefly unreachable: keep retrying for a while, then give up so the
 # workflow still ends; main's query-time sync derives the final state from the workflow result.
@@ -32,6 +32,10 @@ async def report(task_id: str, state: TaskReport) -> ReportOutcome | None:
             retry_policy=REPORT_RETRY,
         )
     except ActivityError as err:
+        # A cancel that lands while a progress report is in flight must reach the workflow, not pass for an
+        # undelivered report. A final report's outcome is already decided and is returned by the workflow.
+        if is_cancelled_exception(err) and not is_terminal(state.status):
+            raise
         workflow.logger.warning("report %s for task %s not delivered: %s", state.status, task_id, err.cause or err)
         return None
     return outcome
