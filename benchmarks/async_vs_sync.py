@@ -150,21 +150,21 @@ async def direct(bench: Bench, count: int) -> tuple[float, float, ProviderLoad]:
 async def run() -> None:
     runs: list[AsyncRun] = []
     async with local_stack() as bench:
-        worker = bench.start_worker([INTEGRATION], "image-worker")
-        try:
-            await bench.wait_worker("image-worker")
-            await through_main(bench, "warm-up", WARMUP)
-            await set_latency(bench, LATENCY_MS)
-            runs.append(await through_main(bench, "main, launcher defaults", REQUESTS))
-        finally:
-            stop_process(worker)
-        # The same with the two limits that govern it raised to the request count (proposal, not the default).
-        tuned = bench.start_worker([str(REQUESTS), INTEGRATION], "tuned-worker", module="benchmarks.tuned_worker")
-        try:
-            await bench.wait_worker("tuned-worker")
-            runs.append(await through_main(bench, f"main, {REQUESTS} activity slots", REQUESTS))
-        finally:
-            stop_process(tuned)
+        # The launcher with the SDK's default of 100 activity slots, then with its own default (200): the
+        # setting that caps how many slow provider calls are in flight at once.
+        for slots, label in ((100, "main, 100 activity slots (SDK default)"), (200, "main, launcher defaults")):
+            log_name = f"image-worker-{slots}"
+            worker = bench.start_worker(
+                [INTEGRATION], log_name, env={"ASYNC_TASK_MAX_CONCURRENT_ACTIVITIES": str(slots)}
+            )
+            try:
+                await bench.wait_worker(log_name)
+                if not runs:
+                    await through_main(bench, "warm-up", WARMUP)
+                    await set_latency(bench, LATENCY_MS)
+                runs.append(await through_main(bench, label, REQUESTS))
+            finally:
+                stop_process(worker)
         direct_wall, direct_held, direct_load = await direct(bench, REQUESTS)
     print(f"machine: {describe_machine()}")
     print(f"{REQUESTS} concurrent image requests, provider latency {LATENCY_MS / 1000:g} s (simulator)")
@@ -197,7 +197,7 @@ async def run() -> None:
         "client holds while waiting",
     ]
     print(table(headers, rows))
-    default = runs[0]
+    default = runs[-1]
     print(
         f"  targets: all accepted < {ACCEPT_TARGET:g} s: {'met' if default.accepted < ACCEPT_TARGET else 'missed'}"
         f" ({default.accepted:.2f} s); all done <= {DONE_TARGET:g} s: "

@@ -191,13 +191,17 @@ class Bench:
     env: dict[str, str]
 
     def start_worker(
-        self, integrations: list[str], log_name: str, module: str = "services.async_task"
+        self,
+        integrations: list[str],
+        log_name: str,
+        module: str = "services.async_task",
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         log = (self.stack.state_dir / f"{log_name}.log").open("ab")
         return subprocess.Popen(
             [sys.executable, "-m", module, *integrations],
             cwd=REPO,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
