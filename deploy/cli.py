@@ -238,7 +238,9 @@ def _run(args: argparse.Namespace) -> int:
         recorded = _recorded_mode(state_dir)
         if args.command == "up" and recorded == "local":
             raise DeployError(f"a local stack runs from {state_dir}; run `deploy-tool down` first")
-        return _docker(args, DockerStack(state_dir, overrides, compose_file=args.compose_file, config_path=args.config))
+        return _stack_command(
+            args, DockerStack(state_dir, overrides, compose_file=args.compose_file, config_path=args.config)
+        )
 
     ports: Ports | None = None
     if getattr(args, "free_ports", False):
@@ -248,10 +250,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "up" and _recorded_mode(state_dir) == "docker":
         raise DeployError(f"a docker stack was started from {state_dir}; run `deploy-tool down` first")
     stack = LocalStack(state_dir, ports, only, config_path=args.config)
-    return _local(args, stack)
+    return _stack_command(args, stack)
 
 
-def _local(args: argparse.Namespace, stack: LocalStack) -> int:
+def _stack_command(args: argparse.Namespace, stack: LocalStack | DockerStack) -> int:
+    """``up``, ``down``, ``status`` and ``logs`` are the same in both modes; only reading logs differs."""
     if args.command == "up":
         stack.up()
         print("\n".join(stack.summary()))
@@ -261,20 +264,9 @@ def _local(args: argparse.Namespace, stack: LocalStack) -> int:
         return 0
     if args.command == "status":
         return _print_status(stack.status())
+    if isinstance(stack, DockerStack):
+        return stack.logs(args.component, args.lines, args.follow)
     return _local_logs(stack, args.component, args.lines, args.follow)
-
-
-def _docker(args: argparse.Namespace, stack: DockerStack) -> int:
-    if args.command == "up":
-        stack.up()
-        print("\n".join(stack.summary()))
-        return 0
-    if args.command == "down":
-        stack.down()
-        return 0
-    if args.command == "status":
-        return _print_status(stack.status())
-    return stack.logs(args.component, args.lines, args.follow)
 
 
 def _print_status(statuses: list[ComponentStatus]) -> int:

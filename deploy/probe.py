@@ -21,20 +21,23 @@ if TYPE_CHECKING:
     from minio import Minio
 
 
-def temporal_cluster_health(temporal_bin: Path, address: str, timeout: float = 5.0) -> Health:
-    """``temporal operator cluster health`` prints SERVING when the frontend answers."""
+def _run_cli(
+    temporal_bin: Path, args: list[str], address: str, timeout: float
+) -> subprocess.CompletedProcess[str] | Health:
+    """Run the Temporal CLI; a timeout or a missing binary comes back as an unhealthy answer."""
     try:
-        done = subprocess.run(
-            [str(temporal_bin), "operator", "cluster", "health", "--address", address],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return subprocess.run([str(temporal_bin), *args], capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return Health(False, f"no answer from {address} within {timeout:.0f}s")
     except OSError as exc:
         return Health(False, f"cannot run {temporal_bin}: {exc}")
+
+
+def temporal_cluster_health(temporal_bin: Path, address: str, timeout: float = 5.0) -> Health:
+    """``temporal operator cluster health`` prints SERVING when the frontend answers."""
+    done = _run_cli(temporal_bin, ["operator", "cluster", "health", "--address", address], address, timeout)
+    if isinstance(done, Health):
+        return done
     if done.returncode == 0 and "SERVING" in done.stdout:
         return Health(True, f"SERVING at {address}")
     reason = (done.stderr or done.stdout).strip().splitlines()
@@ -45,30 +48,10 @@ def task_queue_pollers(
     temporal_bin: Path, address: str, namespace: str, task_queue: str, timeout: float = 5.0
 ) -> Health:
     """A worker is serving its integration when its task queue has at least one poller."""
-    try:
-        done = subprocess.run(
-            [
-                str(temporal_bin),
-                "task-queue",
-                "describe",
-                "--address",
-                address,
-                "--namespace",
-                namespace,
-                "--task-queue",
-                task_queue,
-                "--output",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return Health(False, f"no answer from {address} within {timeout:.0f}s")
-    except OSError as exc:
-        return Health(False, f"cannot run {temporal_bin}: {exc}")
+    argv = ["task-queue", "describe", "--address", address, "--namespace", namespace, "--task-queue", task_queue]
+    done = _run_cli(temporal_bin, [*argv, "--output", "json"], address, timeout)
+    if isinstance(done, Health):
+        return done
     if done.returncode != 0:
         reason = done.stderr.strip().splitlines()
         return Health(False, f"cannot describe task queue {task_queue}: {reason[-1] if reason else done.returncode}")
