@@ -230,6 +230,7 @@ def compose_app_services(
             service = {"build": dict(APP_BUILD), **service}
             service["environment"]["DATABASE_URL"] = "sqlite+aiosqlite:////data/main.db"
             service["environment"]["INTEGRATIONS_BLACKLIST"] = ",".join(ctx.blacklist)
+            service["environment"]["MAIN_WORKERS"] = "${MAIN_WORKERS:-1}"
             service["environment"].update(_public_urls())
             service["environment"] = dict(sorted(service["environment"].items()))
             service["volumes"] = ["task-store:/data"]

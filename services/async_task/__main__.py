@@ -10,6 +10,7 @@ import sys
 
 import httpx
 
+from services.shared import logs
 from services.shared.discovery import DiscoveryError, IntegrationImportError, discover
 from services.shared.settings import Env, SettingsError
 from services.shared.temporal import connect
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.async_task", description=__doc__)
     parser.add_argument("integrations", nargs="*", help="integration names to serve (default: all discovered)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     try:
         return asyncio.run(serve(list(args.integrations)))
     except (DiscoveryError, IntegrationImportError, LauncherError, SettingsError) as exc:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
+from services.shared import logs
 from services.shared.settings import SettingsError
 
 from .app import create_app
@@ -18,10 +18,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"communication: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper().replace("TRACE", "DEBUG"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level.upper().replace("TRACE", "DEBUG"))
     serve(create_app(settings), settings)
     return 0
 

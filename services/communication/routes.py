@@ -17,7 +17,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.status_codes import HTTP_200_OK
 from litestar.types import Guard
 
-from services.shared.events import PublishRequest, PublishResult
+from services.shared.events import PublishBatch, PublishRequest, PublishResult
 from services.shared.realtime_token import TokenError, user_channel, verify
 
 from .errors import ApiError
@@ -77,6 +77,23 @@ class PublishController(Controller):
             raise ApiError(400, "invalid_input", "invalid request: channel: must not be empty")
         message = msgspec.json.encode(data.event).decode()
         return PublishResult(delivered=hub.publish(data.channel, message))
+
+    @post(
+        "/publish/batch",
+        operation_id="publish_batch",
+        status_code=HTTP_200_OK,
+        summary="Push several events, in order, with one request",
+        description="Each event is handled as by `/internal/publish`, in the order given. `delivered` is the "
+        "total number of socket queues the events were placed on. An empty channel rejects the whole batch.",
+    )
+    async def publish_batch(self, data: PublishBatch, hub: Hub) -> PublishResult:
+        for index, request in enumerate(data.events):
+            if not request.channel:
+                raise ApiError(400, "invalid_input", f"invalid request: events[{index}].channel: must not be empty")
+        delivered = 0
+        for request in data.events:
+            delivered += hub.publish(request.channel, msgspec.json.encode(request.event).decode())
+        return PublishResult(delivered=delivered)
 
 
 class StatusController(Controller):

@@ -1,4 +1,4 @@
-"""``python -m services.main``: serve main with uvicorn on MAIN_HOST:MAIN_PORT."""
+"""``python -m services.main``: serve main with uvicorn on MAIN_HOST:MAIN_PORT, in MAIN_WORKERS processes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import logging
 import sys
 
 import uvicorn
+from litestar import Litestar
 
+from services.shared import logs
 from services.shared.discovery import DiscoveryError, IntegrationImportError
 from services.shared.settings import SettingsError
 
@@ -15,14 +17,26 @@ from .settings import MainSettings
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     try:
         settings = MainSettings.from_env()
+        # Built here even when worker processes build their own: bad settings or integrations fail fast, once.
         app = create_app(settings)
     except (SettingsError, DiscoveryError, IntegrationImportError, TypeError) as exc:
         logging.getLogger("main").error("%s", exc)
         return 2
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10)
+    # Worker processes are started by uvicorn from an import string; each reads the same environment.
+    target: Litestar | str = app if settings.workers == 1 else "services.main.app:app_factory"
+    uvicorn.run(
+        target,
+        factory=settings.workers > 1,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 

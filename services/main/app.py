@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from temporalio.client import Client
 
+from services.shared import logs
 from services.shared.converter import data_converter
 from services.shared.discovery import Discovery, discover
 from services.shared.storage import ObjectStore
@@ -49,7 +50,11 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         )
         async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as http:
             publisher = EventPublisher(
-                http, settings.platform.communication_url, settings.platform.internal_token, settings.publish_attempts
+                http,
+                settings.platform.communication_url,
+                settings.platform.internal_token,
+                settings.publish_attempts,
+                settings.publish_interval_seconds,
             )
             publisher.start()
             objects = ObjectStore(settings.platform.storage)
@@ -94,5 +99,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
 
 
 def app_factory() -> Litestar:
-    """For ``uvicorn --factory services.main.app:app_factory``: settings read from the environment once."""
+    """For ``uvicorn --factory services.main.app:app_factory`` and each of MAIN_WORKERS processes: settings read
+    from the environment once."""
+    logs.configure()
     return create_app(MainSettings.from_env())

@@ -32,8 +32,9 @@ def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     raise ApiError(401, "unauthorized", "invalid API key")
 
 
-def internal_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def internal_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard for /internal routes: only holders of the internal token (our activities, our backends)."""
+    # async on purpose: Litestar runs a sync guard in a worker thread, a costly hop on every report.
     expected: str = connection.app.state.settings.platform.internal_token
     token = bearer(connection) or connection.headers.get("x-internal-token")
     if token is None:

@@ -10,18 +10,30 @@ from typing import Any
 import httpx
 import msgspec
 
-from services.shared.events import PublishRequest
+from services.shared.events import PublishBatch, PublishRequest
 
 log = logging.getLogger("main.publisher")
 
 
 class EventPublisher:
-    def __init__(self, http: httpx.AsyncClient, communication_url: str, internal_token: str, attempts: int) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        communication_url: str,
+        internal_token: str,
+        attempts: int,
+        interval_seconds: float = 0.0,
+        batch_size: int = 200,
+    ) -> None:
         self._http = http
-        self._url = f"{communication_url}/internal/publish"
+        self._url = f"{communication_url}/internal/publish/batch"
         self._headers = {"Authorization": f"Bearer {internal_token}", "Content-Type": "application/json"}
         self._attempts = max(1, attempts)
-        # One queue and one sender keep events for a task in the order their changes were applied.
+        self._batch_size = max(1, batch_size)
+        self._interval = max(0.0, interval_seconds)
+        # One queue and one sender keep events for a task in the order their changes were applied. Requests
+        # start at most once per interval, and the events that queue up meanwhile go together in the next one:
+        # under load one request carries many events, and an event after a quiet spell goes out at once.
         self._queue: asyncio.Queue[PublishRequest] = asyncio.Queue(maxsize=10_000)
         self._sender: asyncio.Task[None] | None = None
         self.published = 0
@@ -48,21 +60,31 @@ class EventPublisher:
             log.warning("event queue full; dropped event for channel %s", channel)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_start = -self._interval
         while True:
-            request = await self._queue.get()
+            first = await self._queue.get()
+            wait = last_start + self._interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            last_start = loop.time()
+            batch = [first]
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                await self._send(request)
+                await self._send(batch)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
-    async def _send(self, request: PublishRequest) -> None:
-        body = msgspec.json.encode(request)
+    async def _send(self, batch: list[PublishRequest]) -> None:
+        body = msgspec.json.encode(PublishBatch(events=batch))
         delay = 0.1
         for attempt in range(1, self._attempts + 1):
             try:
                 response = await self._http.post(self._url, content=body, headers=self._headers)
                 if response.status_code < 300:
-                    self.published += 1
+                    self.published += len(batch)
                     return
                 problem = f"HTTP {response.status_code}"
                 if response.status_code < 500:
@@ -72,5 +94,5 @@ class EventPublisher:
             if attempt < self._attempts:
                 await asyncio.sleep(delay)
                 delay *= 3
-        self.dropped += 1
-        log.warning("dropped event for channel %s after %d attempt(s): %s", request.channel, attempt, problem)
+        self.dropped += len(batch)
+        log.warning("dropped %d event(s) after %d attempt(s): %s", len(batch), attempt, problem)

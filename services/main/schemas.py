@@ -35,6 +35,8 @@ class TaskRead(msgspec.Struct, frozen=True):
     workflow_id: str
     created_at: datetime
     updated_at: datetime
+    # Goes up by one with every applied change; events carry the same number.
+    version: int
     links: dict[str, str]
 
 

@@ -188,6 +188,7 @@ class TaskService:
             workflow_id=workflow_id,
             created_at=record.created_at,
             updated_at=record.updated_at,
+            version=record.version,
             links={
                 "self": f"/api/tasks/{record.id}",
                 "cancel": f"/api/tasks/{record.id}/cancel",
@@ -226,5 +227,6 @@ class TaskService:
             status=record.status,
             changes=payload,
             timestamp=record.updated_at.isoformat(),
+            version=record.version,
         )
         self.publisher.publish(user_channel(record.owner), msgspec.to_builtins(event))

@@ -35,6 +35,12 @@ class MainSettings:
     # Bound on how long a read waits for Temporal when it syncs a non-terminal task.
     sync_timeout_seconds: float
     publish_attempts: int
+    # At most one publish request to communication per interval; events in between share it.
+    publish_interval_seconds: float
+    # One log line per HTTP request (uvicorn's access log); off by default, as workers report often.
+    access_log: bool
+    # uvicorn worker processes serving main; with SQLite they share the database file.
+    workers: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MainSettings:
@@ -56,7 +62,16 @@ class MainSettings:
             blacklist=parse_blacklist(env.raw("INTEGRATIONS_BLACKLIST")),
             sync_timeout_seconds=env.get_float("MAIN_SYNC_TIMEOUT_SECONDS", 3.0),
             publish_attempts=env.get_int("MAIN_PUBLISH_ATTEMPTS", 3),
+            publish_interval_seconds=env.get_int("MAIN_PUBLISH_INTERVAL_MS", 5) / 1000,
+            access_log=env.get_bool("MAIN_ACCESS_LOG", False),
+            workers=env.get_int("MAIN_WORKERS", 1),
         )
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise SettingsError(f"MAIN_WORKERS must be at least 1, got {self.workers}")
+        if self.publish_interval_seconds < 0:
+            raise SettingsError("MAIN_PUBLISH_INTERVAL_MS must not be negative")
 
     def __repr__(self) -> str:
         return f"MainSettings(host={self.host!r}, port={self.port}, users={sorted(set(self.api_keys.values()))})"

@@ -4,14 +4,17 @@ which makes concurrent reports for one task apply once on either database."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.shared.tasks import (
     TRANSITIONS,
@@ -45,6 +48,16 @@ tasks_table = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("owner", "integration", "idempotency_key", name="uq_tasks_idempotency"),
     sa.Index("ix_tasks_owner_created", "owner", "created_at"),
+)
+
+
+# Built once: building SQLAlchemy expressions costs more CPU per call than executing these cached statements.
+_INSERT = tasks_table.insert()
+_BY_ID = sa.select(tasks_table).where(tasks_table.c.id == sa.bindparam("task_id"))
+_DELETE = tasks_table.delete().where(tasks_table.c.id == sa.bindparam("task_id"))
+# The SET clause comes from the parameters given with each execution.
+_COMPARE_AND_SET = tasks_table.update().where(
+    tasks_table.c.id == sa.bindparam("where_id"), tasks_table.c.version == sa.bindparam("where_version")
 )
 
 
@@ -124,8 +137,21 @@ def decide(record: TaskRecord, report: TaskReport) -> tuple[dict[str, Any], str]
 
 
 class TaskStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, serialize_writes: bool = False) -> None:
         self.engine = engine
+        # SQLite has one writer at a time. Concurrent write transactions from the pool's connections would
+        # wait in SQLite's busy handler, which sleeps in steps of milliseconds; queueing them here instead
+        # hands the lock over as soon as it is free.
+        self._write_lock = asyncio.Lock() if serialize_writes else None
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     @classmethod
     def from_url(cls, url: str) -> TaskStore:
@@ -142,11 +168,18 @@ class TaskStore:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
-        return cls(engine)
+        return cls(engine, serialize_writes=True)
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        # Several main processes may start at once: the loser of the race finds the table on its second look.
+        for attempt in (1, 2):
+            try:
+                async with self._write() as conn:
+                    await conn.run_sync(metadata.create_all)
+                return
+            except (OperationalError, ProgrammingError):
+                if attempt == 2:
+                    raise
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -186,8 +219,8 @@ class TaskStore:
             "updated_at": now,
         }
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(tasks_table.insert().values(**values))
+            async with self._write() as conn:
+                await conn.execute(_INSERT, values)
         except IntegrityError:
             existing = await self._by_idempotency_key(owner, integration, idempotency_key)
             if existing is None:
@@ -230,12 +263,12 @@ class TaskStore:
 
     async def get(self, task_id: str) -> TaskRecord | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(tasks_table).where(tasks_table.c.id == task_id))).first()
+            row = (await conn.execute(_BY_ID, {"task_id": task_id})).first()
         return _record(row) if row else None
 
     async def delete(self, task_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(tasks_table.delete().where(tasks_table.c.id == task_id))
+        async with self._write() as conn:
+            await conn.execute(_DELETE, {"task_id": task_id})
 
     async def list(
         self, *, owner: str, integration: str | None, status: str | None, limit: int, offset: int
@@ -272,13 +305,9 @@ class TaskStore:
             values: dict[str, Any] = {"version": record.version + 1, "updated_at": _now()}
             for field, value in changes.items():
                 values[field] = msgspec.json.encode(value) if field in ("result", "error") else value
-            statement = (
-                tasks_table.update()
-                .where(tasks_table.c.id == task_id, tasks_table.c.version == record.version)
-                .values(**values)
-            )
-            async with self.engine.begin() as conn:
-                updated = (await conn.execute(statement)).rowcount
+            parameters = {**values, "where_id": task_id, "where_version": record.version}
+            async with self._write() as conn:
+                updated = (await conn.execute(_COMPARE_AND_SET, parameters)).rowcount
             if updated == 1:
                 current = msgspec.structs.replace(
                     record, **changes, version=values["version"], updated_at=values["updated_at"]

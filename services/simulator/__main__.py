@@ -10,6 +10,7 @@ import sys
 
 import uvicorn
 
+from services.shared import logs
 from services.shared.settings import SettingsError
 
 from .app import create_app
@@ -17,7 +18,7 @@ from .config import SimulatorSettings
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     try:
         settings = SimulatorSettings.from_env()
     except SettingsError as exc:

@@ -64,7 +64,9 @@ async def test_the_route_tables_have_internal_routes(stack: LocalStack) -> None:
     assert ("POST", "/internal/tasks/{task_id}/report") in {
         (m, re.sub(r"/tasks/[^/]+/", "/tasks/{task_id}/", p)) for m, p in main_internal_routes(stack)
     }
-    assert ("POST", "/internal/publish") in communication_internal_routes(stack)
+    assert {("POST", "/internal/publish"), ("POST", "/internal/publish/batch")} <= set(
+        communication_internal_routes(stack)
+    )
 
 
 async def test_every_internal_route_of_main_needs_the_internal_token(stack: LocalStack) -> None:
@@ -86,9 +88,11 @@ async def test_every_internal_route_of_main_needs_the_internal_token(stack: Loca
 
 async def test_every_internal_route_of_communication_needs_the_internal_token(stack: LocalStack) -> None:
     routes = communication_internal_routes(stack)
-    publish = {"channel": "user:nobody", "event": {}}
+    one = {"channel": "user:nobody", "event": {}}
+    bodies = {"/internal/publish": one, "/internal/publish/batch": {"events": [one]}}
     async with httpx.AsyncClient(base_url=stack.communication_url) as http:
         for method, path in routes:
+            publish = bodies[path]
             for what, headers in wrong_credentials(stack).items():
                 response = await http.request(method, path, json=publish, headers=headers)
                 assert response.status_code == 401, (method, path, what, response.text)

@@ -197,6 +197,43 @@ async def test_malformed_json_is_400(http: httpx.AsyncClient) -> None:
     assert response.json()["code"] == "invalid_input"
 
 
+async def test_batch_publish_pushes_each_event_in_order(service: Service, http: httpx.AsyncClient) -> None:
+    async with connect(service.ws_url(service.token("judy"))) as ws:
+        await receive(ws)
+        events = [
+            {"channel": "user:judy", "event": {"n": 0}},
+            {"channel": "user:nobody", "event": {"n": 1}},
+            {"channel": "user:judy", "event": {"n": 2}},
+            {"channel": "user:judy", "event": {"n": 3}},
+        ]
+        response = await http.post(
+            "/internal/publish/batch", json={"events": events}, headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json() == {"delivered": 3}
+        assert [(await receive(ws))["n"] for _ in range(3)] == [0, 2, 3]
+
+
+async def test_batch_publish_without_the_internal_token_is_401(http: httpx.AsyncClient) -> None:
+    response = await http.post("/internal/publish/batch", json={"events": []}, headers={"X-Internal-Token": "wrong"})
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
+
+
+async def test_batch_with_an_empty_channel_is_400_naming_it_and_publishes_nothing(
+    service: Service, http: httpx.AsyncClient
+) -> None:
+    before = await service.metrics(http)
+    events = [{"channel": "user:judy", "event": {}}, {"channel": "", "event": {}}]
+    response = await http.post(
+        "/internal/publish/batch", json={"events": events}, headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_input"
+    assert "events[1].channel" in response.json()["message"]
+    assert (await service.metrics(http))["messages_published"] == before["messages_published"]
+
+
 async def test_unknown_route_is_a_structured_404(http: httpx.AsyncClient) -> None:
     response = await http.get("/no/such/route")
     assert response.status_code == 404

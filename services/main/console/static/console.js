@@ -155,6 +155,9 @@
   }
 
   function isNewer(current, incoming) {
+    if (Number.isInteger(current.version) && Number.isInteger(incoming.version)) {
+      return current.version > incoming.version;
+    }
     const order = rank(current.status) - rank(incoming.status);
     if (order !== 0) return order > 0;
     return (Date.parse(current.updated_at) || 0) > (Date.parse(incoming.updated_at) || 0);
@@ -198,9 +201,17 @@
       };
       learnAbout(event.task_id);
     }
+    // Events of one task can arrive out of order when main runs several processes; the version says which is newer.
+    if (Number.isInteger(current.version) && Number.isInteger(event.version) && event.version <= current.version) return;
     if (TERMINAL.has(current.status) && event.status !== current.status) return;
     if (rank(event.status) < rank(current.status)) return;
-    const next = { ...current, ...(event.changes || {}), status: event.status, updated_at: event.timestamp };
+    const next = {
+      ...current,
+      ...(event.changes || {}),
+      status: event.status,
+      updated_at: event.timestamp,
+      version: event.version,
+    };
     state.tasks.set(next.id, next);
     renderTask(next);
   }
