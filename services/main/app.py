@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -24,6 +23,7 @@ from .console import console_router
 from .controllers import HealthController, InternalController, RealtimeController, TaskController
 from .errors import handle_http_exception, handle_unexpected
 from .integrations_router import integration_router, load_api
+from .link import CommunicationLink
 from .publisher import EventPublisher
 from .service import TaskService
 from .settings import MainSettings
@@ -48,22 +48,16 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
             data_converter=data_converter,
             lazy=True,
         )
-        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as http:
-            publisher = EventPublisher(
-                http,
-                settings.platform.communication_url,
-                settings.platform.internal_token,
-                settings.publish_attempts,
-                settings.publish_interval_seconds,
-            )
-            publisher.start()
-            objects = ObjectStore(settings.platform.storage)
-            app.state.tasks = TaskService(settings, store, temporal, publisher, objects)
-            try:
-                yield
-            finally:
-                await publisher.stop()
-                await store.close()
+        link = CommunicationLink(settings.platform.communication_url, settings.platform.internal_token, timeout=5.0)
+        publisher = EventPublisher(link, settings.publish_attempts, settings.publish_interval_seconds)
+        publisher.start()
+        objects = ObjectStore(settings.platform.storage)
+        app.state.tasks = TaskService(settings, store, temporal, publisher, objects)
+        try:
+            yield
+        finally:
+            await publisher.stop()
+            await store.close()
 
     def provide_tasks(state: State) -> TaskService:
         tasks: TaskService = state.tasks

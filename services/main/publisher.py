@@ -7,27 +7,20 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
 import msgspec
 
 from services.shared.events import PublishBatch, PublishRequest
+
+from .link import CommunicationLink, LinkError
 
 log = logging.getLogger("main.publisher")
 
 
 class EventPublisher:
     def __init__(
-        self,
-        http: httpx.AsyncClient,
-        communication_url: str,
-        internal_token: str,
-        attempts: int,
-        interval_seconds: float = 0.0,
-        batch_size: int = 200,
+        self, link: CommunicationLink, attempts: int, interval_seconds: float = 0.0, batch_size: int = 200
     ) -> None:
-        self._http = http
-        self._url = f"{communication_url}/internal/publish/batch"
-        self._headers = {"Authorization": f"Bearer {internal_token}", "Content-Type": "application/json"}
+        self._link = link
         self._attempts = max(1, attempts)
         self._batch_size = max(1, batch_size)
         self._interval = max(0.0, interval_seconds)
@@ -51,6 +44,7 @@ class EventPublisher:
             log.warning("dropping %d unpublished events at shutdown", self._queue.qsize())
         self._sender.cancel()
         await asyncio.gather(self._sender, return_exceptions=True)
+        await self._link.close()
 
     def publish(self, channel: str, event: dict[str, Any]) -> None:
         try:
@@ -82,15 +76,15 @@ class EventPublisher:
         delay = 0.1
         for attempt in range(1, self._attempts + 1):
             try:
-                response = await self._http.post(self._url, content=body, headers=self._headers)
-                if response.status_code < 300:
+                status = await self._link.post("/internal/publish/batch", body)
+                if status < 300:
                     self.published += len(batch)
                     return
-                problem = f"HTTP {response.status_code}"
-                if response.status_code < 500:
+                problem = f"HTTP {status}"
+                if status < 500:
                     break
-            except httpx.HTTPError as exc:
-                problem = type(exc).__name__
+            except LinkError as exc:
+                problem = str(exc)
             if attempt < self._attempts:
                 await asyncio.sleep(delay)
                 delay *= 3

@@ -146,19 +146,24 @@ class TaskStore:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction. On SQLite it takes the write lock when it begins (BEGIN IMMEDIATE), so a
+        transaction that reads before it writes never has to upgrade its lock while another process writes."""
         if self._write_lock is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        async with self._write_lock, self.engine.connect() as conn:
+            await conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            async with conn.begin():
+                yield conn
 
     @classmethod
     def from_url(cls, url: str) -> TaskStore:
         if not url.startswith("sqlite"):
             return cls(create_async_engine(url, pool_pre_ping=True))
-        # One writer at a time: a busy timeout instead of "database is locked" errors under load.
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One writer at a time: a busy timeout instead of "database is locked" errors under load. Connections
+        # end every transaction themselves (commit, or rollback on close), so the pool need not roll back again.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def tune(dbapi_connection: Any, _: Any) -> None:
@@ -167,6 +172,12 @@ class TaskStore:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+            # The driver would BEGIN on its own before the first write; `begin` below says which BEGIN.
+            dbapi_connection.isolation_level = None
+
+        @sa.event.listens_for(engine.sync_engine, "begin")
+        def begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
 
         return cls(engine, serialize_writes=True)
 
@@ -296,21 +307,23 @@ class TaskStore:
         racing another (or a manual refresh) applies at most once. Returns the outcome, the task as it is now,
         and the fields that changed (empty when nothing was applied)."""
         while True:
-            record = await self.get(task_id)
-            if record is None:
-                raise KeyError(task_id)
-            changes, reason = decide(record, report)
-            if not changes:
-                return ReportOutcome(applied=False, status=record.status, reason=reason), record, {}
-            values: dict[str, Any] = {"version": record.version + 1, "updated_at": _now()}
-            for field, value in changes.items():
-                values[field] = msgspec.json.encode(value) if field in ("result", "error") else value
-            parameters = {**values, "where_id": task_id, "where_version": record.version}
             async with self._write() as conn:
+                row = (await conn.execute(_BY_ID, {"task_id": task_id})).first()
+                if row is None:
+                    raise KeyError(task_id)
+                record = _record(row)
+                changes, reason = decide(record, report)
+                if not changes:
+                    return ReportOutcome(applied=False, status=record.status, reason=reason), record, {}
+                values: dict[str, Any] = {"version": record.version + 1, "updated_at": _now()}
+                for field, value in changes.items():
+                    values[field] = msgspec.json.encode(value) if field in ("result", "error") else value
+                parameters = {**values, "where_id": task_id, "where_version": record.version}
                 updated = (await conn.execute(_COMPARE_AND_SET, parameters)).rowcount
             if updated == 1:
                 current = msgspec.structs.replace(
                     record, **changes, version=values["version"], updated_at=values["updated_at"]
                 )
                 return ReportOutcome(applied=True, status=current.status), current, changes
-            # Another writer changed the task between our read and write: decide again on fresh state.
+            # Another writer changed the task between our read and write (PostgreSQL, read committed): decide
+            # again on fresh state.

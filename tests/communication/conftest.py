@@ -88,8 +88,8 @@ async def wait_until_healthy(service: Service) -> None:
 
 
 @contextlib.asynccontextmanager
-async def run_service(log_dir: Path, **overrides: str) -> AsyncIterator[Service]:
-    port = free_port()
+async def run_service(log_dir: Path, port: int | None = None, **overrides: str) -> AsyncIterator[Service]:
+    port = port or free_port()
     env = {
         **os.environ,
         "INTERNAL_TOKEN": INTERNAL_TOKEN,

@@ -89,7 +89,10 @@ async def two_workers(stack: LocalStack, worker_env: dict[str, str]) -> AsyncIte
 async def test_reports_spread_over_processes_apply_once_with_one_versioned_event_each(
     stack: LocalStack, two_workers: MainProcesses, alice: Api, temporal: Client
 ) -> None:
-    assert two_workers.output().count("Started server process") == 2, two_workers.output()
+    async def both_started() -> bool:
+        return two_workers.output().count("Application startup complete") == 2
+
+    await wait_for(both_started, 60, "both main processes to start")
     events = await alice.socket()
     users = {"Authorization": f"Bearer {USERS['alice']}"}
     internal = {"Authorization": f"Bearer {stack.secrets.internal_token}"}
