@@ -3,8 +3,8 @@ summary. Runs in its own process so the benchmark's websocket reader has a core 
 
 Event ``i`` is due at ``t0 + i / rate`` (``time.monotonic()``, which is one clock for every process on the
 machine), so the reader computes each event's latency from its due time: a sender that falls behind shows up as
-latency, never as a slower schedule. Requests go over a few kept-alive HTTP/1.1 connections written by hand,
-because a general-purpose client costs more CPU per request than the servers being measured.
+latency, never as a slower schedule. Requests go over a few kept-alive HTTP/1.1 connections written by hand
+(``wire.py``).
 
 Modes: ``report`` posts ``{"status": "running", "progress": p}`` to main's ``/internal/tasks/{id}/report``
 (round robin over the given task ids, each report raising that task's progress); ``publish`` posts
@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 
 import uvloop
+
+from .wire import post_bytes, read_response
 
 
 @dataclass(frozen=True)
@@ -68,25 +70,7 @@ def request_bytes(config: SenderConfig, i: int) -> bytes:
     else:
         path = "/internal/publish"
         body = json.dumps({"channel": config.channel, "event": publish_event(config, i)}).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {config.host}:{config.port}\r\nAuthorization: Bearer {config.token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value.strip())
-        elif name.strip().lower() == "transfer-encoding":
-            raise RuntimeError("chunked responses are not supported by this sender")
-    return status, await reader.readexactly(length)
+    return post_bytes(config.host, config.port, path, config.token, body)
 
 
 async def send_all(config: SenderConfig) -> dict[str, object]:
