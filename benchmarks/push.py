@@ -43,6 +43,8 @@ from .push_sender import SenderConfig, report_target
 RATE = 1000.0
 SECONDS = 3.0
 LOW_RATE = 100.0
+# A rate one main process on 2 cores keeps up with, between the low rate and the target's.
+MID_RATE = 300.0
 TASKS = 100
 IDLE_SOCKETS = 10_000
 IDLE_PROCESSES = 4
@@ -298,6 +300,8 @@ async def run() -> None:
             seq += 1000
             results.append(await through_main(bench, receiver, task_ids, "report via main", LOW_RATE, seq))
             seq += 1000
+            results.append(await through_main(bench, receiver, task_ids, "report via main", MID_RATE, seq))
+            seq += 10_000
             results.append(await through_main(bench, receiver, task_ids, "report via main", RATE, seq))
             seq += 100_000
             results.append(await direct(bench, receiver, "publish to communication", RATE, seq))
@@ -330,8 +334,8 @@ async def run() -> None:
             f"  {r.label} at {r.rate:g}/s: HTTP {statuses}; reports not applied {r.summary['not_applied']}; "
             f"sender max lag {lag} ms; last answer {r.summary['finished_after_s']} s after the first was due"
         )
-    for r in results[1:]:
-        if r.latencies:
+    for r in results:
+        if r.latencies and r.rate == RATE:
             p99 = percentile(r.latencies, 99)
             verdict = "met" if p99 < LATENCY_TARGET_MS and len(r.latencies) == r.expected else "missed"
             print(f"  target p99 < {LATENCY_TARGET_MS:g} ms, {r.label} at {r.rate:g}/s: {verdict} ({p99:.1f} ms)")
