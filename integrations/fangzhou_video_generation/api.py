@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, Parameter
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -91,7 +92,9 @@ class _ArkCallback(msgspec.Struct):
     ),
     tags=[NAME],
 )
-async def refresh_task(task_id: str, request: Request[Any, Any, Any], tasks: TaskService) -> TaskRead:
+async def refresh_task(
+    task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
+) -> TaskRead:
     record = await tasks.get_for(current_user(request), task_id, integration=NAME, sync=False)
     if is_terminal(record.status):
         return tasks.read(record)
@@ -115,9 +118,9 @@ async def refresh_task(task_id: str, request: Request[Any, Any, Any], tasks: Tas
     tags=[NAME],
 )
 async def provider_callback(
-    task_id: str,
+    task_id: FromPath[str],
     request: Request[Any, Any, Any],
-    tasks: TaskService,
+    tasks: NamedDependency[TaskService],
     secret: str | None = Parameter(required=False, max_length=256, description="the task's secret"),
 ) -> CallbackAck:
     if not secret:

@@ -12,8 +12,10 @@ from typing import Any
 import msgspec
 from litestar import Controller, WebSocket, get, post, websocket
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
 from litestar.types import Guard
 
@@ -72,7 +74,7 @@ class PublishController(Controller):
         description="Never waits for a socket: the event is queued per socket, and a socket whose queue is full "
         "is disconnected as too slow. `delivered` is the number of sockets the event was queued for.",
     )
-    async def publish(self, data: PublishRequest, hub: Hub) -> PublishResult:
+    async def publish(self, data: JSONBody[PublishRequest], hub: NamedDependency[Hub]) -> PublishResult:
         if not data.channel:
             raise ApiError(400, "invalid_input", "invalid request: channel: must not be empty")
         message = msgspec.json.encode(data.event).decode()
@@ -86,7 +88,7 @@ class PublishController(Controller):
         description="Each event is handled as by `/internal/publish`, in the order given. `delivered` is the "
         "total number of socket queues the events were placed on. An empty channel rejects the whole batch.",
     )
-    async def publish_batch(self, data: PublishBatch, hub: Hub) -> PublishResult:
+    async def publish_batch(self, data: JSONBody[PublishBatch], hub: NamedDependency[Hub]) -> PublishResult:
         for index, request in enumerate(data.events):
             if not request.channel:
                 raise ApiError(400, "invalid_input", f"invalid request: events[{index}].channel: must not be empty")
@@ -104,13 +106,18 @@ class StatusController(Controller):
         return {"status": "ok"}
 
     @get("/metrics", operation_id="metrics", summary="Connection and message counters (JSON)")
-    async def metrics(self, hub: Hub) -> dict[str, int]:
+    async def metrics(self, hub: NamedDependency[Hub]) -> dict[str, int]:
         return {**hub.counters.as_dict(), "channels": hub.channels}
 
 
 class RealtimeController(Controller):
     @websocket("/ws", name="realtime")
-    async def connect(self, socket: WebSocket[Any, Any, Any], hub: Hub, settings: CommunicationSettings) -> None:
+    async def connect(
+        self,
+        socket: WebSocket[Any, Any, Any],
+        hub: NamedDependency[Hub],
+        settings: NamedDependency[CommunicationSettings],
+    ) -> None:
         """The frontends' socket: ``/ws?token=<token>`` (or subprotocol ``bearer.<token>``), then events."""
         # A peer that vanishes surfaces as WebSocketDisconnect from Litestar or as OSError from the server.
         with contextlib.suppress(WebSocketDisconnect, OSError):

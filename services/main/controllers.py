@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, Parameter
 
 from services.shared import realtime_token
 from services.shared.tasks import ReportOutcome, TaskReport
@@ -27,7 +28,7 @@ class TaskController(Controller):
     async def list_tasks(
         self,
         request: Request[Any, Any, Any],
-        tasks: TaskService,
+        tasks: NamedDependency[TaskService],
         integration: Annotated[str | None, Parameter(description="only this integration", max_length=64)] = None,
         status: Annotated[StatusFilter | None, Parameter(description="only this status")] = None,
         limit: Annotated[int, Parameter(ge=1, le=100, description="page size")] = 20,
@@ -39,11 +40,15 @@ class TaskController(Controller):
         return TaskPage([tasks.read(r) for r in records], total, limit, offset, next_offset)
 
     @get("/{task_id:str}", operation_id="read_task", summary="Read a task (synced with Temporal when not terminal)")
-    async def read_task(self, task_id: str, request: Request[Any, Any, Any], tasks: TaskService) -> TaskRead:
+    async def read_task(
+        self, task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
+    ) -> TaskRead:
         return tasks.read(await tasks.get_for(current_user(request), task_id))
 
     @post("/{task_id:str}/cancel", status_code=202, operation_id="cancel_task", summary="Cancel a task")
-    async def cancel_task(self, task_id: str, request: Request[Any, Any, Any], tasks: TaskService) -> TaskRead:
+    async def cancel_task(
+        self, task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
+    ) -> TaskRead:
         return tasks.read(await tasks.cancel(current_user(request), task_id))
 
 
@@ -54,7 +59,9 @@ class InternalController(Controller):
     include_in_schema = False
 
     @post("/tasks/{task_id:str}/report", status_code=200, operation_id="report_task")
-    async def report(self, task_id: str, data: TaskReport, tasks: TaskService) -> ReportOutcome:
+    async def report(
+        self, task_id: FromPath[str], data: JSONBody[TaskReport], tasks: NamedDependency[TaskService]
+    ) -> ReportOutcome:
         outcome, _ = await tasks.apply(task_id, data)
         return outcome
 
@@ -64,7 +71,7 @@ class RealtimeController(Controller):
     tags = ["realtime"]
 
     @post("/token", status_code=201, operation_id="issue_realtime_token", summary="A short-lived websocket token")
-    async def issue_token(self, request: Request[Any, Any, Any], tasks: TaskService) -> RealtimeToken:
+    async def issue_token(self, request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]) -> RealtimeToken:
         user = current_user(request)
         settings = tasks.settings
         token, exp = realtime_token.issue(settings.realtime_secret, user, settings.realtime_ttl_seconds)
@@ -84,7 +91,7 @@ class HealthController(Controller):
         return Health("ok")
 
     @get("/readyz", operation_id="readyz", summary="The store and Temporal are reachable")
-    async def readyz(self, tasks: TaskService) -> Response[Health]:
+    async def readyz(self, tasks: NamedDependency[TaskService]) -> Response[Health]:
         async def temporal_ok() -> bool:
             try:
                 await asyncio.wait_for(tasks.temporal.service_client.check_health(), 2.0)

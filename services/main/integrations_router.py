@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, Router, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import Body, FromPath, HeaderParameter
 
 from services.shared.discovery import Integration
 from services.shared.manifest import slug
@@ -32,13 +33,16 @@ def integration_router(integration: Integration, api: IntegrationApi[Any]) -> Ro
     async def create_task(
         data: Any,
         request: Request[Any, Any, Any],
-        tasks: TaskService,
-        idempotency_key: str | None = Parameter(
-            header="Idempotency-Key",
-            required=False,
-            max_length=256,
-            description="a retried create with the same key returns the same task",
-        ),
+        tasks: NamedDependency[TaskService],
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Idempotency-Key",
+                required=False,
+                max_length=256,
+                description="a retried create with the same key returns the same task",
+            ),
+        ] = None,
     ) -> Response[TaskRead]:
         user = current_user(request)
         try:
@@ -48,9 +52,11 @@ def integration_router(integration: Integration, api: IntegrationApi[Any]) -> Ro
         return Response(tasks.read(record), status_code=202, headers={"Location": f"/api/tasks/{record.id}"})
 
     # The body type is the integration's own input Struct, so validation and the OpenAPI schema follow it.
-    create_task.__annotations__["data"] = api.request_type
+    create_task.__annotations__["data"] = Annotated[api.request_type, Body()]
 
-    async def read_task(task_id: str, request: Request[Any, Any, Any], tasks: TaskService) -> TaskRead:
+    async def read_task(
+        task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
+    ) -> TaskRead:
         user = current_user(request)
         return tasks.read(await tasks.get_for(user, task_id, integration=name))
 
