@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -50,6 +51,14 @@ class Env:
             return float(raw)
         except ValueError as exc:
             raise SettingsError(f"environment variable {name} must be a number, got {raw!r}") from exc
+
+    def get_http_url(self, name: str, default: str) -> str:
+        """An ``http(s)://host[:port][/path]`` base URL, without a trailing slash."""
+        value = self.get(name, default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(f"environment variable {name} must be an http(s)://host[:port] URL, got {value!r}")
+        return value
 
     def get_bool(self, name: str, default: bool) -> bool:
         raw = self._env.get(name)
@@ -119,8 +128,8 @@ class PlatformSettings(msgspec.Struct, frozen=True):
         return cls(
             temporal=TemporalSettings.from_env(env),
             storage=StorageSettings.from_env(env),
-            main_url=env.get("MAIN_URL", "http://127.0.0.1:8000").rstrip("/"),
-            communication_url=env.get("COMMUNICATION_URL", "http://127.0.0.1:8001").rstrip("/"),
+            main_url=env.get_http_url("MAIN_URL", "http://127.0.0.1:8000"),
+            communication_url=env.get_http_url("COMMUNICATION_URL", "http://127.0.0.1:8001"),
             internal_token=env.get("INTERNAL_TOKEN"),
         )
 
