@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from urllib.parse import urlsplit
 
 import httpx
 
 from integrations.nanobanana2_image.schemas import ImageJob
 from integrations.nanobanana2_image.workflows.provider import SIMULATOR_API_KEY, GeminiClient, GeminiSettings
+from services.shared.http_link import HttpLink
 
 from .harness import (
     BENCH_KEY,
@@ -28,7 +28,6 @@ from .harness import (
     table,
     time_until_count,
 )
-from .wire import Connection
 
 REQUESTS = 200
 LATENCY_MS = 10_000
@@ -93,12 +92,10 @@ async def through_main(bench: Bench, label: str, count: int) -> AsyncRun:
         calls_before = await provider_calls(bench)
         durations: list[float] = []
 
-        url = urlsplit(bench.stack.main_url)
-
         async def create(i: int) -> float:
-            # Each of the 200 clients opens its own connection; HTTP written by hand (wire.py), so that the
-            # benchmark's single client process does not take the CPU it measures.
-            connection = Connection(url.hostname or "127.0.0.1", url.port or 80, BENCH_KEY)
+            # Each of the 200 clients opens its own connection; HTTP written by hand (services/shared/http_link.py),
+            # so that the benchmark's single client process does not take the CPU it measures.
+            connection = HttpLink(bench.stack.main_url, BENCH_KEY, timeout=60)
             began = time.perf_counter()
             body = json.dumps({"prompt": f"a lighthouse at dusk, variant {i}"}).encode()
             try:

@@ -21,6 +21,7 @@ import httpx
 
 from deploy.local import LocalStack
 from deploy.ports import Ports
+from services.shared.http_link import HttpLink
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -183,6 +184,28 @@ async def wait_until(probe: Callable[[], Awaitable[T | None]], within: float, wh
         if loop.time() > deadline:
             raise TimeoutError(f"timed out after {within:g}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+class MainClients:
+    """``count`` kept-alive connections to main as the benchmark's user, HTTP written by hand
+    (``services/shared/http_link.py``); each request takes a free one. The bare Temporal paths use the SDK's native
+    client, and on 2 cores an HTTP library's own CPU would be charged to main."""
+
+    def __init__(self, main_url: str, count: int) -> None:
+        self._idle: asyncio.Queue[HttpLink] = asyncio.Queue()
+        for _ in range(count):
+            self._idle.put_nowait(HttpLink(main_url, BENCH_KEY, timeout=60))
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        link = await self._idle.get()
+        try:
+            return await link.post(path, body)
+        finally:
+            self._idle.put_nowait(link)
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            await self._idle.get_nowait().close()
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Targets (issue: main and communication): main's create p50 within 1.5x of bare start_workflow at 32 concurrent
 clients; report-to-websocket p99 under 20 ms on loopback. The measured creates use hand-written HTTP
-(``wire.py``); the same creates through httpx are printed beside them.
+(``harness.MainClients``); the same creates through httpx are printed beside them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
 
 import httpx
 from websockets.asyncio.client import connect
@@ -21,8 +20,7 @@ from integrations.echo.schemas import EchoInput, EchoRequest
 from services.shared.settings import TemporalSettings
 from services.shared.temporal import connect as temporal_connect
 
-from .harness import BENCH_KEY, Bench, local_stack, machine, percentile
-from .wire import Connection
+from .harness import BENCH_KEY, Bench, MainClients, local_stack, machine, percentile
 
 CONCURRENCY = 32
 ROUNDS = 15
@@ -48,13 +46,9 @@ async def timed_rounds(call: Callable[[], Awaitable[None]], rounds: int) -> list
 async def create_latency(bench: Bench) -> dict[str, list[float]]:
     """Latencies (ms) of each create path, measured in interleaved rounds so that they share conditions."""
     temporal = await temporal_connect(TemporalSettings(address=bench.stack.temporal_address))
-    url = urlsplit(bench.stack.main_url)
-    # The measured main path: one kept-alive connection per concurrent client, written by hand (wire.py). The
-    # bare path's Temporal client is native code, and an HTTP library's own CPU cost is not main's; the same
-    # creates through httpx are shown beside them for what a typical Python client sees.
-    idle: asyncio.Queue[Connection] = asyncio.Queue()
-    for _ in range(CONCURRENCY):
-        idle.put_nowait(Connection(url.hostname or "127.0.0.1", url.port or 80, BENCH_KEY))
+    # The measured main path: one kept-alive connection per concurrent client (MainClients). The same creates
+    # through httpx are shown beside them for what a typical Python client sees.
+    clients = MainClients(bench.stack.main_url, CONCURRENCY)
     body = json.dumps({"message": "bench"}).encode()
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(
@@ -62,11 +56,7 @@ async def create_latency(bench: Bench) -> dict[str, list[float]]:
     ) as http:
 
         async def via_main() -> None:
-            connection = await idle.get()
-            try:
-                status, answer = await connection.post("/api/integrations/echo/tasks", body)
-            finally:
-                idle.put_nowait(connection)
+            status, answer = await clients.post("/api/integrations/echo/tasks", body)
             assert status == 202, answer
 
         async def via_main_httpx() -> None:
@@ -89,8 +79,7 @@ async def create_latency(bench: Bench) -> dict[str, list[float]]:
         for _ in range(ROUNDS):
             for name, call in paths.items():
                 latencies[name] += await timed_rounds(call, 1)
-    while not idle.empty():
-        await idle.get_nowait().close()
+    await clients.close()
     return latencies
 
 

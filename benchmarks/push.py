@@ -167,8 +167,7 @@ async def measure(receiver: Receiver, label: str, config: SenderConfig, due_of: 
 def report_config(bench: Bench, task_ids: list[str], rate: float, count: int, first_seq: int) -> SenderConfig:
     return SenderConfig(
         mode="report",
-        host=bench.stack.host,
-        port=bench.stack.ports.main,
+        base_url=bench.stack.main_url,
         token=bench.stack.secrets.internal_token,
         rate=rate,
         count=count,
@@ -181,8 +180,7 @@ def report_config(bench: Bench, task_ids: list[str], rate: float, count: int, fi
 def publish_config(bench: Bench, rate: float, count: int, first_seq: int) -> SenderConfig:
     return SenderConfig(
         mode="publish",
-        host=bench.stack.host,
-        port=bench.stack.ports.communication,
+        base_url=bench.stack.communication_url,
         token=bench.stack.secrets.internal_token,
         rate=rate,
         count=count,

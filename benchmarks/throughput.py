@@ -13,16 +13,15 @@ import subprocess
 import sys
 import time
 import uuid
-from urllib.parse import urlsplit
 
 from services.shared.settings import TemporalSettings
 from services.shared.temporal import connect as temporal_connect
 
 from .harness import (
-    BENCH_KEY,
     REPO,
     Bench,
     CpuMeter,
+    MainClients,
     count_tasks,
     describe_machine,
     last_update,
@@ -32,7 +31,6 @@ from .harness import (
     time_until_count,
     wait_until,
 )
-from .wire import Connection
 
 TASKS = 200
 WARMUP = 20
@@ -48,29 +46,19 @@ async def through_main(bench: Bench, count: int) -> tuple[float, float]:
     """(seconds until every create was accepted, seconds until every task succeeded)."""
     async with bench.user_client(connections=4) as http:
         before = await count_tasks(http, "echo", "succeeded")
-        # The creates go over CLIENTS kept-alive connections written by hand (wire.py): the bare path's
-        # Temporal client is native code, and an HTTP library's CPU is not the platform's.
-        url = urlsplit(bench.stack.main_url)
-        idle: asyncio.Queue[Connection] = asyncio.Queue()
-        for _ in range(CLIENTS):
-            idle.put_nowait(Connection(url.hostname or "127.0.0.1", url.port or 80, BENCH_KEY))
+        clients = MainClients(bench.stack.main_url, CLIENTS)
 
         async def create(i: int) -> None:
-            connection = await idle.get()
-            try:
-                status, answer = await connection.post(
-                    "/api/integrations/echo/tasks", json.dumps({"message": f"throughput {i}"}).encode()
-                )
-            finally:
-                idle.put_nowait(connection)
+            status, answer = await clients.post(
+                "/api/integrations/echo/tasks", json.dumps({"message": f"throughput {i}"}).encode()
+            )
             if status != 202:
                 raise RuntimeError(f"create answered {status}: {answer.decode(errors='replace')}")
 
         start, start_wall = time.perf_counter(), time.time()
         await asyncio.gather(*(create(i) for i in range(count)))
         accepted = time.perf_counter() - start
-        while not idle.empty():
-            await idle.get_nowait().close()
+        await clients.close()
         # Polled slowly so the benchmark's reads cost main little; the finish time comes from the tasks.
         await time_until_count(http, "echo", "succeeded", before + count, TIMEOUT, interval=0.5)
         return accepted, await last_update(http, "echo", "succeeded", count) - start_wall

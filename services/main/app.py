@@ -17,13 +17,13 @@ from temporalio.client import Client
 from services.shared import logs
 from services.shared.converter import data_converter
 from services.shared.discovery import Discovery, discover
+from services.shared.http_link import HttpLink
 from services.shared.storage import ObjectStore
 
 from .console import console_router
 from .controllers import HealthController, InternalController, RealtimeController, TaskController
 from .errors import handle_http_exception, handle_unexpected
 from .integrations_router import integration_router, load_api
-from .link import CommunicationLink
 from .publisher import EventPublisher
 from .service import TaskService
 from .settings import MainSettings
@@ -48,7 +48,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
             data_converter=data_converter,
             lazy=True,
         )
-        link = CommunicationLink(settings.platform.communication_url, settings.platform.internal_token, timeout=5.0)
+        link = HttpLink(settings.platform.communication_url, settings.platform.internal_token, timeout=5.0)
         publisher = EventPublisher(link, settings.publish_attempts, settings.publish_interval_seconds)
         publisher.start()
         objects = ObjectStore(settings.platform.storage)

@@ -10,16 +10,13 @@ from typing import Any
 import msgspec
 
 from services.shared.events import PublishBatch, PublishRequest
-
-from .link import CommunicationLink, LinkError
+from services.shared.http_link import HttpLink, LinkError
 
 log = logging.getLogger("main.publisher")
 
 
 class EventPublisher:
-    def __init__(
-        self, link: CommunicationLink, attempts: int, interval_seconds: float = 0.0, batch_size: int = 200
-    ) -> None:
+    def __init__(self, link: HttpLink, attempts: int, interval_seconds: float = 0.0, batch_size: int = 200) -> None:
         self._link = link
         self._attempts = max(1, attempts)
         self._batch_size = max(1, batch_size)
@@ -76,7 +73,7 @@ class EventPublisher:
         delay = 0.1
         for attempt in range(1, self._attempts + 1):
             try:
-                status = await self._link.post("/internal/publish/batch", body)
+                status, _ = await self._link.post("/internal/publish/batch", body)
                 if status < 300:
                     self.published += len(batch)
                     return

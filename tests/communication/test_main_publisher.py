@@ -11,22 +11,22 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from services.main.link import CommunicationLink, LinkError
 from services.main.publisher import EventPublisher
+from services.shared.http_link import HttpLink, LinkError
 
 from .conftest import INTERNAL_TOKEN, Service, run_service
 
 pytestmark = pytest.mark.integration
 
 
-class CountingLink(CommunicationLink):
+class CountingLink(HttpLink):
     """The real connection, counting the requests it sends."""
 
     def __init__(self, base_url: str, token: str = INTERNAL_TOKEN) -> None:
         super().__init__(base_url, token, timeout=5)
         self.requests = 0
 
-    async def post(self, path: str, body: bytes) -> int:
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         self.requests += 1
         return await super().post(path, body)
 
@@ -51,7 +51,7 @@ async def test_a_burst_arrives_in_order_in_fewer_requests_than_events(service: S
 
 
 async def test_a_single_event_goes_out_without_waiting_for_more(service: Service) -> None:
-    publisher = EventPublisher(CommunicationLink(service.http_url, INTERNAL_TOKEN, 5), attempts=3)
+    publisher = EventPublisher(HttpLink(service.http_url, INTERNAL_TOKEN, 5), attempts=3)
     publisher.start()
     async with connect(service.ws_url(service.token("lee"))) as ws:
         json.loads(await ws.recv())
@@ -83,29 +83,29 @@ async def test_a_wrong_token_is_not_retried(service: Service) -> None:
 
 
 async def test_the_link_keeps_one_connection_for_many_requests(service: Service) -> None:
-    link = CommunicationLink(service.http_url, INTERNAL_TOKEN, timeout=5)
+    link = HttpLink(service.http_url, INTERNAL_TOKEN, timeout=5)
     body = json.dumps({"events": [{"channel": "user:nobody", "event": {}}]}).encode()
-    statuses = [await link.post("/internal/publish/batch", body) for _ in range(20)]
+    answers = [await link.post("/internal/publish/batch", body) for _ in range(20)]
     await link.close()
-    assert statuses == [200] * 20
+    assert answers == [(200, b'{"delivered":0}')] * 20
     assert link.connections_opened == 1
 
 
 async def test_the_link_reconnects_after_communication_restarts(tmp_path: Path) -> None:
     body = json.dumps({"events": [{"channel": "user:nobody", "event": {}}]}).encode()
     async with run_service(tmp_path) as first:
-        link = CommunicationLink(first.http_url, INTERNAL_TOKEN, timeout=5)
-        assert await link.post("/internal/publish/batch", body) == 200
+        link = HttpLink(first.http_url, INTERNAL_TOKEN, timeout=5)
+        assert (await link.post("/internal/publish/batch", body))[0] == 200
         port = first.port
     # The kept-alive connection is dead now; with nothing listening, the request fails as a LinkError.
     with pytest.raises(LinkError):
         await link.post("/internal/publish/batch", body)
     async with run_service(tmp_path, port=port):
-        assert await link.post("/internal/publish/batch", body) == 200
+        assert (await link.post("/internal/publish/batch", body))[0] == 200
     await link.close()
     assert link.connections_opened == 2
 
 
 def test_the_link_refuses_a_url_that_is_not_http() -> None:
     with pytest.raises(ValueError, match="http"):
-        CommunicationLink("ws://communication:8001", INTERNAL_TOKEN, 5)
+        HttpLink("ws://communication:8001", INTERNAL_TOKEN, 5)
