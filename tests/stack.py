@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 USERS = {"alice": "alice-key", "bob": "bob-key"}
 
 
+def free_port() -> int:
+    """A port nothing listens on right now, for one process a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str, interval: float = 0.05) -> T:
     """Poll ``probe`` until it returns something other than None/False; fail naming ``what`` on timeout."""
     deadline = time.monotonic() + timeout
@@ -36,13 +45,14 @@ async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, wha
 
 
 class Launcher:
-    """``python -m services.async_task`` as a subprocess, the way its container runs it."""
+    """``python -m services.async_task`` (or another service's ``module``) as a subprocess, the way its container
+    runs it."""
 
-    def __init__(self, env: Mapping[str, str], args: list[str], log: Path) -> None:
+    def __init__(self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task") -> None:
         self.log = log
         self._file = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.async_task", *args],
+            [sys.executable, "-m", module, *args],
             cwd=REPO,
             env=dict(env),
             stdout=self._file,

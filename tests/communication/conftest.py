@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -18,18 +17,12 @@ import httpx
 import pytest
 
 from services.shared.realtime_token import issue
+from tests.stack import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INTERNAL_TOKEN = "test-internal-token"
 REALTIME_SECRET = "test-realtime-secret"
 STARTUP_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

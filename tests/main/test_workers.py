@@ -4,12 +4,8 @@ spread over all of them apply once each, and every applied change is one event w
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,7 +14,7 @@ from temporalio.client import Client
 
 from deploy.local import LocalStack
 from services.shared.tasks import workflow_id_for
-from tests.stack import REPO, USERS, Api, wait_for
+from tests.stack import USERS, Api, Launcher, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,37 +22,19 @@ TASKS = 4
 REPORTS_PER_TASK = 60
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
+@dataclass
 class MainProcesses:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._file = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.main"],
-            cwd=REPO,
-            env={**env, "MAIN_PORT": str(self.port), "MAIN_WORKERS": "2"},
-            stdout=self._file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    """``python -m services.main`` with MAIN_WORKERS=2, and its base URL."""
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+    process: Launcher
+    url: str
 
     async def wait_ready(self) -> None:
         async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
 
             async def ready() -> bool:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"main exited with {self.proc.returncode}:\n{self.output()}")
+                if self.process.proc.poll() is not None:
+                    raise AssertionError(f"main exited with {self.process.proc.returncode}:\n{self.process.output()}")
                 try:
                     return (await http.get("/readyz")).status_code == 200
                 except httpx.TransportError:
@@ -64,33 +42,26 @@ class MainProcesses:
 
             await wait_for(ready, 60, "main with MAIN_WORKERS=2 to be ready")
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self._file.close()
-
 
 @pytest.fixture
 async def two_workers(stack: LocalStack, worker_env: dict[str, str]) -> AsyncIterator[MainProcesses]:
     # The stack's environment: the same DATABASE_URL, so this main and the stack's main share one store.
-    main = MainProcesses(worker_env, stack.state_dir / "main-two-workers.log")
+    port = free_port()
+    env = {**worker_env, "MAIN_PORT": str(port), "MAIN_WORKERS": "2"}
+    process = Launcher(env, [], stack.state_dir / "main-two-workers.log", module="services.main")
+    main = MainProcesses(process, f"http://127.0.0.1:{port}")
     try:
         await main.wait_ready()
         yield main
     finally:
-        if main.proc.poll() is None:
-            main.stop()
+        process.kill()
 
 
 async def test_reports_spread_over_processes_apply_once_with_one_versioned_event_each(
     stack: LocalStack, two_workers: MainProcesses, alice: Api, temporal: Client
 ) -> None:
     async def both_started() -> bool:
-        return two_workers.output().count("Application startup complete") == 2
+        return two_workers.process.output().count("Application startup complete") == 2
 
     await wait_for(both_started, 60, "both main processes to start")
     events = await alice.socket()
@@ -152,4 +123,4 @@ async def test_reports_spread_over_processes_apply_once_with_one_versioned_event
     await events.close()
     for task_id in ids:
         await temporal.get_workflow_handle(workflow_id_for(task_id)).terminate("test cleanup")
-    assert two_workers.stop() == 0, two_workers.output()
+    assert two_workers.process.terminate(30) == 0, two_workers.process.output()

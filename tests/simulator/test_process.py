@@ -6,7 +6,6 @@ import asyncio
 import base64
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -17,19 +16,13 @@ import pytest
 
 from services.simulator.media import gemini_image_size, png_size
 from services.simulator.mp4 import iter_boxes
+from tests.stack import free_port
 
 from .helpers import ARK_HEADERS, ARK_TASKS, GEMINI_HEADERS, GEMINI_PATH, ark_body, gemini_body, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def log_text(log: Path) -> str:
