@@ -186,6 +186,17 @@ async def submitted(ark: FakeArk) -> None:
     await wait_for(reported_running, 30, "the workflow to report running")
 
 
+def cancel_once_submitted(ark: FakeArk) -> Callable[[Running], Awaitable[TaskReport]]:
+    """A test body: cancel the task once the workflow has submitted to Ark, then wait for its result."""
+
+    async def body(running: Running) -> TaskReport:
+        await submitted(ark)
+        await running.handle.cancel()
+        return await running.result()
+
+    return body
+
+
 def gaps(ark: FakeArk) -> list[float]:
     times = [t for t, _ in ark.queries]
     return [round((b - a).total_seconds()) for a, b in itertools.pairwise(times)]
@@ -343,12 +354,7 @@ async def test_callback_is_verified_by_querying_ark(env: WorkflowEnvironment) ->
 async def test_cancel_while_queued_deletes_the_ark_job(env: WorkflowEnvironment) -> None:
     ark = FakeArk(status="queued")
 
-    async def body(running: Running) -> TaskReport:
-        await submitted(ark)
-        await running.handle.cancel()
-        return await running.result()
-
-    result = await run_with(env, ark, SLOW, body)
+    result = await run_with(env, ark, SLOW, cancel_once_submitted(ark))
     assert result.status == "cancelled"
     assert result.error is not None and "dropped the queued job" in result.error.message
     assert ark.cancels == [ARK_ID]
@@ -358,12 +364,7 @@ async def test_cancel_while_queued_deletes_the_ark_job(env: WorkflowEnvironment)
 async def test_cancel_while_running_on_ark_says_it_cannot_stop(env: WorkflowEnvironment) -> None:
     ark = FakeArk(status="running")
 
-    async def body(running: Running) -> TaskReport:
-        await submitted(ark)
-        await running.handle.cancel()
-        return await running.result()
-
-    result = await run_with(env, ark, SLOW, body)
+    result = await run_with(env, ark, SLOW, cancel_once_submitted(ark))
     assert result.status == "cancelled"
     assert result.error is not None and "cannot stop a running job" in result.error.message
     assert ark.cancels == [ARK_ID]
