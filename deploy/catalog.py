@@ -8,14 +8,19 @@ enabled is kept in ``deploy/middleware.json`` (``deploy-tool middleware add|remo
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
+import subprocess
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import quote
 
-from .errors import UsageError
+from .errors import DeployError, UsageError
 from .ports import WEED_GRPC_OFFSET
-from .probe import s3_client, s3_health, temporal_cluster_health
+from .probe import http_health, postgres_ready, s3_client, s3_health, temporal_cluster_health
 from .spec import ComposeService, LocalContext, ProcessSpec
 
 RESULTS_BUCKET = "task-results"
@@ -304,7 +309,199 @@ class MinIO(Middleware):
         return {"S3 endpoint": ctx.url(ctx.ports.s3)}
 
 
-CATALOG: dict[str, Middleware] = {m.name: m for m in (Temporal(), MinIO())}
+class Nats(Middleware):
+    name = "nats"
+    summary = "NATS with JetStream: carries task events from main's outbox to every communication replica"
+
+    IMAGE = "${NATS_IMAGE:-nats:2.15.1-alpine}"
+    CLIENT, MONITOR = 4222, 8222
+
+    def compose_services(self) -> dict[str, ComposeService]:
+        return {
+            "nats": {
+                "image": self.IMAGE,
+                "init": True,
+                "command": ["-js", "-sd", "/data", "-p", str(self.CLIENT), "-m", str(self.MONITOR)],
+                "volumes": ["nats-data:/data"],
+                "healthcheck": healthcheck(
+                    ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{self.MONITOR}/healthz?js-enabled-only=true"]
+                ),
+                "restart": "unless-stopped",
+            }
+        }
+
+    def compose_volumes(self) -> tuple[str, ...]:
+        return ("nats-data",)
+
+    def compose_app_env(self) -> dict[str, str]:
+        return {"NATS_URL": f"nats://nats:{self.CLIENT}"}
+
+    def compose_ready(self) -> dict[str, str]:
+        return {"nats": "service_healthy"}
+
+    def local_process(self, ctx: LocalContext) -> ProcessSpec:
+        p = ctx.ports
+        argv = (
+            str(ctx.nats_bin),
+            "-js",
+            "-a",
+            ctx.host,
+            "-p",
+            str(p.nats),
+            "-m",
+            str(p.nats_monitor),
+            "-sd",
+            str(ctx.state_dir / "nats"),
+        )
+        health = f"{ctx.url(p.nats_monitor)}/healthz?js-enabled-only=true"
+        return ProcessSpec(
+            name=self.name,
+            kind="middleware",
+            argv=argv,
+            env={},
+            ports=(p.nats, p.nats_monitor),
+            main_port=p.nats,
+            ready=lambda: http_health(health),
+        )
+
+    def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
+        return {"NATS_URL": f"nats://{ctx.host}:{ctx.ports.nats}"}
+
+    def local_urls(self, ctx: LocalContext) -> dict[str, str]:
+        return {"NATS": f"nats://{ctx.host}:{ctx.ports.nats}", "NATS monitoring": ctx.url(ctx.ports.nats_monitor)}
+
+
+def postgres_bin_dir(environ: Mapping[str, str]) -> Path:
+    """``POSTGRES_BIN_DIR``, else the newest server Debian installs (``/usr/lib/postgresql/<major>/bin``)."""
+    if environ.get("POSTGRES_BIN_DIR"):
+        return Path(environ["POSTGRES_BIN_DIR"])
+    installed = [d for d in Path("/usr/lib/postgresql").glob("*/bin") if (d / "postgres").is_file()]
+    if not installed:
+        raise DeployError(
+            "no PostgreSQL server found in /usr/lib/postgresql/*/bin: install Debian's postgresql package "
+            "(apt-get install postgresql) or set POSTGRES_BIN_DIR to the directory holding initdb and postgres"
+        )
+    return max(installed, key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0)
+
+
+class PostgreSQL(Middleware):
+    name = "postgres"
+    summary = "PostgreSQL for main's task store when main runs as several replicas (the scale shape)"
+
+    IMAGE = "${POSTGRES_IMAGE:-postgres:17.6}"
+    PORT = 5432
+    DATABASE = "main"
+    SUPERUSER = "postgres"
+    # The server refuses to run as root; a root deploy tool runs it as this user (Debian's package creates it).
+    SERVICE_USER = "postgres"
+
+    def compose_services(self) -> dict[str, ComposeService]:
+        return {
+            "postgres": {
+                "image": self.IMAGE,
+                "init": True,
+                "environment": {
+                    "POSTGRES_USER": self.SUPERUSER,
+                    "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD:-dev-postgres-password}",
+                    "POSTGRES_DB": self.DATABASE,
+                },
+                "volumes": ["postgres-data:/var/lib/postgresql/data"],
+                "healthcheck": healthcheck(["CMD", "pg_isready", "-U", self.SUPERUSER, "-d", self.DATABASE]),
+                "restart": "unless-stopped",
+            }
+        }
+
+    def compose_volumes(self) -> tuple[str, ...]:
+        return ("postgres-data",)
+
+    def compose_app_env(self) -> dict[str, str]:
+        password = "${POSTGRES_PASSWORD:-dev-postgres-password}"
+        return {"DATABASE_URL": f"postgresql+asyncpg://{self.SUPERUSER}:{password}@postgres:{self.PORT}/{self.DATABASE}"}
+
+    def compose_ready(self) -> dict[str, str]:
+        return {"postgres": "service_healthy"}
+
+    def _user(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(self.SERVICE_USER)
+        except KeyError:
+            raise DeployError(
+                f"PostgreSQL refuses to run as root and there is no {self.SERVICE_USER!r} user to run it as: "
+                f"create one (useradd --system {self.SERVICE_USER}) or run the deploy tool as another user"
+            ) from None
+        return self.SERVICE_USER
+
+    def local_process(self, ctx: LocalContext) -> ProcessSpec:
+        bin_dir = postgres_bin_dir(ctx.environ)
+        data = ctx.state_dir / "postgres"
+        user = self._user()
+        password = ctx.secrets.postgres_password
+
+        def run(argv: list[str], stdin: str) -> None:
+            done = subprocess.run(
+                argv, input=stdin, capture_output=True, text=True, user=user, cwd="/", check=False, timeout=120
+            )
+            if done.returncode != 0:
+                raise DeployError(
+                    f"{Path(argv[0]).name} failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()}"
+                    + (f"\nthe {user} user must be able to reach {data}" if user else "")
+                )
+
+        def init_cluster() -> None:
+            # First start only: a cluster with a password for the superuser, and the database main uses.
+            if (data / "PG_VERSION").exists():
+                return
+            data.mkdir(mode=0o700, parents=True, exist_ok=True)
+            owner = None if user is None else pwd.getpwnam(user)
+            if owner is not None:
+                os.chown(data, owner.pw_uid, owner.pw_gid)
+            initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", self.SUPERUSER, "--auth=scram-sha-256"]
+            # initdb reads the password from a file that the server's user can open, removed right after.
+            with tempfile.TemporaryDirectory() as tmp:
+                pwfile = Path(tmp) / "password"
+                pwfile.write_text(password)
+                if owner is not None:
+                    for path in (Path(tmp), pwfile):
+                        os.chown(path, owner.pw_uid, owner.pw_gid)
+                run([*initdb, f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C", "--no-instructions"], "")
+            run([str(bin_dir / "postgres"), "--single", "-D", str(data), "postgres"], f"CREATE DATABASE {self.DATABASE};\n")
+
+        argv = (
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(ctx.ports.postgres),
+            "-c",
+            f"listen_addresses={ctx.host}",
+            # TCP only: no socket file in a directory another user would have to share.
+            "-c",
+            "unix_socket_directories=",
+        )
+        return ProcessSpec(
+            name=self.name,
+            kind="middleware",
+            argv=argv,
+            env={},
+            ports=(ctx.ports.postgres,),
+            main_port=ctx.ports.postgres,
+            ready=lambda: postgres_ready(bin_dir / "pg_isready", ctx.host, ctx.ports.postgres, self.DATABASE),
+            prepare=init_cluster,
+            user=user,
+        )
+
+    def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
+        password = quote(ctx.secrets.postgres_password, safe="")
+        address = f"{ctx.host}:{ctx.ports.postgres}"
+        return {"DATABASE_URL": f"postgresql+asyncpg://{self.SUPERUSER}:{password}@{address}/{self.DATABASE}"}
+
+    def local_urls(self, ctx: LocalContext) -> dict[str, str]:
+        return {"PostgreSQL": f"postgresql://{self.SUPERUSER}@{ctx.host}:{ctx.ports.postgres}/{self.DATABASE}"}
+
+
+CATALOG: dict[str, Middleware] = {m.name: m for m in (Temporal(), MinIO(), Nats(), PostgreSQL())}
 
 
 def get(name: str) -> Middleware:
@@ -315,6 +512,6 @@ def get(name: str) -> Middleware:
 
 
 def in_catalog_order(names: list[str] | tuple[str, ...] | set[str]) -> list[str]:
-    """Catalog order is start order (Temporal before storage) and the order in every file we write."""
+    """Catalog order is start order and the order in every file we write."""
     wanted = set(names)
     return [name for name in CATALOG if name in wanted]

@@ -307,7 +307,9 @@ class LocalStack:
 
     def _spawn(self, spec: ProcessSpec) -> None:
         log = self.log_path(spec.name)
-        proc = spawn(spec.argv, {**self.environ, **spec.env}, log, paths.REPO_ROOT)
+        if spec.prepare is not None:
+            spec.prepare()
+        proc = spawn(spec.argv, {**self.environ, **spec.env}, log, paths.REPO_ROOT, spec.user)
         self._procs[spec.name] = proc
         record = PidRecord(
             name=spec.name,

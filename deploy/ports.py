@@ -32,6 +32,12 @@ class Ports:
     temporal_http: int = 7243
     temporal_metrics: int = 7244
     s3: int = 9000
+    nats: int = 4222
+    nats_monitor: int = 8222
+    # The scale shape only.
+    postgres: int = 5432
+    main_2: int = 8010
+    communication_2: int = 8011
     # The MinIO console (docker mode only).
     s3_console: int = 9001
     # SeaweedFS internals (local mode only), each also using port + 10000.

@@ -8,6 +8,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -125,8 +126,11 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def spawn(argv: tuple[str, ...], env: Mapping[str, str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """Start a process in a new session (its own process group), output appended to its log file."""
+def spawn(
+    argv: tuple[str, ...], env: Mapping[str, str], log_path: Path, cwd: Path, user: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a process in a new session (its own process group), output appended to its log file; as ``user``
+    when given."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -139,9 +143,13 @@ def spawn(argv: tuple[str, ...], env: Mapping[str, str], log_path: Path, cwd: Pa
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=dict(env),
-                cwd=cwd,
+                # Another user may not be allowed into the repository.
+                cwd=cwd if user is None else Path("/"),
                 # Own session: survives the deploy tool exiting, and can be stopped as a group.
                 start_new_session=True,
+                user=user,
+                group=None if user is None else pwd.getpwnam(user).pw_gid,
+                extra_groups=None if user is None else [],
             )
         except OSError as exc:
             raise DeployError(f"cannot start {argv[0]}: {exc}") from exc

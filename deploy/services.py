@@ -29,6 +29,8 @@ class AppService:
     container_port: int
     # Published to the host in docker mode (user-facing).
     published: bool
+    # Answers 200 once the service serves (local mode waits for it).
+    ready_path: str = "/healthz"
 
     @property
     def env_prefix(self) -> str:
@@ -38,10 +40,11 @@ class AppService:
         return (REPO_ROOT / self.module.replace(".", "/") / "__main__.py").is_file()
 
 
-# Start order: nothing depends on the simulator; main publishes to communication.
+# Start order: nothing depends on the simulator; communication is ready once it reads the event stream, which main
+# creates.
 APP_SERVICES = (
     AppService("simulator", "services.simulator", "simulator", 8002, published=False),
-    AppService("communication", "services.communication", "communication", 8001, published=True),
+    AppService("communication", "services.communication", "communication", 8001, published=True, ready_path="/readyz"),
     AppService("main", "services.main", "main", 8000, published=True),
 )
 WORKER_MODULE = "services.async_task"
@@ -69,7 +72,8 @@ def discover_integrations(environ: Mapping[str, str] | None = None) -> tuple[Dis
 
 def local_environment(ctx: LocalContext, middleware: Sequence[Middleware]) -> dict[str, str]:
     """The shared contract every one of our local processes is started with (on top of the caller's env)."""
-    env = dict(ctx.environ)
+    # SQLite unless a middleware (PostgreSQL) gives main another store.
+    env = {**ctx.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state_dir / 'main.db'}"}
     for m in middleware:
         env.update(m.local_app_env(ctx))
     simulator_url = ctx.url(ctx.ports.simulator)
@@ -82,7 +86,6 @@ def local_environment(ctx: LocalContext, middleware: Sequence[Middleware]) -> di
             "REALTIME_SECRET": ctx.secrets.realtime_secret,
             # Keys given by the caller (e.g. tests with several users) are served next to the dev key.
             "API_KEYS": ",".join(filter(None, (ctx.secrets.api_keys, ctx.environ.get("API_KEYS", "")))),
-            "DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state_dir / 'main.db'}",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -102,7 +105,7 @@ def local_app_processes(
     specs: list[ProcessSpec] = []
     for service in APP_SERVICES:
         port = int(getattr(ctx.ports, service.port_field))
-        url = f"{ctx.url(port)}/healthz"
+        url = f"{ctx.url(port)}{service.ready_path}"
         specs.append(
             ProcessSpec(
                 name=service.name,

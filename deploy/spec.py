@@ -32,6 +32,7 @@ class Secrets:
     dev_api_key: str
     s3_access_key: str
     s3_secret_key: str
+    postgres_password: str
 
     @property
     def api_keys(self) -> str:
@@ -66,6 +67,10 @@ class LocalContext:
         return self.bin_dir / "weed"
 
     @property
+    def nats_bin(self) -> Path:
+        return self.bin_dir / "nats-server"
+
+    @property
     def temporal_address(self) -> str:
         return f"{self.host}:{self.ports.temporal}"
 
@@ -98,6 +103,10 @@ class ProcessSpec:
     # The port shown in progress lines ("waiting for temporal (7233)...").
     main_port: int | None
     ready: Callable[[], Health]
+    # Runs before the process is started (e.g. create a database cluster on the first start).
+    prepare: Callable[[], None] | None = None
+    # The user the process runs as; None: the deploy tool's own.
+    user: str | None = None
     # Health for `status`; defaults to the readiness check.
     health: Callable[[], Health] | None = None
     # Runs once the process is ready (e.g. create the results bucket).

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import uvicorn
 from litestar.types import ASGIApp
 
-from services.shared.settings import Env, SettingsError
+from services.shared.settings import Env, EventStreamSettings, SettingsError
 
 from .protocol import WebSocketProtocol
 
@@ -19,12 +19,14 @@ MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class CommunicationSettings:
-    internal_token: str
     realtime_secret: str
+    events: EventStreamSettings
     host: str = "127.0.0.1"
     port: int = 8001
     # Messages waiting for one socket; a socket that falls this far behind is disconnected as too slow.
     queue_size: int = 256
+    # A resuming client that missed more events than this is told to re-read from main instead.
+    resume_max_events: int = 1000
     # Seconds between keepalive pings (0 turns them off) and how long a peer may take to answer one. A socket we
     # are closing gets the same time to take its close frame before it is aborted.
     ping_interval: float = 20.0
@@ -37,18 +39,19 @@ class CommunicationSettings:
     # Seconds that open connections get to finish after SIGTERM (sockets are told 1012 "service restart").
     shutdown_timeout: int = 5
     log_level: str = "info"
-    # One line per HTTP request; off by default because publishes can come a thousand a second.
+    # One line per HTTP request; off by default.
     access_log: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommunicationSettings:
         env = Env(environ)
         settings = cls(
-            internal_token=env.get("INTERNAL_TOKEN"),
             realtime_secret=env.get("REALTIME_SECRET"),
+            events=EventStreamSettings.from_env(env),
             host=env.get("COMMUNICATION_HOST", cls.host),
             port=env.get_int("COMMUNICATION_PORT", cls.port),
             queue_size=env.get_int("COMMUNICATION_QUEUE_SIZE", cls.queue_size),
+            resume_max_events=env.get_int("COMMUNICATION_RESUME_MAX_EVENTS", cls.resume_max_events),
             ping_interval=env.get_float("COMMUNICATION_PING_INTERVAL", cls.ping_interval),
             ping_timeout=env.get_float("COMMUNICATION_PING_TIMEOUT", cls.ping_timeout),
             per_message_deflate=env.get_bool("COMMUNICATION_PER_MESSAGE_DEFLATE", cls.per_message_deflate),
@@ -65,6 +68,10 @@ class CommunicationSettings:
             raise SettingsError(f"COMMUNICATION_PORT must be between 0 and 65535, got {self.port}")
         if self.queue_size < 1:
             raise SettingsError(f"COMMUNICATION_QUEUE_SIZE must be at least 1, got {self.queue_size}")
+        if self.resume_max_events < 1:
+            raise SettingsError(
+                f"COMMUNICATION_RESUME_MAX_EVENTS must be at least 1, got {self.resume_max_events}"
+            )
         if self.ping_interval < 0:
             raise SettingsError(f"COMMUNICATION_PING_INTERVAL must not be negative, got {self.ping_interval}")
         if self.ping_timeout <= 0:

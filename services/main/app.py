@@ -17,14 +17,13 @@ from temporalio.client import Client
 from services.shared import logs
 from services.shared.converter import data_converter
 from services.shared.discovery import Discovery, discover
-from services.shared.http_link import HttpLink
 from services.shared.storage import ObjectStore
 
 from .console import console_router
 from .controllers import HealthController, InternalController, RealtimeController, TaskController
 from .errors import handle_http_exception, handle_unexpected
 from .integrations_router import integration_router, load_api
-from .publisher import EventPublisher
+from .relay import OutboxRelay
 from .service import TaskService
 from .settings import MainSettings
 from .store import TaskStore
@@ -40,7 +39,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store = TaskStore.from_url(settings.database_url)
-        await store.create_schema()
+        await store.migrate()
         # Lazy: main starts (and serves reads of stored state) even while Temporal is still coming up.
         temporal = await Client.connect(
             settings.platform.temporal.address,
@@ -48,15 +47,21 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
             data_converter=data_converter,
             lazy=True,
         )
-        link = HttpLink(settings.platform.communication_url, settings.platform.internal_token, timeout=5.0)
-        publisher = EventPublisher(link, settings.publish_attempts, settings.publish_interval_seconds)
-        publisher.start()
+        # In the background: main serves (and writes events to its outbox) while NATS is away.
+        relay = OutboxRelay(
+            store,
+            settings.events,
+            settings.relay_batch_size,
+            settings.relay_poll_seconds,
+            settings.outbox_keep_seconds,
+        )
+        relay.start()
         objects = ObjectStore(settings.platform.storage)
-        app.state.tasks = TaskService(settings, store, temporal, publisher, objects)
+        app.state.tasks = TaskService(settings, store, temporal, relay, objects)
         try:
             yield
         finally:
-            await publisher.stop()
+            await relay.stop()
             await store.close()
 
     def provide_tasks(state: State) -> TaskService:

@@ -1,4 +1,4 @@
-"""Task business logic: create, read with query-time sync, cancel, apply reports, publish events."""
+"""Task business logic: create, read with query-time sync, cancel, apply reports, and the events they produce."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,16 +18,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from services.shared.discovery import Integration
 from services.shared.events import TaskEvent
-from services.shared.realtime_token import user_channel
 from services.shared.storage import ObjectStore
 from services.shared.tasks import ReportOutcome, TaskError, TaskReport, TaskResult, is_terminal, workflow_id_for
 
 from .errors import ApiError, not_found, temporal_unreachable
 from .kit import IntegrationApi, StartContext
-from .publisher import EventPublisher
+from .relay import OutboxRelay
 from .schemas import ObjectRead, OutputRead, TaskRead
 from .settings import MainSettings
-from .store import StoreConflictError, TaskRecord, TaskStore
+from .store import OutboxEvent, StoreConflictError, TaskRecord, TaskStore
 
 log = logging.getLogger("main.tasks")
 
@@ -37,13 +37,13 @@ class TaskService:
         settings: MainSettings,
         store: TaskStore,
         temporal: Client,
-        publisher: EventPublisher,
+        relay: OutboxRelay,
         objects: ObjectStore,
     ) -> None:
         self.settings = settings
         self.store = store
         self.temporal = temporal
-        self.publisher = publisher
+        self.relay = relay
         self.objects = objects
 
     # -- create ---------------------------------------------------------------------------------------
@@ -62,6 +62,7 @@ class TaskService:
                 input=input_json,
                 idempotency_key=idempotency_key,
                 request_digest=digest,
+                event=self._event,
                 callback_secret=secrets.token_urlsafe(24) if api.callback_secret else None,
             )
         except StoreConflictError as exc:
@@ -79,11 +80,13 @@ class TaskService:
                 execution_timeout=api.execution_timeout,
             )
         except Exception as exc:
-            # Nothing half-done stays behind: the client gets a retryable error and may retry safely.
-            await self.store.delete(record.id)
+            # Nothing half-done stays behind: the client gets a retryable error and may retry safely. A relay may
+            # have published the task's first event already; the deletion's event follows it.
+            await self.store.delete(record.id, self._deleted_event)
+            self.relay.wake()
             log.warning("could not start workflow for task %s: %r", record.id, exc)
             raise ApiError(503, "temporal_unavailable", "could not start the task; try again", True) from exc
-        self._publish(record, {"status": record.status})
+        self.relay.wake()
         return record, True
 
     def _callback_url(self, integration: Integration, record: TaskRecord) -> str | None:
@@ -148,11 +151,11 @@ class TaskService:
     async def apply(self, task_id: str, report: TaskReport) -> tuple[ReportOutcome, TaskRecord]:
         """The one path by which task state changes: applied at most once, one event per applied change."""
         try:
-            outcome, record, changes = await self.store.apply_report(task_id, report)
+            outcome, record, _ = await self.store.apply_report(task_id, report, self._event)
         except KeyError:
             raise not_found(f"task {task_id}") from None
         if outcome.applied:
-            self._publish(record, changes)
+            self.relay.wake()
         return outcome, record
 
     async def cancel(self, owner: str, task_id: str) -> TaskRecord:
@@ -214,7 +217,8 @@ class TaskService:
             data=result.data,
         )
 
-    def _publish(self, record: TaskRecord, changes: dict[str, Any]) -> None:
+    def _event(self, record: TaskRecord, changes: dict[str, Any], name: str = "task.updated") -> OutboxEvent:
+        """The event of an applied change, as the outbox stores it (built inside the store's transaction)."""
         payload: dict[str, Any] = {}
         for field, value in changes.items():
             if field == "result":
@@ -222,11 +226,16 @@ class TaskService:
             else:
                 payload[field] = msgspec.to_builtins(value)
         event = TaskEvent(
+            id=str(uuid.uuid4()),
             task_id=record.id,
             integration=record.integration,
             status=record.status,
             changes=payload,
             timestamp=record.updated_at.isoformat(),
             version=record.version,
+            event=name,
         )
-        self.publisher.publish(user_channel(record.owner), msgspec.to_builtins(event))
+        return OutboxEvent(id=event.id, payload=msgspec.json.encode(event))
+
+    def _deleted_event(self, record: TaskRecord, _: dict[str, Any]) -> OutboxEvent:
+        return self._event(msgspec.structs.replace(record, version=record.version + 1), {}, "task.deleted")

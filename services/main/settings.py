@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.shared.discovery import parse_blacklist
-from services.shared.settings import Env, PlatformSettings, SettingsError
+from services.shared.settings import Env, EventStreamSettings, PlatformSettings, SettingsError
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
@@ -21,6 +21,7 @@ def parse_api_keys(raw: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class MainSettings:
     platform: PlatformSettings
+    events: EventStreamSettings
     host: str
     port: int
     database_url: str
@@ -34,9 +35,13 @@ class MainSettings:
     blacklist: tuple[str, ...]
     # Bound on how long a read waits for Temporal when it syncs a non-terminal task.
     sync_timeout_seconds: float
-    publish_attempts: int
-    # At most one publish request to communication per interval; events in between share it.
-    publish_interval_seconds: float
+    # Events the outbox relay publishes per round.
+    relay_batch_size: int
+    # How often the relay looks for events without being told of a commit: those committed by another main process
+    # that died before relaying them.
+    relay_poll_seconds: float
+    # Sent events stay in the outbox this long (for inspection), then the relay prunes them.
+    outbox_keep_seconds: float
     # One log line per HTTP request (uvicorn's access log); off by default, as workers report often.
     access_log: bool
     # uvicorn worker processes serving main; with SQLite they share the database file.
@@ -49,6 +54,7 @@ class MainSettings:
         port = env.get_int("MAIN_PORT", 8000)
         return cls(
             platform=platform,
+            events=EventStreamSettings.from_env(env),
             host=env.get("MAIN_HOST", "127.0.0.1"),
             port=port,
             database_url=env.get("DATABASE_URL", "sqlite+aiosqlite:///.data/main.db"),
@@ -61,8 +67,9 @@ class MainSettings:
             ),
             blacklist=parse_blacklist(env.raw("INTEGRATIONS_BLACKLIST")),
             sync_timeout_seconds=env.get_float("MAIN_SYNC_TIMEOUT_SECONDS", 3.0),
-            publish_attempts=env.get_int("MAIN_PUBLISH_ATTEMPTS", 3),
-            publish_interval_seconds=env.get_int("MAIN_PUBLISH_INTERVAL_MS", 5) / 1000,
+            relay_batch_size=env.get_int("MAIN_RELAY_BATCH_SIZE", 500),
+            relay_poll_seconds=env.get_int("MAIN_RELAY_POLL_MS", 500) / 1000,
+            outbox_keep_seconds=env.get_float("MAIN_OUTBOX_KEEP_SECONDS", 600.0),
             access_log=env.get_bool("MAIN_ACCESS_LOG", False),
             workers=env.get_int("MAIN_WORKERS", 1),
         )
@@ -70,8 +77,12 @@ class MainSettings:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise SettingsError(f"MAIN_WORKERS must be at least 1, got {self.workers}")
-        if self.publish_interval_seconds < 0:
-            raise SettingsError("MAIN_PUBLISH_INTERVAL_MS must not be negative")
+        if self.relay_batch_size < 1:
+            raise SettingsError(f"MAIN_RELAY_BATCH_SIZE must be at least 1, got {self.relay_batch_size}")
+        if self.relay_poll_seconds <= 0:
+            raise SettingsError("MAIN_RELAY_POLL_MS must be positive")
+        if self.outbox_keep_seconds < 0:
+            raise SettingsError("MAIN_OUTBOX_KEEP_SECONDS must not be negative")
 
     def __repr__(self) -> str:
         return f"MainSettings(host={self.host!r}, port={self.port}, users={sorted(set(self.api_keys.values()))})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import msgspec
@@ -113,6 +114,44 @@ class StorageSettings(msgspec.Struct, frozen=True):
     def __repr__(self) -> str:
         # Keep the secret key out of logs and tracebacks.
         return f"StorageSettings(endpoint={self.endpoint!r}, bucket={self.bucket!r}, secure={self.secure})"
+
+
+@dataclass(frozen=True)
+class EventStreamSettings:
+    """The JetStream stream that carries task events from main to communication (``services/shared/events.py``)."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    stream: str = "TASK_EVENTS"
+    # Each user's events go to ``<prefix>.<user as a subject token>``.
+    subject_prefix: str = "tasks.events"
+    # Retention: older events, or the oldest beyond the size, are dropped; a client resuming from before them is
+    # told to re-read from main.
+    max_age_seconds: float = 86_400.0
+    max_bytes: int = 1024 * 1024 * 1024
+    # JetStream drops a second publish of an event id within this window (the relay's retries after a crash).
+    duplicate_window_seconds: float = 120.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> EventStreamSettings:
+        settings = cls(
+            nats_url=env.get("NATS_URL", cls.nats_url),
+            stream=env.get("EVENTS_STREAM", cls.stream),
+            subject_prefix=env.get("EVENTS_SUBJECT_PREFIX", cls.subject_prefix),
+            max_age_seconds=env.get_float("EVENTS_MAX_AGE_SECONDS", cls.max_age_seconds),
+            max_bytes=env.get_int("EVENTS_MAX_BYTES", cls.max_bytes),
+            duplicate_window_seconds=env.get_float("EVENTS_DUPLICATE_WINDOW_SECONDS", cls.duplicate_window_seconds),
+        )
+        if not settings.nats_url.startswith(("nats://", "tls://")):
+            raise SettingsError(f"environment variable NATS_URL must be a nats:// or tls:// URL, got {settings.nats_url!r}")
+        if settings.max_age_seconds <= 0 or settings.max_bytes <= 0 or settings.duplicate_window_seconds <= 0:
+            raise SettingsError(
+                "EVENTS_MAX_AGE_SECONDS, EVENTS_MAX_BYTES and EVENTS_DUPLICATE_WINDOW_SECONDS must be positive"
+            )
+        return settings
+
+    def __repr__(self) -> str:
+        # The URL may carry credentials.
+        return f"EventStreamSettings(stream={self.stream!r}, subject_prefix={self.subject_prefix!r})"
 
 
 class PlatformSettings(msgspec.Struct, frozen=True):
