@@ -324,7 +324,14 @@ class Nats(Middleware):
                 "command": ["-js", "-sd", "/data", "-p", str(self.CLIENT), "-m", str(self.MONITOR)],
                 "volumes": ["nats-data:/data"],
                 "healthcheck": healthcheck(
-                    ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{self.MONITOR}/healthz?js-enabled-only=true"]
+                    [
+                        "CMD",
+                        "wget",
+                        "-q",
+                        "-O",
+                        "/dev/null",
+                        f"http://127.0.0.1:{self.MONITOR}/healthz?js-enabled-only=true",
+                    ]
                 ),
                 "restart": "unless-stopped",
             }
@@ -394,6 +401,8 @@ class PostgreSQL(Middleware):
     SUPERUSER = "postgres"
     # The server refuses to run as root; a root deploy tool runs it as this user (Debian's package creates it).
     SERVICE_USER = "postgres"
+    # A compose variable with its development default, as for the stack's other secrets.
+    COMPOSE_PASSWORD = "${POSTGRES_PASSWORD:-dev-postgres-password}"  # noqa: S105
 
     def compose_services(self) -> dict[str, ComposeService]:
         return {
@@ -402,7 +411,7 @@ class PostgreSQL(Middleware):
                 "init": True,
                 "environment": {
                     "POSTGRES_USER": self.SUPERUSER,
-                    "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD:-dev-postgres-password}",
+                    "POSTGRES_PASSWORD": self.COMPOSE_PASSWORD,
                     "POSTGRES_DB": self.DATABASE,
                 },
                 "volumes": ["postgres-data:/var/lib/postgresql/data"],
@@ -415,8 +424,10 @@ class PostgreSQL(Middleware):
         return ("postgres-data",)
 
     def compose_app_env(self) -> dict[str, str]:
-        password = "${POSTGRES_PASSWORD:-dev-postgres-password}"
-        return {"DATABASE_URL": f"postgresql+asyncpg://{self.SUPERUSER}:{password}@postgres:{self.PORT}/{self.DATABASE}"}
+        password = self.COMPOSE_PASSWORD
+        return {
+            "DATABASE_URL": f"postgresql+asyncpg://{self.SUPERUSER}:{password}@postgres:{self.PORT}/{self.DATABASE}"
+        }
 
     def compose_ready(self) -> dict[str, str]:
         return {"postgres": "service_healthy"}
@@ -466,7 +477,10 @@ class PostgreSQL(Middleware):
                     for path in (Path(tmp), pwfile):
                         os.chown(path, owner.pw_uid, owner.pw_gid)
                 run([*initdb, f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C", "--no-instructions"], "")
-            run([str(bin_dir / "postgres"), "--single", "-D", str(data), "postgres"], f"CREATE DATABASE {self.DATABASE};\n")
+            run(
+                [str(bin_dir / "postgres"), "--single", "-D", str(data), "postgres"],
+                f"CREATE DATABASE {self.DATABASE};\n",
+            )
 
         argv = (
             str(bin_dir / "postgres"),

@@ -93,6 +93,9 @@ class EventFeed:
     async def _deliver(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
         self._hub.publish(msg.subject, wire_message(seq, msg.data), seq)
+        # The client hands over a burst from the stream without yielding: let the sockets' senders run between
+        # events, so a burst is not all queued before any of it is sent.
+        await asyncio.sleep(0)
 
     async def replay(self, subject: str, since: int, limit: int) -> Replay:
         """Every event on ``subject`` after ``since`` (up to the newest now), or why the client must re-read."""
@@ -114,7 +117,8 @@ class EventFeed:
             if len(replay.events) >= limit:
                 return Replay(resync=f"more than {limit} events were missed")
             msg = await js.get_msg(stream, seq=seq, subject=subject, next=True, direct=True)
-            assert msg.seq is not None and msg.data is not None
+            assert msg.seq is not None
+            assert msg.data is not None
             replay.events.append((msg.seq, wire_message(msg.seq, msg.data)))
             seq = msg.seq + 1
         # Retention may have removed events while they were read: then some may have been skipped.

@@ -69,9 +69,7 @@ class CommunicationSettings:
         if self.queue_size < 1:
             raise SettingsError(f"COMMUNICATION_QUEUE_SIZE must be at least 1, got {self.queue_size}")
         if self.resume_max_events < 1:
-            raise SettingsError(
-                f"COMMUNICATION_RESUME_MAX_EVENTS must be at least 1, got {self.resume_max_events}"
-            )
+            raise SettingsError(f"COMMUNICATION_RESUME_MAX_EVENTS must be at least 1, got {self.resume_max_events}")
         if self.ping_interval < 0:
             raise SettingsError(f"COMMUNICATION_PING_INTERVAL must not be negative, got {self.ping_interval}")
         if self.ping_timeout <= 0:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from services.shared import event_stream
 from services.shared.settings import EventStreamSettings
@@ -136,9 +137,6 @@ class OutboxRelay:
             raise RelayError(f"JetStream acknowledged {len(sent)} of {len(batch.rows)} events: {problem!r}")
         return len(sent)
 
-    async def _publish(self, js: JetStreamContext, row: OutboxRow) -> asyncio.Future[object]:
+    async def _publish(self, js: JetStreamContext, row: OutboxRow) -> asyncio.Future[PubAck]:
         subject = event_stream.user_subject(self._events, row.owner)
-        future: asyncio.Future[object] = await js.publish_async(
-            subject, row.payload, headers={"Nats-Msg-Id": row.event_id}
-        )
-        return future
+        return await js.publish_async(subject, row.payload, headers={"Nats-Msg-Id": row.event_id})

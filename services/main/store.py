@@ -459,5 +459,5 @@ async def _enqueue(conn: AsyncConnection, record: TaskRecord, event: OutboxEvent
     )
 
 
-def _outbox_rows(rows: Sequence[sa.Row[Any]]) -> list[OutboxRow]:
+def _outbox_rows(rows: Sequence[Any]) -> list[OutboxRow]:
     return [OutboxRow(seq=r[0], event_id=r[1], owner=r[2], payload=r[3]) for r in rows]

@@ -142,11 +142,13 @@ class EventStreamSettings:
             duplicate_window_seconds=env.get_float("EVENTS_DUPLICATE_WINDOW_SECONDS", cls.duplicate_window_seconds),
         )
         if not settings.nats_url.startswith(("nats://", "tls://")):
-            raise SettingsError(f"environment variable NATS_URL must be a nats:// or tls:// URL, got {settings.nats_url!r}")
+            raise SettingsError("environment variable NATS_URL must be a nats:// or tls:// URL")
         if settings.max_age_seconds <= 0 or settings.max_bytes <= 0 or settings.duplicate_window_seconds <= 0:
             raise SettingsError(
                 "EVENTS_MAX_AGE_SECONDS, EVENTS_MAX_BYTES and EVENTS_DUPLICATE_WINDOW_SECONDS must be positive"
             )
+        if settings.duplicate_window_seconds > settings.max_age_seconds:
+            raise SettingsError("EVENTS_DUPLICATE_WINDOW_SECONDS must not exceed EVENTS_MAX_AGE_SECONDS")
         return settings
 
     def __repr__(self) -> str:

@@ -1,28 +1,58 @@
-"""Runs communication as a real process on a free port, the way compose runs it."""
+"""Runs communication as a real process on a free port, the way compose runs it, against a real NATS server whose
+stream the tests publish task events to (as main's relay does)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as Nats
+from nats.js import JetStreamContext
 
+from deploy.local import LocalStack
+from deploy.ports import Ports
+from services.shared import event_stream
 from services.shared.realtime_token import issue
+from services.shared.settings import EventStreamSettings
 from tests.stack import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-INTERNAL_TOKEN = "test-internal-token"
 REALTIME_SECRET = "test-realtime-secret"
 STARTUP_TIMEOUT = 15.0
+
+
+@dataclass
+class Events:
+    """The task-event stream of the tests' NATS server: what main's relay would publish."""
+
+    settings: EventStreamSettings
+    nats: Nats
+    js: JetStreamContext
+
+    async def publish(self, user: str, event: dict[str, Any]) -> int:
+        """Publish ``event`` to ``user``'s subject; its stream sequence."""
+        ack = await self.js.publish(event_stream.user_subject(self.settings, user), json.dumps(event).encode())
+        return ack.seq
+
+    def env(self) -> dict[str, str]:
+        return {
+            "NATS_URL": self.settings.nats_url,
+            "EVENTS_STREAM": self.settings.stream,
+            "EVENTS_SUBJECT_PREFIX": self.settings.subject_prefix,
+            "EVENTS_MAX_AGE_SECONDS": str(self.settings.max_age_seconds),
+            "EVENTS_DUPLICATE_WINDOW_SECONDS": str(self.settings.duplicate_window_seconds),
+        }
 
 
 @dataclass
@@ -30,14 +60,18 @@ class Service:
     process: asyncio.subprocess.Process
     port: int
     log_path: Path
+    events: Events
 
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def ws_url(self, token: str | None = None) -> str:
+    def ws_url(self, token: str | None = None, since: int | str | None = None) -> str:
         url = f"ws://127.0.0.1:{self.port}/ws"
-        return url if token is None else f"{url}?token={token}"
+        query = [f"token={token}"] if token is not None else []
+        if since is not None:
+            query.append(f"since={since}")
+        return f"{url}?{'&'.join(query)}" if query else url
 
     def token(self, user: str, ttl_seconds: int = 300) -> str:
         token, _ = issue(REALTIME_SECRET, user, ttl_seconds)
@@ -46,15 +80,8 @@ class Service:
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.http_url, timeout=10)
 
-    async def publish(self, http: httpx.AsyncClient, channel: str, event: dict[str, Any]) -> int:
-        response = await http.post(
-            "/internal/publish",
-            json={"channel": channel, "event": event},
-            headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
-        )
-        assert response.status_code == 200, response.text
-        delivered: int = response.json()["delivered"]
-        return delivered
+    async def publish(self, user: str, event: dict[str, Any]) -> int:
+        return await self.events.publish(user, event)
 
     async def metrics(self, http: httpx.AsyncClient) -> dict[str, int]:
         response = await http.get("/metrics")
@@ -66,26 +93,54 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
-async def wait_until_healthy(service: Service) -> None:
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    stack = LocalStack(
+        tmp_path_factory.mktemp("nats") / "state", Ports.free(), components=["nats"], middleware=["nats"]
+    )
+    with stack:
+        yield stack
+
+
+async def open_stream(nats_server: LocalStack, **settings: Any) -> Events:
+    """A stream of its own (``stream`` and ``subject_prefix`` name it) on the tests' NATS server, created as main
+    creates it."""
+    config = EventStreamSettings(nats_url=nats_server.service_env()["NATS_URL"], **settings)
+    nats = await event_stream.connect(config, name="tests")
+    js = nats.jetstream()
+    await event_stream.ensure_stream(js, config)
+    return Events(config, nats, js)
+
+
+@pytest.fixture(scope="session")
+async def events(nats_server: LocalStack) -> AsyncIterator[Events]:
+    stream = await open_stream(nats_server)
+    yield stream
+    await stream.nats.close()
+
+
+async def wait_until_ready(service: Service) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     async with service.http() as http:
         while True:
             if service.process.returncode is not None:
                 raise RuntimeError(f"communication exited with {service.process.returncode}:\n{service.log()}")
             with contextlib.suppress(httpx.TransportError):
-                if (await http.get("/healthz")).status_code == 200:
+                if (await http.get("/readyz")).status_code == 200:
                     return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"communication did not become healthy in {STARTUP_TIMEOUT}s:\n{service.log()}")
+                raise TimeoutError(f"communication did not become ready in {STARTUP_TIMEOUT}s:\n{service.log()}")
             await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
-async def run_service(log_dir: Path, port: int | None = None, **overrides: str) -> AsyncIterator[Service]:
+async def run_service(
+    log_dir: Path, events: Events, port: int | None = None, **overrides: str
+) -> AsyncIterator[Service]:
     port = port or free_port()
     env = {
         **os.environ,
-        "INTERNAL_TOKEN": INTERNAL_TOKEN,
+        **events.env(),
         "REALTIME_SECRET": REALTIME_SECRET,
         "COMMUNICATION_HOST": "127.0.0.1",
         "COMMUNICATION_PORT": str(port),
@@ -102,9 +157,9 @@ async def run_service(log_dir: Path, port: int | None = None, **overrides: str) 
             stdout=log_file,
             stderr=asyncio.subprocess.STDOUT,
         )
-    service = Service(process, port, log_path)
+    service = Service(process, port, log_path, events)
     try:
-        await wait_until_healthy(service)
+        await wait_until_ready(service)
         yield service
     finally:
         if process.returncode is None:
@@ -117,7 +172,7 @@ async def run_service(log_dir: Path, port: int | None = None, **overrides: str) 
 
 
 @pytest.fixture(scope="session")
-async def service(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
+async def service(tmp_path_factory: pytest.TempPathFactory, events: Events) -> AsyncIterator[Service]:
     """One service with default settings, shared by the tests that do not need their own."""
-    async with run_service(tmp_path_factory.mktemp("communication")) as running:
+    async with run_service(tmp_path_factory.mktemp("communication"), events) as running:
         yield running

@@ -7,7 +7,7 @@ import pytest
 from services.communication.settings import CommunicationSettings
 from services.shared.settings import SettingsError
 
-REQUIRED = {"INTERNAL_TOKEN": "internal-secret", "REALTIME_SECRET": "realtime-secret"}
+REQUIRED = {"REALTIME_SECRET": "realtime-secret"}
 
 
 def test_defaults() -> None:
@@ -41,7 +41,7 @@ def test_tunables_are_read() -> None:
     assert config.ws_ping_timeout == 2.5
 
 
-@pytest.mark.parametrize("missing", ["INTERNAL_TOKEN", "REALTIME_SECRET"])
+@pytest.mark.parametrize("missing", ["REALTIME_SECRET"])
 def test_secrets_are_required(missing: str) -> None:
     with pytest.raises(SettingsError, match=missing):
         CommunicationSettings.from_env({k: v for k, v in REQUIRED.items() if k != missing})
@@ -56,6 +56,9 @@ def test_secrets_are_required(missing: str) -> None:
         ("COMMUNICATION_PING_TIMEOUT", "0"),
         ("COMMUNICATION_PING_INTERVAL", "-1"),
         ("COMMUNICATION_LOG_LEVEL", "loud"),
+        ("COMMUNICATION_RESUME_MAX_EVENTS", "0"),
+        ("NATS_URL", "http://127.0.0.1:4222"),
+        ("EVENTS_MAX_AGE_SECONDS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
@@ -64,7 +67,7 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 
 
 def test_repr_hides_the_secrets() -> None:
-    text = repr(CommunicationSettings.from_env(REQUIRED))
+    text = repr(CommunicationSettings.from_env({**REQUIRED, "NATS_URL": "nats://communication:nats-secret@nats:4222"}))
 
-    assert "internal-secret" not in text
+    assert "nats-secret" not in text
     assert "realtime-secret" not in text
