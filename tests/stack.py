@@ -3,25 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from deploy import config
 from deploy.local import LocalStack
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 USERS = {"alice": "alice-key", "bob": "bob-key"}
+# The stores main runs on; tests marked ``every_store`` run once on each.
+STORES = ("sqlite", "postgres")
+
+
+def middleware_for(store: str) -> list[str]:
+    """The middleware a stack on ``store`` runs: the enabled ones, and PostgreSQL for the postgres store."""
+    enabled = list(config.load().enabled)
+    return [*enabled, "postgres"] if store == "postgres" else enabled
+
+
+@contextlib.contextmanager
+def state_base(tmp_path_factory: pytest.TempPathFactory, name: str, store: str) -> Iterator[Path]:
+    """Where a test stack keeps its state. PostgreSQL refuses to run as root, so a test run as root starts it as
+    the ``postgres`` user (``deploy/catalog.py``), which cannot enter pytest's private temporary directories: a
+    stack with PostgreSQL lives in a temporary directory that other users may pass through, removed afterwards."""
+    if store != "postgres" or os.geteuid() != 0:
+        yield tmp_path_factory.mktemp(name)
+        return
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -41,7 +41,7 @@ async def connect(settings: EventStreamSettings, name: str) -> Nats:
         name=name,
         error_cb=error,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, used as seconds
+        reconnect_time_wait=0.5,
         connect_timeout=2,
     )
 

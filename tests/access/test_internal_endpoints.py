@@ -1,5 +1,6 @@
 """Every internal endpoint, found in the apps' own route tables (so a new one is covered the day it is added), refuses
-callers without the internal token with a structured 401; a refused report or publish changes nothing."""
+callers without the internal token with a structured 401; a refused report changes nothing. communication has no
+internal endpoint: events reach it only through the event stream."""
 
 from __future__ import annotations
 
@@ -64,9 +65,7 @@ async def test_the_route_tables_have_internal_routes(stack: LocalStack) -> None:
     assert ("POST", "/internal/tasks/{task_id}/report") in {
         (m, re.sub(r"/tasks/[^/]+/", "/tasks/{task_id}/", p)) for m, p in main_internal_routes(stack)
     }
-    assert {("POST", "/internal/publish"), ("POST", "/internal/publish/batch")} <= set(
-        communication_internal_routes(stack)
-    )
+    assert communication_internal_routes(stack) == []
 
 
 async def test_every_internal_route_of_main_needs_the_internal_token(stack: LocalStack) -> None:
@@ -86,46 +85,19 @@ async def test_every_internal_route_of_main_needs_the_internal_token(stack: Loca
             assert ok.status_code == 404, (method, path, ok.text)
 
 
-async def test_every_internal_route_of_communication_needs_the_internal_token(stack: LocalStack) -> None:
-    routes = communication_internal_routes(stack)
-    one = {"channel": "user:nobody", "event": {}}
-    bodies = {"/internal/publish": one, "/internal/publish/batch": {"events": [one]}}
-    async with httpx.AsyncClient(base_url=stack.communication_url) as http:
-        for method, path in routes:
-            publish = bodies[path]
-            for what, headers in wrong_credentials(stack).items():
-                response = await http.request(method, path, json=publish, headers=headers)
-                assert response.status_code == 401, (method, path, what, response.text)
-                body = response.json()
-                assert (body["code"], body["retryable"]) == ("unauthorized", False), (what, body)
-            ok = await http.request(
-                method,
-                path,
-                json=publish,
-                headers={"Authorization": f"Bearer {stack.secrets.internal_token}"},
-            )
-            assert ok.status_code == 200, (method, path, ok.text)
-
-
-async def test_refused_reports_and_publishes_change_nothing(
+async def test_refused_reports_change_nothing(
     stack: LocalStack, echo_worker: Launcher, alice: Api
 ) -> None:
     events = await alice.socket()
     task = (await alice.create("echo", {"message": "not yours to finish", "delay_seconds": 3})).json()
     await events.until(task["id"], "running")
     forged_report = {"status": "failed", "error": {"code": "forged", "message": "forged"}}
-    forged_event = {"event": "task.updated", "task_id": task["id"], "status": "failed", "changes": {}}
     async with httpx.AsyncClient() as http:
         for headers in wrong_credentials(stack).values():
             report = await http.post(
                 f"{stack.main_url}/internal/tasks/{task['id']}/report", json=forged_report, headers=headers
             )
-            publish = await http.post(
-                f"{stack.communication_url}/internal/publish",
-                json={"channel": "user:alice", "event": forged_event},
-                headers=headers,
-            )
-            assert (report.status_code, publish.status_code) == (401, 401)
+            assert report.status_code == 401
     # The task's next event on alice's socket is its own success: nothing forged was stored or delivered. (Events
     # of alice's other tasks, from tests run earlier, may come in between.)
     following = await events.next(timeout=60)
