@@ -85,9 +85,7 @@ async def test_every_internal_route_of_main_needs_the_internal_token(stack: Loca
             assert ok.status_code == 404, (method, path, ok.text)
 
 
-async def test_refused_reports_change_nothing(
-    stack: LocalStack, echo_worker: Launcher, alice: Api
-) -> None:
+async def test_refused_reports_change_nothing(stack: LocalStack, echo_worker: Launcher, alice: Api) -> None:
     events = await alice.socket()
     task = (await alice.create("echo", {"message": "not yours to finish", "delay_seconds": 3})).json()
     await events.until(task["id"], "running")

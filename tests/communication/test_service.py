@@ -209,7 +209,11 @@ async def test_since_ahead_of_the_stream_gets_a_resync(service: Service) -> None
 
 async def test_since_older_than_retention_gets_a_resync(tmp_path: Path, nats_server: LocalStack) -> None:
     events = await open_stream(
-        nats_server, stream="SHORT_RETENTION", subject_prefix="short.events", max_age_seconds=1.0, duplicate_window_seconds=1.0
+        nats_server,
+        stream="SHORT_RETENTION",
+        subject_prefix="short.events",
+        max_age_seconds=1.0,
+        duplicate_window_seconds=1.0,
     )
     try:
         async with run_service(tmp_path, events) as service:

@@ -4,8 +4,8 @@ gets an empty database, migrated as main migrates it at start-up."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,9 +91,7 @@ async def unsent(store: TaskStore) -> list[dict[str, Any]]:
 
 async def test_lifecycle_and_terminal_states_never_change(task_store: TaskStore) -> None:
     task_id = await new_task(task_store)
-    outcome, record, changes = await task_store.apply_report(
-        task_id, TaskReport(status="running", progress=0.1), event
-    )
+    outcome, record, changes = await task_store.apply_report(task_id, TaskReport(status="running", progress=0.1), event)
     assert outcome.applied
     assert changes == {"status": "running", "progress": 0.1}
     outcome, record, changes = await task_store.apply_report(
@@ -255,7 +253,7 @@ async def test_deleting_a_task_writes_a_deleted_event(task_store: TaskStore) -> 
 
 
 async def test_relays_of_several_processes_take_turns_on_postgresql(postgres_server: LocalStack) -> None:
-    """On SQLite relays may overlap instead: JetStream's deduplication makes that harmless (tests/main/test_relay.py)."""
+    """On SQLite relays may overlap instead: JetStream drops the duplicates (tests/main/test_relay.py)."""
     async with empty_postgres_database(postgres_server) as url:
         await relays_take_turns(url)
 
