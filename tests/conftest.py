@@ -17,34 +17,53 @@ from tests.stack import STORES, USERS, Api, Launcher, middleware_for, state_base
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests that use the session's stack run on SQLite; those marked ``every_store`` once on each store."""
-    if "store" in metafunc.fixturenames:
+    if "main_store" in metafunc.fixturenames:
         every = metafunc.definition.get_closest_marker("every_store") is not None
-        metafunc.parametrize("store", STORES if every else STORES[:1], indirect=True, scope="session")
+        metafunc.parametrize("main_store", STORES if every else STORES[:1], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
-def store(request: pytest.FixtureRequest) -> str:
+def main_store(request: pytest.FixtureRequest) -> str:
     """The store main runs on: ``sqlite`` or ``postgres``."""
     name: str = request.param
     return name
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, store: str) -> Iterator[LocalStack]:
-    """Temporal, NATS, the S3 server, the simulator, main and communication on free ports, with main on ``store``
+def stack(tmp_path_factory: pytest.TempPathFactory, main_store: str) -> Iterator[LocalStack]:
+    """Temporal, NATS, the S3 server, the simulator, main and communication on free ports, with main on ``main_store``
     (PostgreSQL started for it). Workers are started by the tests themselves, so they can stop, kill and restart
     them."""
     environ = {**os.environ, "API_KEYS": ",".join(f"{key}:{user}" for user, key in USERS.items())}
-    with state_base(tmp_path_factory, f"stack-{store}", store) as base:
+    with state_base(tmp_path_factory, f"stack-{main_store}", main_store) as base:
         local = LocalStack(
             base / "state",
             Ports.free(),
             components=["middleware", "services"],
-            middleware=middleware_for(store),
+            middleware=middleware_for(main_store),
             environ=environ,
         )
         with local:
             yield local
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A NATS server alone, started through the deploy tool as every stack starts it."""
+    server = LocalStack(
+        tmp_path_factory.mktemp("nats") / "state", Ports.free(), components=["nats"], middleware=["nats"]
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A PostgreSQL server alone, started through the deploy tool as every stack starts it."""
+    with state_base(tmp_path_factory, "postgres", "postgres") as base:
+        server = LocalStack(base / "state", Ports.free(), components=["postgres"], middleware=["postgres"])
+        with server:
+            yield server
 
 
 @pytest.fixture(scope="session")

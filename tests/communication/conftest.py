@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 
 from deploy.local import LocalStack
-from deploy.ports import Ports
 from services.shared import event_stream
 from services.shared.realtime_token import issue
 from services.shared.settings import EventStreamSettings
@@ -91,15 +90,6 @@ class Service:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-@pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    stack = LocalStack(
-        tmp_path_factory.mktemp("nats") / "state", Ports.free(), components=["nats"], middleware=["nats"]
-    )
-    with stack:
-        yield stack
 
 
 async def open_stream(nats_server: LocalStack, **settings: Any) -> Events:
