@@ -99,25 +99,37 @@ def local_environment(ctx: LocalContext, middleware: Sequence[Middleware]) -> di
     return env
 
 
+# In the scale shape, a second replica of each of these runs beside the first (``<name>-2``, port ``<field>_2``).
+REPLICATED = ("main", "communication")
+
+
 def local_app_processes(
     ctx: LocalContext, env: Mapping[str, str], integrations: Sequence[Integration]
 ) -> list[ProcessSpec]:
     specs: list[ProcessSpec] = []
     for service in APP_SERVICES:
-        port = int(getattr(ctx.ports, service.port_field))
-        url = f"{ctx.url(port)}{service.ready_path}"
-        specs.append(
-            ProcessSpec(
-                name=service.name,
-                kind="service",
-                argv=(str(ctx.python), "-m", service.module),
-                env=env,
-                ports=(port,),
-                main_port=port,
-                ready=_http_ready(url),
-                skip_reason=None if service.built() else "not built yet",
+        replicas = 2 if ctx.shape == "scale" and service.name in REPLICATED else 1
+        for replica in range(1, replicas + 1):
+            suffix = "" if replica == 1 else f"_{replica}"
+            port = int(getattr(ctx.ports, service.port_field + suffix))
+            own = dict(env)
+            if replica > 1:
+                own[f"{service.env_prefix}_PORT"] = str(port)
+                if service.name == "main":
+                    # Clients of this replica are sent to the communication replica of the same number.
+                    own["REALTIME_PUBLIC_URL"] = f"ws://{ctx.host}:{getattr(ctx.ports, 'communication' + suffix)}/ws"
+            specs.append(
+                ProcessSpec(
+                    name=service.name if replica == 1 else f"{service.name}-{replica}",
+                    kind="service",
+                    argv=(str(ctx.python), "-m", service.module),
+                    env=own,
+                    ports=(port,),
+                    main_port=port,
+                    ready=_http_ready(f"{ctx.url(port)}{service.ready_path}"),
+                    skip_reason=None if service.built() else "not built yet",
+                )
             )
-        )
     for integration in integrations:
         specs.append(_local_worker(ctx, env, integration))
     return specs

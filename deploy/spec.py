@@ -13,6 +13,9 @@ from services.shared.discovery import Integration
 from .ports import HOST, Ports
 
 Kind = Literal["middleware", "service", "worker"]
+# single: one main and one communication (the default); scale: two of each on PostgreSQL, as several machines run it.
+Shape = Literal["single", "scale"]
+SHAPES: tuple[Shape, ...] = ("single", "scale")
 # A compose service definition, as it is written into compose.yaml.
 ComposeService = dict[str, Any]
 
@@ -50,6 +53,7 @@ class LocalContext:
     ports: Ports
     secrets: Secrets
     environ: Mapping[str, str]
+    shape: Shape = "single"
     host: str = HOST
     python: Path = field(default_factory=lambda: Path(sys.executable))
 
