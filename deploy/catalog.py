@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import signal
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
@@ -504,6 +505,8 @@ class PostgreSQL(Middleware):
             ready=lambda: postgres_ready(bin_dir / "pg_isready", ctx.host, ctx.ports.postgres, self.DATABASE),
             prepare=init_cluster,
             user=user,
+            # Fast shutdown: SIGTERM would wait for every client (main's pooled connections) to disconnect.
+            stop_signal=signal.SIGINT,
         )
 
     def local_app_env(self, ctx: LocalContext) -> dict[str, str]:

@@ -464,6 +464,7 @@ class LocalStack:
 
     def _stop(self, records: list[PidRecord], specs: Sequence[ProcessSpec]) -> None:
         timeouts = {s.name: s.stop_timeout for s in specs}
+        signals = {s.name: s.stop_signal for s in specs}
         began = time.monotonic()
         # Our services first (workers finish their tasks while Temporal still answers), then middleware.
         for group in (
@@ -473,7 +474,7 @@ class LocalStack:
             if not group:
                 continue
             self._write(f"stopping {', '.join(r.name for r in group)}... ")
-            killed = stop_groups(group, timeout=max(timeouts.get(r.name, 15.0) for r in group))
+            killed = stop_groups(group, timeout=max(timeouts.get(r.name, 15.0) for r in group), signals=signals)
             for record in group:
                 proc = self._procs.pop(record.name, None)
                 if proc is not None:

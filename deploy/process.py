@@ -169,13 +169,16 @@ def wait_group_gone(pgid: int, timeout: float) -> bool:
     return True
 
 
-def stop_groups(records: list[PidRecord], timeout: float) -> list[str]:
-    """SIGTERM every group, wait, then SIGKILL what is left. Returns the names that had to be killed."""
+def stop_groups(
+    records: list[PidRecord], timeout: float, signals: Mapping[str, signal.Signals] | None = None
+) -> list[str]:
+    """Signal every group (SIGTERM unless ``signals`` names another for it), wait, then SIGKILL what is left.
+    Returns the names that had to be killed."""
     # A group is ours while its leader is the process we started, or when the leader is gone but processes
     # it started still hold the group; never signal the group of an unrelated process that reused the pid.
     live = [r for r in records if is_running(r) or (_leader_gone(r) and group_members(r.pgid))]
     for record in live:
-        signal_group(record.pgid, signal.SIGTERM)
+        signal_group(record.pgid, (signals or {}).get(record.name, signal.SIGTERM))
     deadline = time.monotonic() + timeout
     killed: list[str] = []
     for record in live:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -119,6 +120,8 @@ class ProcessSpec:
     cleanup: Callable[[], None] | None = None
     ready_timeout: float = 60.0
     stop_timeout: float = 15.0
+    # Sent to the process group to stop it.
+    stop_signal: signal.Signals = signal.SIGTERM
     # When the module it runs does not exist yet, the component is skipped with this reason.
     skip_reason: str | None = None
 

@@ -8,6 +8,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 
 class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -69,9 +70,16 @@ def temporal_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
 
 
+def store_unreachable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (restarting, failing over)."""
+    return isinstance(exc, OperationalError | InterfaceError | OSError)
+
+
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     if temporal_unreachable(exc):
         return Response(ErrorBody("temporal_unavailable", "Temporal is unreachable; try again", True), status_code=503)
+    if store_unreachable(exc):
+        return Response(ErrorBody("store_unavailable", "the task store is unreachable; try again", True), status_code=503)
     return Response(
         ErrorBody("internal_error", f"unexpected server error ({type(exc).__name__})", True),
         status_code=HTTP_500_INTERNAL_SERVER_ERROR,

@@ -17,7 +17,7 @@ from services.main.store import TaskStore
 from services.shared.settings import Env, StorageSettings, TemporalSettings
 from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
-from tests.stack import USERS
+from tests.stack import STORES, USERS, middleware_for, state_base
 
 from .harness import EventLog, Platform, Simulator, Workers, client
 
@@ -40,19 +40,35 @@ WORKER_ENV = {
 }
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every scenario runs with main on SQLite and again on PostgreSQL; those marked ``postgres_only`` (PostgreSQL's
+    own faults) on PostgreSQL alone."""
+    if "fault_store" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("postgres_only") is not None
+        metafunc.parametrize("fault_store", STORES[1:] if only else STORES, indirect=True, scope="package")
+
+
 @pytest.fixture(scope="package")
-def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def fault_store(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="package")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory, fault_store: str) -> Iterator[LocalStack]:
     environ = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
     environ.update(SIMULATOR_ENV)
     environ["API_KEYS"] = ",".join(f"{key}:{user}" for user, key in USERS.items())
-    local = LocalStack(
-        tmp_path_factory.mktemp("faults") / "state",
-        Ports.free(),
-        components=["middleware", "services"],
-        environ=environ,
-    )
-    with local:
-        yield local
+    with state_base(tmp_path_factory, f"faults-{fault_store}", fault_store) as base:
+        local = LocalStack(
+            base / "state",
+            Ports.free(),
+            components=["middleware", "services"],
+            middleware=middleware_for(fault_store),
+            environ=environ,
+        )
+        with local:
+            yield local
 
 
 @pytest.fixture(scope="package")
