@@ -13,9 +13,9 @@ import time
 
 import httpx
 
+from benchmarks.http_link import HttpLink
 from integrations.nanobanana2_image.schemas import ImageJob
 from integrations.nanobanana2_image.workflows.provider import SIMULATOR_API_KEY, GeminiClient, GeminiSettings
-from services.shared.http_link import HttpLink
 
 from .harness import (
     BENCH_KEY,
@@ -93,7 +93,7 @@ async def through_main(bench: Bench, label: str, count: int) -> AsyncRun:
         durations: list[float] = []
 
         async def create(i: int) -> float:
-            # Each of the 200 clients opens its own connection; HTTP written by hand (services/shared/http_link.py),
+            # Each of the 200 clients opens its own connection; HTTP written by hand (benchmarks/http_link.py),
             # so that the benchmark's single client process does not take the CPU it measures.
             connection = HttpLink(bench.stack.main_url, BENCH_KEY, timeout=60)
             began = time.perf_counter()

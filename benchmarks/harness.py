@@ -19,9 +19,10 @@ from typing import TypeVar
 
 import httpx
 
+from benchmarks.http_link import HttpLink
+from deploy import config
 from deploy.local import LocalStack
 from deploy.ports import Ports
-from services.shared.http_link import HttpLink
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -188,7 +189,7 @@ async def wait_until(probe: Callable[[], Awaitable[T | None]], within: float, wh
 
 class MainClients:
     """``count`` kept-alive connections to main as the benchmark's user, HTTP written by hand
-    (``services/shared/http_link.py``); each request takes a free one. The bare Temporal paths use the SDK's native
+    (``benchmarks/http_link.py``); each request takes a free one. The bare Temporal paths use the SDK's native
     client, and on 2 cores an HTTP library's own CPU would be charged to main."""
 
     def __init__(self, main_url: str, count: int) -> None:
@@ -302,15 +303,23 @@ async def last_update(http: httpx.AsyncClient, integration: str, status: str, co
 
 @asynccontextmanager
 async def local_stack(
-    extra_env: dict[str, str] | None = None, components: Sequence[str] = ("middleware", "services")
+    extra_env: dict[str, str] | None = None,
+    components: Sequence[str] = ("middleware", "services"),
+    store: str = "sqlite",
 ) -> AsyncIterator[Bench]:
+    """A stack with main on ``store`` (``sqlite`` or ``postgres``, a PostgreSQL server from the host's binaries)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        # PostgreSQL refuses to run as root; run as root, the deploy tool starts it as the postgres user, which
+        # must be able to pass through this directory.
+        os.chmod(tmp, 0o711)  # noqa: S103 - others may pass through, not list or write
         inherited = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
         environ = {**inherited, "API_KEYS": f"{BENCH_KEY}:{BENCH_USER}", **(extra_env or {})}
+        enabled = list(config.load().enabled)
         stack = LocalStack(
             Path(tmp) / "state",
             Ports.free(),
             components=list(components),
+            middleware=[*enabled, "postgres"] if store == "postgres" else enabled,
             environ=environ,
             out=sys.stderr,
         )

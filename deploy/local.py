@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -93,7 +94,7 @@ class LocalStack:
         self.ports = ports or (Ports.from_dict(recorded_ports) if isinstance(recorded_ports, dict) else Ports())
         self._selection = None if components is None else list(components)
         recorded_shape = self._recorded.get("shape")
-        self.shape: Shape = shape or next((s for s in SHAPES if s == recorded_shape), "single")
+        self.shape: Shape = next((s for s in SHAPES if s == (shape or recorded_shape)), "single")
         chosen = config.load(config_path).enabled if middleware is None else [catalog.get(m).name for m in middleware]
         if self.shape == "scale":
             # Several main processes share one store: PostgreSQL.
@@ -440,6 +441,16 @@ class LocalStack:
             self._stop(running, specs)
             return [r.name for r in running]
 
+    def kill(self, *components: str) -> list[str]:
+        """SIGKILL the named running components, as a crash would, and wait until their ports are free; ``start``
+        brings them back. Returns the names that were running."""
+        with self._lock().held():
+            specs = self.specs(list(components))
+            running = [r for r in (self._record(s.name) for s in specs) if r is not None and is_running(r)]
+            if running:
+                self._stop(running, specs, kill=True)
+            return [r.name for r in running]
+
     def start(self, *components: str) -> None:
         """Start the named components (names or groups) of this stack, as ``up`` would with that selection: those
         already running are left alone, and this waits until each started one is ready."""
@@ -462,9 +473,9 @@ class LocalStack:
         except DeployError:
             return []
 
-    def _stop(self, records: list[PidRecord], specs: Sequence[ProcessSpec]) -> None:
+    def _stop(self, records: list[PidRecord], specs: Sequence[ProcessSpec], kill: bool = False) -> None:
         timeouts = {s.name: s.stop_timeout for s in specs}
-        signals = {s.name: s.stop_signal for s in specs}
+        signals = {s.name: signal.SIGKILL if kill else s.stop_signal for s in specs}
         began = time.monotonic()
         # Our services first (workers finish their tasks while Temporal still answers), then middleware.
         for group in (

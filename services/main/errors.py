@@ -79,7 +79,8 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Err
     if temporal_unreachable(exc):
         return Response(ErrorBody("temporal_unavailable", "Temporal is unreachable; try again", True), status_code=503)
     if store_unreachable(exc):
-        return Response(ErrorBody("store_unavailable", "the task store is unreachable; try again", True), status_code=503)
+        body = ErrorBody("store_unavailable", "the task store is unreachable; try again", True)
+        return Response(body, status_code=503)
     return Response(
         ErrorBody("internal_error", f"unexpected server error ({type(exc).__name__})", True),
         status_code=HTTP_500_INTERNAL_SERVER_ERROR,

@@ -1,5 +1,6 @@
 """The web console in headless Chromium against the real stack: tasks created from the page and followed live
-over communication's websocket, results shown, cancel and refresh, and recovery after the socket drops."""
+over communication's websocket, results shown, cancel and refresh, and recovery after the socket drops or communication
+restarts (the page resumes from the last event it saw)."""
 
 from __future__ import annotations
 
@@ -193,11 +194,31 @@ async def test_console_recovers_after_the_socket_drops(console: Console, echo_wo
     assert log[:2] == ["connecting", "connected"]
     assert "reconnecting" in log[2:]
     assert log[-1] == "connected"
+    # What changed while the page was offline came from the events the resumed socket replayed: the list is not read
+    # again; only the task the page had never heard of is read once, to fill its card.
     after = timeline.requests(dropped)
-    resync = ("GET", "/api/tasks?limit=50")
-    assert after.index(("POST", "/api/realtime/token")) < after.index(resync)
-    assert [r for r in after if is_task_read(*r)] == [resync]
-    # What changed while the page was offline came from the resync.
-    resynced_at = timeline.entries.index(("request", *resync), dropped)
-    assert timeline.index_of(task, "cancelled") > resynced_at
-    assert timeline.index_of(elsewhere, "succeeded") > resynced_at
+    assert [r for r in after if is_task_read(*r)] == [("GET", f"/api/tasks/{elsewhere}")]
+    token_at = timeline.entries.index(("request", "POST", "/api/realtime/token"), dropped)
+    assert timeline.index_of(task, "cancelled") > token_at
+
+
+async def test_console_resumes_after_communication_restarts(
+    console: Console, echo_worker: Launcher, alice: Api, stack: LocalStack
+) -> None:
+    """A communication restart leaves no stale task on screen: the page resumes from the last event it saw."""
+    page, timeline = console.page, console.timeline
+    await console.sign_in("alice-key")
+    task = await console.submit("form-echo", {"Message": "finished while communication restarts", "Delay (s)": "2"})
+    await console.wait_status(task, "running")
+    seq_before = await page.evaluate("window.__console.lastSeq")
+    restarted = timeline.mark()
+    await asyncio.to_thread(stack.stop, "communication")
+    await console.wait_connection("reconnecting")
+    await alice.wait_status(task, {"succeeded"})
+    assert await console.card(task).get_attribute("data-status") == "running"
+    await asyncio.to_thread(stack.start, "communication")
+    await console.wait_connection("connected", timeout=60)
+    await console.wait_status(task, "succeeded")
+    await console.card(task).locator("[data-object]").first.wait_for()
+    assert [r for r in timeline.requests(restarted) if is_task_read(*r)] == []
+    assert await page.evaluate("window.__console.lastSeq") > seq_before

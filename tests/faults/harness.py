@@ -263,6 +263,7 @@ class Workers:
 
 # --- the checker ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Platform:
     """The test's handles on the fault stack: users' clients and event logs, Temporal, the store, the bucket."""

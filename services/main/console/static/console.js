@@ -1,7 +1,9 @@
 // The task console: sign in with an API key, create tasks, and follow them live.
 //
-// main is the source of truth: the list is read from GET /api/tasks each time the websocket (communication)
-// says "connected", and in between only task.updated events change it. Nothing polls.
+// main is the source of truth: the list is read from GET /api/tasks when the websocket (communication) first says
+// "connected", and in between only events change it. After a reconnect the socket resumes with since=<the last
+// event's seq> and communication replays what was missed, so the list is read again only when it says "resync"
+// (what was missed is no longer in the stream). Nothing polls.
 "use strict";
 
 (() => {
@@ -27,6 +29,8 @@
     retryTimer: null,
     heartbeat: null,
     lastMessageAt: 0,
+    // The stream sequence of the last event received (or where the stream stood at connect): resume from here.
+    lastSeq: null,
     // Creates in flight: an event for a task we do not know yet is most likely one of them.
     pendingCreates: 0,
     orphans: new Set(),
@@ -183,8 +187,20 @@
     renderTask(next);
   }
 
+  function removeTask(event) {
+    const current = state.tasks.get(event.task_id);
+    if (!current) return;
+    if (Number.isInteger(current.version) && Number.isInteger(event.version) && event.version <= current.version) return;
+    state.tasks.delete(event.task_id);
+    const card = cardFor(event.task_id);
+    if (card) card.remove();
+    showCount();
+  }
+
   function applyEvent(event) {
-    if (event.event !== "task.updated" || typeof event.task_id !== "string") return;
+    if (typeof event.task_id !== "string") return;
+    if (event.event === "task.deleted") return removeTask(event);
+    if (event.event !== "task.updated") return;
     let current = state.tasks.get(event.task_id);
     if (!current) {
       current = {
@@ -336,9 +352,11 @@
     }
     if (session !== state.session) return;
     let url;
+    const resuming = state.lastSeq !== null;
     try {
       url = new URL(token.url, window.location.href);
       url.searchParams.set("token", token.token);
+      if (resuming) url.searchParams.set("since", String(state.lastSeq));
     } catch {
       return scheduleReconnect();
     }
@@ -358,15 +376,25 @@
         state.everConnected = true;
         setConnection("connected");
         startHeartbeat(socket);
+        // A resumed socket replays what was missed; a new one starts from the list.
+        if (!resuming) {
+          state.lastSeq = data.seq;
+          resync();
+        }
+      } else if (data.event === "resync") {
+        state.lastSeq = data.seq;
         resync();
-      } else if (data.event === "task.updated") {
+      } else if (data.task_id !== undefined) {
+        if (Number.isInteger(data.seq)) state.lastSeq = Math.max(state.lastSeq ?? 0, data.seq);
         applyEvent(data);
       }
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (closed) => {
       if (socket !== state.socket) return;
       state.socket = null;
       stopHeartbeat();
+      // A since communication does not accept: start afresh, from the list.
+      if (closed.code === 4400) state.lastSeq = null;
       if (session === state.session) scheduleReconnect();
     });
   }
@@ -708,6 +736,7 @@
     if (socket) socket.close(1000, "signed out");
     state.tasks.clear();
     state.orphans.clear();
+    state.lastSeq = null;
     state.everConnected = false;
     state.attempt = 0;
     $("task-list").replaceChildren();
@@ -754,6 +783,9 @@
     },
     get connection() {
       return state.connection;
+    },
+    get lastSeq() {
+      return state.lastSeq;
     },
     connectionLog: state.connectionLog,
   };
