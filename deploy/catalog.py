@@ -43,6 +43,9 @@ class Middleware(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    # Not enabled, its services are expected elsewhere and our services take its variables from the host's
+    # environment. False: not enabled means not used (PostgreSQL: main keeps its SQLite store).
+    external_when_disabled: ClassVar[bool] = True
 
     # --- docker mode -------------------------------------------------------------------------------------
     @abstractmethod
@@ -318,22 +321,15 @@ class Nats(Middleware):
     CLIENT, MONITOR = 4222, 8222
 
     def compose_services(self) -> dict[str, ComposeService]:
+        health = f"'http://127.0.0.1:{self.MONITOR}/healthz?js-enabled-only=true'"
         return {
             "nats": {
                 "image": self.IMAGE,
                 "init": True,
                 "command": ["-js", "-sd", "/data", "-p", str(self.CLIENT), "-m", str(self.MONITOR)],
                 "volumes": ["nats-data:/data"],
-                "healthcheck": healthcheck(
-                    [
-                        "CMD",
-                        "wget",
-                        "-q",
-                        "-O",
-                        "/dev/null",
-                        f"http://127.0.0.1:{self.MONITOR}/healthz?js-enabled-only=true",
-                    ]
-                ),
+                # The official Alpine image has wget; the offline stand-in has our stdlib `healthcheck` instead.
+                "healthcheck": healthcheck(["CMD-SHELL", f"wget -q -O /dev/null {health} || healthcheck {health}"]),
                 "restart": "unless-stopped",
             }
         }
@@ -395,6 +391,7 @@ def postgres_bin_dir(environ: Mapping[str, str]) -> Path:
 class PostgreSQL(Middleware):
     name = "postgres"
     summary = "PostgreSQL for main's task store when main runs as several replicas (the scale shape)"
+    external_when_disabled = False
 
     IMAGE = "${POSTGRES_IMAGE:-postgres:17.6}"
     PORT = 5432

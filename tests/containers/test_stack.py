@@ -38,7 +38,7 @@ def test_every_service_runs_healthy_with_a_worker_per_integration(compose_stack:
             assert (row["State"], row["ExitCode"]) == ("exited", 0), row  # create-bucket, one-shot
     integrations = discover(blacklist=parse_blacklist(None)).integrations
     assert {f"worker-{slug(i.name)}" for i in integrations} == {n for n in services if n.startswith("worker-")}
-    assert {"main", "communication", "temporal", "minio", "create-bucket", "simulator"} <= set(services)
+    assert {"main", "communication", "temporal", "nats", "minio", "create-bucket", "simulator"} <= set(services)
 
 
 def test_only_user_facing_ports_are_published_on_the_chosen_host_ports(compose_stack: ComposeStack) -> None:
@@ -97,7 +97,7 @@ def test_deploy_tool_finds_the_bootstrapped_images(docker_images: DockerImages, 
     mode, reason = choose_mode("auto", COMPOSE_FILE, {})
     assert mode == "docker", reason
     env = DockerStack(tmp_path, environ={}).compose_env()
-    for variable in ("APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE"):
+    for variable in ("APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE", "NATS_IMAGE"):
         assert env[variable] == docker_images.images[variable]
     # The environment still wins over the file, as with `docker compose --env-file`.
     assert DockerStack(tmp_path, environ={"APP_IMAGE": "mine:1"}).compose_env()["APP_IMAGE"] == "mine:1"
