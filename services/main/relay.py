@@ -56,7 +56,6 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._nats: Nats | None = None
         self._stopping = False
-        self.published = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -132,7 +131,6 @@ class OutboxRelay:
                     ack.cancel()
             if sent:
                 await batch.mark_sent(sent)
-                self.published += len(sent)
         if problem is not None:
             raise RelayError(f"JetStream acknowledged {len(sent)} of {len(batch.rows)} events: {problem!r}")
         return len(sent)
