@@ -8,6 +8,7 @@ enabled is kept in ``deploy/middleware.json`` (``deploy-tool middleware add|remo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import signal
@@ -319,6 +320,9 @@ class Nats(Middleware):
 
     IMAGE = "${NATS_IMAGE:-nats:2.15.1-alpine}"
     CLIENT, MONITOR = 4222, 8222
+    # Clients (main's relay, communication) authenticate with a token; a compose variable with its development
+    # default, as for the stack's other secrets.
+    COMPOSE_TOKEN = "${NATS_TOKEN:-dev-nats-token}"  # noqa: S105
 
     def compose_services(self) -> dict[str, ComposeService]:
         health = f"'http://127.0.0.1:{self.MONITOR}/healthz?js-enabled-only=true'"
@@ -326,7 +330,17 @@ class Nats(Middleware):
             "nats": {
                 "image": self.IMAGE,
                 "init": True,
-                "command": ["-js", "-sd", "/data", "-p", str(self.CLIENT), "-m", str(self.MONITOR)],
+                "command": [
+                    "-js",
+                    "-sd",
+                    "/data",
+                    "-p",
+                    str(self.CLIENT),
+                    "-m",
+                    str(self.MONITOR),
+                    "--auth",
+                    self.COMPOSE_TOKEN,
+                ],
                 "volumes": ["nats-data:/data"],
                 # The official Alpine image has wget; the offline stand-in has our stdlib `healthcheck` instead.
                 "healthcheck": healthcheck(["CMD-SHELL", f"wget -q -O /dev/null {health} || healthcheck {health}"]),
@@ -338,15 +352,25 @@ class Nats(Middleware):
         return ("nats-data",)
 
     def compose_app_env(self) -> dict[str, str]:
-        return {"NATS_URL": f"nats://nats:{self.CLIENT}"}
+        return {"NATS_URL": f"nats://{self.COMPOSE_TOKEN}@nats:{self.CLIENT}"}
 
     def compose_ready(self) -> dict[str, str]:
         return {"nats": "service_healthy"}
 
     def local_process(self, ctx: LocalContext) -> ProcessSpec:
         p = ctx.ports
+        # The token in a file only this user reads, not on the command line every local user can list.
+        config = ctx.state_dir / "nats.conf"
+
+        def write_config() -> None:
+            fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(f"authorization {{\n  token: {json.dumps(ctx.secrets.nats_token)}\n}}\n")
+
         argv = (
             str(ctx.nats_bin),
+            "-c",
+            str(config),
             "-js",
             "-a",
             ctx.host,
@@ -366,10 +390,11 @@ class Nats(Middleware):
             ports=(p.nats, p.nats_monitor),
             main_port=p.nats,
             ready=lambda: http_health(health),
+            prepare=write_config,
         )
 
     def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
-        return {"NATS_URL": f"nats://{ctx.host}:{ctx.ports.nats}"}
+        return {"NATS_URL": f"nats://{quote(ctx.secrets.nats_token, safe='')}@{ctx.host}:{ctx.ports.nats}"}
 
     def local_urls(self, ctx: LocalContext) -> dict[str, str]:
         return {"NATS": f"nats://{ctx.host}:{ctx.ports.nats}", "NATS monitoring": ctx.url(ctx.ports.nats_monitor)}

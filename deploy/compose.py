@@ -86,7 +86,7 @@ def _header(document: Mapping[str, Any], blacklist: str) -> str:
         "# Offline: `./dev images` builds local images and writes their names to .deploy/images.env, which",
         "# `deploy-tool up --mode docker` reads; plain compose: `docker compose --env-file .deploy/images.env up -d`.",
         "# Secrets have development defaults that MUST be changed for any shared deployment:",
-        "# INTERNAL_TOKEN, REALTIME_SECRET, API_KEYS (key:user,...), S3_ACCESS_KEY, S3_SECRET_KEY.",
+        "# INTERNAL_TOKEN, REALTIME_SECRET, API_KEYS (key:user,...), S3_ACCESS_KEY, S3_SECRET_KEY, NATS_TOKEN.",
         "# Published ports bind to PUBLISH_IP (default 127.0.0.1); host ports are set with",
         f"# {', '.join(host_ports)}.",
         "# URLs handed to clients follow them: S3_PUBLIC_ENDPOINT (presigned downloads) and REALTIME_PUBLIC_URL",

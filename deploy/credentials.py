@@ -17,6 +17,7 @@ _KEYS = {
     "S3_ACCESS_KEY": "s3_access_key",
     "S3_SECRET_KEY": "s3_secret_key",
     "POSTGRES_PASSWORD": "postgres_password",
+    "NATS_TOKEN": "nats_token",
 }
 
 
@@ -28,6 +29,7 @@ def generate() -> Secrets:
         s3_access_key="platform-" + secrets.token_hex(6),
         s3_secret_key=secrets.token_urlsafe(30),
         postgres_password=secrets.token_urlsafe(24),
+        nats_token=secrets.token_urlsafe(32),
     )
 
 

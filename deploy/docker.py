@@ -192,6 +192,8 @@ class DockerStack:
             "REALTIME_SECRET": secrets.realtime_secret,
             "S3_ACCESS_KEY": secrets.s3_access_key,
             "S3_SECRET_KEY": secrets.s3_secret_key,
+            "NATS_TOKEN": secrets.nats_token,
+            "POSTGRES_PASSWORD": secrets.postgres_password,
         }
         for key, value in defaults.items():
             if not env.get(key):

@@ -37,6 +37,7 @@ class Secrets:
     s3_access_key: str
     s3_secret_key: str
     postgres_password: str
+    nats_token: str
 
     @property
     def api_keys(self) -> str:

@@ -38,7 +38,7 @@ def test_port_overrides() -> None:
     assert parse_port_overrides(["temporal=17233", "temporal-ui=18233"]) == {"temporal": 17233, "temporal_ui": 18233}
     assert Ports().replace(main=9100).main == 9100
     with pytest.raises(UsageError, match="NAME=NUMBER"):
-        parse_port_overrides(["postgres=5432"])
+        parse_port_overrides(["redis=6379"])
     with pytest.raises(UsageError, match="not a number"):
         parse_port_overrides(["main=http"])
 

@@ -38,10 +38,10 @@ def test_rendered_services(config_copy: Path) -> None:
     services = document["services"]
     integrations = discover(blacklist=parse_blacklist(os.environ.get("INTEGRATIONS_BLACKLIST"))).integrations
     workers = {f"worker-{slug(i.name)}": i for i in integrations}
-    expected = ["temporal", "minio", "create-bucket", "simulator", "communication", "main", *sorted(workers)]
+    expected = ["temporal", "minio", "create-bucket", "nats", "simulator", "communication", "main", *sorted(workers)]
     assert list(services) == expected
     assert document["name"] == "async-task-platform"
-    assert set(document["volumes"]) == {"temporal-data", "minio-data", "task-store"}
+    assert set(document["volumes"]) == {"temporal-data", "minio-data", "nats-data", "task-store"}
 
     for name, service in services.items():
         assert service["init"] is True, name
@@ -64,6 +64,10 @@ def test_rendered_services(config_copy: Path) -> None:
     assert env["S3_BUCKET"] == "task-results"
     assert env["INTERNAL_TOKEN"] == "${INTERNAL_TOKEN:-dev-internal-token}"
     assert env["DATABASE_URL"] == "sqlite+aiosqlite:////data/main.db"
+    assert env["NATS_URL"] == "nats://${NATS_TOKEN:-dev-nats-token}@nats:4222"
+    assert services["main"]["depends_on"]["nats"] == {"condition": "service_healthy"}
+    # PostgreSQL is not enabled: nobody is told to find it elsewhere.
+    assert all("DATABASE_URL" not in s.get("environment", {}) for n, s in services.items() if n != "main")
 
 
 def test_render_without_a_middleware_drops_its_services(config_copy: Path) -> None:

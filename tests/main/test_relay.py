@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import nats
+import nats.errors
 import pytest
 from nats.js import JetStreamContext
 
@@ -199,3 +201,13 @@ async def test_events_committed_while_nats_is_down_go_out_when_it_is_back(
         finally:
             await running.stop()
             await nats.close()
+
+
+async def test_nats_refuses_a_client_without_the_token(nats_server: LocalStack) -> None:
+    authorized = nats_server.service_env()["NATS_URL"]
+    anonymous = f"nats://127.0.0.1:{nats_server.ports.nats}"
+    with pytest.raises(nats.errors.Error, match="Authorization"):
+        await nats.connect(anonymous, allow_reconnect=False, connect_timeout=2)
+    client = await nats.connect(authorized, allow_reconnect=False, connect_timeout=2)
+    assert client.is_connected
+    await client.close()
