@@ -71,6 +71,7 @@ def test_init_everywhere_and_state_on_named_volumes(compose_stack: ComposeStack)
     assert volumes == {
         "temporal": f"{project}_temporal-data",
         "minio": f"{project}_minio-data",
+        "nats": f"{project}_nats-data",
         "main": f"{project}_task-store",
     }
 
