@@ -53,7 +53,6 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
             settings.events,
             settings.relay_batch_size,
             settings.relay_poll_seconds,
-            settings.outbox_keep_seconds,
         )
         relay.start()
         objects = ObjectStore(settings.platform.storage)

@@ -1,4 +1,5 @@
-"""The outbox relay: publishes committed events from the outbox to JetStream, in commit order, and marks them sent.
+"""The outbox relay: publishes committed events from the outbox to JetStream, in commit order, and marks them sent
+(deleting them: marking and pruning in one statement).
 
 Delivery into the broker is at least once: a row is marked sent only after JetStream acknowledged it, so a crash or
 an outage in between means the row is published again later. Each publish carries the event id as ``Nats-Msg-Id``,
@@ -15,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from datetime import UTC, datetime, timedelta
 
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
@@ -31,7 +30,6 @@ log = logging.getLogger("main.relay")
 
 # Bound on the wait for JetStream's acknowledgement of one batch.
 ACK_TIMEOUT_SECONDS = 5.0
-PRUNE_EVERY_SECONDS = 10.0
 
 
 class RelayError(Exception):
@@ -45,13 +43,11 @@ class OutboxRelay:
         events: EventStreamSettings,
         batch_size: int,
         poll_seconds: float,
-        keep_seconds: float,
     ) -> None:
         self._store = store
         self._events = events
         self._batch_size = batch_size
         self._poll = poll_seconds
-        self._keep = keep_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._nats: Nats | None = None
@@ -83,7 +79,6 @@ class OutboxRelay:
         js = self._nats.jetstream(timeout=ACK_TIMEOUT_SECONDS)
         backoff = 0.1
         stream_ready = False
-        last_prune = 0.0
         while True:
             try:
                 if not stream_ready:
@@ -92,9 +87,6 @@ class OutboxRelay:
                 self._wake.clear()
                 moved = await self._relay_batch(js)
                 backoff = 0.1
-                if time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
-                    last_prune = time.monotonic()
-                    await self._store.prune_outbox(datetime.now(UTC) - timedelta(seconds=self._keep))
                 if moved == self._batch_size:
                     continue
                 if self._stopping:

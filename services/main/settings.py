@@ -40,8 +40,6 @@ class MainSettings:
     # How often the relay looks for events without being told of a commit: those committed by another main process
     # that died before relaying them.
     relay_poll_seconds: float
-    # Sent events stay in the outbox this long (for inspection), then the relay prunes them.
-    outbox_keep_seconds: float
     # One log line per HTTP request (uvicorn's access log); off by default, as workers report often.
     access_log: bool
     # uvicorn worker processes serving main; with SQLite they share the database file.
@@ -69,7 +67,6 @@ class MainSettings:
             sync_timeout_seconds=env.get_float("MAIN_SYNC_TIMEOUT_SECONDS", 3.0),
             relay_batch_size=env.get_int("MAIN_RELAY_BATCH_SIZE", 500),
             relay_poll_seconds=env.get_int("MAIN_RELAY_POLL_MS", 500) / 1000,
-            outbox_keep_seconds=env.get_float("MAIN_OUTBOX_KEEP_SECONDS", 600.0),
             access_log=env.get_bool("MAIN_ACCESS_LOG", False),
             workers=env.get_int("MAIN_WORKERS", 1),
         )
@@ -81,8 +78,6 @@ class MainSettings:
             raise SettingsError(f"MAIN_RELAY_BATCH_SIZE must be at least 1, got {self.relay_batch_size}")
         if self.relay_poll_seconds <= 0:
             raise SettingsError("MAIN_RELAY_POLL_MS must be positive")
-        if self.outbox_keep_seconds < 0:
-            raise SettingsError("MAIN_OUTBOX_KEEP_SECONDS must not be negative")
 
     def __repr__(self) -> str:
         return f"MainSettings(host={self.host!r}, port={self.port}, users={sorted(set(self.api_keys.values()))})"

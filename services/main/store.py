@@ -7,6 +7,8 @@ same transaction: an event exists exactly when its change was committed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -65,19 +67,15 @@ outbox_table = sa.Table(
     sa.Column("task_id", sa.String(36), nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Index(
-        "ix_outbox_unsent",
-        "seq",
-        postgresql_where=sa.text("sent_at IS NULL"),
-        sqlite_where=sa.text("sent_at IS NULL"),
-    ),
-    sa.Index("ix_outbox_sent_at", "sent_at"),
     # Nothing reads a new row's seq back: no RETURNING on every insert.
     implicit_returning=False,
+    sqlite_autoincrement=True,
 )
 # Any constant shared by every main process: the key of the PostgreSQL advisory lock one relay holds at a time.
 RELAY_LOCK_KEY = 0x6D61696E0002
+# On SQLite, sent events are deleted together, at most this many or this late.
+SENT_FLUSH_ROWS = 500
+SENT_FLUSH_SECONDS = 0.2
 
 # Built once: building SQLAlchemy expressions costs more CPU per call than executing these cached statements.
 _INSERT = tasks_table.insert()
@@ -90,16 +88,12 @@ _COMPARE_AND_SET = tasks_table.update().where(
 _ENQUEUE = outbox_table.insert()
 _UNSENT = (
     sa.select(outbox_table.c.seq, outbox_table.c.event_id, outbox_table.c.owner, outbox_table.c.payload)
-    .where(outbox_table.c.sent_at.is_(None))
+    .where(outbox_table.c.seq > sa.bindparam("after"))
     .order_by(outbox_table.c.seq)
     .limit(sa.bindparam("limit"))
 )
-_MARK_SENT = (
-    outbox_table.update()
-    .where(outbox_table.c.seq.in_(sa.bindparam("seqs", expanding=True)))
-    .values(sent_at=sa.bindparam("sent_at"))
-)
-_PRUNE = outbox_table.delete().where(outbox_table.c.sent_at < sa.bindparam("before"))
+# Marking an event sent and pruning it are one statement: a sent event has no reason to stay.
+_SENT = outbox_table.delete().where(outbox_table.c.seq.in_(sa.bindparam("seqs", expanding=True)))
 
 
 class TaskRecord(msgspec.Struct, frozen=True):
@@ -146,7 +140,8 @@ class OutboxRow(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True)
 class OutboxBatch:
-    """The oldest unsent events, in the order their changes were committed, and how to mark a prefix sent."""
+    """The oldest unsent events, in the order their changes were committed, and how to mark a prefix sent (which
+    deletes it)."""
 
     rows: list[OutboxRow]
     mark_sent: Callable[[Sequence[int]], Awaitable[None]]
@@ -212,6 +207,10 @@ class TaskStore:
         # wait in SQLite's busy handler, which sleeps in steps of milliseconds; queueing them here instead
         # hands the lock over as soon as it is free.
         self._write_lock = asyncio.Lock() if serialize_writes else None
+        # SQLite only: the events this process's relay has published and not deleted yet, and the highest of them.
+        self._sent: list[int] = []
+        self._sent_through = 0
+        self._sent_flushed = time.monotonic()
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -256,6 +255,9 @@ class TaskStore:
             await migrate.upgrade(conn)
 
     async def close(self) -> None:
+        # Unreachable now: the next relay publishes those events again, and JetStream drops the duplicates.
+        with contextlib.suppress(Exception):
+            await self.flush_sent()
         await self.engine.dispose()
 
     async def ping(self) -> bool:
@@ -415,35 +417,46 @@ class TaskStore:
         for its whole transaction: relays of several replicas take turns, and each reads only what the previous one
         left unsent. On SQLite (one machine; several processes with ``MAIN_WORKERS``) relays may read the same rows
         at once; JetStream drops the second publish of an event id, so that costs a duplicate request, never a
-        duplicate event."""
+        duplicate event.
+
+        On SQLite, where one writer at a time numbers the rows, ``seq`` order is also commit order: a relay reads
+        after the last event it published, and deletes what it sent in bulk (``SENT_FLUSH_*``) rather than in a
+        write transaction of its own per batch. A process that dies before the deletion leaves those events to be
+        published again, as duplicates that JetStream drops."""
         if self.engine.dialect.name == "postgresql":
             async with self.engine.begin() as conn:
                 await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY})
-                rows = _outbox_rows((await conn.execute(_UNSENT, {"limit": limit})).all())
+                rows = _outbox_rows((await conn.execute(_UNSENT, {"after": 0, "limit": limit})).all())
 
                 async def mark_in_turn(seqs: Sequence[int]) -> None:
-                    await conn.execute(_MARK_SENT, {"seqs": list(seqs), "sent_at": _now()})
+                    await conn.execute(_SENT, {"seqs": list(seqs)})
 
                 yield OutboxBatch(rows, mark_in_turn)
             return
+        if self._sent and time.monotonic() - self._sent_flushed >= SENT_FLUSH_SECONDS:
+            await self.flush_sent()
         async with self.engine.connect() as conn:
-            rows = _outbox_rows((await conn.execute(_UNSENT, {"limit": limit})).all())
+            rows = _outbox_rows((await conn.execute(_UNSENT, {"after": self._sent_through, "limit": limit})).all())
 
         async def mark(seqs: Sequence[int]) -> None:
-            async with self._write() as conn:
-                await conn.execute(_MARK_SENT, {"seqs": list(seqs), "sent_at": _now()})
+            self._sent.extend(seqs)
+            self._sent_through = max(self._sent_through, *seqs)
+            if len(self._sent) >= SENT_FLUSH_ROWS:
+                await self.flush_sent()
 
         yield OutboxBatch(rows, mark)
 
-    async def prune_outbox(self, sent_before: datetime) -> int:
-        """Delete events sent before ``sent_before``; how many."""
-        async with self._write() as conn:
-            return int((await conn.execute(_PRUNE, {"before": sent_before})).rowcount)
+    async def flush_sent(self) -> None:
+        """Delete the events this process marked sent and has not deleted yet (SQLite)."""
+        sent, self._sent = self._sent, []
+        self._sent_flushed = time.monotonic()
+        if sent:
+            async with self._write() as conn:
+                await conn.execute(_SENT, {"seqs": sent})
 
     async def unsent_events(self) -> int:
         async with self.engine.connect() as conn:
-            count = sa.select(sa.func.count()).select_from(outbox_table).where(outbox_table.c.sent_at.is_(None))
-            return int((await conn.execute(count)).scalar_one())
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(outbox_table))).scalar_one())
 
 
 async def _enqueue(conn: AsyncConnection, record: TaskRecord, event: OutboxEvent) -> None:

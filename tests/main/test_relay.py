@@ -38,7 +38,7 @@ def stream_settings(nats_url: str) -> EventStreamSettings:
 
 
 def relay(store: TaskStore, settings: EventStreamSettings) -> OutboxRelay:
-    return OutboxRelay(store, settings, batch_size=50, poll_seconds=0.05, keep_seconds=600)
+    return OutboxRelay(store, settings, batch_size=50, poll_seconds=0.05)
 
 
 async def stream_messages(js: JetStreamContext, settings: EventStreamSettings) -> list[tuple[str, dict[str, Any]]]:

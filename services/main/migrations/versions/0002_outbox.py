@@ -1,5 +1,5 @@
-"""The outbox: each applied change's event, written in the transaction that applies it, until the relay has
-published it to JetStream.
+"""The outbox: each applied change's event, written in the transaction that applies it, until JetStream has
+acknowledged it (the relay then deletes the row).
 
 Revision ID: 0002_outbox
 """
@@ -16,23 +16,16 @@ down_revision = "0001_tasks"
 def upgrade() -> None:
     op.create_table(
         "outbox",
-        # INTEGER on SQLite, so that it is the rowid and numbers rows in insertion order.
+        # INTEGER on SQLite, so that it is the rowid; AUTOINCREMENT, so that a number is never used twice, even
+        # once every row has been relayed and deleted.
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("event_id", sa.String(36), nullable=False),
         sa.Column("owner", sa.String(128), nullable=False),
         sa.Column("task_id", sa.String(36), nullable=False),
         sa.Column("payload", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sqlite_autoincrement=True,
     )
-    op.create_index(
-        "ix_outbox_unsent",
-        "outbox",
-        ["seq"],
-        postgresql_where=sa.text("sent_at IS NULL"),
-        sqlite_where=sa.text("sent_at IS NULL"),
-    )
-    op.create_index("ix_outbox_sent_at", "outbox", ["sent_at"])
 
 
 def downgrade() -> None:
