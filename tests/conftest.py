@@ -12,7 +12,7 @@ from services.shared.settings import StorageSettings, TemporalSettings
 from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
 from tests.docker_fixtures import docker_images  # noqa: F401 - a fixture, shared by the -m docker tests
-from tests.stack import STORES, USERS, Api, Launcher, middleware_for, state_base
+from tests.stack import STORES, USERS, Api, Launcher, running_stack, state_base
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -35,16 +35,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, main_store: str) -> Iterator
     (PostgreSQL started for it). Workers are started by the tests themselves, so they can stop, kill and restart
     them."""
     environ = {**os.environ, "API_KEYS": ",".join(f"{key}:{user}" for user, key in USERS.items())}
-    with state_base(tmp_path_factory, f"stack-{main_store}", main_store) as base:
-        local = LocalStack(
-            base / "state",
-            Ports.free(),
-            components=["middleware", "services"],
-            middleware=middleware_for(main_store),
-            environ=environ,
-        )
-        with local:
-            yield local
+    with running_stack(tmp_path_factory, "stack", main_store, environ) as local:
+        yield local
 
 
 @pytest.fixture(scope="session")

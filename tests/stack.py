@@ -23,6 +23,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from deploy import config
 from deploy.local import LocalStack
+from deploy.ports import Ports
+from deploy.spec import Shape
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +37,28 @@ def middleware_for(store: str) -> list[str]:
     """The middleware a stack on ``store`` runs: the enabled ones, and PostgreSQL for the postgres store."""
     enabled = list(config.load().enabled)
     return [*enabled, "postgres"] if store == "postgres" else enabled
+
+
+@contextlib.contextmanager
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    store: str,
+    environ: Mapping[str, str],
+    shape: Shape = "single",
+) -> Iterator[LocalStack]:
+    """A local stack of middleware and services (no workers) on free ports, with main on ``store``."""
+    with state_base(tmp_path_factory, f"{name}-{store}", store) as base:
+        stack = LocalStack(
+            base / "state",
+            Ports.free(),
+            components=["middleware", "services"],
+            middleware=middleware_for(store),
+            environ=environ,
+            shape=shape,
+        )
+        with stack:
+            yield stack
 
 
 @contextlib.contextmanager

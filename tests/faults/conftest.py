@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from deploy.local import LocalStack
-from deploy.ports import Ports
 from services.main.store import TaskStore
 from services.shared.settings import Env, StorageSettings, TemporalSettings
 from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
-from tests.stack import STORES, USERS, middleware_for, state_base
+from tests.stack import STORES, USERS, running_stack
 
 from .harness import EventLog, Platform, Simulator, Workers, client
 
@@ -59,16 +58,8 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory, fault_store: str) -> I
     environ = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
     environ.update(SIMULATOR_ENV)
     environ["API_KEYS"] = ",".join(f"{key}:{user}" for user, key in USERS.items())
-    with state_base(tmp_path_factory, f"faults-{fault_store}", fault_store) as base:
-        local = LocalStack(
-            base / "state",
-            Ports.free(),
-            components=["middleware", "services"],
-            middleware=middleware_for(fault_store),
-            environ=environ,
-        )
-        with local:
-            yield local
+    with running_stack(tmp_path_factory, "faults", fault_store, environ) as local:
+        yield local
 
 
 @pytest.fixture(scope="package")

@@ -53,6 +53,15 @@ async def stream_messages(js: JetStreamContext, settings: EventStreamSettings) -
     return found
 
 
+async def drained(store: TaskStore, timeout: float) -> None:
+    """Until the outbox is empty: every event published, acknowledged and deleted."""
+
+    async def empty() -> bool:
+        return await store.unsent_events() == 0
+
+    await wait_for(empty, timeout, "the outbox to be relayed")
+
+
 async def new_task(store: TaskStore, owner: str = "alice") -> str:
     record, _ = await store.create(
         integration="echo", owner=owner, input={}, idempotency_key=None, request_digest="d", event=event
@@ -87,11 +96,7 @@ async def test_committed_events_go_out_in_order_with_their_ids_and_are_marked_se
     running = relay(store, settings)
     running.start()
     try:
-
-        async def relayed() -> bool:
-            return await store.unsent_events() == 0
-
-        await wait_for(relayed, 30, "the outbox to be relayed")
+        await drained(store, 30)
         assert await stream_messages(js, settings) == expected
         # Each user has a subject of their own, whatever their name holds.
         last = await js.get_msg(settings.stream, subject=event_stream.user_subject(settings, "b.o b"), direct=True)
@@ -99,7 +104,7 @@ async def test_committed_events_go_out_in_order_with_their_ids_and_are_marked_se
         # A commit wakes the relay at once.
         await store.apply_report(first, TaskReport(status="succeeded"), event)
         running.wake()
-        await wait_for(relayed, 10, "the new event to be relayed")
+        await drained(store, 10)
         assert [body["version"] for _, body in await stream_messages(js, settings)][-1] == 2
     finally:
         await running.stop()
@@ -124,11 +129,7 @@ async def test_an_event_published_before_a_crash_is_stored_once(
     running = relay(store, settings)
     running.start()
     try:
-
-        async def relayed() -> bool:
-            return await store.unsent_events() == 0
-
-        await wait_for(relayed, 30, "the outbox to be relayed")
+        await drained(store, 30)
         assert [message_id for message_id, _ in await stream_messages(js, settings)] == ids
     finally:
         await running.stop()
@@ -157,10 +158,7 @@ async def test_two_relays_on_one_sqlite_store_publish_each_event_once_in_version
         for i in range(1, 81):
             await report(i)
 
-        async def relayed() -> bool:
-            return await stores[0].unsent_events() == 0
-
-        await wait_for(relayed, 30, "both relays to drain the outbox")
+        await drained(stores[0], 30)
         messages = await stream_messages(js, settings)
         assert len({message_id for message_id, _ in messages}) == len(messages) == 4 + 80
         for task_id in tasks:
@@ -186,17 +184,14 @@ async def test_events_committed_while_nats_is_down_go_out_when_it_is_back(
         try:
             await new_task(store)
 
-            async def relayed() -> bool:
-                return await store.unsent_events() == 0
-
-            await wait_for(relayed, 30, "the first event to be relayed")
+            await drained(store, 30)
             await asyncio.to_thread(server.stop, "nats")
             for _ in range(5):
                 await new_task(store)
                 running.wake()
             assert await store.unsent_events() == 5
             await asyncio.to_thread(server.start, "nats")
-            await wait_for(relayed, 60, "the events written during the outage to be relayed")
+            await drained(store, 60)
             assert len(await stream_messages(nats.jetstream(), settings)) == 6
         finally:
             await running.stop()

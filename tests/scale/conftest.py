@@ -9,16 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from deploy.local import LocalStack
-from deploy.ports import Ports
-from tests.stack import USERS, state_base
+from tests.stack import USERS, running_stack
 
 
 @pytest.fixture(scope="package")
 def scale_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     environ = {**os.environ, "API_KEYS": ",".join(f"{key}:{user}" for user, key in USERS.items())}
-    with state_base(tmp_path_factory, "scale", "postgres") as base:
-        stack = LocalStack(
-            base / "state", Ports.free(), components=["middleware", "services"], environ=environ, shape="scale"
-        )
-        with stack:
-            yield stack
+    with running_stack(tmp_path_factory, "scale", "postgres", environ, shape="scale") as stack:
+        yield stack
