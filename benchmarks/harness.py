@@ -21,7 +21,7 @@ import httpx
 
 from deploy.local import LocalStack
 from deploy.ports import Ports
-from services.shared.http_link import HttpLink
+from services.shared.http_link import HttpLinkPool
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -186,26 +186,11 @@ async def wait_until(probe: Callable[[], Awaitable[T | None]], within: float, wh
         await asyncio.sleep(interval)
 
 
-class MainClients:
+def main_clients(main_url: str, count: int) -> HttpLinkPool:
     """``count`` kept-alive connections to main as the benchmark's user, HTTP written by hand
     (``services/shared/http_link.py``); each request takes a free one. The bare Temporal paths use the SDK's native
     client, and on 2 cores an HTTP library's own CPU would be charged to main."""
-
-    def __init__(self, main_url: str, count: int) -> None:
-        self._idle: asyncio.Queue[HttpLink] = asyncio.Queue()
-        for _ in range(count):
-            self._idle.put_nowait(HttpLink(main_url, BENCH_KEY, timeout=60))
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        link = await self._idle.get()
-        try:
-            return await link.post(path, body)
-        finally:
-            self._idle.put_nowait(link)
-
-    async def close(self) -> None:
-        while not self._idle.empty():
-            await self._idle.get_nowait().close()
+    return HttpLinkPool(main_url, BENCH_KEY, count, timeout=60)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Targets (issue: main and communication): main's create p50 within 1.5x of bare start_workflow at 32 concurrent
 clients; report-to-websocket p99 under 20 ms on loopback. The measured creates use hand-written HTTP
-(``harness.MainClients``); the same creates through httpx are printed beside them.
+(``harness.main_clients``); the same creates through httpx are printed beside them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from integrations.echo.schemas import EchoInput, EchoRequest
 from services.shared.settings import TemporalSettings
 from services.shared.temporal import connect as temporal_connect
 
-from .harness import BENCH_KEY, Bench, MainClients, local_stack, machine, percentile
+from .harness import BENCH_KEY, Bench, local_stack, machine, main_clients, percentile
 
 CONCURRENCY = 32
 ROUNDS = 15
@@ -46,9 +46,9 @@ async def timed_rounds(call: Callable[[], Awaitable[None]], rounds: int) -> list
 async def create_latency(bench: Bench) -> dict[str, list[float]]:
     """Latencies (ms) of each create path, measured in interleaved rounds so that they share conditions."""
     temporal = await temporal_connect(TemporalSettings(address=bench.stack.temporal_address))
-    # The measured main path: one kept-alive connection per concurrent client (MainClients). The same creates
+    # The measured main path: one kept-alive connection per concurrent client (main_clients). The same creates
     # through httpx are shown beside them for what a typical Python client sees.
-    clients = MainClients(bench.stack.main_url, CONCURRENCY)
+    clients = main_clients(bench.stack.main_url, CONCURRENCY)
     body = json.dumps({"message": "bench"}).encode()
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(

@@ -21,11 +21,11 @@ from .harness import (
     REPO,
     Bench,
     CpuMeter,
-    MainClients,
     count_tasks,
     describe_machine,
     last_update,
     local_stack,
+    main_clients,
     stop_process,
     table,
     time_until_count,
@@ -46,7 +46,7 @@ async def through_main(bench: Bench, count: int) -> tuple[float, float]:
     """(seconds until every create was accepted, seconds until every task succeeded)."""
     async with bench.user_client(connections=4) as http:
         before = await count_tasks(http, "echo", "succeeded")
-        clients = MainClients(bench.stack.main_url, CLIENTS)
+        clients = main_clients(bench.stack.main_url, CLIENTS)
 
         async def create(i: int) -> None:
             status, answer = await clients.post(

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from services.shared.discovery import Discovery, Integration, parse_blacklist
+from services.shared.http_link import HttpLinkPool
 from services.shared.reporting import ReportClient
 from services.shared.settings import Env, PlatformSettings
 from services.shared.storage import ObjectStore
@@ -39,7 +40,7 @@ class LauncherSettings:
     blacklist: tuple[str, ...]
     shutdown_timeout: timedelta
     # Activity slots per Worker. Provider activities mostly wait on slow calls, so slots are cheap; the
-    # shared HTTP pool is sized to match (see __main__).
+    # shared HTTP pool and the report connections are sized to match (see __main__).
     max_concurrent_activities: int
 
     @classmethod
@@ -137,11 +138,19 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
     await asyncio.gather(*tasks)
 
 
-def make_context(settings: PlatformSettings, env: Env, http: httpx.AsyncClient) -> WorkerContext:
+# Below the report activity's start-to-close timeout, so an attempt that gets no answer fails as a LinkError
+# naming the cause rather than as an activity timeout.
+REPORT_TIMEOUT_SECONDS = 10.0
+
+
+def make_context(
+    settings: PlatformSettings, env: Env, http: httpx.AsyncClient, report_connections: int
+) -> WorkerContext:
+    links = HttpLinkPool(settings.main_url, settings.internal_token, report_connections, REPORT_TIMEOUT_SECONDS)
     return WorkerContext(
         settings=settings,
         env=env,
         http=http,
         store=ObjectStore(settings.storage),
-        reporter=ReportClient(http, settings.main_url, settings.internal_token),
+        reporter=ReportClient(links),
     )
