@@ -6,6 +6,7 @@ import asyncio
 import os
 import platform
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,14 @@ def load_average() -> str:
 
 def describe_machine() -> str:
     return f"{machine()}; {cpu_model()}; {memory_total_mib() / 1024:.1f} GiB RAM; load average {load_average()}"
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -215,11 +224,13 @@ class Bench:
             start_new_session=True,
         )
 
-    async def wait_worker(self, log_name: str, within: float = 60) -> None:
+    async def wait_worker(self, log_name: str, within: float = 60, starts: int = 1, ready: str = "serving ") -> None:
+        """Wait until the worker logging to ``log_name`` has said ``ready`` ``starts`` times (a restarted worker
+        appends to the same log)."""
         log = self.stack.state_dir / f"{log_name}.log"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while "serving " not in (log.read_text() if log.exists() else ""):
+        while (log.read_text(errors="replace") if log.exists() else "").count(ready) < starts:
             if loop.time() > deadline:
                 raise RuntimeError(f"worker {log_name} did not start")
             await asyncio.sleep(0.1)

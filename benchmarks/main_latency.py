@@ -1,8 +1,9 @@
 """Create-task latency through main vs a bare ``start_workflow``; report-to-websocket delivery latency.
 
-Targets (issue: main and communication): main's create p50 within 1.5x of bare start_workflow at 32 concurrent
-clients; report-to-websocket p99 under 20 ms on loopback. The measured creates use hand-written HTTP
-(``harness.main_clients``); the same creates through httpx are printed beside them.
+Targets: main's create p50 within 1.25x of bare start_workflow at 32 concurrent clients (issue: closer to the
+engine; 1.5x in the issue on main and communication); report-to-websocket p99 under 20 ms on loopback. The
+measured creates use hand-written HTTP (``harness.main_clients``); the same creates through httpx are printed
+beside them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from services.shared.temporal import connect as temporal_connect
 from .harness import BENCH_KEY, Bench, local_stack, machine, main_clients, percentile
 
 CONCURRENCY = 32
+CREATE_TARGET = 1.25
+EARLIER_CREATE_TARGET = 1.5
 ROUNDS = 15
 EVENTS = 300
 MAIN = "POST main /tasks"
@@ -127,7 +130,13 @@ async def run() -> None:
     print(f"  {'path':<36}{'p50':>8}{'p99':>8}")
     for name, values in creates.items():
         print(f"  {name:<36}{p50[name]:>8.1f}{percentile(values, 99):>8.1f}")
-    print(f"  ratio main/bare p50: {p50[MAIN] / p50[BARE]:.2f} (target <= 1.5)")
+    ratio = p50[MAIN] / p50[BARE]
+    verdict = "met" if ratio <= CREATE_TARGET else "missed"
+    earlier = "met" if ratio <= EARLIER_CREATE_TARGET else "missed"
+    print(
+        f"  ratio main/bare p50: {ratio:.2f} (target <= {CREATE_TARGET:g}: {verdict}; "
+        f"the earlier <= {EARLIER_CREATE_TARGET:g}: {earlier})"
+    )
     print(f"  ratio main (httpx client)/bare p50: {p50[MAIN_HTTPX] / p50[BARE]:.2f}")
     print(
         f"report -> websocket delivery, {len(push_ms)} events (ms): "
