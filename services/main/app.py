@@ -12,13 +12,12 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from temporalio.client import Client
 
 from services.shared import logs
-from services.shared.converter import data_converter
 from services.shared.discovery import Discovery, discover
 from services.shared.http_link import HttpLink
 from services.shared.storage import ObjectStore
+from services.shared.temporal import connect
 
 from .console import console_router
 from .controllers import HealthController, InternalController, RealtimeController, TaskController
@@ -42,12 +41,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         store = TaskStore.from_url(settings.database_url)
         await store.create_schema()
         # Lazy: main starts (and serves reads of stored state) even while Temporal is still coming up.
-        temporal = await Client.connect(
-            settings.platform.temporal.address,
-            namespace=settings.platform.temporal.namespace,
-            data_converter=data_converter,
-            lazy=True,
-        )
+        temporal = await connect(settings.platform.temporal, lazy=True)
         link = HttpLink(settings.platform.communication_url, settings.platform.internal_token, timeout=5.0)
         publisher = EventPublisher(link, settings.publish_attempts, settings.publish_interval_seconds)
         publisher.start()
