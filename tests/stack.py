@@ -46,14 +46,16 @@ async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, wha
 
 class Launcher:
     """``python -m services.async_task`` (or another service's ``module``) as a subprocess, the way its container
-    runs it."""
+    runs it; from the repository, or from a copy of it given as ``cwd``."""
 
-    def __init__(self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task") -> None:
+    def __init__(
+        self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task", cwd: Path = REPO
+    ) -> None:
         self.log = log
         self._file = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=REPO,
+            cwd=cwd,
             env=dict(env),
             stdout=self._file,
             stderr=subprocess.STDOUT,

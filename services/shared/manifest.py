@@ -40,6 +40,16 @@ def load_manifest(path: Path) -> Manifest:
         raise ManifestError(f"{path}: manifest is not valid JSON: {exc}") from exc
 
 
+def declared_name(path: Path) -> str | None:
+    """The ``name`` a manifest declares, read without validating anything else; None when it cannot be read."""
+    try:
+        raw = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return None
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def slug(name: str) -> str:
     """A lower-case form of the integration name usable as a compose service or process name."""
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.shared.discovery import (
@@ -15,6 +17,8 @@ from services.shared.discovery import (
     discover,
     parse_blacklist,
 )
+from tests.broken_examples import BROKEN_EXAMPLES, add_broken_examples, copy_with_broken_examples
+from tests.stack import Launcher, free_port, wait_for
 
 
 def make_integration(root: Path, folder: str, name: str | None = None, queue: str | None = None) -> Path:
@@ -67,6 +71,79 @@ def test_blacklist_matches_folder_or_manifest_name(root: Path) -> None:
     assert {e.folder for e in found.excluded} == {"alpha", "example_two"}
     everything = discover(root, blacklist=())
     assert {i.name for i in everything.integrations} == {"alpha-image", "beta", "example-two"}
+
+
+def test_blacklist_matches_without_regard_to_case(root: Path) -> None:
+    make_integration(root, "alpha", name="AlphaImage")
+    make_integration(root, "Beta_two", name="beta-two")
+    found = discover(root, blacklist=("alphaimage", "BETA_*"))
+    assert found.integrations == []
+    assert {(e.folder, e.name) for e in found.excluded} == {("alpha", "AlphaImage"), ("Beta_two", "beta-two")}
+
+
+def test_blacklisted_folders_are_excluded_before_they_are_validated(root: Path) -> None:
+    make_integration(root, "good")
+    add_broken_examples(root)
+    found = discover(root)
+    assert [i.name for i in found.integrations] == ["good"]
+    assert sorted((e.folder, e.name) for e in found.excluded) == [
+        ("Example-Copy", None),
+        ("example_draft", None),
+        ("sketch", "exampleSketch"),
+    ]
+    assert all("blacklisted by pattern 'example*'" in e.reason for e in found.excluded)
+    # Served, the same folders are problems, each reported.
+    with pytest.raises(DiscoveryError) as raised:
+        discover(root, blacklist=())
+    assert len(raised.value.problems) == len(BROKEN_EXAMPLES)
+
+
+@pytest.fixture(scope="module")
+def broken_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_with_broken_examples(tmp_path_factory.mktemp("broken-examples"))
+
+
+async def test_broken_examples_do_not_break_main(broken_copy: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MAIN_PORT": str(port),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'main.db'}",
+        "API_KEYS": "discovery-key:alice",
+        "INTERNAL_TOKEN": "discovery-internal-token",
+        "REALTIME_SECRET": "discovery-realtime-secret",
+    }
+    main = Launcher(env, [], tmp_path / "main.log", module="services.main", cwd=broken_copy)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+
+            async def up() -> bool:
+                if main.proc.poll() is not None:
+                    raise AssertionError(f"main exited with {main.proc.returncode}:\n{main.output()}")
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(up, 60, "main beside broken examples to answer")
+            paths = (await http.get("/docs/openapi.json")).json()["paths"]
+        assert "/api/integrations/echo/tasks" in paths
+        assert not [p for p in paths if "example" in p.lower()]
+    finally:
+        main.kill()
+
+
+def test_broken_examples_do_not_break_the_deploy_tool(broken_copy: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy", "render", "--check"],
+        cwd=broken_copy,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_disabled_manifest_is_excluded_with_its_reason(root: Path) -> None:
