@@ -20,10 +20,17 @@ from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
 
 from .console import console_router
-from .controllers import HealthController, InternalController, RealtimeController, TaskController
+from .controllers import (
+    HealthController,
+    IntegrationController,
+    InternalController,
+    RealtimeController,
+    TaskController,
+)
 from .errors import handle_http_exception, handle_unexpected
 from .integrations_router import integration_router, load_api
 from .publisher import EventPublisher
+from .schemas import IntegrationList, IntegrationRead
 from .service import TaskService
 from .settings import MainSettings
 from .store import TaskStore
@@ -34,6 +41,12 @@ log = logging.getLogger("main")
 def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Litestar:
     discovery = discovery if discovery is not None else discover(blacklist=settings.blacklist)
     routers: list[Router] = [integration_router(i, load_api(i)) for i in discovery.integrations]
+    mounted = IntegrationList(
+        [
+            IntegrationRead(i.name, i.manifest.description, i.manifest.pattern, i.manifest.console)
+            for i in discovery.integrations
+        ]
+    )
     log.info("mounted integrations: %s", ", ".join(i.name for i in discovery.integrations) or "none")
 
     @asynccontextmanager
@@ -60,6 +73,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
     return Litestar(
         route_handlers=[
             TaskController,
+            IntegrationController,
             InternalController,
             RealtimeController,
             HealthController,
@@ -69,7 +83,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         dependencies={"tasks": Provide(provide_tasks, sync_to_thread=False)},
         exception_handlers={HTTPException: handle_http_exception, Exception: handle_unexpected},
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "integrations": mounted}),
         openapi_config=OpenAPIConfig(
             title="Async task platform — main",
             version="0.1.0",

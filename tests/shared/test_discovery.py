@@ -177,6 +177,25 @@ def test_broken_layouts_are_all_reported_by_name(root: Path) -> None:
     assert len(raised.value.problems) == 5
 
 
+@pytest.mark.parametrize(
+    ("console", "problem"),
+    [
+        ({"fields": []}, "label"),
+        ({"label": "X", "fields": [{"name": "prompt", "widget": "slider"}]}, "widget"),
+        ({"label": "X", "fields": [{"name": "Prompt"}]}, "name"),
+        ({"label": "X", "fields": [{"name": "a"}, {"name": "a"}]}, "more than once: ['a']"),
+        ({"label": "X", "colour": "red"}, "colour"),
+    ],
+)
+def test_console_hints_are_validated(root: Path, console: dict[str, object], problem: str) -> None:
+    path = make_integration(root, "hinted")
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "console": console}))
+    with pytest.raises(DiscoveryError) as raised:
+        discover(root)
+    assert "hinted" in str(raised.value) and "console" in str(raised.value) and problem in str(raised.value)
+
+
 def test_duplicate_task_queues_and_names_are_errors(root: Path) -> None:
     make_integration(root, "one", queue="shared")
     make_integration(root, "two", queue="shared")
