@@ -73,6 +73,20 @@ class Launcher:
 
         await wait_for(ready, timeout, "the launcher to serve")
 
+    async def wait_answering(self, url: str, timeout: float = 60) -> None:
+        """Until ``GET url`` answers 200 (a service's /healthz or /readyz); fails if the process exits first."""
+        async with httpx.AsyncClient(timeout=5) as http:
+
+            async def answers() -> bool:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.log.name}: exited with {self.proc.returncode}:\n{self.output()}")
+                try:
+                    return (await http.get(url)).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(answers, timeout, f"{url} to answer 200")
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)

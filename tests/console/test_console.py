@@ -12,7 +12,7 @@ from playwright.async_api import Route
 
 from deploy.local import LocalStack
 from tests.console.conftest import Console, is_task_read
-from tests.stack import Api, Launcher, free_port, wait_for
+from tests.stack import Api, Launcher, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -72,15 +72,7 @@ async def test_a_newly_served_integration_gets_its_form_with_no_console_change(
     main = Launcher(env, [], stack.state_dir / "console-main-with-example.log", module="services.main")
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=url) as http:
-
-            async def up() -> bool:
-                try:
-                    return (await http.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(up, 60, "a main that serves the example integration")
+        await main.wait_answering(f"{url}/healthz")
         page = console.page
         await page.goto(f"{url}/console")
         await page.get_by_label("API key").fill("bob-key")

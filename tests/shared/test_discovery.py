@@ -18,7 +18,7 @@ from services.shared.discovery import (
     parse_blacklist,
 )
 from tests.broken_examples import BROKEN_EXAMPLES, add_broken_examples, copy_with_broken_examples
-from tests.stack import Launcher, free_port, wait_for
+from tests.stack import Launcher, free_port
 
 
 def make_integration(root: Path, folder: str, name: str | None = None, queue: str | None = None) -> Path:
@@ -114,18 +114,10 @@ async def test_broken_examples_do_not_break_main(broken_copy: Path, tmp_path: Pa
         "REALTIME_SECRET": "discovery-realtime-secret",
     }
     main = Launcher(env, [], tmp_path / "main.log", module="services.main", cwd=broken_copy)
+    url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-
-            async def up() -> bool:
-                if main.proc.poll() is not None:
-                    raise AssertionError(f"main exited with {main.proc.returncode}:\n{main.output()}")
-                try:
-                    return (await http.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(up, 60, "main beside broken examples to answer")
+        await main.wait_answering(f"{url}/healthz")
+        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
             paths = (await http.get("/docs/openapi.json")).json()["paths"]
         assert "/api/integrations/echo/tasks" in paths
         assert not [p for p in paths if "example" in p.lower()]

@@ -166,21 +166,12 @@ class CallbackRecord:
 @dataclass
 class ArkTask:
     id: str
-    model: str
-    prompt: str
-    content: list[dict[str, Any]]
+    # What was asked for, validated; its seed is drawn when the request asked for a random one.
+    request: CreateRequest
     created_at: float
     queue_seconds: float
     run_seconds: float
-    ratio: str
-    resolution: str
-    duration: int
-    seed: int
-    return_last_frame: bool
-    callback_url: str | None
     base_url: str
-    service_tier: str
-    execution_expires_after: int
     outcome: str = "succeeded"  # final status unless cancelled: succeeded, failed or expired
     error_code: str | None = None
     error_message: str | None = None
@@ -199,11 +190,11 @@ class ArkTask:
     @property
     def finished_at(self) -> float:
         """When the final status is reached (Ark also expires tasks older than execution_expires_after)."""
-        return min(self.running_at + self.run_seconds, self.created_at + self.execution_expires_after)
+        return min(self.running_at + self.run_seconds, self.created_at + self.request.execution_expires_after)
 
     @property
     def final_status(self) -> str:
-        if self.running_at + self.run_seconds > self.created_at + self.execution_expires_after:
+        if self.running_at + self.run_seconds > self.created_at + self.request.execution_expires_after:
             return "expired"
         return self.outcome
 
@@ -231,20 +222,20 @@ class ArkTask:
         return [("running", self.running_at), (self.final_status, self.finished_at)]
 
     def video_spec_seed(self) -> str:
-        return f"{self.prompt}\x00{self.seed}"
+        return f"{self.request.prompt}\x00{self.request.seed}"
 
     def completion_tokens(self) -> int:
         # Ark bills (width x height x fps x duration) / 1024 tokens for the nominal output size.
-        width, height = ARK_VIDEO_SIZES[self.resolution][self.ratio]
-        return width * height * FPS * self.duration // 1024
+        width, height = ARK_VIDEO_SIZES[self.request.resolution][self.request.ratio]
+        return width * height * FPS * self.request.duration // 1024
 
     def to_json(self, now: float, media_ttl: float) -> dict[str, Any]:
         status = self.status(now)
-        body: dict[str, Any] = {"id": self.id, "model": self.model, "status": status}
+        body: dict[str, Any] = {"id": self.id, "model": self.request.model, "status": status}
         if status == "succeeded":
             expires = int(self.finished_at + media_ttl)
             content = {"video_url": f"{self.base_url}/_media/{self.id}.mp4?X-Sim-Expires={expires}"}
-            if self.return_last_frame:
+            if self.request.return_last_frame:
                 content["last_frame_url"] = f"{self.base_url}/_media/{self.id}-last.png?X-Sim-Expires={expires}"
             body["content"] = content
             tokens = self.completion_tokens()
@@ -255,13 +246,13 @@ class ArkTask:
             {
                 "created_at": int(self.created_at),
                 "updated_at": int(self.updated_at(now)),
-                "seed": self.seed,
-                "resolution": self.resolution,
-                "ratio": self.ratio,
-                "duration": self.duration,
+                "seed": self.request.seed,
+                "resolution": self.request.resolution,
+                "ratio": self.request.ratio,
+                "duration": self.request.duration,
                 "framespersecond": FPS,
-                "service_tier": self.service_tier,
-                "execution_expires_after": self.execution_expires_after,
+                "service_tier": self.request.service_tier,
+                "execution_expires_after": self.request.execution_expires_after,
             }
         )
         return body
@@ -356,33 +347,23 @@ class Ark(StandIn):
         now = self.shared.clock()
         task = ArkTask(
             id=_task_id(now),
-            model=request.model,
-            prompt=request.prompt,
-            content=request.content,
+            request=request,
             created_at=now,
             queue_seconds=knobs.ark_queue_seconds,
             run_seconds=knobs.ark_run_seconds if decision.slow_seconds is None else decision.slow_seconds,
-            ratio=request.ratio,
-            resolution=request.resolution,
-            duration=request.duration,
-            seed=request.seed,
-            return_last_frame=request.return_last_frame,
-            callback_url=request.callback_url,
             base_url=incoming.base_url,
-            service_tier=request.service_tier,
-            execution_expires_after=request.execution_expires_after,
         )
         if decision.outcome is not None:
             _apply_outcome(task, decision.outcome.kind, decision.outcome.error_code, None)
         self._tasks[task.id] = task
         self._schedule(task)
-        logger.info("ark task %s created (%s, final status %s)", task.id, task.model, task.final_status)
+        logger.info("ark task %s created (%s, final status %s)", task.id, task.request.model, task.final_status)
         return json_response({"id": task.id})
 
     async def _get(self, task_id: str, incoming: Incoming) -> Response[bytes]:
         task = self._find(task_id)
         task.queries += 1
-        decision = self.shared.faults.decide(self.name, "get_task", task.prompt)
+        decision = self.shared.faults.decide(self.name, "get_task", task.request.prompt)
         if decision.fault is not None:
             return await self.fault_response(decision.fault, incoming)
         return json_response(task.to_json(self.shared.clock(), self._knobs.media_ttl_seconds))
@@ -407,14 +388,14 @@ class Ark(StandIn):
             if not t.deleted
             and (status is None or t.status(now) == status)
             and (not ids or t.id in ids)
-            and (model is None or t.model == model)
+            and (model is None or t.request.model == model)
         ]
         page = selected[(page_num - 1) * page_size : page_num * page_size]
         return json_response({"items": [t.to_json(now, ttl) for t in page], "total": len(selected)})
 
     async def _delete(self, task_id: str, incoming: Incoming) -> Response[bytes]:
         task = self._find(task_id)
-        decision = self.shared.faults.decide(self.name, "delete_task", task.prompt)
+        decision = self.shared.faults.decide(self.name, "delete_task", task.request.prompt)
         if decision.fault is not None:
             return await self.fault_response(decision.fault, incoming)
         now = self.shared.clock()
@@ -422,7 +403,7 @@ class Ark(StandIn):
         if status == "queued":
             task.cancelled_at = now
             self._cancel_timer(task.id)
-            if task.callback_url:
+            if task.request.callback_url:
                 self._spawn(self._notify(task, "cancelled", now))
             logger.info("ark task %s cancelled", task.id)
         elif status in ("succeeded", "failed", "expired"):
@@ -468,7 +449,7 @@ class Ark(StandIn):
         task_id, kind = _media_name(name)
         task = self._tasks.get(task_id or "")
         now = self.shared.clock()
-        if task is None or task.status(now) != "succeeded" or (kind == "png" and not task.return_last_frame):
+        if task is None or task.status(now) != "succeeded" or (kind == "png" and not task.request.return_last_frame):
             raise ControlError(404, "NoSuchKey")
         if now > task.finished_at + self._knobs.media_ttl_seconds:
             raise ControlError(403, "AccessDenied")
@@ -476,7 +457,8 @@ class Ark(StandIn):
         if cached is not None:
             self._media_cache.move_to_end(name)
             return cached
-        spec = ark_video_spec(task.video_spec_seed(), task.resolution, task.ratio, FPS, task.duration)
+        asked = task.request
+        spec = ark_video_spec(task.video_spec_seed(), asked.resolution, asked.ratio, FPS, asked.duration)
         # Encoding takes up to a few hundred milliseconds: keep the event loop free meanwhile.
         if kind == "mp4":
             media = Media(await asyncio.to_thread(build_mp4, spec), "video/mp4")
@@ -519,13 +501,13 @@ class Ark(StandIn):
         now = self.shared.clock()
         return {
             "task": task.to_json(now, self._knobs.media_ttl_seconds),
-            "prompt": task.prompt,
+            "prompt": task.request.prompt,
             "queries": task.queries,
             "deleted": task.deleted,
             "queue_seconds": task.queue_seconds,
             "run_seconds": task.run_seconds,
             "final_status": "cancelled" if task.cancelled_at is not None else task.final_status,
-            "callback_url": task.callback_url,
+            "callback_url": task.request.callback_url,
             "callbacks": [msgspec.to_builtins(c) for c in task.callbacks],
         }
 
@@ -562,7 +544,7 @@ class Ark(StandIn):
 
     def _schedule(self, task: ArkTask) -> None:
         self._cancel_timer(task.id)
-        if task.callback_url and task.cancelled_at is None:
+        if task.request.callback_url and task.cancelled_at is None:
             timer = self._spawn(self._run_timeline(task))
             self._timers[task.id] = timer
 
@@ -588,7 +570,7 @@ class Ark(StandIn):
             self._spawn(self._notify(task, status, at))
 
     async def _notify(self, task: ArkTask, status: str, at: float) -> None:
-        if status in task.notified or not task.callback_url:
+        if status in task.notified or not task.request.callback_url:
             return
         task.notified.add(status)
         payload = msgspec.json.encode(task.to_json(at, self._knobs.media_ttl_seconds))
@@ -596,7 +578,7 @@ class Ark(StandIn):
             await self._deliver(task, status, payload)
 
     async def _deliver(self, task: ArkTask, status: str, payload: bytes) -> None:
-        if not task.callback_url:
+        if not task.request.callback_url:
             return
         record = CallbackRecord(status)
         task.callbacks.append(record)
@@ -605,7 +587,7 @@ class Ark(StandIn):
             record.attempts += 1
             try:
                 answer = await self._http().post(
-                    task.callback_url, content=payload, headers={"Content-Type": "application/json"}
+                    task.request.callback_url, content=payload, headers={"Content-Type": "application/json"}
                 )
                 record.last_status_code = answer.status_code
                 if answer.is_success:
@@ -618,7 +600,7 @@ class Ark(StandIn):
                 "callback for ark task %s (%s) to %s failed on attempt %d: %s",
                 task.id,
                 status,
-                task.callback_url,
+                task.request.callback_url,
                 record.attempts,
                 record.last_error,
             )
