@@ -24,6 +24,10 @@ status *ARGS:
 logs *ARGS:
     deploy-tool logs "$@"
 
+# hosts without a registry: build or reuse every image locally (ARGS: --start-engine --rebuild --wheelhouse-only)
+images *ARGS:
+    python -m offline_docker images {{ARGS}}
+
 # lint, strict type check, compose.yaml freshness, then every test
 test *ARGS: check
     pytest "$@"

@@ -83,7 +83,7 @@ def _header(document: Mapping[str, Any], blacklist: str) -> str:
         f"# integrations discovered under integrations/ (blacklist: {blacklist or 'none'}).",
         "#",
         f"# Image variables (offline hosts point them at local builds): {', '.join(images)}.",
-        "# Offline: `deploy-tool images` builds local images and writes their names to .deploy/images.env, which",
+        "# Offline: `./dev images` builds local images and writes their names to .deploy/images.env, which",
         "# `deploy-tool up --mode docker` reads; plain compose: `docker compose --env-file .deploy/images.env up -d`.",
         "# Secrets have development defaults that MUST be changed for any shared deployment:",
         "# INTERNAL_TOKEN, REALTIME_SECRET, API_KEYS (key:user,...), S3_ACCESS_KEY, S3_SECRET_KEY.",

@@ -1,7 +1,7 @@
 """The whole stack from the project's images, as `docker compose up` runs it, driven from the host.
 
 Testcontainers' `DockerCompose` starts the committed compose.yaml under a project name of its own, with two env
-files: `.deploy/images.env` (the local images `deploy-tool images` built, so nothing is pulled) and one of this
+files: `.deploy/images.env` (the local images `./dev images` built, so nothing is pulled) and one of this
 run's (free host ports, generated secrets, two API keys). Nothing here depends on the documented default ports,
 so a developer's own stack and a second test run never collide. The project and its volumes are removed at the
 end (`down -v`).
@@ -26,10 +26,11 @@ from temporalio.client import Client
 from testcontainers.compose import DockerCompose
 
 from deploy.docker import HOST_PORT_VARIABLES
-from deploy.docker_engine import EngineError, find_compose
-from deploy.images import IMAGE_VARIABLES
 from deploy.paths import COMPOSE_FILE, IMAGES_ENV_NAME, REPO_ROOT
 from deploy.ports import Ports
+from offline_docker.compose_plugin import find_compose
+from offline_docker.host import HostError
+from offline_docker.images import IMAGE_VARIABLES
 from services.shared.settings import TemporalSettings
 from services.shared.temporal import connect
 from tests.docker_fixtures import DockerImages
@@ -66,7 +67,7 @@ class ProjectCompose(DockerCompose):
     up` gives a user), and a test run must never touch that one or another run's."""
 
     project_name: str = ""
-    # argv of Compose v2 (`docker compose`, or the binary deploy.docker_engine installed).
+    # argv of Compose v2 (`docker compose`, or the binary offline_docker.compose_plugin installed).
     compose_argv: list[str] = field(default_factory=lambda: ["docker", "compose"])
 
     @cached_property
@@ -202,7 +203,7 @@ def _run_env_file(directory: Path, ports: dict[str, int]) -> tuple[Path, dict[st
 def compose_stack(docker_images: DockerImages, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
     try:
         compose_argv = find_compose()
-    except EngineError as exc:
+    except HostError as exc:
         pytest.fail(f"an engine answers but docker compose v2 cannot be had: {exc}")
     free = Ports.free()
     ports = {name: getattr(free, name) for name in HOST_PORT_VARIABLES}
