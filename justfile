@@ -26,7 +26,7 @@ logs *ARGS:
 
 # hosts without a registry: build or reuse every image locally (ARGS: --start-engine --rebuild --wheelhouse-only)
 images *ARGS:
-    python -m offline_docker images {{ARGS}}
+    python -m offline_docker images "$@"
 
 # lint, strict type check, compose.yaml freshness, then every test
 test *ARGS: check
