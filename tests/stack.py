@@ -46,14 +46,16 @@ async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, wha
 
 class Launcher:
     """``python -m services.async_task`` (or another service's ``module``) as a subprocess, the way its container
-    runs it."""
+    runs it; from the repository, or from a copy of it given as ``cwd``."""
 
-    def __init__(self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task") -> None:
+    def __init__(
+        self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task", cwd: Path = REPO
+    ) -> None:
         self.log = log
         self._file = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=REPO,
+            cwd=cwd,
             env=dict(env),
             stdout=self._file,
             stderr=subprocess.STDOUT,
@@ -70,6 +72,20 @@ class Launcher:
             return "serving " in self.output()
 
         await wait_for(ready, timeout, "the launcher to serve")
+
+    async def wait_answering(self, url: str, timeout: float = 60) -> None:
+        """Until ``GET url`` answers 200 (a service's /healthz or /readyz); fails if the process exits first."""
+        async with httpx.AsyncClient(timeout=5) as http:
+
+            async def answers() -> bool:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.log.name}: exited with {self.proc.returncode}:\n{self.output()}")
+                try:
+                    return (await http.get(url)).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(answers, timeout, f"{url} to answer 200")
 
     def kill(self) -> None:
         if self.proc.poll() is None:

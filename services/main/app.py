@@ -12,19 +12,25 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from temporalio.client import Client
 
 from services.shared import logs
-from services.shared.converter import data_converter
 from services.shared.discovery import Discovery, discover
 from services.shared.http_link import HttpLink
 from services.shared.storage import ObjectStore
+from services.shared.temporal import connect
 
 from .console import console_router
-from .controllers import HealthController, InternalController, RealtimeController, TaskController
+from .controllers import (
+    HealthController,
+    IntegrationController,
+    InternalController,
+    RealtimeController,
+    TaskController,
+)
 from .errors import handle_http_exception, handle_unexpected
 from .integrations_router import integration_router, load_api
 from .publisher import EventPublisher
+from .schemas import IntegrationList, IntegrationRead
 from .service import TaskService
 from .settings import MainSettings
 from .store import TaskStore
@@ -35,6 +41,12 @@ log = logging.getLogger("main")
 def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Litestar:
     discovery = discovery if discovery is not None else discover(blacklist=settings.blacklist)
     routers: list[Router] = [integration_router(i, load_api(i)) for i in discovery.integrations]
+    mounted = IntegrationList(
+        [
+            IntegrationRead(i.name, i.manifest.description, i.manifest.pattern, i.manifest.console)
+            for i in discovery.integrations
+        ]
+    )
     log.info("mounted integrations: %s", ", ".join(i.name for i in discovery.integrations) or "none")
 
     @asynccontextmanager
@@ -42,12 +54,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         store = TaskStore.from_url(settings.database_url)
         await store.create_schema()
         # Lazy: main starts (and serves reads of stored state) even while Temporal is still coming up.
-        temporal = await Client.connect(
-            settings.platform.temporal.address,
-            namespace=settings.platform.temporal.namespace,
-            data_converter=data_converter,
-            lazy=True,
-        )
+        temporal = await connect(settings.platform.temporal, lazy=True)
         link = HttpLink(settings.platform.communication_url, settings.platform.internal_token, timeout=5.0)
         publisher = EventPublisher(link, settings.publish_attempts, settings.publish_interval_seconds)
         publisher.start()
@@ -66,6 +73,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
     return Litestar(
         route_handlers=[
             TaskController,
+            IntegrationController,
             InternalController,
             RealtimeController,
             HealthController,
@@ -75,7 +83,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         dependencies={"tasks": Provide(provide_tasks, sync_to_thread=False)},
         exception_handlers={HTTPException: handle_http_exception, Exception: handle_unexpected},
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "integrations": mounted}),
         openapi_config=OpenAPIConfig(
             title="Async task platform — main",
             version="0.1.0",

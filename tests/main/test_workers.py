@@ -30,17 +30,7 @@ class MainProcesses:
     url: str
 
     async def wait_ready(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
-
-            async def ready() -> bool:
-                if self.process.proc.poll() is not None:
-                    raise AssertionError(f"main exited with {self.process.proc.returncode}:\n{self.process.output()}")
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(ready, 60, "main with MAIN_WORKERS=2 to be ready")
+        await self.process.wait_answering(f"{self.url}/readyz")
 
 
 @pytest.fixture

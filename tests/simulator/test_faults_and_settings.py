@@ -91,12 +91,12 @@ def test_settings_from_env() -> None:
     )
     assert settings.port == 9100
     assert settings.public_url == "http://simulator:8002"
-    assert settings.gemini_api_keys == ("one", "two")
-    assert settings.ark_api_keys == ("sim-ark-key",)
+    assert settings.api_keys["gemini"] == ("one", "two")
+    assert settings.api_keys["ark"] == ("sim-ark-key",)
     assert settings.runtime.latency_for("gemini") == 0.02
     assert settings.runtime.latency_for("ark") == 0
-    assert settings.runtime.ark_run_seconds == 0.5
-    assert settings.runtime.ark_queue_seconds == 1.0
+    assert settings.runtime.as_dict()["ark_run_seconds"] == 0.5
+    assert settings.runtime.as_dict()["ark_queue_seconds"] == 1.0
     assert settings.faults == (FaultSpec(provider="ark", kind="429", count=2),)
     assert "one" not in repr(settings)
 
@@ -104,9 +104,9 @@ def test_settings_from_env() -> None:
 def test_defaults() -> None:
     settings = SimulatorSettings.from_env({})
     assert (settings.host, settings.port) == ("127.0.0.1", 8002)
-    assert settings.gemini_api_keys == ("sim-gemini-key",)
+    assert settings.api_keys["gemini"] == ("sim-gemini-key",)
     assert settings.runtime == RuntimeConfig()
-    assert settings.runtime.media_ttl_seconds == 24 * 3600
+    assert settings.runtime.as_dict()["media_ttl_seconds"] == 24 * 3600
 
 
 @pytest.mark.parametrize(
