@@ -191,6 +191,12 @@ async def run() -> None:
     print(f"  ratio main/hand-written SDK, echo: {verdict(rate[echo] / rate[sdk_echo], BASELINE_TARGET)}")
     print(f"  ratio main/hand-written SDK, image: {verdict(rate[image] / rate[sdk_image], BASELINE_TARGET)}")
     print(f"  ratio main/bare, echo: {verdict(rate[echo] / rate[bare], BARE_TARGET)}")
+    # On a machine whose other load varies, rates vary with it; CPU per task does much less.
+    per_task = {label: sum(used.values()) for label, used in cpu.items()}
+    print(
+        "  CPU per task, hand-written SDK/main (throughput follows it while the CPU is the bottleneck): "
+        f"echo {per_task[sdk_echo] / per_task[echo]:.2f}, image {per_task[sdk_image] / per_task[image]:.2f}"
+    )
     tasks = TASKS * ROUNDS
     processes = sorted({name for used in cpu.values() for name in used})
     shown = [n for n in processes if max(used.get(n, 0.0) for used in cpu.values()) >= 0.05 * tasks / 1000]
