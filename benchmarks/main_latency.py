@@ -87,7 +87,7 @@ async def push_latency(bench: Bench) -> list[float]:
     """One running task; each report raises its progress, so each is applied and pushed once."""
     async with httpx.AsyncClient(base_url=bench.stack.main_url, timeout=30) as http:
         user = {"Authorization": f"Bearer {BENCH_KEY}"}
-        internal = {"Authorization": f"Bearer {bench.stack.secrets.internal_token}"}
+        internal = {"Authorization": f"Bearer {bench.stack.secrets.report_token}"}
         task = (
             await http.post(
                 "/api/integrations/echo/tasks", json={"message": "push", "delay_seconds": 3600}, headers=user
@@ -101,7 +101,7 @@ async def push_latency(bench: Bench) -> list[float]:
                 progress = i / (EVENTS + 1)
                 start = time.perf_counter()
                 response = await http.post(
-                    f"/internal/tasks/{task['id']}/report",
+                    f"{bench.stack.main_internal_url}/internal/tasks/{task['id']}/report",
                     json={"status": "running", "progress": progress},
                     headers=internal,
                 )

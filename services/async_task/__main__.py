@@ -44,7 +44,7 @@ async def serve(names: list[str]) -> int:
     # Every activity slot of every Worker in this process may hold one provider connection.
     limits = httpx.Limits(max_connections=slots * len(integrations), max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits) as http:
-        ctx = make_context(settings.platform, Env(), http)
+        ctx = make_context(settings, Env(), http)
         workers = build_workers(client, integrations, ctx, settings.shutdown_timeout, slots)
         log.info("serving %d integration(s): %s", len(workers), ", ".join(i.name for i in integrations))
         await run_workers(workers, stop)

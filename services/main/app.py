@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from temporalio.client import Client
@@ -18,11 +17,13 @@ from services.shared import logs
 from services.shared.converter import data_converter
 from services.shared.discovery import Discovery, discover
 from services.shared.http_link import HttpLink
+from services.shared.internal_auth import INTERNAL, internal_token_guard, listener_guard
+from services.shared.request_limits import announced_body_guard
 from services.shared.storage import ObjectStore
 
 from .console import console_router
 from .controllers import HealthController, InternalController, RealtimeController, TaskController
-from .errors import handle_http_exception, handle_unexpected
+from .errors import MAIN_EXCEPTION_HANDLERS
 from .integrations_router import integration_router, load_api
 from .publisher import EventPublisher
 from .service import TaskService
@@ -34,7 +35,15 @@ log = logging.getLogger("main")
 
 def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Litestar:
     discovery = discovery if discovery is not None else discover(blacklist=settings.blacklist)
-    routers: list[Router] = [integration_router(i, load_api(i)) for i in discovery.integrations]
+    routers: list[Router] = [integration_router(i, load_api(i), settings) for i in discovery.integrations]
+    # The report API: on the internal listener only, for holders of the workers' report token.
+    internal = Router(
+        path="/",
+        route_handlers=[InternalController],
+        guards=[internal_token_guard(settings.report_tokens)],
+        opt={INTERNAL: True},
+        request_max_body_size=settings.max_report_bytes,
+    )
     log.info("mounted integrations: %s", ", ".join(i.name for i in discovery.integrations) or "none")
 
     @asynccontextmanager
@@ -48,8 +57,8 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
             data_converter=data_converter,
             lazy=True,
         )
-        link = HttpLink(settings.platform.communication_url, settings.platform.internal_token, timeout=5.0)
-        publisher = EventPublisher(link, settings.publish_attempts, settings.publish_interval_seconds)
+        link = HttpLink(settings.communication_internal_url, settings.publish_token, timeout=5.0)
+        publisher = EventPublisher(link, settings.publish_attempts, settings.publish_interval_ms / 1000)
         publisher.start()
         objects = ObjectStore(settings.platform.storage)
         app.state.tasks = TaskService(settings, store, temporal, publisher, objects)
@@ -66,14 +75,16 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
     return Litestar(
         route_handlers=[
             TaskController,
-            InternalController,
+            internal,
             RealtimeController,
             HealthController,
             console_router(),
             *routers,
         ],
         dependencies={"tasks": Provide(provide_tasks, sync_to_thread=False)},
-        exception_handlers={HTTPException: handle_http_exception, Exception: handle_unexpected},
+        guards=[listener_guard(settings.internal_port), announced_body_guard],
+        exception_handlers=MAIN_EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(

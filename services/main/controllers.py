@@ -13,7 +13,7 @@ from litestar.params import FromPath, JSONBody, Parameter
 from services.shared import realtime_token
 from services.shared.tasks import ReportOutcome, TaskReport
 
-from .auth import current_user, internal_only
+from .auth import current_user
 from .schemas import Health, RealtimeToken, TaskPage, TaskRead
 from .service import TaskService
 
@@ -53,8 +53,9 @@ class TaskController(Controller):
 
 
 class InternalController(Controller):
+    """Served on main's internal listener only, to holders of the report token (see ``app.create_app``)."""
+
     path = "/internal"
-    guards = [internal_only]
     tags = ["internal"]
     include_in_schema = False
 
@@ -62,8 +63,7 @@ class InternalController(Controller):
     async def report(
         self, task_id: FromPath[str], data: JSONBody[TaskReport], tasks: NamedDependency[TaskService]
     ) -> ReportOutcome:
-        outcome, _ = await tasks.apply(task_id, data)
-        return outcome
+        return await tasks.report(task_id, data)
 
 
 class RealtimeController(Controller):

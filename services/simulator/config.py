@@ -94,8 +94,8 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
             host=env.get("SIMULATOR_HOST", "127.0.0.1"),
             port=env.get_int("SIMULATOR_PORT", 8002),
             public_url=(env.optional("SIMULATOR_PUBLIC_URL") or "").rstrip("/"),
-            gemini_api_keys=_keys(env.get("SIMULATOR_GEMINI_API_KEY", "sim-gemini-key")),
-            ark_api_keys=_keys(env.get("SIMULATOR_ARK_API_KEY", "sim-ark-key")),
+            gemini_api_keys=_keys(env, "SIMULATOR_GEMINI_API_KEY", "sim-gemini-key"),
+            ark_api_keys=_keys(env, "SIMULATOR_ARK_API_KEY", "sim-ark-key"),
             log_level=env.get("SIMULATOR_LOG_LEVEL", "info"),
             runtime=runtime,
             faults=faults,
@@ -106,9 +106,11 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
         return f"SimulatorSettings(host={self.host!r}, port={self.port}, public_url={self.public_url!r})"
 
 
-def _keys(raw: str) -> tuple[str, ...]:
-    """A comma-separated list of accepted API keys."""
-    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+def _keys(env: Env, name: str, default: str) -> tuple[str, ...]:
+    """A comma-separated list of accepted API keys; the default ones only in development mode."""
+    keys = tuple(k.strip() for k in (env.from_file(name) or default).split(",") if k.strip())
     if not keys:
-        raise SettingsError("an API key list must not be empty")
+        raise SettingsError(f"{name}: an API key list must not be empty")
+    for key in keys:
+        env.check_secret(name, key)
     return keys

@@ -51,6 +51,8 @@ async def simulator_url(tmp_path: Path) -> AsyncIterator[str]:
     port = free_port()
     env = {
         **os.environ,
+        # The simulator accepts its published keys, as on a development machine.
+        "DEVELOPMENT_MODE": "true",
         "SIMULATOR_HOST": "127.0.0.1",
         "SIMULATOR_PORT": str(port),
         "SIMULATOR_ARK_QUEUE_SECONDS": "0.1",
