@@ -162,7 +162,8 @@ def _render(args: argparse.Namespace) -> int:
         print(f"{target.name} is stale: run `deploy-tool render` and commit the result", file=sys.stderr)
         return 1
     changed = compose.write(target, args.config)
-    print(f"wrote {target.name}" if changed else f"{target.name} is current")
+    names = f"{target.name} and {compose.dev_file(target).name}"
+    print(f"wrote {names}" if changed else f"{names} are current")
     return 0
 
 

@@ -12,7 +12,7 @@ from playwright.async_api import Route
 
 from deploy.local import LocalStack
 from tests.console.conftest import Console, is_task_read
-from tests.stack import Api, Launcher
+from tests.stack import USERS, Api, Launcher
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ async def test_console_hides_forms_of_integrations_that_are_not_mounted(console:
         await route.fulfill(response=response, body=json.dumps(doc))
 
     await console.page.route("**/docs/openapi.json", without_video)
-    await console.sign_in("alice-key")
+    await console.sign_in(USERS["alice"])
     assert await console.page.locator("#form-video").is_hidden()
     assert await console.page.locator("#form-image").is_visible()
     assert await console.page.locator("#form-echo").is_visible()
@@ -64,7 +64,7 @@ async def test_console_follows_tasks_live(
     console: Console, echo_worker: Launcher, provider_workers: Launcher, alice: Api
 ) -> None:
     page, timeline = console.page, console.timeline
-    await console.sign_in("alice-key")
+    await console.sign_in(USERS["alice"])
     for form in ("#form-image", "#form-video", "#form-echo"):
         assert await page.locator(form).is_visible(), form
     # Allowed values come from main's OpenAPI schema (the schema's enum replaces the page's own list).
@@ -156,7 +156,7 @@ async def test_console_follows_tasks_live(
 
 async def test_console_recovers_after_the_socket_drops(console: Console, echo_worker: Launcher, alice: Api) -> None:
     page, timeline = console.page, console.timeline
-    await console.sign_in("alice-key")
+    await console.sign_in(USERS["alice"])
     task = await console.submit("form-echo", {"Message": "cancelled while the page is offline", "Delay (s)": "600"})
     await console.wait_status(task, "running")
 
