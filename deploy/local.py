@@ -148,6 +148,10 @@ class LocalStack:
             self._secrets = credentials.load_or_create(self.state_dir)
         return self._secrets
 
+    def api_key(self) -> str:
+        """The first API key (user dev)."""
+        return self.secrets.dev_api_key
+
     def context(self) -> LocalContext:
         return LocalContext(state_dir=self.state_dir, ports=self.ports, secrets=self.secrets, environ=self.environ)
 
