@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import Litestar, Router
+from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from services.shared.http_errors import EXCEPTION_HANDLERS
-from services.shared.internal_auth import INTERNAL, internal_token_guard, listener_guard
+from services.shared.internal_auth import internal_router, listener_guard
 from services.shared.request_limits import announced_body_guard
 
 from .hub import Hub
@@ -18,14 +18,10 @@ from .settings import CommunicationSettings
 def create_app(settings: CommunicationSettings) -> Litestar:
     hub = Hub(settings.queue_size)
     # On the internal listener only: publishing needs main's publish token; the counters need the network.
-    publish = Router(
-        path="/",
-        route_handlers=[PublishController],
-        guards=[internal_token_guard(settings.publish_tokens)],
-        opt={INTERNAL: True},
-        request_max_body_size=settings.max_publish_bytes,
+    publish = internal_router(
+        PublishController, tokens=settings.publish_tokens, max_body_bytes=settings.max_publish_bytes
     )
-    metrics = Router(path="/", route_handlers=[MetricsController], opt={INTERNAL: True})
+    metrics = internal_router(MetricsController)
     app = Litestar(
         route_handlers=[RealtimeController, StatusController, publish, metrics],
         dependencies={

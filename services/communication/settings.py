@@ -52,49 +52,36 @@ class CommunicationSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommunicationSettings:
         env = Env(environ)
-        settings = cls(
+        return cls(
             publish_tokens=env.token_pair("PUBLISH_TOKEN"),
             realtime_secret=env.secret("REALTIME_SECRET"),
             host=env.get("COMMUNICATION_HOST", cls.host),
             port=env.get_int("COMMUNICATION_PORT", cls.port),
             internal_port=env.get_int("COMMUNICATION_INTERNAL_PORT", cls.internal_port),
-            queue_size=env.get_int("COMMUNICATION_QUEUE_SIZE", cls.queue_size),
+            queue_size=env.get_int("COMMUNICATION_QUEUE_SIZE", cls.queue_size, minimum=1),
             ping_interval=env.get_float("COMMUNICATION_PING_INTERVAL", cls.ping_interval),
             ping_timeout=env.get_float("COMMUNICATION_PING_TIMEOUT", cls.ping_timeout),
             per_message_deflate=env.get_bool("COMMUNICATION_PER_MESSAGE_DEFLATE", cls.per_message_deflate),
             close_on_token_expiry=env.get_bool("COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY", cls.close_on_token_expiry),
-            max_sockets_per_user=env.get_int("COMMUNICATION_MAX_SOCKETS_PER_USER", cls.max_sockets_per_user),
-            max_publish_bytes=env.get_int("COMMUNICATION_MAX_PUBLISH_BYTES", cls.max_publish_bytes),
-            max_body_bytes=env.get_int("COMMUNICATION_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_sockets_per_user=env.get_int("COMMUNICATION_MAX_SOCKETS_PER_USER", cls.max_sockets_per_user, minimum=1),
+            max_publish_bytes=env.get_int("COMMUNICATION_MAX_PUBLISH_BYTES", cls.max_publish_bytes, minimum=1),
+            max_body_bytes=env.get_int("COMMUNICATION_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
             limits=ServerLimits.from_env(env, "COMMUNICATION"),
-            shutdown_timeout=env.get_int("COMMUNICATION_SHUTDOWN_TIMEOUT", cls.shutdown_timeout),
+            shutdown_timeout=env.get_int("COMMUNICATION_SHUTDOWN_TIMEOUT", cls.shutdown_timeout, minimum=0),
             log_level=env.get("COMMUNICATION_LOG_LEVEL", cls.log_level).lower(),
             access_log=env.get_bool("COMMUNICATION_ACCESS_LOG", cls.access_log),
         )
-        settings.validate()
-        return settings
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         for name, port in (("COMMUNICATION_PORT", self.port), ("COMMUNICATION_INTERNAL_PORT", self.internal_port)):
             if not 0 < port <= 65535:
                 raise SettingsError(f"{name} must be between 1 and 65535, got {port}")
         if self.internal_port == self.port:
             raise SettingsError(f"COMMUNICATION_INTERNAL_PORT must differ from COMMUNICATION_PORT ({self.port})")
-        for name, value in (
-            ("COMMUNICATION_MAX_SOCKETS_PER_USER", self.max_sockets_per_user),
-            ("COMMUNICATION_MAX_PUBLISH_BYTES", self.max_publish_bytes),
-            ("COMMUNICATION_MAX_BODY_BYTES", self.max_body_bytes),
-        ):
-            if value < 1:
-                raise SettingsError(f"{name} must be at least 1, got {value}")
-        if self.queue_size < 1:
-            raise SettingsError(f"COMMUNICATION_QUEUE_SIZE must be at least 1, got {self.queue_size}")
         if self.ping_interval < 0:
             raise SettingsError(f"COMMUNICATION_PING_INTERVAL must not be negative, got {self.ping_interval}")
         if self.ping_timeout <= 0:
             raise SettingsError(f"COMMUNICATION_PING_TIMEOUT must be positive, got {self.ping_timeout}")
-        if self.shutdown_timeout < 0:
-            raise SettingsError(f"COMMUNICATION_SHUTDOWN_TIMEOUT must not be negative, got {self.shutdown_timeout}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise SettingsError(f"COMMUNICATION_LOG_LEVEL must be a log level name, got {self.log_level!r}")
 

@@ -17,7 +17,7 @@ from services.shared import logs
 from services.shared.converter import data_converter
 from services.shared.discovery import Discovery, discover
 from services.shared.http_link import HttpLink
-from services.shared.internal_auth import INTERNAL, internal_token_guard, listener_guard
+from services.shared.internal_auth import internal_router, listener_guard
 from services.shared.request_limits import announced_body_guard
 from services.shared.storage import ObjectStore
 
@@ -37,12 +37,8 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
     discovery = discovery if discovery is not None else discover(blacklist=settings.blacklist)
     routers: list[Router] = [integration_router(i, load_api(i), settings) for i in discovery.integrations]
     # The report API: on the internal listener only, for holders of the workers' report token.
-    internal = Router(
-        path="/",
-        route_handlers=[InternalController],
-        guards=[internal_token_guard(settings.report_tokens)],
-        opt={INTERNAL: True},
-        request_max_body_size=settings.max_report_bytes,
+    internal = internal_router(
+        InternalController, tokens=settings.report_tokens, max_body_bytes=settings.max_report_bytes
     )
     log.info("mounted integrations: %s", ", ".join(i.name for i in discovery.integrations) or "none")
 

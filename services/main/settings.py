@@ -78,26 +78,15 @@ class MainSettings:
             blacklist=parse_blacklist(env.raw("INTEGRATIONS_BLACKLIST")),
             sync_timeout_seconds=env.get_float("MAIN_SYNC_TIMEOUT_SECONDS", cls.sync_timeout_seconds),
             publish_attempts=env.get_int("MAIN_PUBLISH_ATTEMPTS", cls.publish_attempts),
-            publish_interval_ms=env.get_int("MAIN_PUBLISH_INTERVAL_MS", cls.publish_interval_ms),
+            publish_interval_ms=env.get_int("MAIN_PUBLISH_INTERVAL_MS", cls.publish_interval_ms, minimum=0),
             access_log=env.get_bool("MAIN_ACCESS_LOG", cls.access_log),
-            workers=env.get_int("MAIN_WORKERS", cls.workers),
+            workers=env.get_int("MAIN_WORKERS", cls.workers, minimum=1),
             limits=ServerLimits.from_env(env, "MAIN"),
-            max_body_bytes=env.get_int("MAIN_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_report_bytes=env.get_int("MAIN_MAX_REPORT_BYTES", cls.max_report_bytes),
-            max_create_body_bytes=env.get_int("MAIN_MAX_CREATE_BODY_BYTES", cls.max_create_body_bytes),
+            max_body_bytes=env.get_int("MAIN_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
+            max_report_bytes=env.get_int("MAIN_MAX_REPORT_BYTES", cls.max_report_bytes, minimum=1),
+            max_create_body_bytes=env.get_int("MAIN_MAX_CREATE_BODY_BYTES", cls.max_create_body_bytes, minimum=1),
         )
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise SettingsError(f"MAIN_WORKERS must be at least 1, got {self.workers}")
-        if self.publish_interval_ms < 0:
-            raise SettingsError("MAIN_PUBLISH_INTERVAL_MS must not be negative")
         if self.internal_port == self.port:
             raise SettingsError(f"MAIN_INTERNAL_PORT must differ from MAIN_PORT ({self.port})")
-        for name, value in (
-            ("MAIN_MAX_BODY_BYTES", self.max_body_bytes),
-            ("MAIN_MAX_REPORT_BYTES", self.max_report_bytes),
-            ("MAIN_MAX_CREATE_BODY_BYTES", self.max_create_body_bytes),
-        ):
-            if value < 1:
-                raise SettingsError(f"{name} must be at least 1, got {value}")

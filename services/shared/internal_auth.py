@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar import Router
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotFoundException
 from litestar.handlers.base import BaseRouteHandler
@@ -41,6 +42,18 @@ def internal_token_guard(tokens: TokenPair) -> Guard:
             raise ApiError(401, "unauthorized", "internal endpoint: invalid internal token")
 
     return guard
+
+
+def internal_router(*handlers: Any, tokens: TokenPair | None = None, max_body_bytes: int | None = None) -> Router:
+    """Route handlers served on the internal listener only; with ``tokens``, only to holders of that trust edge's
+    token."""
+    return Router(
+        path="/",
+        route_handlers=list(handlers),
+        guards=[] if tokens is None else [internal_token_guard(tokens)],
+        opt={INTERNAL: True},
+        request_max_body_size=max_body_bytes,
+    )
 
 
 def listener_guard(internal_port: int) -> Guard:

@@ -49,14 +49,17 @@ class Env:
         """The value as set, where an empty string means something other than unset."""
         return self._env.get(name)
 
-    def get_int(self, name: str, default: int) -> int:
+    def get_int(self, name: str, default: int, minimum: int | None = None) -> int:
         raw = self._env.get(name)
         if not raw:
             return default
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError as exc:
             raise SettingsError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"environment variable {name} must be at least {minimum}, got {value}")
+        return value
 
     def get_float(self, name: str, default: float) -> float:
         raw = self._env.get(name)
