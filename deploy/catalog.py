@@ -13,10 +13,12 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
+from services.shared.settings import TemporalSettings
+
 from .credentials import secret_file
 from .errors import UsageError
 from .ports import WEED_GRPC_OFFSET
-from .probe import s3_client, s3_health, temporal_cluster_health
+from .probe import s3_client, s3_health, temporal_health
 from .spec import ComposeService, LocalContext, ProcessSpec
 
 RESULTS_BUCKET = "task-results"
@@ -179,7 +181,7 @@ class Temporal(Middleware):
             env={},
             ports=(p.temporal, p.temporal_ui, p.temporal_http, p.temporal_metrics),
             main_port=p.temporal,
-            ready=lambda: temporal_cluster_health(ctx.temporal_bin, ctx.temporal_address),
+            ready=lambda: temporal_health(TemporalSettings(address=ctx.temporal_address)),
         )
 
     def local_app_env(self, ctx: LocalContext) -> dict[str, str]:

@@ -55,27 +55,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--check", action="store_true", help="exit 1 and show the difference when it is stale")
 
-    images = sub.add_parser(
-        "images",
-        help="build or reuse local images for a Docker host without a registry; writes .deploy/images.env",
-        description=(
-            "Builds the Python base (debootstrap), the application image, and stand-ins for the Temporal and MinIO "
-            "images from the locked wheels, reusing every image whose inputs did not change. `deploy-tool up "
-            "--mode docker|auto` then uses them; plain compose: `docker compose --env-file .deploy/images.env up -d`."
-        ),
-    )
-    images.add_argument("--rebuild", action="store_true", help="rebuild every image even when it is current")
-    images.add_argument(
-        "--start-engine",
-        action="store_true",
-        help="start a Docker engine first when none answers (installs Debian's docker.io if needed; needs root)",
-    )
-    images.add_argument(
-        "--wheelhouse-only",
-        action="store_true",
-        help="only download the locked wheels into build/wheelhouse (what `docker compose build` needs online)",
-    )
-
     up = sub.add_parser("up", help="start the stack and wait until it is ready", parents=[run])
     up.add_argument(
         "--only",
@@ -125,8 +104,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _middleware(args)
     if args.command == "render":
         return _render(args)
-    if args.command == "images":
-        return _images(args)
     if args.command == "scaffold":
         return _scaffold(args)
     return _run(args)
@@ -173,39 +150,6 @@ def _scaffold(args: argparse.Namespace) -> int:
     for path in scaffold.scaffold(names):
         print(f"created {path.relative_to(paths.REPO_ROOT)}")
     print("\n".join(scaffold.next_steps(names)))
-    return 0
-
-
-def _progress(message: str) -> None:
-    print(message, flush=True)
-
-
-def _images(args: argparse.Namespace) -> int:
-    # Imported here: the image builder pulls in the engine helpers, which no other command needs.
-    from .docker_engine import EngineError, engine_answers, ensure_engine
-    from .images import IMAGE_VARIABLES, ImageBuildError, bootstrap_images, build_wheelhouse
-
-    try:
-        if args.wheelhouse_only:
-            build_wheelhouse(paths.REPO_ROOT, _progress, rebuild=args.rebuild)
-            return 0
-        if args.start_engine:
-            ensure_engine(_progress)
-        elif engine_answers() is None:
-            raise DeployError(
-                "no Docker engine answers: start one (`deploy-tool images --start-engine` starts dockerd, "
-                "installing Debian's docker.io if needed) or point DOCKER_HOST at one"
-            )
-        built = bootstrap_images(paths.REPO_ROOT, _progress, rebuild=args.rebuild)
-    except (ImageBuildError, EngineError) as exc:
-        raise DeployError(str(exc)) from exc
-    print()
-    for key in IMAGE_VARIABLES:
-        print(f"{key}={built[key]}")
-    print(
-        f"\nnext: `deploy-tool up` (reads {paths.IMAGES_ENV_NAME}) or "
-        f"`docker compose --env-file {paths.IMAGES_ENV_NAME} up -d`"
-    )
     return 0
 
 

@@ -93,7 +93,7 @@ def _header(document: Mapping[str, Any], blacklist: str) -> str:
         f"# integrations discovered under integrations/ (blacklist: {blacklist or 'none'}).",
         "#",
         f"# Image variables (offline hosts point them at local builds): {', '.join(images)}.",
-        "# Offline: `deploy-tool images` builds local images and writes their names to .deploy/images.env, which",
+        "# Offline: `./dev images` builds local images and writes their names to .deploy/images.env, which",
         "# `deploy-tool up --mode docker` reads; plain compose: `docker compose --env-file .deploy/images.env up -d`.",
         "# Secrets are generated on the first start by the one-shot `secrets` service into the `secrets` volume; each",
         "# service gets only its own as files in its own volume. First API key:",

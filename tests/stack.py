@@ -66,14 +66,16 @@ async def exchange(url: str, data: bytes, timeout: float = 10) -> tuple[bytes, f
 
 class Launcher:
     """``python -m services.async_task`` (or another service's ``module``) as a subprocess, the way its container
-    runs it."""
+    runs it; from the repository, or from a copy of it given as ``cwd``."""
 
-    def __init__(self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task") -> None:
+    def __init__(
+        self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task", cwd: Path = REPO
+    ) -> None:
         self.log = log
         self._file = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=REPO,
+            cwd=cwd,
             env=dict(env),
             stdout=self._file,
             stderr=subprocess.STDOUT,
@@ -90,6 +92,20 @@ class Launcher:
             return "serving " in self.output()
 
         await wait_for(ready, timeout, "the launcher to serve")
+
+    async def wait_answering(self, url: str, timeout: float = 60) -> None:
+        """Until ``GET url`` answers 200 (a service's /healthz or /readyz); fails if the process exits first."""
+        async with httpx.AsyncClient(timeout=5) as http:
+
+            async def answers() -> bool:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.log.name}: exited with {self.proc.returncode}:\n{self.output()}")
+                try:
+                    return (await http.get(url)).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(answers, timeout, f"{url} to answer 200")
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -116,17 +132,7 @@ class MainProcess:
         self.internal_url = f"http://127.0.0.1:{self.internal_port}"
 
     async def wait_ready(self, timeout: float = 60) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
-
-            async def ready() -> bool:
-                if self.process.proc.poll() is not None:
-                    raise AssertionError(f"main exited with {self.process.proc.returncode}:\n{self.process.output()}")
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(ready, timeout, "the extra main process to be ready")
+        await self.process.wait_answering(f"{self.url}/readyz", timeout)
 
     def kill(self) -> None:
         self.process.kill()

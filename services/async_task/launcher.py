@@ -73,9 +73,8 @@ def select(discovery: Discovery, names: Sequence[str]) -> list[Integration]:
         try:
             selected.append(discovery.get(name))
         except KeyError as exc:
-            excluded = {e.folder: e.reason for e in discovery.excluded}
-            reason = next((r for folder, r in excluded.items() if folder == name), None)
-            hint = f" (excluded: {reason})" if reason else ""
+            excluded = next((e for e in discovery.excluded if e.known_as(name)), None)
+            hint = f" (excluded: folder {excluded.folder}, {excluded.reason})" if excluded else ""
             raise LauncherError(f"{exc.args[0]}{hint}") from exc
     return selected
 

@@ -1,4 +1,5 @@
-"""main's own routes: tasks across integrations, the internal report API, realtime tokens, health."""
+"""main's own routes: tasks across integrations, the mounted integrations, the internal report API, realtime tokens,
+health."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from services.shared import realtime_token
 from services.shared.tasks import ReportOutcome, TaskReport
 
 from .auth import current_user
-from .schemas import Health, RealtimeToken, TaskPage, TaskRead
+from .schemas import Health, IntegrationList, RealtimeToken, TaskPage, TaskRead
 from .service import TaskService
 
 StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -50,6 +51,21 @@ class TaskController(Controller):
         self, task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
     ) -> TaskRead:
         return tasks.read(await tasks.cancel(current_user(request), task_id))
+
+
+class IntegrationController(Controller):
+    path = "/api/integrations"
+    tags = ["integrations"]
+
+    @get(
+        "/",
+        operation_id="list_integrations",
+        summary="The integrations main serves: name, description, pattern and console hints",
+    )
+    async def list_integrations(self, request: Request[Any, Any, Any]) -> IntegrationList:
+        current_user(request)
+        integrations: IntegrationList = request.app.state.integrations
+        return integrations
 
 
 class InternalController(Controller):

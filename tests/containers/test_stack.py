@@ -1,6 +1,6 @@
 """The compose stack as `docker compose up` runs it: every service healthy, only the user-facing ports published
 (on this run's host ports), init everywhere, data on named volumes, and URLs handed to clients that work from the
-host. Also: once `deploy-tool images` has run, the deploy tool finds the local images by itself."""
+host. Also: once `./dev images` has run, the deploy tool finds the local images by itself."""
 
 from __future__ import annotations
 

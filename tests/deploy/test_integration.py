@@ -3,9 +3,12 @@ state dir, a workflow run against that Temporal, an object written and read back
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import re
 import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +27,12 @@ from .conftest import deploy_tool
 from .throwaway_workflow import Greeting, GreetingWorkflow, compose_greeting
 
 pytestmark = pytest.mark.integration
+
+
+def probe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.probe", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def _records(state_dir: Path) -> list[PidRecord]:
@@ -71,7 +80,15 @@ async def test_local_middleware_runs_a_workflow_and_stores_objects(tmp_path: Pat
                 task_queue=queue,
                 execution_timeout=timedelta(seconds=60),
             )
+            # The container healthcheck of a worker: Temporal's address from the environment, as the worker's.
+            probe_env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal_address}
+            served = await asyncio.to_thread(probe, probe_env, "task-queue", queue)
+            unserved = await asyncio.to_thread(probe, probe_env, "task-queue", f"{queue}-nobody")
         assert result == "hello deploy hello deploy"
+        assert served.returncode == 0, served.stdout + served.stderr
+        assert f"poller(s) on task queue {queue}" in served.stdout
+        assert unserved.returncode == 1
+        assert f"no poller on task queue {queue}-nobody" in unserved.stderr
 
         s3 = Minio(
             stack.s3_endpoint,
