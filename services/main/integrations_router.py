@@ -12,7 +12,7 @@ from services.shared.discovery import Integration
 from services.shared.http_errors import ApiError
 from services.shared.manifest import slug
 
-from .auth import current_user
+from .auth import api_key_guard, current_user
 from .body_limits import max_json_bytes
 from .kit import InputError, IntegrationApi
 from .schemas import TaskRead
@@ -79,6 +79,8 @@ def integration_router(integration: Integration, api: IntegrationApi[Any], setti
             description=api.summary or integration.manifest.description,
             tags=[name],
             request_max_body_size=create_body_limit(api, settings),
+            # Before the body is parsed: an anonymous client gets 401, whatever it sends.
+            guards=[api_key_guard],
         )(create_task),
         get(
             "/tasks/{task_id:str}",

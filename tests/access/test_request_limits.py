@@ -129,3 +129,13 @@ async def test_a_kept_alive_connection_may_idle_between_requests_but_not_within_
         assert time.monotonic() - started < TIMEOUT + 3
     finally:
         writer.close()
+
+
+async def test_an_anonymous_client_learns_nothing_about_a_routes_input(stack: LocalStack) -> None:
+    async with httpx.AsyncClient(base_url=stack.main_url) as anonymous:
+        for body in (b"{not json", b"{}", b'{"message": 5}', b'{"message": "x", "unknown": 1}'):
+            response = await anonymous.post("/api/integrations/echo/tasks", content=body)
+            assert (response.status_code, response.json()["code"]) == (401, "unauthorized"), body
+        for params in ({"limit": "1000"}, {"status": "bogus"}):
+            response = await anonymous.get("/api/tasks", params=params)
+            assert response.status_code == 401, params
