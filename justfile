@@ -16,6 +16,10 @@ up *ARGS:
 down *ARGS:
     deploy-tool down "$@"
 
+# the first API key (user dev) of the stack, in either mode
+api-key *ARGS:
+    deploy-tool api-key {{ARGS}}
+
 # each component and its health
 status *ARGS:
     deploy-tool status "$@"

@@ -98,7 +98,7 @@ async def push_latency(bench: Bench) -> list[float]:
     """One running task; each report raises its progress, so each is applied and pushed once."""
     async with httpx.AsyncClient(base_url=bench.stack.main_url, timeout=30) as http:
         user = {"Authorization": f"Bearer {BENCH_KEY}"}
-        internal = {"Authorization": f"Bearer {bench.stack.secrets.internal_token}"}
+        internal = {"Authorization": f"Bearer {bench.stack.secrets.report_token}"}
         task = (
             await http.post(
                 "/api/integrations/echo/tasks", json={"message": "push", "delay_seconds": 3600}, headers=user
@@ -112,7 +112,7 @@ async def push_latency(bench: Bench) -> list[float]:
                 progress = i / (EVENTS + 1)
                 start = time.perf_counter()
                 response = await http.post(
-                    f"/internal/tasks/{task['id']}/report",
+                    f"{bench.stack.main_internal_url}/internal/tasks/{task['id']}/report",
                     json={"status": "running", "progress": progress},
                     headers=internal,
                 )
@@ -131,11 +131,11 @@ async def report_client_cpu(bench: Bench) -> dict[str, float]:
         workers' report client (``ReportClient`` on an ``HttpLinkPool``) and through an httpx client as the workers
         used before, in interleaved rounds. Each report raises the progress of one queued task (main may find a few of
     them overtaken by a later one in flight)."""
-    token = bench.stack.secrets.internal_token
+    token = bench.stack.secrets.report_token
     async with bench.user_client() as user:
         created = await user.post("/api/integrations/echo/tasks", json={"message": "reports", "delay_seconds": 3600})
         task_id = created.json()["id"]
-    pool = ReportClient(HttpLinkPool(bench.stack.main_url, token, CONCURRENCY, timeout=30))
+    pool = ReportClient(HttpLinkPool(bench.stack.main_internal_url, token, CONCURRENCY, timeout=30))
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     sent = 0
@@ -153,7 +153,7 @@ async def report_client_cpu(bench: Bench) -> dict[str, float]:
         async def via_httpx() -> None:
             body = msgspec.json.encode(next_report())
             response = await http.post(
-                f"{bench.stack.main_url}/internal/tasks/{task_id}/report", content=body, headers=headers
+                f"{bench.stack.main_internal_url}/internal/tasks/{task_id}/report", content=body, headers=headers
             )
             assert msgspec.json.decode(response.content, type=ReportOutcome).status == "running", response.text
 

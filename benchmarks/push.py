@@ -169,8 +169,8 @@ async def measure(receiver: Receiver, label: str, config: SenderConfig, due_of: 
 def report_config(bench: Bench, task_ids: list[str], rate: float, count: int, first_seq: int) -> SenderConfig:
     return SenderConfig(
         mode="report",
-        base_url=bench.stack.main_url,
-        token=bench.stack.secrets.internal_token,
+        base_url=bench.stack.main_internal_url,
+        token=bench.stack.secrets.report_token,
         rate=rate,
         count=count,
         t0=time.monotonic() + SENDER_START,
@@ -182,8 +182,8 @@ def report_config(bench: Bench, task_ids: list[str], rate: float, count: int, fi
 def publish_config(bench: Bench, rate: float, count: int, first_seq: int) -> SenderConfig:
     return SenderConfig(
         mode="publish",
-        base_url=bench.stack.communication_url,
-        token=bench.stack.secrets.internal_token,
+        base_url=bench.stack.communication_internal_url,
+        token=bench.stack.secrets.publish_token,
         rate=rate,
         count=count,
         t0=time.monotonic() + SENDER_START,
@@ -260,7 +260,7 @@ class IdleSockets:
 
 
 async def communication_metrics(bench: Bench) -> dict[str, int]:
-    async with httpx.AsyncClient(base_url=bench.stack.communication_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=bench.stack.communication_internal_url, timeout=10) as http:
         response = await http.get("/metrics")
         response.raise_for_status()
         metrics: dict[str, int] = response.json()

@@ -17,7 +17,8 @@ BROKEN_EXAMPLES = ("Example-Copy", "example_draft", "sketch")
 def copy_with_broken_examples(target: Path) -> Path:
     for package in ("services", "integrations", "deploy"):
         shutil.copytree(REPO / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copyfile(REPO / "compose.yaml", target / "compose.yaml")
+    for rendered in ("compose.yaml", "compose.dev.yaml"):
+        shutil.copyfile(REPO / rendered, target / rendered)
     add_broken_examples(target / "integrations")
     return target
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,7 +22,8 @@ from deploy.local import LocalStack
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
-USERS = {"alice": "alice-key", "bob": "bob-key"}
+# Long enough to be accepted outside development mode too (the compose stack in tests/containers).
+USERS = {"alice": "alice-key-0123456789abcdef0123456789", "bob": "bob-key-0123456789abcdef0123456789ab"}
 
 
 def free_port() -> int:
@@ -42,6 +44,24 @@ async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, wha
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def exchange(url: str, data: bytes, timeout: float = 10) -> tuple[bytes, float]:
+    """Send raw ``data`` to the server at ``url`` (http://host:port), then read until the server closes the
+    connection or ``timeout`` passes: what came back, and how long the server took to close."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    started = time.monotonic()
+    writer.write(data)
+    await writer.drain()
+    answer = b""
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await reader.read(65536):
+                answer += chunk
+    finally:
+        writer.close()
+    return answer, time.monotonic() - started
 
 
 class Launcher:
@@ -98,6 +118,24 @@ class Launcher:
         code = self.proc.wait(timeout)
         self._file.close()
         return code
+
+
+class MainProcess:
+    """Another ``python -m services.main`` beside a stack's own, on its own free ports, sharing the stack's store
+    and everything else in ``env`` (the stack's ``service_env()``) except what ``overrides`` changes."""
+
+    def __init__(self, env: Mapping[str, str], log: Path, **overrides: str) -> None:
+        self.port, self.internal_port = free_port(), free_port()
+        ports = {"MAIN_PORT": str(self.port), "MAIN_INTERNAL_PORT": str(self.internal_port)}
+        self.process = Launcher({**env, **ports, **overrides}, [], log, module="services.main")
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.internal_url = f"http://127.0.0.1:{self.internal_port}"
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        await self.process.wait_answering(f"{self.url}/readyz", timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
 
 
 class Api:

@@ -45,7 +45,7 @@ async def serve(names: list[str]) -> int:
     connections = slots * len(integrations)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits) as http:
-        ctx = make_context(settings.platform, Env(), http, connections)
+        ctx = make_context(settings, Env(), http, connections)
         try:
             workers = build_workers(client, integrations, ctx, settings.shutdown_timeout, slots)
             log.info("serving %d integration(s): %s", len(workers), ", ".join(i.name for i in integrations))

@@ -14,7 +14,7 @@ from litestar.params import FromPath, JSONBody, Parameter
 from services.shared import realtime_token
 from services.shared.tasks import ReportOutcome, TaskReport
 
-from .auth import current_user, internal_only
+from .auth import api_key_guard, current_user
 from .schemas import Health, IntegrationList, RealtimeToken, TaskPage, TaskRead
 from .service import TaskService
 
@@ -24,6 +24,7 @@ StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 class TaskController(Controller):
     path = "/api/tasks"
     tags = ["tasks"]
+    guards = [api_key_guard]
 
     @get("/", operation_id="list_tasks", summary="List your tasks, newest first")
     async def list_tasks(
@@ -56,6 +57,7 @@ class TaskController(Controller):
 class IntegrationController(Controller):
     path = "/api/integrations"
     tags = ["integrations"]
+    guards = [api_key_guard]
 
     @get(
         "/",
@@ -69,8 +71,9 @@ class IntegrationController(Controller):
 
 
 class InternalController(Controller):
+    """Served on main's internal listener only, to holders of the report token (see ``app.create_app``)."""
+
     path = "/internal"
-    guards = [internal_only]
     tags = ["internal"]
     include_in_schema = False
 
@@ -78,13 +81,13 @@ class InternalController(Controller):
     async def report(
         self, task_id: FromPath[str], data: JSONBody[TaskReport], tasks: NamedDependency[TaskService]
     ) -> ReportOutcome:
-        outcome, _ = await tasks.apply(task_id, data)
-        return outcome
+        return await tasks.report(task_id, data)
 
 
 class RealtimeController(Controller):
     path = "/api/realtime"
     tags = ["realtime"]
+    guards = [api_key_guard]
 
     @post("/token", status_code=201, operation_id="issue_realtime_token", summary="A short-lived websocket token")
     async def issue_token(self, request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]) -> RealtimeToken:

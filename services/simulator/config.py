@@ -150,8 +150,7 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
             port=env.get_int("SIMULATOR_PORT", 8002),
             public_url=(env.optional("SIMULATOR_PUBLIC_URL") or "").rstrip("/"),
             api_keys={
-                s.name: _keys(env.get(f"SIMULATOR_{s.name.upper()}_API_KEY", _default_api_key(s.name)))
-                for s in stand_ins()
+                s.name: _keys(env, f"SIMULATOR_{s.name.upper()}_API_KEY", _default_api_key(s.name)) for s in stand_ins()
             },
             log_level=env.get("SIMULATOR_LOG_LEVEL", "info"),
             runtime=runtime,
@@ -163,9 +162,11 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
         return f"SimulatorSettings(host={self.host!r}, port={self.port}, public_url={self.public_url!r})"
 
 
-def _keys(raw: str) -> tuple[str, ...]:
-    """A comma-separated list of accepted API keys."""
-    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+def _keys(env: Env, name: str, default: str) -> tuple[str, ...]:
+    """A comma-separated list of accepted API keys; the default ones only in development mode."""
+    keys = tuple(k.strip() for k in (env.from_file(name) or default).split(",") if k.strip())
     if not keys:
-        raise SettingsError("an API key list must not be empty")
+        raise SettingsError(f"{name}: an API key list must not be empty")
+    for key in keys:
+        env.check_secret(name, key)
     return keys

@@ -1,18 +1,20 @@
 """The web console in headless Chromium against the real stack: tasks created from the page and followed live
-over communication's websocket, results shown, cancel and refresh, and recovery after the socket drops."""
+over communication's websocket, results shown, cancel and refresh, recovery after the socket drops, and a token
+renewed before communication closes the socket at its expiry."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
-from playwright.async_api import Route
+from playwright.async_api import Browser, Route
 
 from deploy.local import LocalStack
-from tests.console.conftest import Console, is_task_read
-from tests.stack import Api, Launcher, free_port
+from tests.console.conftest import Console, is_task_read, open_console
+from tests.stack import USERS, Api, Launcher, MainProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +58,7 @@ async def test_console_hides_forms_of_integrations_that_are_not_mounted(console:
         await route.fulfill(response=response, body=json.dumps(doc))
 
     await console.page.route("**/docs/openapi.json", without_video)
-    await console.sign_in("alice-key")
+    await console.sign_in(USERS["alice"])
     assert await console.page.locator(f"#{IMAGE_FORM}").is_visible()
     assert await console.page.locator(f"#{VIDEO_FORM}").is_hidden()
     assert await console.page.locator(f"#{ECHO_FORM}").is_visible()
@@ -67,15 +69,13 @@ async def test_a_newly_served_integration_gets_its_form_with_no_console_change(
 ) -> None:
     # A second main that also serves the example integration, which the default blacklist keeps out and which
     # declares no console hints: its form comes from the OpenAPI schema alone.
-    port = free_port()
-    env = {**worker_env, "MAIN_PORT": str(port), "INTEGRATIONS_BLACKLIST": ""}
-    main = Launcher(env, [], stack.state_dir / "console-main-with-example.log", module="services.main")
-    url = f"http://127.0.0.1:{port}"
+    main = MainProcess(worker_env, stack.state_dir / "console-main-with-example.log", INTEGRATIONS_BLACKLIST="")
+    url = main.url
     try:
-        await main.wait_answering(f"{url}/healthz")
+        await main.wait_ready()
         page = console.page
         await page.goto(f"{url}/console")
-        await page.get_by_label("API key").fill("bob-key")
+        await page.get_by_label("API key").fill(USERS["bob"])
         await page.get_by_role("button", name="Sign in").click()
         form = page.locator("#form-example")
         await form.wait_for()
@@ -109,7 +109,7 @@ async def test_console_follows_tasks_live(
     console: Console, echo_worker: Launcher, provider_workers: Launcher, alice: Api
 ) -> None:
     page, timeline = console.page, console.timeline
-    await console.sign_in("alice-key")
+    await console.sign_in(USERS["alice"])
     for form in (IMAGE_FORM, VIDEO_FORM, ECHO_FORM):
         assert await page.locator(f"#{form}").is_visible(), form
     # Allowed values come from main's OpenAPI schema.
@@ -201,7 +201,7 @@ async def test_console_follows_tasks_live(
 
 async def test_console_recovers_after_the_socket_drops(console: Console, echo_worker: Launcher, alice: Api) -> None:
     page, timeline = console.page, console.timeline
-    await console.sign_in("alice-key")
+    await console.sign_in(USERS["alice"])
     task = await console.submit(ECHO_FORM, {"Message": "cancelled while the page is offline", "Delay (s)": "600"})
     await console.wait_status(task, "running")
 
@@ -246,3 +246,35 @@ async def test_console_recovers_after_the_socket_drops(console: Console, echo_wo
     resynced_at = timeline.entries.index(("request", *resync), dropped)
     assert timeline.index_of(task, "cancelled") > resynced_at
     assert timeline.index_of(elsewhere, "succeeded") > resynced_at
+
+
+TOKEN_TTL = 20
+
+
+async def test_console_renews_its_token_before_communication_closes_the_socket(
+    browser: Browser, stack: LocalStack, worker_env: dict[str, str], echo_worker: Launcher, alice: Api
+) -> None:
+    # A main beside the stack's whose websocket tokens live 20 s; the console renews 15 s before expiry.
+    main = MainProcess(worker_env, stack.state_dir / "main-short-tokens.log", REALTIME_TOKEN_TTL_SECONDS=str(TOKEN_TTL))
+    try:
+        await main.wait_ready()
+        async with open_console(browser, stack, main.url, "token-renewal") as console:
+            page, timeline = console.page, console.timeline
+            await console.sign_in(USERS["alice"])
+            first = await page.evaluate("window.__console.socket.url")
+            signed_in = time.monotonic()
+
+            async def renewed_past_expiry() -> bool:
+                tokens = timeline.requests().count(("POST", "/api/realtime/token"))
+                return tokens >= 3 and time.monotonic() > signed_in + TOKEN_TTL + 2
+
+            await wait_for(renewed_past_expiry, 3 * TOKEN_TTL, "two renewals and the first token's expiry")
+            assert await page.evaluate("window.__console.socket.url") != first
+            # Live all along: never reconnecting, and no task list re-read for a renewal.
+            assert set(await page.evaluate("window.__console.connectionLog")) == {"connecting", "connected"}
+            assert [r for r in timeline.requests() if is_task_read(*r)] == [("GET", "/api/tasks?limit=50")]
+            # Events still come over the renewed socket.
+            task = (await alice.create("echo", {"message": "after a renewal"})).json()["id"]
+            await console.wait_status(task, "succeeded")
+    finally:
+        main.kill()

@@ -61,7 +61,7 @@ async def test_local_middleware_runs_a_workflow_and_stores_objects(tmp_path: Pat
         progress = out.getvalue()
         assert f"waiting for temporal ({stack.ports.temporal})... ready in" in progress
         assert f"waiting for minio ({stack.ports.s3})... ready in" in progress
-        assert stack.secrets.internal_token not in progress
+        assert stack.secrets.report_token not in progress
 
         statuses = stack.status()
         assert [(s.name, s.state, s.healthy) for s in statuses] == [
@@ -127,8 +127,9 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stdout + up.stderr
         assert "waiting for temporal (" in up.stdout and "dev API key (user dev): dev-" in up.stdout
         secrets = (state_dir / "secrets.env").read_text()
-        internal_token = next(line for line in secrets.splitlines() if line.startswith("INTERNAL_TOKEN="))
-        assert internal_token.split("=", 1)[1] not in up.stdout + up.stderr
+        for name in ("REPORT_TOKEN", "PUBLISH_TOKEN", "REALTIME_SECRET", "S3_SECRET_KEY"):
+            line = next(line for line in secrets.splitlines() if line.startswith(f"{name}="))
+            assert line.split("=", 1)[1] not in up.stdout + up.stderr, name
         records = _records(state_dir)
 
         # The pids survive the CLI that started them; status reads the recorded ports and components.

@@ -16,7 +16,17 @@ from tests.stack import Api
 
 
 def openapi(blacklist: tuple[str, ...]) -> dict[str, Any]:
-    settings = MainSettings.from_env({"API_KEYS": "k:alice", "INTERNAL_TOKEN": "t", "REALTIME_SECRET": "s"})
+    settings = MainSettings.from_env(
+        {
+            "DEVELOPMENT_MODE": "true",
+            "API_KEYS": "k:alice",
+            "REPORT_TOKEN": "r",
+            "PUBLISH_TOKEN": "p",
+            "REALTIME_SECRET": "s",
+            "S3_ACCESS_KEY": "a",
+            "S3_SECRET_KEY": "s",
+        }
+    )
     doc: dict[str, Any] = create_app(settings, discover(blacklist=blacklist)).openapi_schema.to_schema()
     return doc
 

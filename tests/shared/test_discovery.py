@@ -108,10 +108,15 @@ async def test_broken_examples_do_not_break_main(broken_copy: Path, tmp_path: Pa
     env = {
         "PATH": "/usr/bin:/bin",
         "MAIN_PORT": str(port),
+        "MAIN_INTERNAL_PORT": str(free_port()),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'main.db'}",
+        "DEVELOPMENT_MODE": "true",
         "API_KEYS": "discovery-key:alice",
-        "INTERNAL_TOKEN": "discovery-internal-token",
+        "REPORT_TOKEN": "discovery-report-token",
+        "PUBLISH_TOKEN": "discovery-publish-token",
         "REALTIME_SECRET": "discovery-realtime-secret",
+        "S3_ACCESS_KEY": "discovery",
+        "S3_SECRET_KEY": "discovery-secret",
     }
     main = Launcher(env, [], tmp_path / "main.log", module="services.main", cwd=broken_copy)
     url = f"http://127.0.0.1:{port}"

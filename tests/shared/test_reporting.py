@@ -23,7 +23,7 @@ RUNNING = TaskReport(status="running", progress=0.5)
 
 
 def links(stack: LocalStack, size: int, token: str | None = None) -> HttpLinkPool:
-    return HttpLinkPool(stack.main_url, token or stack.secrets.internal_token, size, timeout=10)
+    return HttpLinkPool(stack.main_internal_url, token or stack.secrets.report_token, size, timeout=10)
 
 
 async def new_task(alice: Api) -> str:

@@ -52,7 +52,14 @@ async def serving(environ: dict[str, str], log: Path, cwd: Path = REPO_ROOT) -> 
     """``python -m services.simulator`` (from ``cwd``) on a free port until the block ends, then stopped with
     SIGTERM: it must stop cleanly."""
     port = free_port()
-    env = {**os.environ, **environ, "SIMULATOR_HOST": "127.0.0.1", "SIMULATOR_PORT": str(port)}
+    # The simulator accepts its published keys, as on a development machine.
+    env = {
+        **os.environ,
+        "DEVELOPMENT_MODE": "true",
+        **environ,
+        "SIMULATOR_HOST": "127.0.0.1",
+        "SIMULATOR_PORT": str(port),
+    }
     base_url = f"http://127.0.0.1:{port}"
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(

@@ -12,6 +12,8 @@
   const HEARTBEAT_MS = 25000;
   const PONG_TIMEOUT_MS = 10000;
   const MAX_BACKOFF_MS = 15000;
+  // communication closes a socket when its token expires: this long before, a socket with a fresh token takes over.
+  const RENEW_BEFORE_MS = 15000;
 
   const state = {
     apiKey: null,
@@ -26,6 +28,9 @@
     everConnected: false,
     attempt: 0,
     retryTimer: null,
+    // The socket being opened with a fresh token while the current one still delivers, and when that starts.
+    renewing: null,
+    renewTimer: null,
     heartbeat: null,
     lastMessageAt: 0,
     // Creates in flight: an event for a task we do not know yet is most likely one of them.
@@ -421,32 +426,38 @@
     $("reconnect-now").hidden = name !== "reconnecting";
   }
 
-  async function connect(token) {
+  // previous: the open socket this one replaces once it is connected (token renewal); events keep coming over the
+  // previous one until then, and any delivered twice are dropped by their version.
+  async function connect(token, previous) {
     const session = state.session;
     clearTimeout(state.retryTimer);
     state.retryTimer = null;
-    setConnection(state.everConnected ? "reconnecting" : "connecting");
+    clearTimeout(state.renewTimer);
+    state.renewTimer = null;
+    if (!previous) setConnection(state.everConnected ? "reconnecting" : "connecting");
+    const retry = () => (previous ? renewSoon(previous) : scheduleReconnect());
     if (!token) {
       try {
         token = await api("POST", "/api/realtime/token");
       } catch (error) {
         if (session !== state.session) return;
         if (error.status === 401) return signOut("Your API key is no longer accepted.");
-        return scheduleReconnect();
+        return retry();
       }
     }
-    if (session !== state.session) return;
+    if (session !== state.session || (previous && previous !== state.socket)) return;
     let url;
     try {
       url = new URL(token.url, window.location.href);
       url.searchParams.set("token", token.token);
     } catch {
-      return scheduleReconnect();
+      return retry();
     }
     const socket = new WebSocket(url.toString());
-    state.socket = socket;
+    if (previous) state.renewing = socket;
+    else state.socket = socket;
     socket.addEventListener("message", (message) => {
-      if (socket !== state.socket) return;
+      if (socket !== state.socket && socket !== state.renewing) return;
       state.lastMessageAt = Date.now();
       let data;
       try {
@@ -457,19 +468,56 @@
       if (data.event === "connected") {
         state.attempt = 0;
         state.everConnected = true;
+        if (socket === state.renewing) {
+          state.renewing = null;
+          state.socket = socket;
+          previous.close(1000, "token renewed");
+        } else {
+          resync();
+        }
         setConnection("connected");
         startHeartbeat(socket);
-        resync();
+        scheduleRenewal(socket, data.expires_at);
       } else if (data.event === "task.updated") {
         applyEvent(data);
       }
     });
     socket.addEventListener("close", () => {
+      if (socket === state.renewing) {
+        state.renewing = null;
+        if (state.socket) renewSoon(state.socket);
+        return;
+      }
       if (socket !== state.socket) return;
       state.socket = null;
       stopHeartbeat();
+      abandonRenewal();
       if (session === state.session) scheduleReconnect();
     });
+  }
+
+  function abandonRenewal() {
+    clearTimeout(state.renewTimer);
+    const renewing = state.renewing;
+    state.renewing = null;
+    if (renewing) renewing.close(1000, "client reconnects");
+  }
+
+  function scheduleRenewal(socket, expiresAt) {
+    clearTimeout(state.renewTimer);
+    if (!Number.isFinite(expiresAt)) return;
+    const wait = Math.max(1000, expiresAt * 1000 - Date.now() - RENEW_BEFORE_MS);
+    state.renewTimer = setTimeout(() => {
+      if (socket === state.socket && socket.readyState === WebSocket.OPEN) connect(undefined, socket);
+    }, wait);
+  }
+
+  // A renewal that failed is tried again shortly; if the old socket closes meanwhile, the usual reconnect runs.
+  function renewSoon(socket) {
+    clearTimeout(state.renewTimer);
+    state.renewTimer = setTimeout(() => {
+      if (socket === state.socket && socket.readyState === WebSocket.OPEN) connect(undefined, socket);
+    }, 1000);
   }
 
   function scheduleReconnect() {
@@ -487,6 +535,7 @@
     if (!socket) return;
     state.socket = null;
     stopHeartbeat();
+    abandonRenewal();
     socket.close(4000, "client reconnects");
     scheduleReconnect();
   }
@@ -805,6 +854,7 @@
     sessionStorage.removeItem(KEY_STORAGE);
     clearTimeout(state.retryTimer);
     stopHeartbeat();
+    abandonRenewal();
     const socket = state.socket;
     state.socket = null;
     if (socket) socket.close(1000, "signed out");
