@@ -4,7 +4,7 @@ summary. Runs in its own process so the benchmark's websocket reader has a core 
 Event ``i`` is due at ``t0 + i / rate`` (``time.monotonic()``, which is one clock for every process on the
 machine), so the reader computes each event's latency from its due time: a sender that falls behind shows up as
 latency, never as a slower schedule. Requests go over a few kept-alive connections written by hand
-(``benchmarks/http_link.py``).
+(``services/shared/http_link.py``).
 
 Modes: ``report`` posts ``{"status": "running", "progress": p}`` to main's ``/internal/tasks/{id}/report``
 (round robin over the given task ids, each report raising that task's progress), which main applies and relays
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import uvloop
 
-from benchmarks.http_link import HttpLink
 from services.shared import event_stream
+from services.shared.http_link import HttpLink
 from services.shared.settings import EventStreamSettings
 
 
@@ -95,7 +95,10 @@ async def send_all(config: SenderConfig) -> dict[str, object]:
 
     async def publisher() -> None:
         # One connection; each event is published when due and its acknowledgement awaited in the background.
-        nats = await event_stream.connect(EventStreamSettings(nats_url=config.nats_url), name="bench-sender")
+        nats = await event_stream.connect(
+            EventStreamSettings(user=event_stream.PUBLISHER, password=config.token, nats_url=config.nats_url),
+            name="bench-sender",
+        )
         js = nats.jetstream()
         acks = []
         try:

@@ -8,7 +8,6 @@ enabled is kept in ``deploy/middleware.json`` (``deploy-tool middleware add|remo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pwd
 import signal
@@ -18,17 +17,24 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import quote
 
+from services.shared.settings import TemporalSettings
+
+from .credentials import secret_file
 from .errors import DeployError, UsageError
+from .nats_auth import AUTH_FILE, PASSWORDS, authorization
 from .ports import WEED_GRPC_OFFSET
-from .probe import http_health, postgres_ready, s3_client, s3_health, temporal_cluster_health
+from .probe import http_health, postgres_ready, s3_client, s3_health, temporal_health
 from .spec import ComposeService, LocalContext, ProcessSpec
 
 RESULTS_BUCKET = "task-results"
 # Host address published container ports bind to; set PUBLISH_IP=0.0.0.0 to expose them beyond this machine.
 PUBLISH_IP = "${PUBLISH_IP:-127.0.0.1}"
 APP_IMAGE = "${APP_IMAGE:-async-task-platform:dev}"
+# The user of the application image (docker/app.Dockerfile): owner of the secret files it reads.
+APP_UID = 10001
+S3_KEYS = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
+SECRETS_READY = {"secrets": {"condition": "service_completed_successfully"}}
 
 
 def published(host_port_variable: str, default: int, container_port: int) -> str:
@@ -37,6 +43,11 @@ def published(host_port_variable: str, default: int, container_port: int) -> str
 
 def healthcheck(test: list[str], interval: str = "2s", retries: int = 60) -> dict[str, object]:
     return {"test": test, "interval": interval, "timeout": "5s", "retries": retries, "start_period": "5s"}
+
+
+def secrets_volume(service: str) -> str:
+    """The volume that holds one compose service's secret files (mounted read-only at /run/secrets)."""
+    return f"secrets-{service}"
 
 
 class Middleware(ABC):
@@ -64,6 +75,14 @@ class Middleware(ABC):
     @abstractmethod
     def compose_ready(self) -> dict[str, str]:
         """``depends_on`` entries of our services: compose service name -> condition."""
+
+    def compose_secrets(self) -> tuple[str, ...]:
+        """Secrets our services need for this middleware: generated when compose runs it, from the host when not."""
+        return ()
+
+    def compose_secret_readers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        """This middleware's compose services that read generated secrets: service -> (user id, secret names)."""
+        return {}
 
     # --- local mode --------------------------------------------------------------------------------------
     @abstractmethod
@@ -171,7 +190,7 @@ class Temporal(Middleware):
             env={},
             ports=(p.temporal, p.temporal_ui, p.temporal_http, p.temporal_metrics),
             main_port=p.temporal,
-            ready=lambda: temporal_cluster_health(ctx.temporal_bin, ctx.temporal_address),
+            ready=lambda: temporal_health(TemporalSettings(address=ctx.temporal_address)),
         )
 
     def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
@@ -203,16 +222,18 @@ class MinIO(Middleware):
                 "image": self.IMAGE,
                 "init": True,
                 "command": ["server", "/data", "--console-address", f":{self.CONSOLE}"],
+                # The root credentials are the stack's generated S3 keys, read from files as the image allows.
                 "environment": {
-                    "MINIO_ROOT_USER": "${S3_ACCESS_KEY:-minioadmin}",
-                    "MINIO_ROOT_PASSWORD": "${S3_SECRET_KEY:-minioadmin}",
+                    "MINIO_ROOT_USER_FILE": secret_file("S3_ACCESS_KEY"),
+                    "MINIO_ROOT_PASSWORD_FILE": secret_file("S3_SECRET_KEY"),
                 },
                 "ports": [
                     published("MINIO_HOST_PORT", self.API, self.API),
                     published("MINIO_CONSOLE_HOST_PORT", self.CONSOLE, self.CONSOLE),
                 ],
-                "volumes": ["minio-data:/data"],
+                "volumes": ["minio-data:/data", f"{secrets_volume('minio')}:/run/secrets:ro"],
                 "healthcheck": healthcheck(["CMD", "bash", "-c", self.LIVE_CHECK]),
+                "depends_on": dict(SECRETS_READY),
                 "restart": "unless-stopped",
             },
             # One-shot: creates the results bucket with the application image (no extra mc image needed).
@@ -220,7 +241,11 @@ class MinIO(Middleware):
                 "image": APP_IMAGE,
                 "init": True,
                 "command": ["python", "-m", "deploy.create_bucket"],
-                "environment": self.compose_app_env(),
+                "environment": {
+                    **{key: value for key, value in self.compose_app_env().items() if key != "S3_PUBLIC_ENDPOINT"},
+                    **{f"{key}_FILE": secret_file(key) for key in S3_KEYS},
+                },
+                "volumes": [f"{secrets_volume('create-bucket')}:/run/secrets:ro"],
                 "depends_on": {"minio": {"condition": "service_healthy"}},
                 "restart": "no",
             },
@@ -232,8 +257,6 @@ class MinIO(Middleware):
     def compose_app_env(self) -> dict[str, str]:
         return {
             "S3_ENDPOINT": f"minio:{self.API}",
-            "S3_ACCESS_KEY": "${S3_ACCESS_KEY:-minioadmin}",
-            "S3_SECRET_KEY": "${S3_SECRET_KEY:-minioadmin}",
             "S3_BUCKET": RESULTS_BUCKET,
             "S3_SECURE": "false",
             # Presigned download URLs are signed for the address clients use, outside compose: by default the
@@ -243,6 +266,13 @@ class MinIO(Middleware):
 
     def compose_ready(self) -> dict[str, str]:
         return {"create-bucket": "service_completed_successfully"}
+
+    def compose_secrets(self) -> tuple[str, ...]:
+        return S3_KEYS
+
+    def compose_secret_readers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        # The MinIO image runs as root; the offline stand-in for it as uid 1000.
+        return {"minio": (1000, S3_KEYS), "create-bucket": (APP_UID, S3_KEYS)}
 
     def local_process(self, ctx: LocalContext) -> ProcessSpec:
         p = ctx.ports
@@ -303,8 +333,6 @@ class MinIO(Middleware):
     def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
         return {
             "S3_ENDPOINT": ctx.s3_endpoint,
-            "S3_ACCESS_KEY": ctx.secrets.s3_access_key,
-            "S3_SECRET_KEY": ctx.secrets.s3_secret_key,
             "S3_BUCKET": RESULTS_BUCKET,
             "S3_SECURE": "false",
             "S3_PUBLIC_ENDPOINT": ctx.s3_endpoint,
@@ -320,9 +348,8 @@ class Nats(Middleware):
 
     IMAGE = "${NATS_IMAGE:-nats:2.15.1-alpine}"
     CLIENT, MONITOR = 4222, 8222
-    # Clients (main's relay, communication) authenticate with a token; a compose variable with its development
-    # default, as for the stack's other secrets.
-    COMPOSE_TOKEN = "${NATS_TOKEN:-dev-nats-token}"  # noqa: S105
+    # The official image runs as root, the offline stand-in as uid 1000.
+    UID = 1000
 
     def compose_services(self) -> dict[str, ComposeService]:
         health = f"'http://127.0.0.1:{self.MONITOR}/healthz?js-enabled-only=true'"
@@ -331,6 +358,10 @@ class Nats(Middleware):
                 "image": self.IMAGE,
                 "init": True,
                 "command": [
+                    # The users of main and communication with their passwords (deploy/nats_auth.py), written by
+                    # the `secrets` service.
+                    "-c",
+                    secret_file(AUTH_FILE),
                     "-js",
                     "-sd",
                     "/data",
@@ -338,10 +369,9 @@ class Nats(Middleware):
                     str(self.CLIENT),
                     "-m",
                     str(self.MONITOR),
-                    "--auth",
-                    self.COMPOSE_TOKEN,
                 ],
-                "volumes": ["nats-data:/data"],
+                "volumes": ["nats-data:/data", f"{secrets_volume(self.name)}:/run/secrets:ro"],
+                "depends_on": dict(SECRETS_READY),
                 # The official Alpine image has wget; the offline stand-in has our stdlib `healthcheck` instead.
                 "healthcheck": healthcheck(["CMD-SHELL", f"wget -q -O /dev/null {health} || healthcheck {health}"]),
                 "restart": "unless-stopped",
@@ -352,20 +382,26 @@ class Nats(Middleware):
         return ("nats-data",)
 
     def compose_app_env(self) -> dict[str, str]:
-        return {"NATS_URL": f"nats://{self.COMPOSE_TOKEN}@nats:{self.CLIENT}"}
+        return {"NATS_URL": f"nats://nats:{self.CLIENT}"}
 
     def compose_ready(self) -> dict[str, str]:
         return {"nats": "service_healthy"}
 
+    def compose_secrets(self) -> tuple[str, ...]:
+        return PASSWORDS
+
+    def compose_secret_readers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        return {"nats": (self.UID, (AUTH_FILE,))}
+
     def local_process(self, ctx: LocalContext) -> ProcessSpec:
         p = ctx.ports
-        # The token in a file only this user reads, not on the command line every local user can list.
+        # The passwords in a file only this user reads, not on the command line every local user can list.
         config = ctx.state_dir / "nats.conf"
 
         def write_config() -> None:
             fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
-                out.write(f"authorization {{\n  token: {json.dumps(ctx.secrets.nats_token)}\n}}\n")
+                out.write(authorization(ctx.secrets.values))
 
         argv = (
             str(ctx.nats_bin),
@@ -394,7 +430,7 @@ class Nats(Middleware):
         )
 
     def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
-        return {"NATS_URL": f"nats://{quote(ctx.secrets.nats_token, safe='')}@{ctx.host}:{ctx.ports.nats}"}
+        return {"NATS_URL": f"nats://{ctx.host}:{ctx.ports.nats}"}
 
     def local_urls(self, ctx: LocalContext) -> dict[str, str]:
         return {"NATS": f"nats://{ctx.host}:{ctx.ports.nats}", "NATS monitoring": ctx.url(ctx.ports.nats_monitor)}
@@ -424,8 +460,9 @@ class PostgreSQL(Middleware):
     SUPERUSER = "postgres"
     # The server refuses to run as root; a root deploy tool runs it as this user (Debian's package creates it).
     SERVICE_USER = "postgres"
-    # A compose variable with its development default, as for the stack's other secrets.
-    COMPOSE_PASSWORD = "${POSTGRES_PASSWORD:-dev-postgres-password}"  # noqa: S105
+    # The official image's postgres user, which reads the password file (the offline stand-in uses the same id).
+    UID = 999
+    PASSWORD = "POSTGRES_PASSWORD"  # noqa: S105 - the secret's name
 
     def compose_services(self) -> dict[str, ComposeService]:
         return {
@@ -434,10 +471,12 @@ class PostgreSQL(Middleware):
                 "init": True,
                 "environment": {
                     "POSTGRES_USER": self.SUPERUSER,
-                    "POSTGRES_PASSWORD": self.COMPOSE_PASSWORD,
+                    # The image reads the superuser's password from the file, as our services do.
+                    "POSTGRES_PASSWORD_FILE": secret_file(self.PASSWORD),
                     "POSTGRES_DB": self.DATABASE,
                 },
-                "volumes": ["postgres-data:/var/lib/postgresql/data"],
+                "volumes": ["postgres-data:/var/lib/postgresql/data", f"{secrets_volume(self.name)}:/run/secrets:ro"],
+                "depends_on": dict(SECRETS_READY),
                 "healthcheck": healthcheck(["CMD", "pg_isready", "-U", self.SUPERUSER, "-d", self.DATABASE]),
                 "restart": "unless-stopped",
             }
@@ -447,13 +486,17 @@ class PostgreSQL(Middleware):
         return ("postgres-data",)
 
     def compose_app_env(self) -> dict[str, str]:
-        password = self.COMPOSE_PASSWORD
-        return {
-            "DATABASE_URL": f"postgresql+asyncpg://{self.SUPERUSER}:{password}@postgres:{self.PORT}/{self.DATABASE}"
-        }
+        # main takes the password from its POSTGRES_PASSWORD file.
+        return {"DATABASE_URL": f"postgresql+asyncpg://{self.SUPERUSER}@postgres:{self.PORT}/{self.DATABASE}"}
 
     def compose_ready(self) -> dict[str, str]:
         return {"postgres": "service_healthy"}
+
+    def compose_secrets(self) -> tuple[str, ...]:
+        return (self.PASSWORD,)
+
+    def compose_secret_readers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        return {"postgres": (self.UID, (self.PASSWORD,))}
 
     def _user(self) -> str | None:
         if os.geteuid() != 0:
@@ -532,9 +575,9 @@ class PostgreSQL(Middleware):
         )
 
     def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
-        password = quote(ctx.secrets.postgres_password, safe="")
+        # main takes the password from POSTGRES_PASSWORD.
         address = f"{ctx.host}:{ctx.ports.postgres}"
-        return {"DATABASE_URL": f"postgresql+asyncpg://{self.SUPERUSER}:{password}@{address}/{self.DATABASE}"}
+        return {"DATABASE_URL": f"postgresql+asyncpg://{self.SUPERUSER}@{address}/{self.DATABASE}"}
 
     def local_urls(self, ctx: LocalContext) -> dict[str, str]:
         return {"PostgreSQL": f"postgresql://{self.SUPERUSER}@{ctx.host}:{ctx.ports.postgres}/{self.DATABASE}"}

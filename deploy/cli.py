@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         "as two replicas each",
     )
     sub.add_parser("down", help="stop the stack; no process, port or lock is left", parents=[run])
+    sub.add_parser("api-key", help="print the first API key (user dev) of the stack", parents=[run])
     status = sub.add_parser("status", help="each component and its health; exit 1 if any is unhealthy", parents=[run])
     status.add_argument("--only", action="append", metavar="COMPONENT", help="local mode: only these components")
     logs = sub.add_parser("logs", help="show the logs of one component or of all", parents=[run])
@@ -146,7 +147,8 @@ def _render(args: argparse.Namespace) -> int:
         print(f"{target.name} is stale: run `deploy-tool render` and commit the result", file=sys.stderr)
         return 1
     changed = compose.write(target, args.config)
-    print(f"wrote {target.name}" if changed else f"{target.name} is current")
+    names = f"{target.name} and {compose.dev_file(target).name}"
+    print(f"wrote {names}" if changed else f"{names} are current")
     return 0
 
 
@@ -168,13 +170,15 @@ def _recorded_mode(state_dir: Path) -> str | None:
 
 
 def _mode(args: argparse.Namespace, state_dir: Path) -> str:
+    # `api-key` prints the key alone on stdout, for KEY=$(deploy-tool api-key).
+    out = sys.stderr if args.command == "api-key" else sys.stdout
     if args.mode == "auto" and args.command != "up":
         recorded = _recorded_mode(state_dir)
         if recorded is not None:
-            print(f"mode: {recorded} (used by the last `up` in {state_dir})")
+            print(f"mode: {recorded} (used by the last `up` in {state_dir})", file=out)
             return recorded
     mode, reason = choose_mode(args.mode, args.compose_file, os.environ)
-    print(f"mode: {mode} ({reason})")
+    print(f"mode: {mode} ({reason})", file=out)
     return mode
 
 
@@ -217,6 +221,9 @@ def _stack_command(args: argparse.Namespace, stack: LocalStack | DockerStack) ->
         return 0
     if args.command == "status":
         return _print_status(stack.status())
+    if args.command == "api-key":
+        print(stack.api_key())
+        return 0
     if isinstance(stack, DockerStack):
         return stack.logs(args.component, args.lines, args.follow)
     return _local_logs(stack, args.component, args.lines, args.follow)

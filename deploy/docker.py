@@ -14,11 +14,14 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import compose, credentials, paths
+from . import compose, paths
 from .errors import DeployError
 from .local import STACK_FILE, ComponentStatus
 from .ports import Ports
+from .services import PROVIDERS, SECRETS_SERVICE
 from .spec import Kind
+
+API_KEY_COMMAND = ("python", "-m", "deploy.credentials", "api-key")
 
 # --port NAME=N in docker mode sets the published host port through these compose variables.
 HOST_PORT_VARIABLES = {
@@ -91,6 +94,14 @@ def load_document(compose_file: Path) -> dict[str, Any]:
     if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
         raise DeployError(f"{compose_file} is not a compose file")
     return document
+
+
+def stack_services(compose_file: Path) -> dict[str, Any]:
+    """The services `deploy-tool up` runs: compose.yaml's and the ones its development override adds."""
+    services = dict(load_document(compose_file)["services"])
+    added = load_document(compose.dev_file(compose_file))["services"]
+    services.update({name: definition for name, definition in added.items() if name not in services})
+    return services
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -172,6 +183,9 @@ class DockerStack:
                 str(self.compose_file.parent),
                 "-f",
                 str(self.compose_file),
+                # The development override: the provider simulator, which keyless workers talk to.
+                "-f",
+                str(compose.dev_file(self.compose_file)),
             ]
         return self._argv
 
@@ -183,24 +197,10 @@ class DockerStack:
             )
 
     def compose_env(self) -> dict[str, str]:
-        """Environment for compose: the local image names from .deploy/images.env and the generated secrets
-        (each unless set already), and host port overrides."""
+        """Environment for compose: the local image names from .deploy/images.env (unless set already) and host
+        port overrides. Secrets are not in it: the stack's `secrets` service generates them in a volume."""
         env = with_local_images(self.compose_file, self.environ)
-        secrets = credentials.load_or_create(self.state_dir)
-        defaults = {
-            "INTERNAL_TOKEN": secrets.internal_token,
-            "REALTIME_SECRET": secrets.realtime_secret,
-            "S3_ACCESS_KEY": secrets.s3_access_key,
-            "S3_SECRET_KEY": secrets.s3_secret_key,
-            "NATS_TOKEN": secrets.nats_token,
-            "POSTGRES_PASSWORD": secrets.postgres_password,
-        }
-        for key, value in defaults.items():
-            if not env.get(key):
-                env[key] = value
-        # As in local mode: keys from the environment are served next to the dev key.
-        env["API_KEYS"] = ",".join(filter(None, (secrets.api_keys, self.environ.get("API_KEYS", ""))))
-        for key, base_url in (("GEMINI_API_KEY", "GEMINI_BASE_URL"), ("ARK_API_KEY", "ARK_BASE_URL")):
+        for key, base_url in PROVIDERS.values():
             if env.get(key) and base_url not in env:
                 # An empty base URL tells the integration to use the provider's own endpoint.
                 env[base_url] = ""
@@ -210,12 +210,23 @@ class DockerStack:
                 env[HOST_PORT_VARIABLES[name]] = str(port)
         return env
 
+    def api_key(self) -> str:
+        """The first API key (user dev), from the stack's secret store."""
+        done = _run(
+            [*self._compose(), "run", "--rm", "--no-deps", "-T", SECRETS_SERVICE, *API_KEY_COMMAND],
+            env=self.compose_env(),
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise DeployError(f"cannot read the API key from the `{SECRETS_SERVICE}` volume: {done.stderr.strip()}")
+        return done.stdout.strip().splitlines()[-1]
+
     def up(self, timeout: float = 300.0) -> None:
         self._require_engine()
         stale = compose.check(self.compose_file, self.config_path, self.environ)
         if stale is not None:
             raise DeployError(f"{self.compose_file.name} is not current; run `deploy-tool render` first:\n{stale}")
-        document = load_document(self.compose_file)
+        services = stack_services(self.compose_file)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = self.compose_env()
         local_images = read_env_file(images_env_file(self.compose_file))
@@ -229,8 +240,8 @@ class DockerStack:
         if done.returncode != 0:
             raise DeployError(f"docker compose up failed (exit {done.returncode}); see `deploy-tool logs`")
         deadline = began + timeout
-        for service in document["services"]:
-            self._wait_service(service, document["services"][service], env, deadline)
+        for name, definition in services.items():
+            self._wait_service(name, definition, env, deadline)
         (self.state_dir / STACK_FILE).write_text(json.dumps({"mode": "docker"}, indent=2) + "\n")
         self._say(f"stack up in {time.monotonic() - began:.1f}s")
 
@@ -265,10 +276,9 @@ class DockerStack:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def _status(self, env: Mapping[str, str]) -> list[ComponentStatus]:
-        document = load_document(self.compose_file)
         rows = {str(r.get("Service")): r for r in self._ps(env)}
         result: list[ComponentStatus] = []
-        for name, definition in document["services"].items():
+        for name, definition in stack_services(self.compose_file).items():
             kind: Kind = "worker" if name.startswith("worker-") else "service"
             if "APP_IMAGE" not in str(definition.get("image", "")):
                 kind = "middleware"
@@ -314,9 +324,9 @@ class DockerStack:
         return subprocess.run(argv, env=self.compose_env(), check=False).returncode
 
     def summary(self) -> list[str]:
-        """What ``up`` prints at the end: where things are and the dev API key (never the internal token)."""
+        """What ``up`` prints at the end: where things are and the dev API key (no other secret)."""
         env = self.compose_env()
-        services = load_document(self.compose_file)["services"]
+        services = stack_services(self.compose_file)
         port = {name: env.get(var) or str(Ports().as_dict()[name]) for name, var in HOST_PORT_VARIABLES.items()}
         lines = []
         for name in ("main", "communication"):
@@ -327,5 +337,5 @@ class DockerStack:
             lines.append(f"  Temporal gRPC: localhost:{port['temporal']}")
         if "minio" in services:
             lines.append(f"  MinIO: http://localhost:{port['s3']} (console http://localhost:{port['s3_console']})")
-        lines.append(f"  dev API key (user dev): {credentials.load_or_create(self.state_dir).dev_api_key}")
+        lines.append(f"  dev API key (user dev): {self.api_key()}")
         return lines

@@ -11,7 +11,6 @@ one folder cannot be both provider patterns and also run without a provider.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import keyword
 import re
@@ -20,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.shared.discovery import DEFAULT_BLACKLIST
+from services.shared.discovery import DEFAULT_BLACKLIST, blacklisted
 from services.shared.manifest import NAME_PATTERN, QUEUE_PATTERN
 
 from .errors import DeployError
@@ -103,10 +102,11 @@ def names_for(
     queue = queue if queue is not None else name
     if not re.fullmatch(QUEUE_PATTERN, queue):
         raise ScaffoldError(f"invalid task queue {queue!r}: must match {QUEUE_PATTERN}")
-    for value in (name, folder):
-        blocked = next((p for p in DEFAULT_BLACKLIST if fnmatch.fnmatchcase(value, p)), None)
-        if blocked is not None:
-            raise ScaffoldError(f"{value!r} matches the default blacklist {blocked!r}: it would never be served")
+    blocked = blacklisted(DEFAULT_BLACKLIST, name, folder)
+    if blocked is not None:
+        raise ScaffoldError(
+            f"{name!r} (folder {folder!r}) matches the default blacklist {blocked!r}: it would never be served"
+        )
     description = description or f"{name}: {DESCRIPTIONS[pattern]}."
     if len(description) > 500:
         raise ScaffoldError("the description is longer than 500 characters (the manifest's limit)")
@@ -198,6 +198,6 @@ def next_steps(names: Names) -> list[str]:
         f"created integration {names.name!r} (pattern {names.pattern}) in integrations/{names.folder}/",
         "next:",
         f"  .venv/bin/pytest tests/integrations/{names.folder} tests/e2e/test_{names.folder}.py",
-        "  deploy-tool render     # adds its worker to compose.yaml; commit compose.yaml with the integration",
+        "  .venv/bin/deploy-tool render   # adds its worker to compose.yaml; commit compose.yaml with the integration",
         "  then follow .claude/agents/integration-generation-handler.md to put the real provider in",
     ]

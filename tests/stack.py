@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -25,10 +26,12 @@ from deploy import config
 from deploy.local import LocalStack
 from deploy.ports import Ports
 from deploy.spec import Shape
+from services.shared.settings import EventStreamSettings
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
-USERS = {"alice": "alice-key", "bob": "bob-key"}
+# Long enough to be accepted outside development mode too (the compose stack in tests/containers).
+USERS = {"alice": "alice-key-0123456789abcdef0123456789", "bob": "bob-key-0123456789abcdef0123456789ab"}
 # The stores main runs on; tests marked ``every_store`` run once on each.
 STORES = ("sqlite", "postgres")
 
@@ -77,6 +80,13 @@ def state_base(tmp_path_factory: pytest.TempPathFactory, name: str, store: str) 
         shutil.rmtree(path, ignore_errors=True)
 
 
+def nats_settings(server: LocalStack, user: str, **settings: Any) -> EventStreamSettings:
+    """The event stream on ``server``'s NATS, as the NATS user ``user`` (main's or communication's) connects."""
+    return EventStreamSettings(
+        user=user, password=server.secrets.nats_password(user), nats_url=server.service_env()["NATS_URL"], **settings
+    )
+
+
 def free_port() -> int:
     """A port nothing listens on right now, for one process a test starts."""
     with socket.socket() as sock:
@@ -97,16 +107,36 @@ async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, wha
         await asyncio.sleep(interval)
 
 
+async def exchange(url: str, data: bytes, timeout: float = 10) -> tuple[bytes, float]:
+    """Send raw ``data`` to the server at ``url`` (http://host:port), then read until the server closes the
+    connection or ``timeout`` passes: what came back, and how long the server took to close."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    started = time.monotonic()
+    writer.write(data)
+    await writer.drain()
+    answer = b""
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await reader.read(65536):
+                answer += chunk
+    finally:
+        writer.close()
+    return answer, time.monotonic() - started
+
+
 class Launcher:
     """``python -m services.async_task`` (or another service's ``module``) as a subprocess, the way its container
-    runs it."""
+    runs it; from the repository, or from a copy of it given as ``cwd``."""
 
-    def __init__(self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task") -> None:
+    def __init__(
+        self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task", cwd: Path = REPO
+    ) -> None:
         self.log = log
         self._file = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=REPO,
+            cwd=cwd,
             env=dict(env),
             stdout=self._file,
             stderr=subprocess.STDOUT,
@@ -124,6 +154,20 @@ class Launcher:
 
         await wait_for(ready, timeout, "the launcher to serve")
 
+    async def wait_answering(self, url: str, timeout: float = 60) -> None:
+        """Until ``GET url`` answers 200 (a service's /healthz or /readyz); fails if the process exits first."""
+        async with httpx.AsyncClient(timeout=5) as http:
+
+            async def answers() -> bool:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.log.name}: exited with {self.proc.returncode}:\n{self.output()}")
+                try:
+                    return (await http.get(url)).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(answers, timeout, f"{url} to answer 200")
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -135,6 +179,24 @@ class Launcher:
         code = self.proc.wait(timeout)
         self._file.close()
         return code
+
+
+class MainProcess:
+    """Another ``python -m services.main`` beside a stack's own, on its own free ports, sharing the stack's store
+    and everything else in ``env`` (the stack's ``service_env()``) except what ``overrides`` changes."""
+
+    def __init__(self, env: Mapping[str, str], log: Path, **overrides: str) -> None:
+        self.port, self.internal_port = free_port(), free_port()
+        ports = {"MAIN_PORT": str(self.port), "MAIN_INTERNAL_PORT": str(self.internal_port)}
+        self.process = Launcher({**env, **ports, **overrides}, [], log, module="services.main")
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.internal_url = f"http://127.0.0.1:{self.internal_port}"
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        await self.process.wait_answering(f"{self.url}/readyz", timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
 
 
 class Api:

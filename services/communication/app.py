@@ -7,13 +7,15 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
-from .errors import handle_http_exception, handle_unexpected
+from services.shared.http_errors import EXCEPTION_HANDLERS
+from services.shared.internal_auth import internal_router, listener_guard
+from services.shared.request_limits import announced_body_guard
+
 from .feed import EventFeed
 from .hub import Hub
-from .routes import RealtimeController, StatusController
+from .routes import MetricsController, RealtimeController, StatusController
 from .settings import CommunicationSettings
 
 
@@ -30,14 +32,18 @@ def create_app(settings: CommunicationSettings) -> Litestar:
         finally:
             await feed.stop()
 
+    # On the internal listener only: the counters are for the stack's network.
+    metrics = internal_router(MetricsController)
     app = Litestar(
-        route_handlers=[RealtimeController, StatusController],
+        route_handlers=[RealtimeController, StatusController, metrics],
         dependencies={
             "hub": Provide(lambda: hub, use_cache=True, sync_to_thread=False),
             "feed": Provide(lambda: feed, use_cache=True, sync_to_thread=False),
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
         },
-        exception_handlers={HTTPException: handle_http_exception, Exception: handle_unexpected},
+        guards=[listener_guard(settings.internal_port), announced_body_guard],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="communication", version="0.1.0"),
         # Logging is configured by the runner (__main__); the app must not install its own handlers.

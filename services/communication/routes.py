@@ -25,6 +25,7 @@ log = logging.getLogger("communication")
 # Close codes sent to websocket clients.
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_MANY_SOCKETS = 4429
 CLOSE_TRY_AGAIN = 1013  # "try again later": the client may reconnect (resuming with since)
 BEARER_SUBPROTOCOL = "bearer."
 
@@ -65,6 +66,12 @@ class StatusController(Controller):
     async def readyz(self, feed: NamedDependency[EventFeed]) -> Response[dict[str, str]]:
         ready = feed.ready.is_set()
         return Response({"status": "ok" if ready else "unavailable"}, status_code=200 if ready else 503)
+
+
+class MetricsController(Controller):
+    """On the internal listener only (see ``app.create_app``)."""
+
+    tags = ["status"]
 
     @get("/metrics", operation_id="metrics", summary="Connection and message counters (JSON)")
     async def metrics(self, hub: NamedDependency[Hub]) -> dict[str, int]:
@@ -121,8 +128,15 @@ async def _serve(socket: WebSocket[Any, Any, Any], hub: Hub, feed: EventFeed, se
         return
 
     channel = user_channel(claims.sub)
+    subject = user_subject(settings.events, claims.sub)
+    if hub.subscribers(subject) >= settings.max_sockets_per_user:
+        hub.counters.sockets_refused += 1
+        await socket.close(
+            CLOSE_TOO_MANY_SOCKETS, f"too many sockets: at most {settings.max_sockets_per_user} per user"
+        )
+        return
     # Subscribe before anything is sent: every event after the hub's position now reaches the socket's queue.
-    subscriber = hub.subscribe(user_subject(settings.events, claims.sub))
+    subscriber = hub.subscribe(subject)
     live_from = hub.position
     try:
         await socket.send_text(

@@ -1,83 +1,114 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from services.shared.discovery import parse_blacklist
-from services.shared.settings import Env, EventStreamSettings, PlatformSettings, SettingsError
+from services.shared.event_stream import PUBLISHER
+from services.shared.settings import Env, EventStreamSettings, PlatformSettings, ServerLimits, SettingsError, TokenPair
 
 
-def parse_api_keys(raw: str) -> dict[str, str]:
-    """``API_KEYS``: ``key:user,key2:user2``."""
+def parse_api_keys(raw: str, env: Env) -> dict[str, str]:
+    """``API_KEYS``: ``key:user,key2:user2``; each key is a secret (see ``Env.check_secret``)."""
     keys: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         key, sep, user = item.partition(":")
         if not sep or not key or not user:
             raise SettingsError("API_KEYS must look like 'key:user,key2:user2'")
+        env.check_secret("API_KEYS", key, f"the key of user {user}")
         keys[key] = user
     return keys
+
+
+def database_url(env: Env, default: str) -> str:
+    """``DATABASE_URL`` with the password of its user from the secret ``POSTGRES_PASSWORD`` when that is set, so the
+    URL a container's environment shows holds no secret. A password written into the URL is checked as a secret."""
+    raw = env.get("DATABASE_URL", default)
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise SettingsError(f"environment variable DATABASE_URL is not a database URL: {exc}") from None
+    if url.password is not None:
+        env.check_secret("DATABASE_URL", str(url.password), "its password")
+    password = env.optional_secret("POSTGRES_PASSWORD")
+    if password is None:
+        return raw
+    if url.get_backend_name() != "postgresql":
+        raise SettingsError("POSTGRES_PASSWORD is set but DATABASE_URL is not a postgresql:// URL")
+    return url.set(password=password).render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True)
 class MainSettings:
     platform: PlatformSettings
+    api_keys: dict[str, str] = field(repr=False)
+    realtime_secret: str = field(repr=False)
+    # Workers -> main: what the report API accepts.
+    report_tokens: TokenPair
+    # main -> NATS: the event stream, as the NATS user that publishes events and manages the stream.
     events: EventStreamSettings
-    host: str
-    port: int
-    database_url: str
-    api_keys: dict[str, str]
-    realtime_secret: str
-    realtime_ttl_seconds: int
-    # How providers reach main for callbacks (MAIN_PUBLIC_URL, default MAIN_URL).
-    public_url: str
+    host: str = "127.0.0.1"
+    # The public listener (users) and the internal one (the report API, for the workers only).
+    port: int = 8000
+    internal_port: int = 8010
+    # With the password from POSTGRES_PASSWORD filled in (see ``database_url``).
+    database_url: str = field(default="sqlite+aiosqlite:///.data/main.db", repr=False)
+    # How providers reach main for callbacks. Empty: http://127.0.0.1:<port>.
+    public_url: str = ""
     # What clients are told to connect their websocket to.
-    realtime_public_url: str
-    blacklist: tuple[str, ...]
+    realtime_public_url: str = "ws://127.0.0.1:8001/ws"
+    realtime_ttl_seconds: int = 300
+    blacklist: tuple[str, ...] = ()
     # Bound on how long a read waits for Temporal when it syncs a non-terminal task.
-    sync_timeout_seconds: float
+    sync_timeout_seconds: float = 3.0
     # Events the outbox relay publishes per round.
-    relay_batch_size: int
+    relay_batch_size: int = 500
     # How often the relay looks for events without being told of a commit: those committed by another main process
     # that died before relaying them.
-    relay_poll_seconds: float
+    relay_poll_ms: int = 500
     # One log line per HTTP request (uvicorn's access log); off by default, as workers report often.
-    access_log: bool
+    access_log: bool = False
     # uvicorn worker processes serving main; with SQLite they share the database file.
-    workers: int
+    workers: int = 1
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    # Request bodies: any route without a limit of its own, the report API, and the ceiling of a create route's
+    # limit (which is derived from the integration's request schema).
+    max_body_bytes: int = 64 * 1024
+    max_report_bytes: int = 1024 * 1024
+    max_create_body_bytes: int = 4 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MainSettings:
         env = Env(environ)
-        platform = PlatformSettings.from_env(environ)
-        port = env.get_int("MAIN_PORT", 8000)
+        port = env.get_int("MAIN_PORT", cls.port)
         return cls(
-            platform=platform,
-            events=EventStreamSettings.from_env(env),
-            host=env.get("MAIN_HOST", "127.0.0.1"),
+            platform=PlatformSettings.from_env(env),
+            api_keys=parse_api_keys(env.required("API_KEYS"), env),
+            realtime_secret=env.secret("REALTIME_SECRET"),
+            report_tokens=env.token_pair("REPORT_TOKEN"),
+            events=EventStreamSettings.from_env(env, PUBLISHER),
+            host=env.get("MAIN_HOST", cls.host),
             port=port,
-            database_url=env.get("DATABASE_URL", "sqlite+aiosqlite:///.data/main.db"),
-            api_keys=parse_api_keys(env.get("API_KEYS")),
-            public_url=env.get("MAIN_PUBLIC_URL", platform.main_url).rstrip("/"),
-            realtime_secret=env.get("REALTIME_SECRET"),
-            realtime_ttl_seconds=env.get_int("REALTIME_TOKEN_TTL_SECONDS", 300),
-            realtime_public_url=env.get(
-                "REALTIME_PUBLIC_URL", platform.communication_url.replace("http", "ws", 1) + "/ws"
-            ),
+            internal_port=env.get_int("MAIN_INTERNAL_PORT", cls.internal_port),
+            database_url=database_url(env, cls.database_url),
+            public_url=env.get_http_url("MAIN_PUBLIC_URL", cls.public_url or f"http://127.0.0.1:{port}"),
+            realtime_public_url=env.get("REALTIME_PUBLIC_URL", cls.realtime_public_url),
+            realtime_ttl_seconds=env.get_int("REALTIME_TOKEN_TTL_SECONDS", cls.realtime_ttl_seconds),
             blacklist=parse_blacklist(env.raw("INTEGRATIONS_BLACKLIST")),
-            sync_timeout_seconds=env.get_float("MAIN_SYNC_TIMEOUT_SECONDS", 3.0),
-            relay_batch_size=env.get_int("MAIN_RELAY_BATCH_SIZE", 500),
-            relay_poll_seconds=env.get_int("MAIN_RELAY_POLL_MS", 500) / 1000,
-            access_log=env.get_bool("MAIN_ACCESS_LOG", False),
-            workers=env.get_int("MAIN_WORKERS", 1),
+            sync_timeout_seconds=env.get_float("MAIN_SYNC_TIMEOUT_SECONDS", cls.sync_timeout_seconds),
+            relay_batch_size=env.get_int("MAIN_RELAY_BATCH_SIZE", cls.relay_batch_size, minimum=1),
+            relay_poll_ms=env.get_int("MAIN_RELAY_POLL_MS", cls.relay_poll_ms, minimum=1),
+            access_log=env.get_bool("MAIN_ACCESS_LOG", cls.access_log),
+            workers=env.get_int("MAIN_WORKERS", cls.workers, minimum=1),
+            limits=ServerLimits.from_env(env, "MAIN"),
+            max_body_bytes=env.get_int("MAIN_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
+            max_report_bytes=env.get_int("MAIN_MAX_REPORT_BYTES", cls.max_report_bytes, minimum=1),
+            max_create_body_bytes=env.get_int("MAIN_MAX_CREATE_BODY_BYTES", cls.max_create_body_bytes, minimum=1),
         )
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise SettingsError(f"MAIN_WORKERS must be at least 1, got {self.workers}")
-        if self.relay_batch_size < 1:
-            raise SettingsError(f"MAIN_RELAY_BATCH_SIZE must be at least 1, got {self.relay_batch_size}")
-        if self.relay_poll_seconds <= 0:
-            raise SettingsError("MAIN_RELAY_POLL_MS must be positive")
-
-    def __repr__(self) -> str:
-        return f"MainSettings(host={self.host!r}, port={self.port}, users={sorted(set(self.api_keys.values()))})"
+        if self.internal_port == self.port:
+            raise SettingsError(f"MAIN_INTERNAL_PORT must differ from MAIN_PORT ({self.port})")

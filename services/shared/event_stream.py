@@ -1,5 +1,6 @@
 """The task-event stream in NATS JetStream: one stream, one subject per user, bounded retention. main's outbox
-relay publishes to it (and creates it); every communication replica reads it."""
+relay publishes to it (and creates it); every communication replica reads it. Each connects as its own NATS user,
+whose permissions the server enforces (deploy/nats_auth.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from nats.js.errors import BadRequestError
 from .settings import EventStreamSettings
 
 log = logging.getLogger("events")
+
+# The NATS users of the two services: main publishes events and manages the stream; communication only reads.
+PUBLISHER = "main"
+READER = "communication"
 
 # A subject token may not hold '.', '*', '>' or whitespace; users' names may. Kept as they are: these characters.
 _PLAIN = re.compile(r"[A-Za-z0-9-]")
@@ -38,6 +43,8 @@ async def connect(settings: EventStreamSettings, name: str) -> Nats:
 
     return await nats.connect(
         settings.nats_url,
+        user=settings.user,
+        password=settings.password,
         name=name,
         error_cb=error,
         max_reconnect_attempts=-1,

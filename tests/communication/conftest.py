@@ -1,5 +1,6 @@
-"""Runs communication as a real process on a free port, the way compose runs it, against a real NATS server whose
-stream the tests publish task events to (as main's relay does)."""
+"""Runs communication as a real process on free ports (public and internal listener), the way compose runs it:
+outside development mode, with secrets long enough to be accepted there, against a real NATS server whose stream
+the tests publish task events to (as main's relay does, with main's NATS user)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,11 @@ from nats.js import JetStreamContext
 from deploy.local import LocalStack
 from services.shared import event_stream
 from services.shared.realtime_token import issue
-from services.shared.settings import EventStreamSettings
-from tests.stack import free_port
+from services.shared.settings import EventStreamSettings, password_variable
+from tests.stack import free_port, nats_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REALTIME_SECRET = "test-realtime-secret"
+REALTIME_SECRET = "test-realtime-secret-0123456789abcdef"
 STARTUP_TIMEOUT = 15.0
 
 
@@ -35,9 +36,12 @@ STARTUP_TIMEOUT = 15.0
 class Events:
     """The task-event stream of the tests' NATS server: what main's relay would publish."""
 
+    # main's: the publishing user.
     settings: EventStreamSettings
     nats: Nats
     js: JetStreamContext
+    # What communication connects with: the reading user.
+    reader: EventStreamSettings
 
     async def publish(self, user: str, event: dict[str, Any]) -> int:
         """Publish ``event`` to ``user``'s subject; its stream sequence."""
@@ -46,7 +50,8 @@ class Events:
 
     def env(self) -> dict[str, str]:
         return {
-            "NATS_URL": self.settings.nats_url,
+            "NATS_URL": self.reader.nats_url,
+            password_variable(self.reader.user): self.reader.password,
             "EVENTS_STREAM": self.settings.stream,
             "EVENTS_SUBJECT_PREFIX": self.settings.subject_prefix,
             "EVENTS_MAX_AGE_SECONDS": str(self.settings.max_age_seconds),
@@ -58,12 +63,18 @@ class Events:
 class Service:
     process: asyncio.subprocess.Process
     port: int
+    internal_port: int
     log_path: Path
     events: Events
 
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def internal_url(self) -> str:
+        """The internal listener: /metrics."""
+        return f"http://127.0.0.1:{self.internal_port}"
 
     def ws_url(self, token: str | None = None, since: int | str | None = None) -> str:
         url = f"ws://127.0.0.1:{self.port}/ws"
@@ -78,6 +89,9 @@ class Service:
 
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.http_url, timeout=10)
+
+    def internal(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.internal_url, timeout=10)
 
     async def publish(self, user: str, event: dict[str, Any]) -> int:
         return await self.events.publish(user, event)
@@ -95,11 +109,11 @@ class Service:
 async def open_stream(nats_server: LocalStack, **settings: Any) -> Events:
     """A stream of its own (``stream`` and ``subject_prefix`` name it) on the tests' NATS server, created as main
     creates it."""
-    config = EventStreamSettings(nats_url=nats_server.service_env()["NATS_URL"], **settings)
+    config = nats_settings(nats_server, event_stream.PUBLISHER, **settings)
     nats = await event_stream.connect(config, name="tests")
     js = nats.jetstream()
     await event_stream.ensure_stream(js, config)
-    return Events(config, nats, js)
+    return Events(config, nats, js, nats_settings(nats_server, event_stream.READER, **settings))
 
 
 @pytest.fixture(scope="session")
@@ -125,15 +139,18 @@ async def wait_until_ready(service: Service) -> None:
 
 @contextlib.asynccontextmanager
 async def run_service(
-    log_dir: Path, events: Events, port: int | None = None, **overrides: str
+    log_dir: Path, events: Events, port: int | None = None, internal_port: int | None = None, **overrides: str
 ) -> AsyncIterator[Service]:
     port = port or free_port()
+    internal_port = internal_port or free_port()
+    environ = {k: v for k, v in os.environ.items() if k != "DEVELOPMENT_MODE"}
     env = {
-        **os.environ,
+        **environ,
         **events.env(),
         "REALTIME_SECRET": REALTIME_SECRET,
         "COMMUNICATION_HOST": "127.0.0.1",
         "COMMUNICATION_PORT": str(port),
+        "COMMUNICATION_INTERNAL_PORT": str(internal_port),
         **overrides,
     }
     log_path = log_dir / f"communication-{port}.log"
@@ -147,7 +164,7 @@ async def run_service(
             stdout=log_file,
             stderr=asyncio.subprocess.STDOUT,
         )
-    service = Service(process, port, log_path, events)
+    service = Service(process, port, internal_port, log_path, events)
     try:
         await wait_until_ready(service)
         yield service

@@ -1,8 +1,9 @@
-"""communication as a real process, driven by real websocket clients and HTTP publishes."""
+"""communication as a real process, driven by real websocket clients and events published to its stream."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -14,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats as nats_client
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from deploy.local import LocalStack
 from services.shared import event_stream
 from services.shared.realtime_token import issue
-from services.shared.settings import EventStreamSettings
-from tests.stack import free_port, wait_for
+from tests.stack import exchange, free_port, wait_for
 
 from .conftest import REALTIME_SECRET, Events, Service, open_stream, run_service
 
@@ -56,7 +57,15 @@ async def wait_for_metric(service: Service, http: httpx.AsyncClient, name: str, 
 
 @pytest.fixture
 async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """The public listener."""
     async with service.http() as client:
+        yield client
+
+
+@pytest.fixture
+async def internal(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """The internal listener (metrics)."""
+    async with service.internal() as client:
         yield client
 
 
@@ -136,6 +145,28 @@ async def test_client_ping_gets_pong(service: Service) -> None:
         assert await receive(ws) == {"event": "pong"}
 
 
+# Refused sockets
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "missing token"),
+        ("not-a-token", "malformed token"),
+        (issue("some-other-secret", "mallory", 300)[0], "invalid token signature"),
+        (issue(REALTIME_SECRET, "alice", 300, now=time.time() - 600)[0], "token expired"),
+    ],
+    ids=["missing", "malformed", "forged", "expired"],
+)
+async def test_bad_token_is_refused_with_4401(
+    service: Service, internal: httpx.AsyncClient, token: str | None, reason: str
+) -> None:
+    before = (await service.metrics(internal))["auth_failures"]
+    async with connect(service.ws_url(token)) as ws:
+        assert await closed_with(ws) == (4401, reason)
+    assert (await service.metrics(internal))["auth_failures"] == before + 1
+
+
 # Resuming with since
 
 
@@ -211,7 +242,7 @@ async def test_since_older_than_retention_gets_a_resync(tmp_path: Path, nats_ser
     events = await open_stream(
         nats_server,
         stream="SHORT_RETENTION",
-        subject_prefix="short.events",
+        subject_prefix="tasks.events.short",
         max_age_seconds=1.0,
         duplicate_window_seconds=1.0,
     )
@@ -255,10 +286,12 @@ async def test_unknown_route_is_a_structured_404(http: httpx.AsyncClient) -> Non
     assert response.json() == {"code": "not_found", "message": "Not Found", "retryable": False}
 
 
-async def test_there_is_no_http_publish_route(http: httpx.AsyncClient) -> None:
-    # Events reach communication only through the stream.
-    response = await http.post("/internal/publish", json={"channel": "user:alice", "event": {}})
-    assert response.status_code in (404, 405)
+async def test_there_is_no_http_publish_route(service: Service) -> None:
+    # Events reach communication only through the stream, on neither listener.
+    async with service.http() as public, service.internal() as internal:
+        for http in (public, internal):
+            for path in ("/internal/publish", "/internal/publish/batch"):
+                assert (await http.post(path, json={"channel": "user:alice", "event": {}})).status_code in (404, 405)
 
 
 # Health and counters
@@ -271,7 +304,8 @@ async def test_healthz_and_readyz(http: httpx.AsyncClient) -> None:
     assert (await http.get("/readyz")).json() == {"status": "ok"}
 
 
-async def test_counters_follow_connections_and_messages(service: Service, http: httpx.AsyncClient) -> None:
+async def test_counters_follow_connections_and_messages(service: Service, internal: httpx.AsyncClient) -> None:
+    http = internal
     before = await service.metrics(http)
     async with connect(service.ws_url(service.token("heidi"))) as ws:
         await receive(ws)
@@ -323,7 +357,7 @@ async def publish_until_a_slow_client_is_dropped(service: Service, http: httpx.A
 async def test_slow_client_is_disconnected_and_others_keep_receiving(tmp_path: Path, events: Events) -> None:
     async with (
         run_service(tmp_path, events, COMMUNICATION_QUEUE_SIZE="4") as service,
-        service.http() as http,
+        service.internal() as http,
     ):
         url = service.ws_url(service.token("ivan"))
         async with connect(url, max_size=None) as fast:
@@ -364,7 +398,7 @@ async def test_slow_client_that_never_reads_again_is_aborted(tmp_path: Path, eve
             COMMUNICATION_PING_INTERVAL="0",
             COMMUNICATION_PING_TIMEOUT="2",
         ) as service,
-        service.http() as http,
+        service.internal() as http,
     ):
         slow, _ = await open_reluctant_reader(service.ws_url(service.token("judy")))
         await publish_until_a_slow_client_is_dropped(service, http, "judy")
@@ -381,7 +415,7 @@ async def test_slow_client_that_never_reads_again_is_aborted(tmp_path: Path, eve
 async def test_peer_that_stops_answering_pings_is_dropped(tmp_path: Path, events: Events) -> None:
     async with (
         run_service(tmp_path, events, COMMUNICATION_PING_INTERVAL="0.2", COMMUNICATION_PING_TIMEOUT="0.5") as service,
-        service.http() as http,
+        service.internal() as http,
     ):
         # A raw client that completes the handshake and then never reads or writes again, like a vanished peer.
         reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
@@ -398,13 +432,50 @@ async def test_peer_that_stops_answering_pings_is_dropped(tmp_path: Path, events
         writer.close()
 
 
-async def test_close_on_token_expiry_when_enabled(tmp_path: Path, events: Events) -> None:
-    async with (
-        run_service(tmp_path, events, COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY="true") as service,
-        connect(service.ws_url(service.token("leo", ttl_seconds=2))) as ws,
-    ):
+async def test_a_socket_is_closed_when_its_token_expires(service: Service) -> None:
+    async with connect(service.ws_url(service.token("leo", ttl_seconds=2))) as ws:
         await receive(ws)
         assert await closed_with(ws) == (4401, "token expired")
+
+
+async def test_a_socket_outlives_its_token_when_told_to(tmp_path: Path, events: Events) -> None:
+    async with (
+        run_service(tmp_path, events, COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY="false") as service,
+        connect(service.ws_url(service.token("lena", ttl_seconds=1))) as ws,
+    ):
+        expires: int = json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT))["expires_at"]
+
+        async def expired() -> bool:
+            return time.time() > expires + 1
+
+        await wait_for(expired, 10, "the token to expire", interval=0.1)
+        seq = await service.publish("lena", {"n": 1})
+        assert await receive(ws) == {"seq": seq, "n": 1}
+
+
+async def test_sockets_per_user_are_limited(tmp_path: Path, events: Events) -> None:
+    async with (
+        run_service(tmp_path, events, COMMUNICATION_MAX_SOCKETS_PER_USER="2") as service,
+        service.internal() as http,
+    ):
+        token = service.token("max")
+        async with connect(service.ws_url(token)) as first, connect(service.ws_url(token)) as second:
+            await receive(first)
+            await receive(second)
+            async with connect(service.ws_url(token)) as third:
+                assert await closed_with(third) == (4429, "too many sockets: at most 2 per user")
+            # Another user is not affected, and the refused socket was never subscribed.
+            async with connect(service.ws_url(service.token("other"))) as other:
+                assert (await receive(other))["event"] == "connected"
+            before = await service.metrics(http)
+            seq = await service.publish("max", {"n": 1})
+            assert await receive(first) == await receive(second) == {"seq": seq, "n": 1}
+            after = await wait_for_metric(service, http, "messages_published", before["messages_published"] + 1)
+            assert after["messages_delivered"] == before["messages_delivered"] + 2
+            assert after["sockets_refused"] == 1
+        # Once one closes, the user may open another.
+        async with connect(service.ws_url(token)) as again:
+            assert (await receive(again))["event"] == "connected"
 
 
 # Lifecycle
@@ -423,18 +494,47 @@ async def test_sigterm_closes_sockets_and_exits_promptly(tmp_path: Path, events:
 
 
 async def test_missing_required_settings_fail_fast(tmp_path: Path, events: Events) -> None:
-    with pytest.raises(RuntimeError, match="REALTIME_SECRET is required"):
-        async with run_service(tmp_path, events, REALTIME_SECRET=""):
+    with pytest.raises(RuntimeError, match=r"NATS_COMMUNICATION_PASSWORD \(or NATS_COMMUNICATION_PASSWORD_FILE\)"):
+        async with run_service(tmp_path, events, NATS_COMMUNICATION_PASSWORD=""):
             pass
+
+
+async def test_communication_may_only_read_the_stream(events: Events) -> None:
+    """Its NATS user reads the stream but can neither publish an event nor change or remove the stream."""
+    violations: list[str] = []
+
+    async def error(exc: Exception) -> None:
+        violations.append(str(exc))
+
+    reader = events.reader
+    nats = await nats_client.connect(reader.nats_url, user=reader.user, password=reader.password, error_cb=error)
+    try:
+        js = nats.jetstream(timeout=1)
+        before = (await js.stream_info(reader.stream)).state.last_seq
+        with pytest.raises(nats_client.errors.TimeoutError):
+            await js.publish(event_stream.user_subject(reader, "forged"), b'{"forged": true}')
+        with pytest.raises(nats_client.errors.TimeoutError):
+            await js.purge_stream(reader.stream)
+        with pytest.raises(nats_client.errors.TimeoutError):
+            await js.delete_stream(reader.stream)
+
+        async def refused() -> bool:
+            return sum("permissions violation for publish" in v for v in violations) == 3
+
+        await wait_for(refused, 10, "the server to refuse the three requests")
+    finally:
+        await nats.close()
+    # Nothing reached the stream, which is still there with its events.
+    assert (await events.js.stream_info(reader.stream)).state.last_seq == before
 
 
 async def test_sockets_wait_for_the_stream_and_are_refused_until_it_is_read(tmp_path: Path, events: Events) -> None:
     """Before the replica reads the stream (here: it does not exist yet) a socket is told to try again."""
     port = free_port()
-    later = EventStreamSettings(nats_url=events.settings.nats_url, stream="NOT_CREATED_YET", subject_prefix="later")
-    env = {**os.environ, "NATS_URL": later.nats_url, "EVENTS_STREAM": later.stream, "REALTIME_SECRET": REALTIME_SECRET}
-    env["EVENTS_SUBJECT_PREFIX"] = later.subject_prefix
-    env.update({"COMMUNICATION_HOST": "127.0.0.1", "COMMUNICATION_PORT": str(port)})
+    later = dataclasses.replace(events.settings, stream="NOT_CREATED_YET", subject_prefix="tasks.events.later")
+    env = {**os.environ, **events.env(), "EVENTS_STREAM": later.stream, "EVENTS_SUBJECT_PREFIX": later.subject_prefix}
+    env.update({"REALTIME_SECRET": REALTIME_SECRET, "COMMUNICATION_HOST": "127.0.0.1", "COMMUNICATION_PORT": str(port)})
+    env["COMMUNICATION_INTERNAL_PORT"] = str(free_port())
     log = (tmp_path / "waiting.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.communication", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
@@ -462,3 +562,41 @@ async def test_sockets_wait_for_the_stream_and_are_refused_until_it_is_read(tmp_
         await process.wait()
         log.close()
         await events.js.delete_stream("NOT_CREATED_YET")
+
+
+# Listeners and request limits
+
+
+async def test_metrics_exist_only_on_the_internal_listener(service: Service) -> None:
+    async with service.http() as public, service.internal() as internal:
+        assert (await public.get("/metrics")).status_code == 404
+        assert (await internal.get("/metrics")).status_code == 200
+        assert (await internal.get("/healthz")).status_code == 404
+    # The websocket is the public listener's.
+    internal_ws = service.internal_url.replace("http", "ws", 1) + f"/ws?token={service.token('nina')}"
+    with pytest.raises((ConnectionClosed, InvalidStatus)):
+        async with connect(internal_ws) as ws:
+            await receive(ws)
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read(tmp_path: Path, events: Events) -> None:
+    async with run_service(tmp_path, events, COMMUNICATION_MAX_BODY_BYTES="1000") as service:
+        head = "GET /healthz HTTP/1.1\r\nHost: communication\r\nContent-Length: 1001\r\n\r\n"
+        answer, _ = await exchange(service.http_url, head.encode())
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+        async with service.http() as http:
+            fits = await http.request("GET", "/healthz", content=b"x" * 900)
+            assert fits.status_code == 200, fits.text
+
+
+async def test_a_client_slow_to_send_its_headers_is_cut_off(tmp_path: Path, events: Events) -> None:
+    async with run_service(tmp_path, events, COMMUNICATION_HEADER_TIMEOUT_SECONDS="1") as service:
+        for url in (service.http_url, service.internal_url):
+            answer, took = await exchange(url, b"GET /ws HTTP/1.1\r\nHost: communication\r\nUpgrade: web", timeout=6)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+            assert 0.9 <= took < 4, took
+        # A websocket lives on after its handshake, whatever the header timeout.
+        async with connect(service.ws_url(service.token("olga"))) as ws:
+            await receive(ws)
+            await ws.send(json.dumps({"type": "ping"}))
+            assert await receive(ws) == {"event": "pong"}

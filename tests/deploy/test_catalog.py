@@ -12,8 +12,10 @@ from deploy import catalog, config, paths
 from deploy.cli import main
 from deploy.credentials import generate
 from deploy.errors import DeployError, UsageError
+from deploy.nats_auth import authorization
 from deploy.ports import WEED_GRPC_OFFSET, Ports
 from deploy.spec import LocalContext
+from services.shared.event_stream import PUBLISHER, READER
 
 
 def _ctx(tmp_path: Path) -> LocalContext:
@@ -118,20 +120,23 @@ def test_nats_local_process_and_compose_service(tmp_path: Path) -> None:
     assert argv[argv.index("-sd") + 1] == str(tmp_path / "nats")
     assert argv[argv.index("-a") + 1] == "127.0.0.1"
     assert spec.ports == (ctx.ports.nats, ctx.ports.nats_monitor)
-    # The token goes into a private config file, never onto the command line.
-    assert ctx.secrets.nats_token not in " ".join(argv)
+    # The passwords go into a private config file, never onto the command line.
+    passwords = [ctx.secrets.nats_password(user) for user in (PUBLISHER, READER)]
+    assert not any(p in " ".join(argv) for p in passwords)
     assert spec.prepare is not None
     spec.prepare()
     config_file = tmp_path / "nats.conf"
     assert argv[argv.index("-c") + 1] == str(config_file)
-    assert ctx.secrets.nats_token in config_file.read_text()
+    assert config_file.read_text() == authorization(ctx.secrets.values)
     assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
-    assert nats.local_app_env(ctx)["NATS_URL"] == f"nats://{ctx.secrets.nats_token}@127.0.0.1:{ctx.ports.nats}"
+    assert nats.local_app_env(ctx) == {"NATS_URL": f"nats://127.0.0.1:{ctx.ports.nats}"}
     service = nats.compose_services()["nats"]
     assert service["image"] == "${NATS_IMAGE:-nats:2.15.1-alpine}"
-    assert service["volumes"] == ["nats-data:/data"]
+    assert service["volumes"] == ["nats-data:/data", "secrets-nats:/run/secrets:ro"]
+    assert service["command"][:2] == ["-c", "/run/secrets/nats_auth"]
     assert "ports" not in service
-    assert nats.compose_app_env() == {"NATS_URL": "nats://${NATS_TOKEN:-dev-nats-token}@nats:4222"}
+    assert nats.compose_app_env() == {"NATS_URL": "nats://nats:4222"}
+    assert nats.compose_secrets() == ("NATS_MAIN_PASSWORD", "NATS_COMMUNICATION_PASSWORD")
 
 
 def test_postgres_local_process(tmp_path: Path) -> None:
@@ -147,9 +152,12 @@ def test_postgres_local_process(tmp_path: Path) -> None:
     assert spec.prepare is not None
     # PostgreSQL refuses root: a root deploy tool runs it as the postgres user.
     assert spec.user == ("postgres" if os.geteuid() == 0 else None)
+    # The password is main's POSTGRES_PASSWORD, not part of the URL.
     url = postgres.local_app_env(ctx)["DATABASE_URL"]
-    assert url.startswith("postgresql+asyncpg://postgres:")
-    assert url.endswith(f"@127.0.0.1:{ctx.ports.postgres}/main")
+    assert url == f"postgresql+asyncpg://postgres@127.0.0.1:{ctx.ports.postgres}/main"
+    service = postgres.compose_services()["postgres"]
+    assert service["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert postgres.compose_secret_readers() == {"postgres": (999, ("POSTGRES_PASSWORD",))}
     # Not enabled, it is not expected elsewhere: main keeps SQLite.
     assert not postgres.external_when_disabled
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from deploy.local import LocalStack
+from services.main.settings import MainSettings, database_url
 from services.main.store import TaskStore
 from services.shared.settings import Env, StorageSettings, TemporalSettings
 from services.shared.storage import ObjectStore
@@ -73,7 +74,8 @@ async def workers(fault_stack: LocalStack) -> AsyncIterator[Workers]:
 @pytest.fixture(scope="package")
 async def platform(fault_stack: LocalStack) -> AsyncIterator[Platform]:
     env = fault_stack.service_env()
-    store = TaskStore.from_url(env["DATABASE_URL"])
+    # The store as main opens it (with its password, on PostgreSQL).
+    store = TaskStore.from_url(database_url(Env(env), MainSettings.database_url))
     apis = {user: client(fault_stack, user) for user in USERS}
     logs = {user: EventLog(api) for user, api in apis.items()}
     for log in logs.values():

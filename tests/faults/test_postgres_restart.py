@@ -32,11 +32,11 @@ async def test_postgres_restarted_mid_batch(fault_stack: LocalStack, scenario: P
 
     await asyncio.to_thread(fault_stack.stop, "postgres")
     scenario.mark("PostgreSQL stopped")
-    async with httpx.AsyncClient(base_url=fault_stack.main_url) as anonymous:
-        refused = await anonymous.post(
+    async with httpx.AsyncClient(base_url=fault_stack.main_internal_url) as worker:
+        refused = await worker.post(
             f"/internal/tasks/{tasks[0].id}/report",
             json={"status": "running"},
-            headers={"Authorization": f"Bearer {fault_stack.secrets.internal_token}"},
+            headers={"Authorization": f"Bearer {fault_stack.secrets.report_token}"},
         )
     assert refused.status_code == 503, refused.text
     assert (refused.json()["code"], refused.json()["retryable"]) == ("store_unavailable", True)

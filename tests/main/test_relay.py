@@ -22,7 +22,7 @@ from services.main.store import OutboxEvent, TaskRecord, TaskStore
 from services.shared import event_stream
 from services.shared.settings import EventStreamSettings
 from services.shared.tasks import TaskReport
-from tests.stack import wait_for
+from tests.stack import nats_settings, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,9 +32,12 @@ def event(record: TaskRecord, changes: dict[str, Any]) -> OutboxEvent:
     return OutboxEvent(id=str(uuid.uuid4()), payload=msgspec.json.encode(body))
 
 
-def stream_settings(nats_url: str) -> EventStreamSettings:
+def stream_settings(nats_server: LocalStack) -> EventStreamSettings:
+    """A stream of its own, published to as main's relay publishes (its NATS user may publish under tasks.events)."""
     name = uuid.uuid4().hex[:8]
-    return EventStreamSettings(nats_url=nats_url, stream=f"RELAY_{name}", subject_prefix=f"relay{name}")
+    return nats_settings(
+        nats_server, event_stream.PUBLISHER, stream=f"RELAY_{name}", subject_prefix=f"tasks.events.relay{name}"
+    )
 
 
 def relay(store: TaskStore, settings: EventStreamSettings) -> OutboxRelay:
@@ -79,7 +82,7 @@ async def store(tmp_path: Path) -> AsyncIterator[TaskStore]:
 
 @pytest.fixture
 async def js(nats_server: LocalStack) -> AsyncIterator[JetStreamContext]:
-    nats = await event_stream.connect(EventStreamSettings(nats_url=nats_server.service_env()["NATS_URL"]), "tests")
+    nats = await event_stream.connect(nats_settings(nats_server, event_stream.PUBLISHER), "tests")
     yield nats.jetstream()
     await nats.close()
 
@@ -87,7 +90,7 @@ async def js(nats_server: LocalStack) -> AsyncIterator[JetStreamContext]:
 async def test_committed_events_go_out_in_order_with_their_ids_and_are_marked_sent(
     store: TaskStore, js: JetStreamContext, nats_server: LocalStack
 ) -> None:
-    settings = stream_settings(nats_server.service_env()["NATS_URL"])
+    settings = stream_settings(nats_server)
     first, second = await new_task(store), await new_task(store, owner="b.o b")
     await store.apply_report(first, TaskReport(status="running", progress=0.2), event)
     await store.apply_report(second, TaskReport(status="running"), event)
@@ -116,7 +119,7 @@ async def test_an_event_published_before_a_crash_is_stored_once(
 ) -> None:
     """A relay that published and died before it marked the rows sent: the next relay publishes them again, and
     JetStream keeps the first copy only."""
-    settings = stream_settings(nats_server.service_env()["NATS_URL"])
+    settings = stream_settings(nats_server)
     await event_stream.ensure_stream(js, settings)
     for _ in range(3):
         await new_task(store)
@@ -140,7 +143,7 @@ async def test_two_relays_on_one_sqlite_store_publish_each_event_once_in_version
     tmp_path: Path, js: JetStreamContext, nats_server: LocalStack
 ) -> None:
     """As with MAIN_WORKERS=2 on SQLite: each process's relay reads what the other has not marked yet."""
-    settings = stream_settings(nats_server.service_env()["NATS_URL"])
+    settings = stream_settings(nats_server)
     url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
     stores = [TaskStore.from_url(url), TaskStore.from_url(url)]
     await stores[0].migrate()
@@ -177,7 +180,7 @@ async def test_events_committed_while_nats_is_down_go_out_when_it_is_back(
 ) -> None:
     server = LocalStack(tmp_path_factory.mktemp("nats-outage") / "state", Ports.free(), ["nats"], middleware=["nats"])
     with server:
-        settings = stream_settings(server.service_env()["NATS_URL"])
+        settings = stream_settings(server)
         running = relay(store, settings)
         running.start()
         nats = await event_stream.connect(settings, "tests")
@@ -198,11 +201,21 @@ async def test_events_committed_while_nats_is_down_go_out_when_it_is_back(
             await nats.close()
 
 
-async def test_nats_refuses_a_client_without_the_token(nats_server: LocalStack) -> None:
-    authorized = nats_server.service_env()["NATS_URL"]
-    anonymous = f"nats://127.0.0.1:{nats_server.ports.nats}"
-    with pytest.raises(nats.errors.Error, match="Authorization"):
-        await nats.connect(anonymous, allow_reconnect=False, connect_timeout=2)
-    client = await nats.connect(authorized, allow_reconnect=False, connect_timeout=2)
-    assert client.is_connected
-    await client.close()
+async def test_nats_refuses_a_client_without_its_password(nats_server: LocalStack) -> None:
+    url = nats_server.service_env()["NATS_URL"]
+    main = nats_settings(nats_server, event_stream.PUBLISHER)
+    communication = nats_settings(nats_server, event_stream.READER)
+    for user, password in (
+        (None, None),
+        (main.user, communication.password),
+        (communication.user, main.password),
+        (main.user, main.password[:-1]),
+    ):
+        with pytest.raises(nats.errors.Error, match="Authorization"):
+            await nats.connect(url, user=user, password=password, allow_reconnect=False, connect_timeout=2)
+    for settings in (main, communication):
+        client = await nats.connect(
+            url, user=settings.user, password=settings.password, allow_reconnect=False, connect_timeout=2
+        )
+        assert client.is_connected
+        await client.close()

@@ -37,7 +37,7 @@ def event(record: TaskRecord, changes: dict[str, Any]) -> OutboxEvent:
 
 @contextlib.asynccontextmanager
 async def empty_postgres_database(server: LocalStack) -> AsyncIterator[str]:
-    url = make_url(server.service_env()["DATABASE_URL"])
+    url = make_url(server.service_env()["DATABASE_URL"]).set(password=server.secrets.postgres_password)
     name = f"test_{uuid.uuid4().hex}"
     admin = await asyncpg.connect(
         host=url.host, port=url.port, user=url.username, password=url.password, database=url.database

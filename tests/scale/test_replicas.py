@@ -29,10 +29,10 @@ def ws_url(http_url: str) -> str:
 class Main:
     """One main replica: as alice (creates) and as a worker (reports)."""
 
-    def __init__(self, stack: LocalStack, url: str) -> None:
+    def __init__(self, stack: LocalStack, url: str, internal_url: str) -> None:
         self.alice = Api(url, "alice")
         self.internal = httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {stack.secrets.internal_token}"}, timeout=30
+            base_url=internal_url, headers={"Authorization": f"Bearer {stack.secrets.report_token}"}, timeout=30
         )
 
     async def create(self, prompt: str) -> str:
@@ -55,7 +55,8 @@ class Main:
 
 @pytest.fixture
 async def mains(scale_stack: LocalStack) -> AsyncIterator[list[Main]]:
-    replicas = [Main(scale_stack, url) for url in scale_stack.main_urls]
+    urls = zip(scale_stack.main_urls, scale_stack.main_internal_urls, strict=True)
+    replicas = [Main(scale_stack, url, internal) for url, internal in urls]
     yield replicas
     for replica in replicas:
         await replica.close()
@@ -87,7 +88,7 @@ async def test_creates_on_one_main_and_reports_on_the_other_reach_both_communica
     logs = [await started(EventLog(mains[0].alice, replica(url))) for url in (first, second, second)]
     bob = await started(EventLog(Api(scale_stack.main_urls[1], "bob"), replica(first)))
     # The echo worker reports to the second main; the tasks are created through the first.
-    env = {**scale_stack.service_env(), "MAIN_URL": scale_stack.main_urls[1]}
+    env = {**scale_stack.service_env(), "MAIN_INTERNAL_URL": scale_stack.main_internal_urls[1]}
     worker = Launcher(env, ["echo"], tmp_path_factory.mktemp("scale-worker") / "echo.log")
     try:
         await worker.wait_serving()
@@ -133,7 +134,7 @@ async def test_a_main_killed_right_after_a_commit_loses_no_event(
 
         async def serving() -> bool:
             try:
-                return (await mains[1].internal.get("/healthz")).status_code == 200
+                return (await mains[1].alice.http.get("/healthz")).status_code == 200
             except httpx.TransportError:
                 return False
 
