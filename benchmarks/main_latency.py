@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 
 from integrations.echo.schemas import EchoInput, EchoRequest
 from services.shared.settings import TemporalSettings
+from services.shared.tasks import TaskEnvelope
 from services.shared.temporal import connect as temporal_connect
 
 from .harness import BENCH_KEY, Bench, MainClients, local_stack, machine, percentile
@@ -66,7 +67,7 @@ async def create_latency(bench: Bench) -> dict[str, list[float]]:
         async def bare() -> None:
             await temporal.start_workflow(
                 "EchoWorkflow",
-                EchoInput(f"bare-{uuid.uuid4()}", EchoRequest(message="bench")),
+                EchoInput(TaskEnvelope(f"bare-{uuid.uuid4()}"), EchoRequest(message="bench")),
                 id=f"bare-{uuid.uuid4()}",
                 task_queue="bench-unserved",
             )

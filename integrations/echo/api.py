@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from services.main.kit import IntegrationApi, StartContext
 from services.main.store import TaskRecord
+from services.shared.tasks import TaskEnvelope
 
 from .schemas import EchoInput, EchoRequest
 from .workflows.workflows import EchoWorkflow
 
 
 def build_input(task: TaskRecord, request: EchoRequest, _: StartContext) -> EchoInput:
-    return EchoInput(task_id=task.id, request=request)
+    return EchoInput(TaskEnvelope(task.id), request)
 
 
 api = IntegrationApi(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from services.main.kit import InputError, IntegrationApi, StartContext
 from services.main.store import TaskRecord
+from services.shared.tasks import TaskEnvelope
 
 from .schemas import ImageRequest, ImageTaskInput, InvalidFieldError, to_job
 from .workflows.workflows import NanoBanana2ImageWorkflow
@@ -22,7 +23,7 @@ def check(request: ImageRequest) -> None:
 
 
 def build_input(task: TaskRecord, request: ImageRequest, _: StartContext) -> ImageTaskInput:
-    return ImageTaskInput(task_id=task.id, job=to_job(request))
+    return ImageTaskInput(TaskEnvelope(task.id), to_job(request))
 
 
 api = IntegrationApi(

@@ -8,10 +8,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, TypeAlias, get_args
 
 import msgspec
 
+from services.shared.sync_call import CallInput, TaskInput
 from services.shared.tasks import StoredObject
 
 GENERATE_ACTIVITY = "nanobanana2_image.generate"
@@ -82,14 +83,8 @@ class ImageJob(msgspec.Struct, frozen=True):
     reference_images: tuple[InlineImage, ...] = ()
 
 
-class ImageTaskInput(msgspec.Struct, frozen=True):
-    task_id: str
-    job: ImageJob
-
-
-class GenerateInput(msgspec.Struct, frozen=True):
-    task_id: str
-    job: ImageJob
+ImageTaskInput: TypeAlias = TaskInput[ImageJob]
+GenerateInput: TypeAlias = CallInput[ImageJob]
 
 
 class Usage(msgspec.Struct, frozen=True):

@@ -15,7 +15,7 @@ from integrations.echo.schemas import EchoInput, EchoRequest
 from integrations.example.schemas import ExampleInput, ExampleRequest
 from services.shared.discovery import discover
 from services.shared.storage import ObjectStore
-from services.shared.tasks import TaskReport
+from services.shared.tasks import TaskEnvelope, TaskReport
 from tests.stack import Api, Launcher, wait_for
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ async def test_client_started_workflow_completes_with_the_right_result(
         task_id = f"direct-{uuid.uuid4()}"
         result = await temporal.execute_workflow(
             "EchoWorkflow",
-            EchoInput(task_id, EchoRequest(message="from a client")),
+            EchoInput(TaskEnvelope(task_id), EchoRequest(message="from a client")),
             id=str(uuid.uuid4()),
             task_queue="echo",
             result_type=TaskReport,

@@ -25,6 +25,7 @@ from integrations.nanobanana2_image.schemas import (
 from integrations.nanobanana2_image.workflows.workflows import NanoBanana2ImageWorkflow
 from services.main.kit import InputError, StartContext
 from services.main.store import TaskRecord
+from services.shared.tasks import TaskEnvelope
 from services.simulator.media import encode_png, render_rows
 
 PNG = encode_png(4, 4, render_rows(4, 4, (0, 0, 0), (255, 255, 255), 1))
@@ -82,7 +83,7 @@ def test_defaults_and_the_workflow_input_with_normalised_reference_images() -> N
     built = build_input(record("abc"), request, StartContext(callback_url=None))
     jpeg_b64 = base64.b64encode(JPEG).decode()
     assert built == ImageTaskInput(
-        task_id="abc",
+        task=TaskEnvelope("abc"),
         job=ImageJob(
             prompt="put the cat on a sofa",
             aspect_ratio="21:9",
