@@ -25,13 +25,11 @@ from services.main.kit import InputError, IntegrationApi, StartContext
 from services.main.schemas import TaskRead
 from services.main.service import TaskService
 from services.main.store import TaskRecord
-from services.shared.tasks import TaskReport, is_terminal, workflow_id_for
+from services.shared.submit_poll import CALLBACK_SIGNAL, REFRESH_UPDATE, CallbackHint
+from services.shared.tasks import TaskEnvelope, TaskReport, is_terminal, workflow_id_for
 
 from .schemas import (
-    CALLBACK_SIGNAL,
     MAX_INLINE_IMAGE_CHARS,
-    REFRESH_UPDATE,
-    CallbackHint,
     VideoInput,
     VideoRequest,
     image_fields,
@@ -47,7 +45,7 @@ log = logging.getLogger("fangzhou_video_generation.api")
 
 
 def build_input(task: TaskRecord, request: VideoRequest, start: StartContext) -> VideoInput:
-    return VideoInput(task_id=task.id, request=request, callback_url=start.callback_url)
+    return VideoInput(TaskEnvelope(task.id), request, callback_url=start.callback_url)
 
 
 def check(request: VideoRequest) -> None:

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from .provider_client import ProviderError, ProviderHttp
 from .reporting import RUNNING_REPORT_SECONDS, Reporter, report_running
 from .storage import ObjectStore
+from .submit_poll import PollPolicy, Submitted
 from .tasks import StoredObject, TaskEnvelope, objects_prefix
 from .workflow_kit import running
 
@@ -72,10 +73,14 @@ class ActivityKit:
         finally:
             await asyncio.gather(reported, return_exceptions=True)
 
-    async def report_running(self, task: TaskEnvelope, provider_task_id: str) -> None:
-        """After a submit the provider accepted: running, with its job id. Never raises, so it can neither fail
-        nor repeat the submit."""
+    async def submitted(self, task: TaskEnvelope, provider_task_id: str, poll: PollPolicy) -> Submitted:
+        """The end of a submit the provider accepted. The job id goes out first as a heartbeat, so a worker lost
+        from here on still hands it to the workflow; then main hears the task is running, with the job id. Never
+        raises, so nothing here can fail or repeat the submit."""
+        submitted = Submitted(provider_task_id, poll)
+        activity.heartbeat(submitted)
         await report_running(self.reporter, task.id, running(provider_task_id), self.report_within)
+        return submitted
 
     async def heartbeating(self, work: Awaitable[T]) -> T:
         """Await ``work`` while heartbeating, so a dead worker is noticed within the heartbeat timeout and a

@@ -11,7 +11,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from deploy.local import LocalStack
-from integrations.fangzhou_video_generation.schemas import CALLBACK_SIGNAL
+from services.shared.submit_poll import CALLBACK_SIGNAL
 from tests.stack import Api, Launcher, wait_for
 
 from .conftest import VIDEO

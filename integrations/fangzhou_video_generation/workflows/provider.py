@@ -1,20 +1,21 @@
 """A typed client for Volcengine Ark's video generation tasks (``/api/v3/contents/generations/tasks``), and the
-worker's Ark settings. Used only by the activities: neither main nor the workflow code imports it."""
+worker's Ark settings. Used only by the activities: neither main nor the workflow code imports it. Every failure
+is a ``ProviderError`` with Ark's own ``error.code`` when Ark gave one."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import msgspec
 
+from services.shared.provider_client import ProviderError, ProviderHttp, is_transient, retry_after
 from services.shared.settings import Env, SettingsError
+from services.shared.submit_poll import PollPolicy
 
-from ..schemas import ArkTaskView, PollPolicy, VideoRequest
+from ..schemas import ArkTaskView, VideoRequest
 
 ARK_BASE_URL = "https://ark.cn-beijing.volces.com"
 TASKS_PATH = "/api/v3/contents/generations/tasks"
@@ -25,7 +26,6 @@ SIMULATOR_API_KEY = "sim-ark-key"
 # Ark's bounds for execution_expires_after.
 MIN_EXPIRES_AFTER = 3600
 MAX_EXPIRES_AFTER = 259_200
-CHUNK_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,20 +73,6 @@ class ArkSettings:
             media_timeout_seconds=env.get_float("ARK_MEDIA_TIMEOUT_SECONDS", 60.0),
             max_video_bytes=env.get_int("ARK_MAX_VIDEO_BYTES", 512 * 1024 * 1024),
         )
-
-
-class ArkError(Exception):
-    """Ark answered with an error, or did not answer. ``code`` is Ark's ``error.code`` when Ark gave one."""
-
-    def __init__(
-        self, code: str, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-        self.retry_after = retry_after
 
 
 # --- Ark's wire format ---------------------------------------------------------------------------------------
@@ -170,17 +156,8 @@ def create_body(request: VideoRequest, model: str, callback_url: str | None, exp
     return body
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    with contextlib.suppress(ValueError):
-        return max(0.0, float(raw))
-    return None
-
-
-def _error(response: httpx.Response) -> ArkError:
-    """An ArkError for a non-2xx answer: 429 and 5xx may succeed later, everything else is final."""
+def _error(response: httpx.Response) -> ProviderError:
+    """Ark's error for a non-2xx answer, with Ark's own code: 429 and 5xx may succeed later, the rest is final."""
     status = response.status_code
     try:
         body = msgspec.json.decode(response.content, type=_ErrorEnvelope).error
@@ -188,46 +165,38 @@ def _error(response: httpx.Response) -> ArkError:
         body = None
     code = body.code if body and body.code else f"http_{status}"
     message = body.message if body and body.message else response.text[:300] or f"HTTP {status}"
-    return ArkError(
-        code, message, retryable=status == 429 or status >= 500, status=status, retry_after=_retry_after(response)
+    return ProviderError(
+        code, message, retryable=is_transient(status), status=status, retry_after=retry_after(response)
     )
 
 
 class ArkClient:
     def __init__(self, http: httpx.AsyncClient, settings: ArkSettings) -> None:
-        self._http = http
+        self.http = ProviderHttp(
+            http, "Ark", _error, unavailable="ark_unreachable", uncertain="ark_submit_uncertain", media="ark_media"
+        )
         self._settings = settings
         self._tasks_url = f"{settings.base_url}{TASKS_PATH}"
         self._headers = {"Authorization": f"Bearer {settings.api_key}"}
-        self._timeout = httpx.Timeout(settings.request_timeout_seconds, connect=10.0)
 
     async def create(self, body: dict[str, Any]) -> str:
-        """Create a task; its id. A retryable ArkError means Ark certainly did not create one: it refused (429,
-        500, 503) or the request was never fully sent. Once the request may have reached Ark, a failure is
-        final (``ark_submit_uncertain``): retrying could start a second, paid job nobody tracks."""
-        try:
-            response = await self._http.post(self._tasks_url, json=body, headers=self._headers, timeout=self._timeout)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteTimeout) as exc:
-            raise ArkError("ark_unreachable", f"could not send the request to Ark: {exc!r}", retryable=True) from exc
-        except httpx.HTTPError as exc:
-            raise _uncertain(f"no answer from Ark after sending the request ({exc!r})") from exc
-        if response.status_code in (502, 504):
-            # A gateway answered: the service behind it may still have accepted the job.
-            error = _error(response)
-            raise _uncertain(f"HTTP {response.status_code} {error.code}: {error.message}")
-        if not response.is_success:
-            raise _error(response)
+        """Create a task; its id. Ark has no idempotency key: once the request may have reached Ark, a failure is
+        final (``ark_submit_uncertain``), since retrying could start a second, paid job nobody tracks."""
+        timeout = self._settings.request_timeout_seconds
+        response = await self.http.submit(
+            "POST", self._tasks_url, timeout_seconds=timeout, json=body, headers=self._headers
+        )
         try:
             return msgspec.json.decode(response.content, type=_Created).id
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise _uncertain(f"Ark's answer could not be read: {exc}") from exc
+            raise self.http.uncertain_error(f"Ark's answer could not be read: {exc}") from exc
 
     async def get(self, task_id: str) -> ArkTaskView:
         response = await self._send("GET", task_id)
         try:
             return msgspec.json.decode(response.content, type=_Task).view()
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ArkError("ark_bad_response", f"Ark's task could not be read: {exc}", retryable=True) from exc
+            raise ProviderError("ark_bad_response", f"Ark's task could not be read: {exc}", retryable=True) from exc
 
     async def delete(self, task_id: str) -> None:
         """Cancel a queued task (or delete a finished one's record: callers check the status first)."""
@@ -235,58 +204,5 @@ class ArkClient:
 
     async def _send(self, method: str, task_id: str) -> httpx.Response:
         url = f"{self._tasks_url}/{quote(task_id, safe='')}"
-        try:
-            response = await self._http.request(method, url, headers=self._headers, timeout=self._timeout)
-        except httpx.HTTPError as exc:
-            raise ArkError("ark_unreachable", f"{method} {task_id}: {exc!r}", retryable=True) from exc
-        if not response.is_success:
-            raise _error(response)
-        return response
-
-    async def download(self, url: str, sink: IO[bytes], limit: int, progress: Callable[[], None]) -> int:
-        """Stream a media URL Ark handed out into ``sink``; the byte count. The URL is presigned: our API key
-        is never sent with it."""
-        timeout = httpx.Timeout(self._settings.media_timeout_seconds, connect=10.0)
-        size = 0
-        try:
-            async with self._http.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
-                if response.status_code in (401, 403, 404, 410):
-                    raise ArkError(
-                        "ark_media_unavailable",
-                        f"Ark's media link answered HTTP {response.status_code} (links expire after 24 hours)",
-                        retryable=False,
-                        status=response.status_code,
-                    )
-                if not response.is_success:
-                    raise ArkError(
-                        "ark_media_unreachable",
-                        f"Ark's media link answered HTTP {response.status_code}",
-                        retryable=True,
-                        status=response.status_code,
-                    )
-                declared = response.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > limit:
-                    raise _too_large(limit)
-                async for chunk in response.aiter_bytes(CHUNK_BYTES):
-                    size += len(chunk)
-                    if size > limit:
-                        raise _too_large(limit)
-                    sink.write(chunk)
-                    progress()
-        except httpx.HTTPError as exc:
-            raise ArkError("ark_media_unreachable", f"downloading Ark's media failed: {exc!r}", retryable=True) from exc
-        return size
-
-
-def _uncertain(message: str) -> ArkError:
-    return ArkError(
-        "ark_submit_uncertain",
-        f"{message}; Ark may or may not have created the task, so it is not resubmitted automatically",
-        retryable=False,
-    )
-
-
-def _too_large(limit: int) -> ArkError:
-    return ArkError(
-        "ark_media_too_large", f"the media is larger than {limit} bytes (ARK_MAX_VIDEO_BYTES)", retryable=False
-    )
+        timeout = self._settings.request_timeout_seconds
+        return await self.http.send(method, url, timeout_seconds=timeout, headers=self._headers)
