@@ -10,11 +10,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import uvicorn
+from litestar.types import ASGIApp
 from websockets.asyncio.client import ClientConnection, connect
 
 from deploy.local import LocalStack
@@ -42,6 +45,27 @@ async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, wha
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def serve(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve an ASGI app (lifespan included) on 127.0.0.1 and a free port in this event loop; yields its base URL.
+    In this loop, it can talk to a Temporal worker running here too."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        if task.done():
+            raise AssertionError(f"the server did not start: {task.exception()!r}")
+        return server.started
+
+    await wait_for(started, 30, "the server to start", interval=0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 class Launcher:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from services.main.kit import IntegrationApi, StartContext
-from services.main.store import TaskRecord
-from services.shared.tasks import TaskEnvelope
+from services.main.kit import IntegrationApi, NewTask
 
 from .schemas import EchoInput, EchoRequest
 from .workflows.workflows import EchoWorkflow
 
 
-def build_input(task: TaskRecord, request: EchoRequest, _: StartContext) -> EchoInput:
-    return EchoInput(TaskEnvelope(task.id), request)
+def build_input(new: NewTask[EchoRequest]) -> EchoInput:
+    return EchoInput(new.task, new.request)
 
 
 api = IntegrationApi(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from services.main.kit import IntegrationApi, StartContext
-from services.main.store import TaskRecord
+from services.main.kit import IntegrationApi, NewTask
 
 from .schemas import ExampleInput, ExampleRequest
 from .workflows.workflows import ExampleWorkflow
 
 
-def build_input(task: TaskRecord, request: ExampleRequest, _: StartContext) -> ExampleInput:
-    return ExampleInput(task_id=task.id, request=request)
+def build_input(new: NewTask[ExampleRequest]) -> ExampleInput:
+    return ExampleInput(task_id=new.task.id, request=new.request)
 
 
 api = IntegrationApi(

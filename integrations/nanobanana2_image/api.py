@@ -7,9 +7,7 @@ object storage and every state report happen in the worker. Status reads are mai
 
 from __future__ import annotations
 
-from services.main.kit import InputError, IntegrationApi, StartContext
-from services.main.store import TaskRecord
-from services.shared.tasks import TaskEnvelope
+from services.main.kit import InputError, IntegrationApi, NewTask
 
 from .schemas import ImageRequest, ImageTaskInput, InvalidFieldError, to_job
 from .workflows.workflows import NanoBanana2ImageWorkflow
@@ -22,8 +20,8 @@ def check(request: ImageRequest) -> None:
         raise InputError(exc.field, exc.message) from exc
 
 
-def build_input(task: TaskRecord, request: ImageRequest, _: StartContext) -> ImageTaskInput:
-    return ImageTaskInput(TaskEnvelope(task.id), to_job(request))
+def build_input(new: NewTask[ImageRequest]) -> ImageTaskInput:
+    return ImageTaskInput(new.task, to_job(new.request))
 
 
 api = IntegrationApi(

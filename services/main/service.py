@@ -19,10 +19,18 @@ from services.shared.discovery import Integration
 from services.shared.events import TaskEvent
 from services.shared.realtime_token import user_channel
 from services.shared.storage import ObjectStore
-from services.shared.tasks import ReportOutcome, TaskError, TaskReport, TaskResult, is_terminal, workflow_id_for
+from services.shared.tasks import (
+    ReportOutcome,
+    TaskEnvelope,
+    TaskError,
+    TaskReport,
+    TaskResult,
+    is_terminal,
+    workflow_id_for,
+)
 
 from .errors import ApiError, not_found, temporal_unreachable
-from .kit import IntegrationApi, StartContext
+from .kit import IntegrationApi, NewTask, StartContext
 from .publisher import EventPublisher
 from .schemas import ObjectRead, OutputRead, TaskRead
 from .settings import MainSettings
@@ -62,7 +70,7 @@ class TaskService:
                 input=input_json,
                 idempotency_key=idempotency_key,
                 request_digest=digest,
-                callback_secret=secrets.token_urlsafe(24) if api.callback_secret else None,
+                callback_secret=secrets.token_urlsafe(24) if api.callback is not None else None,
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
@@ -71,7 +79,9 @@ class TaskService:
         try:
             await self.temporal.start_workflow(
                 api.workflow,
-                api.build_input(record, request, StartContext(self._callback_url(integration, record))),
+                api.build_input(
+                    NewTask(TaskEnvelope(record.id), request, StartContext(self._callback_url(integration, record)))
+                ),
                 id=workflow_id_for(record.id),
                 task_queue=integration.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -17,7 +17,8 @@ class AppActivities:
 
     @activity.defn(name=NAMES.submit)
     async def submit(self, input: AppSubmit) -> Submitted:
-        job_id = await self._kit.call(self._client.create(input.request.prompt, input.idempotency_key))
+        create = self._client.create(input.request.prompt, input.idempotency_key, input.callback_url)
+        job_id = await self._kit.call(create)
         return await self._kit.submitted(input.task, job_id, input.poll or self._poll)
 
     @activity.defn(name=NAMES.query)

@@ -34,14 +34,14 @@ class Client:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = ProviderHttp(http, "Acme", http_error, uncertain="acme_submit_uncertain", media="acme_media")
 
-    async def create(self, prompt: str, idempotency_key: str | None) -> str:
+    async def create(self, prompt: str, idempotency_key: str | None, callback_url: str | None) -> str:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         response = await self.http.submit(
             "POST",
             f"{BASE}/jobs",
             timeout_seconds=30,
             idempotent=idempotency_key is not None,
-            json={"prompt": prompt},
+            json={"prompt": prompt, "callback_url": callback_url},
             headers=headers,
         )
         return msgspec.json.decode(response.content, type=_Created).id
@@ -73,6 +73,7 @@ class Provider:
     keys: dict[str, str] = field(default_factory=dict[str, str])
     posts: int = 0
     deleted: list[str] = field(default_factory=list[str])
+    callback_urls: dict[str, str | None] = field(default_factory=dict[str, str | None])
     links: list[str] = field(default_factory=list[str])
     broken_links: int = 0
 
@@ -93,6 +94,7 @@ class Provider:
             if job_id is None and step != "429":
                 job_id = f"job-{uuid.uuid4().hex[:8]}"
                 self.jobs[job_id] = "working"
+                self.callback_urls[job_id] = msgspec.json.decode(request.content)["callback_url"]
                 if key:
                     self.keys[key] = job_id
             if step == "lost":
