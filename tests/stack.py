@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 from litestar.types import ASGIApp
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from websockets.asyncio.client import ClientConnection, connect
 
 from deploy.local import LocalStack
@@ -45,6 +47,17 @@ async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, wha
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def signals_heard(temporal: Client, workflow_id: str, signal: str) -> int:
+    """How many ``signal`` signals the workflow's history holds."""
+    heard = [
+        event
+        async for event in temporal.get_workflow_handle(workflow_id).fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        and event.workflow_execution_signaled_event_attributes.signal_name == signal
+    ]
+    return len(heard)
 
 
 @asynccontextmanager
@@ -146,6 +159,11 @@ class Api:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+def statuses(events: list[dict[str, Any]], task_id: str) -> list[str]:
+    """The statuses one task's events carried, in order."""
+    return [e["status"] for e in events if e.get("task_id") == task_id]
 
 
 class Events:

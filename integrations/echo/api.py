@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from services.main.kit import IntegrationApi, NewTask
+from services.main.kit import sync_call_api
 
-from .schemas import EchoInput, EchoRequest
+from .schemas import EchoRequest
 from .workflows.workflows import EchoWorkflow
 
-
-def build_input(new: NewTask[EchoRequest]) -> EchoInput:
-    return EchoInput(new.task, new.request)
-
-
-api = IntegrationApi(
-    request_type=EchoRequest,
-    workflow=EchoWorkflow.run,
-    build_input=build_input,
+api = sync_call_api(
+    EchoRequest,
+    EchoWorkflow.run,
     summary="Store a message as a text object after an optional delay (test integration).",
 )

@@ -7,14 +7,10 @@ the workflow. Ark itself is called only by the workflow's activities.
 
 from __future__ import annotations
 
-from services.main.kit import REFRESH, InputError, IntegrationApi, NewTask, ProviderCallback
+from services.main.kit import InputError, submit_poll_api
 
-from .schemas import MAX_INLINE_IMAGE_CHARS, VideoInput, VideoRequest, image_fields, image_problem
+from .schemas import MAX_INLINE_IMAGE_CHARS, VideoRequest, image_fields, image_problem
 from .workflows.workflows import FangzhouVideoWorkflow
-
-
-def build_input(new: NewTask[VideoRequest]) -> VideoInput:
-    return VideoInput(new.task, new.request, callback_url=new.start.callback_url)
 
 
 def check(request: VideoRequest) -> None:
@@ -36,12 +32,9 @@ def check(request: VideoRequest) -> None:
         )
 
 
-api = IntegrationApi(
-    request_type=VideoRequest,
-    workflow=FangzhouVideoWorkflow.run,
-    build_input=build_input,
+api = submit_poll_api(
+    VideoRequest,
+    FangzhouVideoWorkflow.run,
     check=check,
-    actions=[REFRESH],
-    callback=ProviderCallback(),
     summary="Generate a video with Volcengine Ark (Seedance); the workflow submits, polls and stores the video.",
 )

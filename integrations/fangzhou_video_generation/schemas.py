@@ -14,7 +14,7 @@ import msgspec
 
 from services.shared.submit_poll import Activities, CopyInput, JobInput, SubmitInput
 
-NAMES = Activities("fangzhou")
+NAMES = Activities.named("fangzhou")
 
 # Images travel inside the workflow input and the submit activity's input, and Temporal rejects payloads over
 # 2 MB: inline images stay well below that, larger ones must be given as http(s) URLs.

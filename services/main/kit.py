@@ -20,7 +20,8 @@ import msgspec
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
-from services.shared.submit_poll import REFRESH_UPDATE, CallbackHint
+from services.shared.submit_poll import REFRESH_UPDATE, CallbackHint, JobInput
+from services.shared.sync_call import TaskInput
 from services.shared.tasks import TaskEnvelope, TaskReport
 
 if TYPE_CHECKING:
@@ -141,3 +142,37 @@ class IntegrationApi(Generic[RequestT]):
     callback: ProviderCallback | None = None
     execution_timeout: timedelta | None = None
     summary: str = ""
+
+
+def sync_call_api(
+    request_type: type[RequestT],
+    workflow: Callable[..., Any] | str,
+    *,
+    check: Callable[[RequestT], None] | None = None,
+    build_input: Callable[[NewTask[RequestT]], Any] | None = None,
+    summary: str = "",
+) -> IntegrationApi[RequestT]:
+    """The sync-call pattern's API: create and read. The workflow's input is the task and the request, unless
+    ``build_input`` makes another job of the request."""
+    return IntegrationApi(request_type, workflow, build_input or _task_input, check, summary=summary)
+
+
+def submit_poll_api(
+    request_type: type[RequestT],
+    workflow: Callable[..., Any] | str,
+    *,
+    check: Callable[[RequestT], None] | None = None,
+    callback: ProviderCallback | None = ProviderCallback(),
+    summary: str = "",
+) -> IntegrationApi[RequestT]:
+    """The submit-poll pattern's API: create and read, its refresh, and the provider's callback (``None`` for a
+    provider that cannot call back). The workflow's input is the task, the request and the task's callback URL."""
+    return IntegrationApi(request_type, workflow, _job_input, check, (REFRESH,), callback, summary=summary)
+
+
+def _task_input(new: NewTask[Any]) -> TaskInput[Any]:
+    return TaskInput(new.task, new.request)
+
+
+def _job_input(new: NewTask[Any]) -> JobInput[Any]:
+    return JobInput(new.task, new.request, callback_url=new.start.callback_url)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import httpx
+import msgspec
+
+T = TypeVar("T")
 
 CHUNK_BYTES = 256 * 1024
 _MAX_MESSAGE = 500
@@ -49,6 +52,41 @@ def retry_after(response: httpx.Response) -> float | None:
         with contextlib.suppress(ValueError):
             return max(0.0, float(raw))
     return None
+
+
+class ErrorDetail(msgspec.Struct):
+    """The ``{"code": ..., "message": ...}`` many providers use for an error, in error answers and in job views."""
+
+    code: str = ""
+    message: str = ""
+
+
+class _ErrorBody(msgspec.Struct):
+    error: ErrorDetail | None = None
+
+
+def error_envelope(response: httpx.Response) -> tuple[str, str]:
+    """The code and message of the common JSON error body, ``{"error": {"code": ..., "message": ...}}``; empty
+    strings for what the answer does not carry."""
+    try:
+        error = msgspec.json.decode(response.content, type=_ErrorBody).error
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        error = None
+    return (error.code, error.message) if error is not None else ("", "")
+
+
+def envelope_error(response: httpx.Response) -> ProviderError:
+    """A non-2xx answer that carries the common error body: the provider's own code (else ``http_<status>``) and
+    message; retryable when the status is transient, after the provider's ``Retry-After``."""
+    status = response.status_code
+    code, message = error_envelope(response)
+    return ProviderError(
+        code or f"http_{status}",
+        message or said(response),
+        retryable=is_transient(status),
+        status=status,
+        retry_after=retry_after(response),
+    )
 
 
 def said(response: httpx.Response) -> str:
@@ -92,14 +130,23 @@ class ProviderHttp:
             raise self._error(response)
         return response
 
+    async def submit_json(
+        self, method: str, url: str, answer: type[T], *, timeout_seconds: float, idempotent: bool = False, **kwargs: Any
+    ) -> T:
+        """``submit``, and its answer read as ``answer``: an answer that cannot be read is uncertain too."""
+        response = await self.submit(method, url, timeout_seconds=timeout_seconds, idempotent=idempotent, **kwargs)
+        try:
+            return msgspec.json.decode(response.content, type=answer)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise self.uncertain_error(f"{self.label}'s answer could not be read: {exc}", idempotent) from exc
+
     async def submit(
         self, method: str, url: str, *, timeout_seconds: float, idempotent: bool = False, **kwargs: Any
     ) -> httpx.Response:
         """A request that creates paid work. A retryable failure means the provider certainly created nothing: it
         refused, or the request was never fully sent. Once the request may have reached the provider, a failure
         is ``uncertain`` and final, unless the request carries the provider's idempotency key (``idempotent``):
-        then sending it again cannot start a second job. A caller that cannot read a 2xx answer raises
-        ``self.uncertain_error``."""
+        then sending it again cannot start a second job."""
         try:
             response = await self.http.request(method, url, timeout=_timeout(timeout_seconds), **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteTimeout) as exc:

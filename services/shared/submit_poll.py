@@ -48,6 +48,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 with workflow.unsafe.imports_passed_through():
     import msgspec
 
+    from .settings import Env, SettingsError
     from .tasks import StoredObject, TaskEnvelope, TaskError, TaskReport, TaskResult
     from .workflow_kit import Step, TaskWorkflow, cancelled, execute, failed, running, start, succeeded
 
@@ -71,6 +72,26 @@ class PollPolicy(msgspec.Struct, frozen=True):
     max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = 7200.0
     polls_per_run: Annotated[int, msgspec.Meta(ge=1)] = 100
+
+    @classmethod
+    def from_env(cls, env: Env, prefix: str) -> PollPolicy:
+        """A worker's policy: ``<prefix>_POLL_INITIAL_SECONDS``, ``_POLL_BACKOFF``, ``_POLL_MAX_SECONDS``,
+        ``_DEADLINE_SECONDS`` and ``_POLLS_PER_RUN``, each defaulting to the field's default."""
+        defaults = cls()
+        try:
+            # The constructor does not check Meta constraints; convert does, naming the field.
+            return msgspec.convert(
+                {
+                    "initial_seconds": env.get_float(f"{prefix}_POLL_INITIAL_SECONDS", defaults.initial_seconds),
+                    "backoff": env.get_float(f"{prefix}_POLL_BACKOFF", defaults.backoff),
+                    "max_seconds": env.get_float(f"{prefix}_POLL_MAX_SECONDS", defaults.max_seconds),
+                    "deadline_seconds": env.get_float(f"{prefix}_DEADLINE_SECONDS", defaults.deadline_seconds),
+                    "polls_per_run": env.get_int(f"{prefix}_POLLS_PER_RUN", defaults.polls_per_run),
+                },
+                cls,
+            )
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"{prefix}_POLL_* / {prefix}_DEADLINE_SECONDS settings: {exc}") from exc
 
 
 class PollState(msgspec.Struct, frozen=True):
@@ -178,25 +199,16 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Activities:
-    """The names of a submit-poll integration's four activities: ``<prefix>.submit``, and so on."""
+    """The names of a submit-poll integration's four activities."""
 
-    prefix: str
+    submit: str
+    query: str
+    cancel: str
+    copy: str
 
-    @property
-    def submit(self) -> str:
-        return f"{self.prefix}.submit"
-
-    @property
-    def query(self) -> str:
-        return f"{self.prefix}.query"
-
-    @property
-    def cancel(self) -> str:
-        return f"{self.prefix}.cancel"
-
-    @property
-    def copy(self) -> str:
-        return f"{self.prefix}.copy_result"
+    @classmethod
+    def named(cls, prefix: str) -> Activities:
+        return cls(f"{prefix}.submit", f"{prefix}.query", f"{prefix}.cancel", f"{prefix}.copy_result")
 
 
 def _policy(initial: float, maximum: float, attempts: int) -> RetryPolicy:

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -27,8 +26,7 @@ from services.shared.manifest import Manifest
 from services.shared.submit_poll import CALLBACK_SIGNAL, PollPolicy
 from services.shared.tasks import workflow_id_for
 from tests.fakes import Reports
-from tests.stack import serve, wait_for
-from tests.temporal_env import time_skipping
+from tests.stack import serve, signals_heard, wait_for
 
 from . import poll_app
 from .poll_app.activities import AppActivities
@@ -39,13 +37,6 @@ NAME = "kit-poll"
 ALICE = {"Authorization": "Bearer alice-key"}
 # Polls an hour apart: within a test only a refresh or a callback makes the workflow look.
 SLOW = PollPolicy(initial_seconds=3600, backoff=1, max_seconds=3600, deadline_seconds=86400)
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await time_skipping()
-    yield environment
-    await environment.shutdown()
 
 
 @dataclass
@@ -69,14 +60,7 @@ class Stack:
         return await wait_for(callback_url, 30, "the submit")
 
     async def callbacks_heard(self, task_id: str) -> int:
-        handle = self.temporal.get_workflow_handle(workflow_id_for(task_id))
-        signals = [
-            event
-            async for event in handle.fetch_history_events()
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-            and event.workflow_execution_signaled_event_attributes.signal_name == CALLBACK_SIGNAL
-        ]
-        return len(signals)
+        return await signals_heard(self.temporal, workflow_id_for(task_id), CALLBACK_SIGNAL)
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
@@ -22,7 +20,6 @@ from services.shared.submit_poll import CALLBACK_SIGNAL, REFRESH_UPDATE, Callbac
 from services.shared.tasks import ReportOutcome, StoredObject, TaskEnvelope, TaskError, TaskReport
 from tests.fakes import Reports
 from tests.stack import wait_for
-from tests.temporal_env import time_skipping
 
 from .poll_app.activities import AppActivities
 from .poll_app.provider import Provider
@@ -32,13 +29,6 @@ from .poll_app.workflows import KitPollKeyedWorkflow, KitPollTightWorkflow, KitP
 FAST = PollPolicy(initial_seconds=5, backoff=2, max_seconds=20, deadline_seconds=3600)
 # Polls far apart: only a refresh or a callback makes the workflow look before the test is over.
 SLOW = PollPolicy(initial_seconds=3600, backoff=1, max_seconds=3600, deadline_seconds=86400)
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await time_skipping()
-    yield environment
-    await environment.shutdown()
 
 
 class Noted(AppActivities):

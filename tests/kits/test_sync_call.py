@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -21,19 +20,11 @@ from services.shared.sync_call import SyncCallWorkflow
 from services.shared.tasks import ReportOutcome, StoredObject, TaskEnvelope, TaskError, TaskReport
 from tests.fakes import Reports
 from tests.stack import wait_for
-from tests.temporal_env import time_skipping
 
 from .sync_app.activities import AppActivities
 from .sync_app.provider import Provider
 from .sync_app.schemas import CALL_ACTIVITY, AppCallInput, AppInput, Called, Job
 from .sync_app.workflows import DEADLINE, KitSyncDeadlineWorkflow, KitSyncWorkflow
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await time_skipping()
-    yield environment
-    await environment.shutdown()
 
 
 class Scheduled(AppActivities):

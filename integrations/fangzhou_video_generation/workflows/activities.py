@@ -4,6 +4,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from services.shared.activity_kit import ActivityKit, application_error
+from services.shared.media_types import is_mp4, sniff_image_type
 from services.shared.provider_client import ProviderError
 from services.shared.submit_poll import CancelOutcome, Copied, JobRef, Submitted
 
@@ -14,19 +15,14 @@ MAX_FRAME_BYTES = 32 * 1024 * 1024
 
 
 def video_type(head: bytes) -> str:
-    # ISO BMFF: the first box is `ftyp` (size, then the type at bytes 4..8).
-    if head[4:8] == b"ftyp":
+    if is_mp4(head):
         return "video/mp4"
     raise ApplicationError("Ark's video is not an MP4 file", type="ark_media_invalid", non_retryable=True)
 
 
 def image_type(head: bytes) -> str:
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
+    if (found := sniff_image_type(head)) in ("image/png", "image/jpeg", "image/webp"):
+        return found
     message = "Ark's last frame is not a PNG, JPEG or WebP image"
     raise ApplicationError(message, type="ark_media_invalid", non_retryable=True)
 

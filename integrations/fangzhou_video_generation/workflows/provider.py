@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from services.shared.provider_client import ProviderError, ProviderHttp, is_transient, retry_after
+from services.shared.provider_client import ErrorDetail, ProviderError, ProviderHttp, envelope_error
 from services.shared.settings import Env, SettingsError
 from services.shared.submit_poll import PollPolicy
 
@@ -49,26 +49,11 @@ class ArkSettings:
                     "without a key, set ARK_BASE_URL to the provider simulator"
                 )
             api_key = SIMULATOR_API_KEY
-        defaults = PollPolicy()
-        try:
-            # The constructor does not check Meta constraints; convert does, naming the field.
-            poll = msgspec.convert(
-                {
-                    "initial_seconds": env.get_float("ARK_POLL_INITIAL_SECONDS", defaults.initial_seconds),
-                    "backoff": env.get_float("ARK_POLL_BACKOFF", defaults.backoff),
-                    "max_seconds": env.get_float("ARK_POLL_MAX_SECONDS", defaults.max_seconds),
-                    "deadline_seconds": env.get_float("ARK_DEADLINE_SECONDS", defaults.deadline_seconds),
-                    "polls_per_run": env.get_int("ARK_POLLS_PER_RUN", defaults.polls_per_run),
-                },
-                PollPolicy,
-            )
-        except msgspec.ValidationError as exc:
-            raise SettingsError(f"ARK_POLL_* / ARK_DEADLINE_SECONDS settings: {exc}") from exc
         return cls(
             base_url=(base_url or ARK_BASE_URL).rstrip("/"),
             api_key=api_key,
             model=env.get("ARK_MODEL", DEFAULT_MODEL),
-            poll=poll,
+            poll=PollPolicy.from_env(env, "ARK"),
             request_timeout_seconds=env.get_float("ARK_REQUEST_TIMEOUT_SECONDS", 30.0),
             media_timeout_seconds=env.get_float("ARK_MEDIA_TIMEOUT_SECONDS", 60.0),
             max_video_bytes=env.get_int("ARK_MAX_VIDEO_BYTES", 512 * 1024 * 1024),
@@ -76,15 +61,6 @@ class ArkSettings:
 
 
 # --- Ark's wire format ---------------------------------------------------------------------------------------
-
-
-class _ErrorBody(msgspec.Struct):
-    code: str = ""
-    message: str = ""
-
-
-class _ErrorEnvelope(msgspec.Struct):
-    error: _ErrorBody | None = None
 
 
 class _Created(msgspec.Struct):
@@ -101,7 +77,7 @@ class _Task(msgspec.Struct):
     status: str
     model: str = ""
     content: _Content | None = None
-    error: _ErrorBody | None = None
+    error: ErrorDetail | None = None
     usage: dict[str, Any] | None = None
     seed: int | None = None
     resolution: str | None = None
@@ -156,25 +132,10 @@ def create_body(request: VideoRequest, model: str, callback_url: str | None, exp
     return body
 
 
-def _error(response: httpx.Response) -> ProviderError:
-    """Ark's error for a non-2xx answer, with Ark's own code: 429 and 5xx may succeed later, the rest is final."""
-    status = response.status_code
-    try:
-        body = msgspec.json.decode(response.content, type=_ErrorEnvelope).error
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        body = None
-    code = body.code if body and body.code else f"http_{status}"
-    message = body.message if body and body.message else response.text[:300] or f"HTTP {status}"
-    return ProviderError(
-        code, message, retryable=is_transient(status), status=status, retry_after=retry_after(response)
-    )
-
-
 class ArkClient:
     def __init__(self, http: httpx.AsyncClient, settings: ArkSettings) -> None:
-        self.http = ProviderHttp(
-            http, "Ark", _error, unavailable="ark_unreachable", uncertain="ark_submit_uncertain", media="ark_media"
-        )
+        codes = {"unavailable": "ark_unreachable", "uncertain": "ark_submit_uncertain", "media": "ark_media"}
+        self.http = ProviderHttp(http, "Ark", envelope_error, **codes)
         self._settings = settings
         self._tasks_url = f"{settings.base_url}{TASKS_PATH}"
         self._headers = {"Authorization": f"Bearer {settings.api_key}"}
@@ -183,13 +144,10 @@ class ArkClient:
         """Create a task; its id. Ark has no idempotency key: once the request may have reached Ark, a failure is
         final (``ark_submit_uncertain``), since retrying could start a second, paid job nobody tracks."""
         timeout = self._settings.request_timeout_seconds
-        response = await self.http.submit(
-            "POST", self._tasks_url, timeout_seconds=timeout, json=body, headers=self._headers
+        created = await self.http.submit_json(
+            "POST", self._tasks_url, _Created, timeout_seconds=timeout, json=body, headers=self._headers
         )
-        try:
-            return msgspec.json.decode(response.content, type=_Created).id
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise self.http.uncertain_error(f"Ark's answer could not be read: {exc}") from exc
+        return created.id
 
     async def get(self, task_id: str) -> ArkTaskView:
         response = await self._send("GET", task_id)

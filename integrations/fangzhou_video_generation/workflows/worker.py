@@ -10,14 +10,8 @@ from .workflows import FangzhouVideoWorkflow
 def worker_spec(ctx: WorkerContext) -> WorkerSpec:
     # Read once, when the worker starts: Ark's address, key, default model and the poll policy.
     settings = ArkSettings.from_env(ctx.env)
-    activities = FangzhouActivities(ctx.activity_kit(), ArkClient(ctx.http, settings), settings)
+    ark = FangzhouActivities(ctx.activity_kit(), ArkClient(ctx.http, settings), settings)
     return WorkerSpec(
         workflows=[FangzhouVideoWorkflow],
-        activities=[
-            *ctx.report_activities(),
-            activities.submit,
-            activities.query,
-            activities.cancel,
-            activities.copy_result,
-        ],
+        activities=[*ctx.report_activities(), ark.submit, ark.query, ark.cancel, ark.copy_result],
     )

@@ -19,10 +19,10 @@ from integrations.nanobanana2_image.schemas import (
     ImageTaskInput,
     InlineImage,
     ReferenceImage,
-    sniff_image_type,
 )
 from integrations.nanobanana2_image.workflows.workflows import NanoBanana2ImageWorkflow
 from services.main.kit import InputError, NewTask, StartContext
+from services.shared.media_types import sniff_image_type
 from services.shared.tasks import TaskEnvelope
 from services.simulator.media import encode_png, render_rows
 

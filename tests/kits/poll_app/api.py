@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 
-from services.main.kit import REFRESH, IntegrationApi, NewTask, ProviderCallback
+from services.main.kit import ProviderCallback, submit_poll_api
 
-from .schemas import AppInput, Request
+from .schemas import Request
 from .workflows import KitPollWorkflow
 
 
@@ -26,14 +26,4 @@ def challenge(body: bytes) -> dict[str, Any] | None:
     return {"challenge": said} if said is not None else None
 
 
-def build_input(new: NewTask[Request]) -> AppInput:
-    return AppInput(new.task, new.request, callback_url=new.start.callback_url)
-
-
-api = IntegrationApi(
-    request_type=Request,
-    workflow=KitPollWorkflow.run,
-    build_input=build_input,
-    actions=[REFRESH],
-    callback=ProviderCallback(challenge=challenge),
-)
+api = submit_poll_api(Request, KitPollWorkflow.run, callback=ProviderCallback(challenge=challenge))

@@ -10,7 +10,7 @@ import msgspec
 
 from services.shared.submit_poll import Activities, CopyInput, JobInput, SubmitInput
 
-NAMES = Activities("kit_poll")
+NAMES = Activities.named("kit_poll")
 
 
 class Request(msgspec.Struct, frozen=True):
