@@ -241,7 +241,7 @@ def next_steps(names: Names) -> list[str]:
         f"created integration {names.name!r} (pattern {names.pattern}) in integrations/{names.folder}/",
         "next:",
         f"  .venv/bin/pytest tests/integrations/{names.folder} tests/e2e/test_{names.folder}.py",
-        "  deploy-tool render     # adds its worker to compose.yaml; commit compose.yaml with the integration",
+        "  .venv/bin/deploy-tool render     # adds its worker to compose.yaml; commit it with the integration",
         "  then follow .claude/agents/integration-generation-handler.md to put the real provider in",
     ]
 
