@@ -53,6 +53,9 @@ class TaskService:
         self.temporal = temporal
         self.publisher = publisher
         self.objects = objects
+        # New tasks whose `queued` event waits for their workflow to start. The activity that starts the provider
+        # work may report `running` before start_workflow has returned here: its event must not overtake this one.
+        self._unannounced: dict[str, TaskRecord] = {}
 
     # -- create ---------------------------------------------------------------------------------------
 
@@ -76,6 +79,7 @@ class TaskService:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
         if not created:
             return record, False
+        self._unannounced[record.id] = record
         try:
             await self.temporal.start_workflow(
                 api.workflow,
@@ -90,11 +94,18 @@ class TaskService:
             )
         except Exception as exc:
             # Nothing half-done stays behind: the client gets a retryable error and may retry safely.
+            self._unannounced.pop(record.id, None)
             await self.store.delete(record.id)
             log.warning("could not start workflow for task %s: %r", record.id, exc)
             raise ApiError(503, "temporal_unavailable", "could not start the task; try again", True) from exc
-        self._publish(record, {"status": record.status})
+        self._announce(record.id)
         return record, True
+
+    def _announce(self, task_id: str) -> None:
+        """Publish a new task's `queued` event, once, before any later event of the task."""
+        record = self._unannounced.pop(task_id, None)
+        if record is not None:
+            self._publish(record, {"status": record.status})
 
     def _callback_url(self, integration: Integration, record: TaskRecord) -> str | None:
         if record.callback_secret is None:
@@ -162,6 +173,7 @@ class TaskService:
         except KeyError:
             raise not_found(f"task {task_id}") from None
         if outcome.applied:
+            self._announce(task_id)
             self._publish(record, changes)
         return outcome, record
 
