@@ -13,13 +13,15 @@ import sys
 import time
 import traceback
 
-from . import async_vs_sync, idle_memory, main_latency, polling, push, throughput
+from . import async_vs_sync, celery_vs_platform, idle_memory, main_latency, polling, push, steps, throughput
 from .harness import describe_machine, load_average
 
 BENCHMARKS = {
     "main-latency": main_latency.run,
     "throughput": throughput.run,
     "async-vs-sync": async_vs_sync.run,
+    "steps": steps.run,
+    "celery": celery_vs_platform.run,
     "push": push.run,
     "polling": polling.run,
     "idle-memory": idle_memory.run,

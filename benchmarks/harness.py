@@ -6,6 +6,7 @@ import asyncio
 import os
 import platform
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import httpx
 
 from deploy.local import LocalStack
 from deploy.ports import Ports
-from services.shared.http_link import HttpLink
+from services.shared.http_link import HttpLinkPool
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,14 @@ def load_average() -> str:
 
 def describe_machine() -> str:
     return f"{machine()}; {cpu_model()}; {memory_total_mib() / 1024:.1f} GiB RAM; load average {load_average()}"
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -186,26 +195,11 @@ async def wait_until(probe: Callable[[], Awaitable[T | None]], within: float, wh
         await asyncio.sleep(interval)
 
 
-class MainClients:
+def main_clients(main_url: str, count: int) -> HttpLinkPool:
     """``count`` kept-alive connections to main as the benchmark's user, HTTP written by hand
     (``services/shared/http_link.py``); each request takes a free one. The bare Temporal paths use the SDK's native
     client, and on 2 cores an HTTP library's own CPU would be charged to main."""
-
-    def __init__(self, main_url: str, count: int) -> None:
-        self._idle: asyncio.Queue[HttpLink] = asyncio.Queue()
-        for _ in range(count):
-            self._idle.put_nowait(HttpLink(main_url, BENCH_KEY, timeout=60))
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        link = await self._idle.get()
-        try:
-            return await link.post(path, body)
-        finally:
-            self._idle.put_nowait(link)
-
-    async def close(self) -> None:
-        while not self._idle.empty():
-            await self._idle.get_nowait().close()
+    return HttpLinkPool(main_url, BENCH_KEY, count, timeout=60)
 
 
 @dataclass
@@ -230,11 +224,13 @@ class Bench:
             start_new_session=True,
         )
 
-    async def wait_worker(self, log_name: str, within: float = 60) -> None:
+    async def wait_worker(self, log_name: str, within: float = 60, starts: int = 1, ready: str = "serving ") -> None:
+        """Wait until the worker logging to ``log_name`` has said ``ready`` ``starts`` times (a restarted worker
+        appends to the same log)."""
         log = self.stack.state_dir / f"{log_name}.log"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while "serving " not in (log.read_text() if log.exists() else ""):
+        while (log.read_text(errors="replace") if log.exists() else "").count(ready) < starts:
             if loop.time() > deadline:
                 raise RuntimeError(f"worker {log_name} did not start")
             await asyncio.sleep(0.1)

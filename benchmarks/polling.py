@@ -19,7 +19,6 @@ callbacks and at most 1 s with them.
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import time
 import uuid
@@ -55,7 +54,7 @@ from services.shared.submit_poll import (
 )
 from services.shared.tasks import ReportOutcome, StoredObject, TaskEnvelope
 
-from .harness import Bench, describe_machine, local_stack, percentile, stop_process, table, wait_until
+from .harness import Bench, describe_machine, free_port, local_stack, percentile, stop_process, table, wait_until
 
 NAME = "fangzhouVideoGeneration"
 JOB_MINUTES = (1, 5, 30)
@@ -264,16 +263,9 @@ async def real_jobs(bench: Bench) -> list[Observed]:
         return list(await asyncio.gather(*(one(i) for i in range(REAL_TASKS))))
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 async def real(callbacks: bool) -> list[Observed]:
     # Without callbacks: Ark's callbacks go to a port nobody listens on (the simulator logs and drops them).
-    extra = {} if callbacks else {"MAIN_PUBLIC_URL": f"http://127.0.0.1:{closed_port()}"}
+    extra = {} if callbacks else {"MAIN_PUBLIC_URL": f"http://127.0.0.1:{free_port()}"}
     async with local_stack(extra) as bench:
         worker = bench.start_worker([NAME], "video-worker")
         try:

@@ -13,15 +13,22 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
+from services.shared.settings import TemporalSettings
+
+from .credentials import secret_file
 from .errors import UsageError
 from .ports import WEED_GRPC_OFFSET
-from .probe import s3_client, s3_health, temporal_cluster_health
+from .probe import s3_client, s3_health, temporal_health
 from .spec import ComposeService, LocalContext, ProcessSpec
 
 RESULTS_BUCKET = "task-results"
 # Host address published container ports bind to; set PUBLISH_IP=0.0.0.0 to expose them beyond this machine.
 PUBLISH_IP = "${PUBLISH_IP:-127.0.0.1}"
 APP_IMAGE = "${APP_IMAGE:-async-task-platform:dev}"
+# The user of the application image (docker/app.Dockerfile): owner of the secret files it reads.
+APP_UID = 10001
+S3_KEYS = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
+SECRETS_READY = {"secrets": {"condition": "service_completed_successfully"}}
 
 
 def published(host_port_variable: str, default: int, container_port: int) -> str:
@@ -30,6 +37,11 @@ def published(host_port_variable: str, default: int, container_port: int) -> str
 
 def healthcheck(test: list[str], interval: str = "2s", retries: int = 60) -> dict[str, object]:
     return {"test": test, "interval": interval, "timeout": "5s", "retries": retries, "start_period": "5s"}
+
+
+def secrets_volume(service: str) -> str:
+    """The volume that holds one compose service's secret files (mounted read-only at /run/secrets)."""
+    return f"secrets-{service}"
 
 
 class Middleware(ABC):
@@ -54,6 +66,14 @@ class Middleware(ABC):
     @abstractmethod
     def compose_ready(self) -> dict[str, str]:
         """``depends_on`` entries of our services: compose service name -> condition."""
+
+    def compose_secrets(self) -> tuple[str, ...]:
+        """Secrets our services need for this middleware: generated when compose runs it, from the host when not."""
+        return ()
+
+    def compose_secret_readers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        """This middleware's compose services that read generated secrets: service -> (user id, secret names)."""
+        return {}
 
     # --- local mode --------------------------------------------------------------------------------------
     @abstractmethod
@@ -161,7 +181,7 @@ class Temporal(Middleware):
             env={},
             ports=(p.temporal, p.temporal_ui, p.temporal_http, p.temporal_metrics),
             main_port=p.temporal,
-            ready=lambda: temporal_cluster_health(ctx.temporal_bin, ctx.temporal_address),
+            ready=lambda: temporal_health(TemporalSettings(address=ctx.temporal_address)),
         )
 
     def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
@@ -193,16 +213,18 @@ class MinIO(Middleware):
                 "image": self.IMAGE,
                 "init": True,
                 "command": ["server", "/data", "--console-address", f":{self.CONSOLE}"],
+                # The root credentials are the stack's generated S3 keys, read from files as the image allows.
                 "environment": {
-                    "MINIO_ROOT_USER": "${S3_ACCESS_KEY:-minioadmin}",
-                    "MINIO_ROOT_PASSWORD": "${S3_SECRET_KEY:-minioadmin}",
+                    "MINIO_ROOT_USER_FILE": secret_file("S3_ACCESS_KEY"),
+                    "MINIO_ROOT_PASSWORD_FILE": secret_file("S3_SECRET_KEY"),
                 },
                 "ports": [
                     published("MINIO_HOST_PORT", self.API, self.API),
                     published("MINIO_CONSOLE_HOST_PORT", self.CONSOLE, self.CONSOLE),
                 ],
-                "volumes": ["minio-data:/data"],
+                "volumes": ["minio-data:/data", f"{secrets_volume('minio')}:/run/secrets:ro"],
                 "healthcheck": healthcheck(["CMD", "bash", "-c", self.LIVE_CHECK]),
+                "depends_on": dict(SECRETS_READY),
                 "restart": "unless-stopped",
             },
             # One-shot: creates the results bucket with the application image (no extra mc image needed).
@@ -210,7 +232,11 @@ class MinIO(Middleware):
                 "image": APP_IMAGE,
                 "init": True,
                 "command": ["python", "-m", "deploy.create_bucket"],
-                "environment": self.compose_app_env(),
+                "environment": {
+                    **{key: value for key, value in self.compose_app_env().items() if key != "S3_PUBLIC_ENDPOINT"},
+                    **{f"{key}_FILE": secret_file(key) for key in S3_KEYS},
+                },
+                "volumes": [f"{secrets_volume('create-bucket')}:/run/secrets:ro"],
                 "depends_on": {"minio": {"condition": "service_healthy"}},
                 "restart": "no",
             },
@@ -222,8 +248,6 @@ class MinIO(Middleware):
     def compose_app_env(self) -> dict[str, str]:
         return {
             "S3_ENDPOINT": f"minio:{self.API}",
-            "S3_ACCESS_KEY": "${S3_ACCESS_KEY:-minioadmin}",
-            "S3_SECRET_KEY": "${S3_SECRET_KEY:-minioadmin}",
             "S3_BUCKET": RESULTS_BUCKET,
             "S3_SECURE": "false",
             # Presigned download URLs are signed for the address clients use, outside compose: by default the
@@ -233,6 +257,13 @@ class MinIO(Middleware):
 
     def compose_ready(self) -> dict[str, str]:
         return {"create-bucket": "service_completed_successfully"}
+
+    def compose_secrets(self) -> tuple[str, ...]:
+        return S3_KEYS
+
+    def compose_secret_readers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        # The MinIO image runs as root; the offline stand-in for it as uid 1000.
+        return {"minio": (1000, S3_KEYS), "create-bucket": (APP_UID, S3_KEYS)}
 
     def local_process(self, ctx: LocalContext) -> ProcessSpec:
         p = ctx.ports
@@ -293,8 +324,6 @@ class MinIO(Middleware):
     def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
         return {
             "S3_ENDPOINT": ctx.s3_endpoint,
-            "S3_ACCESS_KEY": ctx.secrets.s3_access_key,
-            "S3_SECRET_KEY": ctx.secrets.s3_secret_key,
             "S3_BUCKET": RESULTS_BUCKET,
             "S3_SECURE": "false",
             "S3_PUBLIC_ENDPOINT": ctx.s3_endpoint,

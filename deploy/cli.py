@@ -55,27 +55,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--check", action="store_true", help="exit 1 and show the difference when it is stale")
 
-    images = sub.add_parser(
-        "images",
-        help="build or reuse local images for a Docker host without a registry; writes .deploy/images.env",
-        description=(
-            "Builds the Python base (debootstrap), the application image, and stand-ins for the Temporal and MinIO "
-            "images from the locked wheels, reusing every image whose inputs did not change. `deploy-tool up "
-            "--mode docker|auto` then uses them; plain compose: `docker compose --env-file .deploy/images.env up -d`."
-        ),
-    )
-    images.add_argument("--rebuild", action="store_true", help="rebuild every image even when it is current")
-    images.add_argument(
-        "--start-engine",
-        action="store_true",
-        help="start a Docker engine first when none answers (installs Debian's docker.io if needed; needs root)",
-    )
-    images.add_argument(
-        "--wheelhouse-only",
-        action="store_true",
-        help="only download the locked wheels into build/wheelhouse (what `docker compose build` needs online)",
-    )
-
     up = sub.add_parser("up", help="start the stack and wait until it is ready", parents=[run])
     up.add_argument(
         "--only",
@@ -85,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--free-ports", action="store_true", help="local mode: pick free ports instead of the defaults")
     sub.add_parser("down", help="stop the stack; no process, port or lock is left", parents=[run])
+    sub.add_parser("api-key", help="print the first API key (user dev) of the stack", parents=[run])
     status = sub.add_parser("status", help="each component and its health; exit 1 if any is unhealthy", parents=[run])
     status.add_argument("--only", action="append", metavar="COMPONENT", help="local mode: only these components")
     logs = sub.add_parser("logs", help="show the logs of one component or of all", parents=[run])
@@ -124,8 +104,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _middleware(args)
     if args.command == "render":
         return _render(args)
-    if args.command == "images":
-        return _images(args)
     if args.command == "scaffold":
         return _scaffold(args)
     return _run(args)
@@ -162,7 +140,8 @@ def _render(args: argparse.Namespace) -> int:
         print(f"{target.name} is stale: run `deploy-tool render` and commit the result", file=sys.stderr)
         return 1
     changed = compose.write(target, args.config)
-    print(f"wrote {target.name}" if changed else f"{target.name} is current")
+    names = f"{target.name} and {compose.dev_file(target).name}"
+    print(f"wrote {names}" if changed else f"{names} are current")
     return 0
 
 
@@ -171,39 +150,6 @@ def _scaffold(args: argparse.Namespace) -> int:
     for path in scaffold.scaffold(names):
         print(f"created {path.relative_to(paths.REPO_ROOT)}")
     print("\n".join(scaffold.next_steps(names)))
-    return 0
-
-
-def _progress(message: str) -> None:
-    print(message, flush=True)
-
-
-def _images(args: argparse.Namespace) -> int:
-    # Imported here: the image builder pulls in the engine helpers, which no other command needs.
-    from .docker_engine import EngineError, engine_answers, ensure_engine
-    from .images import IMAGE_VARIABLES, ImageBuildError, bootstrap_images, build_wheelhouse
-
-    try:
-        if args.wheelhouse_only:
-            build_wheelhouse(paths.REPO_ROOT, _progress, rebuild=args.rebuild)
-            return 0
-        if args.start_engine:
-            ensure_engine(_progress)
-        elif engine_answers() is None:
-            raise DeployError(
-                "no Docker engine answers: start one (`deploy-tool images --start-engine` starts dockerd, "
-                "installing Debian's docker.io if needed) or point DOCKER_HOST at one"
-            )
-        built = bootstrap_images(paths.REPO_ROOT, _progress, rebuild=args.rebuild)
-    except (ImageBuildError, EngineError) as exc:
-        raise DeployError(str(exc)) from exc
-    print()
-    for key in IMAGE_VARIABLES:
-        print(f"{key}={built[key]}")
-    print(
-        f"\nnext: `deploy-tool up` (reads {paths.IMAGES_ENV_NAME}) or "
-        f"`docker compose --env-file {paths.IMAGES_ENV_NAME} up -d`"
-    )
     return 0
 
 
@@ -217,13 +163,15 @@ def _recorded_mode(state_dir: Path) -> str | None:
 
 
 def _mode(args: argparse.Namespace, state_dir: Path) -> str:
+    # `api-key` prints the key alone on stdout, for KEY=$(deploy-tool api-key).
+    out = sys.stderr if args.command == "api-key" else sys.stdout
     if args.mode == "auto" and args.command != "up":
         recorded = _recorded_mode(state_dir)
         if recorded is not None:
-            print(f"mode: {recorded} (used by the last `up` in {state_dir})")
+            print(f"mode: {recorded} (used by the last `up` in {state_dir})", file=out)
             return recorded
     mode, reason = choose_mode(args.mode, args.compose_file, os.environ)
-    print(f"mode: {mode} ({reason})")
+    print(f"mode: {mode} ({reason})", file=out)
     return mode
 
 
@@ -264,6 +212,9 @@ def _stack_command(args: argparse.Namespace, stack: LocalStack | DockerStack) ->
         return 0
     if args.command == "status":
         return _print_status(stack.status())
+    if args.command == "api-key":
+        print(stack.api_key())
+        return 0
     if isinstance(stack, DockerStack):
         return stack.logs(args.component, args.lines, args.follow)
     return _local_logs(stack, args.component, args.lines, args.follow)

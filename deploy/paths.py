@@ -10,7 +10,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_FILE = REPO_ROOT / "deploy" / "middleware.json"
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 DEFAULT_STATE_DIR = REPO_ROOT / ".deploy" / "local"
-# Written by `deploy-tool images` (deploy/images.py): the names of the locally built images, as compose variables.
+# Written by `./dev images` (offline_docker/images.py): the names of the locally built images, as compose
+# variables.
 IMAGES_ENV_NAME = ".deploy/images.env"
 STATE_DIR_ENV = "DEPLOY_STATE_DIR"
 

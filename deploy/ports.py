@@ -26,6 +26,9 @@ class Ports:
     main: int = 8000
     communication: int = 8001
     simulator: int = 8002
+    # The internal listeners (the report API; the publish API and metrics): never published in docker mode.
+    main_internal: int = 8010
+    communication_internal: int = 8011
     temporal: int = 7233
     temporal_ui: int = 8233
     # Passed explicitly, otherwise the dev server picks random ones that could collide with ours.

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
+
+from services.shared.settings import Env, TemporalSettings
 
 from .spec import Health
 
@@ -21,47 +20,59 @@ if TYPE_CHECKING:
     from minio import Minio
 
 
-def _run_cli(
-    temporal_bin: Path, args: list[str], address: str, timeout: float
-) -> subprocess.CompletedProcess[str] | Health:
-    """Run the Temporal CLI; a timeout or a missing binary comes back as an unhealthy answer."""
-    try:
-        return subprocess.run([str(temporal_bin), *args], capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return Health(False, f"no answer from {address} within {timeout:.0f}s")
-    except OSError as exc:
-        return Health(False, f"cannot run {temporal_bin}: {exc}")
+def temporal_health(settings: TemporalSettings, timeout: float = 5.0) -> Health:
+    """The frontend answers gRPC health checks as SERVING."""
+
+    async def probe() -> Health:
+        from services.shared.temporal import connect
+
+        client = await connect(settings)
+        if await client.service_client.check_health():
+            return Health(True, f"SERVING at {settings.address}")
+        return Health(False, f"not serving at {settings.address}")
+
+    return _blocking(probe, settings, timeout)
 
 
-def temporal_cluster_health(temporal_bin: Path, address: str, timeout: float = 5.0) -> Health:
-    """``temporal operator cluster health`` prints SERVING when the frontend answers."""
-    done = _run_cli(temporal_bin, ["operator", "cluster", "health", "--address", address], address, timeout)
-    if isinstance(done, Health):
-        return done
-    if done.returncode == 0 and "SERVING" in done.stdout:
-        return Health(True, f"SERVING at {address}")
-    reason = (done.stderr or done.stdout).strip().splitlines()
-    return Health(False, f"not serving at {address}: {reason[-1] if reason else f'exit {done.returncode}'}")
-
-
-def task_queue_pollers(
-    temporal_bin: Path, address: str, namespace: str, task_queue: str, timeout: float = 5.0
-) -> Health:
+def task_queue_pollers(settings: TemporalSettings, task_queue: str, timeout: float = 5.0) -> Health:
     """A worker is serving its integration when its task queue has at least one poller."""
-    argv = ["task-queue", "describe", "--address", address, "--namespace", namespace, "--task-queue", task_queue]
-    done = _run_cli(temporal_bin, [*argv, "--output", "json"], address, timeout)
-    if isinstance(done, Health):
-        return done
-    if done.returncode != 0:
-        reason = done.stderr.strip().splitlines()
-        return Health(False, f"cannot describe task queue {task_queue}: {reason[-1] if reason else done.returncode}")
-    try:
-        pollers = json.loads(done.stdout).get("pollers") or []
-    except (ValueError, AttributeError):
-        return Health(False, f"unexpected answer describing task queue {task_queue}")
-    if not pollers:
-        return Health(False, f"no poller on task queue {task_queue}")
-    return Health(True, f"{len(pollers)} poller(s) on task queue {task_queue}")
+
+    async def probe() -> Health:
+        from temporalio.api.enums.v1 import TaskQueueType
+        from temporalio.api.taskqueue.v1 import TaskQueue
+        from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+        from services.shared.temporal import connect
+
+        client = await connect(settings)
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=settings.namespace,
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        if not response.pollers:
+            return Health(False, f"no poller on task queue {task_queue}")
+        return Health(True, f"{len(response.pollers)} poller(s) on task queue {task_queue}")
+
+    return _blocking(probe, settings, timeout)
+
+
+def _blocking(probe: Callable[[], Awaitable[Health]], settings: TemporalSettings, timeout: float) -> Health:
+    """Run an async probe from synchronous code, bounded; any failure is an unhealthy answer. The probe runs on a
+    thread of its own, since the caller's thread may already run an event loop (tests drive the stack from one)."""
+
+    async def bounded() -> Health:
+        return await asyncio.wait_for(probe(), timeout)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            return pool.submit(asyncio.run, bounded()).result()
+        except TimeoutError:
+            return Health(False, f"no answer from {settings.address} within {timeout:.0f}s")
+        except Exception as exc:
+            return Health(False, f"Temporal at {settings.address}: {exc}")
 
 
 def http_health(url: str, timeout: float = 2.0) -> Health:
@@ -108,43 +119,20 @@ def s3_client(
     return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region, http_client=http)
 
 
-async def _task_queue_pollers_via_sdk(address: str, namespace: str, task_queue: str) -> int:
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-    from temporalio.client import Client
-
-    client = await Client.connect(address, namespace=namespace)
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=namespace,
-            task_queue=TaskQueue(name=task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-    )
-    return len(response.pollers)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.probe", description="Container healthcheck probes.")
     sub = parser.add_subparsers(dest="probe", required=True)
     http = sub.add_parser("http", help="GET URL; healthy on 200")
     http.add_argument("url")
     tq = sub.add_parser("task-queue", help="healthy when the Temporal task queue has a poller")
+    # Temporal's address and the rest come from the container's environment, as for the worker it checks.
     tq.add_argument("task_queue")
-    tq.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
-    tq.add_argument("--namespace", default=os.environ.get("TEMPORAL_NAMESPACE", "default"))
     args = parser.parse_args(argv)
 
     if args.probe == "http":
         health = http_health(args.url)
     else:
-        try:
-            count = asyncio.run(_task_queue_pollers_via_sdk(args.address, args.namespace, args.task_queue))
-        except Exception as exc:
-            health = Health(False, f"cannot describe task queue {args.task_queue}: {exc}")
-        else:
-            health = Health(count > 0, f"{count} poller(s) on task queue {args.task_queue}")
+        health = task_queue_pollers(TemporalSettings.from_env(Env()), args.task_queue)
     print(health.detail, file=sys.stdout if health.ok else sys.stderr)
     return 0 if health.ok else 1
 

@@ -15,7 +15,6 @@ rewrite it with ``python -m deploy.scaffold``, and tests/scaffold fails while it
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import keyword
 import re
@@ -26,7 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.shared.discovery import DEFAULT_BLACKLIST
+from services.shared.discovery import DEFAULT_BLACKLIST, blacklisted
 from services.shared.manifest import NAME_PATTERN, QUEUE_PATTERN
 
 from .errors import DeployError
@@ -109,10 +108,11 @@ def names_for(
     queue = queue if queue is not None else name
     if not re.fullmatch(QUEUE_PATTERN, queue):
         raise ScaffoldError(f"invalid task queue {queue!r}: must match {QUEUE_PATTERN}")
-    for value in (name, folder):
-        blocked = next((p for p in DEFAULT_BLACKLIST if fnmatch.fnmatchcase(value, p)), None)
-        if blocked is not None:
-            raise ScaffoldError(f"{value!r} matches the default blacklist {blocked!r}: it would never be served")
+    blocked = blacklisted(DEFAULT_BLACKLIST, name, folder)
+    if blocked is not None:
+        raise ScaffoldError(
+            f"{name!r} (folder {folder!r}) matches the default blacklist {blocked!r}: it would never be served"
+        )
     description = description or f"{name}: {DESCRIPTIONS[pattern]}."
     if len(description) > 500:
         raise ScaffoldError("the description is longer than 500 characters (the manifest's limit)")

@@ -1,5 +1,6 @@
-"""Our own services (main, communication, the provider simulator, one worker per integration) and the
-environment contract they are started with, in both run modes."""
+"""Our own services (main, communication, the provider simulator, one worker per integration) and, for each, its
+contract: the settings and the secrets it reads. Both run modes start each service with exactly its contract; in
+compose a secret reaches a container as a file in that service's own volume (``<VARIABLE>_FILE``)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,34 @@ from dataclasses import dataclass
 
 from services.shared.discovery import Discovery, DiscoveryError, Integration, discover, parse_blacklist
 from services.shared.manifest import slug
+from services.shared.settings import DEVELOPMENT_MODE, Env, TemporalSettings
 
-from .catalog import APP_IMAGE, Middleware, healthcheck, published
+from .catalog import APP_IMAGE, APP_UID, Middleware, healthcheck, published, secrets_volume
+from .credentials import COMPOSE_STORE, SERVICE_SECRETS, secret_file
 from .errors import DeployError
 from .paths import REPO_ROOT
 from .probe import http_health, task_queue_pollers
-from .spec import ComposeContext, ComposeService, Health, LocalContext, ProcessSpec
+from .spec import ComposeContext, ComposeService, Health, LocalContext, ProcessSpec, Secrets
 
 APP_BUILD = {"context": ".", "dockerfile": "docker/app.Dockerfile"}
-# Provider credentials are passed through; without a key the integration talks to our simulator.
-PROVIDERS = (("GEMINI_API_KEY", "GEMINI_BASE_URL"), ("ARK_API_KEY", "ARK_BASE_URL"))
+# Each provider integration's credential and base URL (unset: the provider's own endpoint).
+PROVIDERS: dict[str, tuple[str, str]] = {
+    "nanobanana2-image": ("GEMINI_API_KEY", "GEMINI_BASE_URL"),
+    "fangzhouVideoGeneration": ("ARK_API_KEY", "ARK_BASE_URL"),
+}
+TEMPORAL_CLIENT = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")
+S3_CLIENT = ("S3_ENDPOINT", "S3_BUCKET", "S3_SECURE")
+S3_KEYS = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
+SECRETS_SERVICE = "secrets"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What one service reads. ``secrets`` are names in the secret store (deploy.credentials), each read as the
+    variable of the same name (or ``<NAME>_FILE`` in compose)."""
+
+    settings: tuple[str, ...]
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,9 @@ class AppService:
     container_port: int
     # Published to the host in docker mode (user-facing).
     published: bool
+    contract: Contract
+    # The internal listener, never published: (Ports field, container port).
+    internal: tuple[str, int] | None = None
 
     @property
     def env_prefix(self) -> str:
@@ -40,15 +62,65 @@ class AppService:
 
 # Start order: nothing depends on the simulator; main publishes to communication.
 APP_SERVICES = (
-    AppService("simulator", "services.simulator", "simulator", 8002, published=False),
-    AppService("communication", "services.communication", "communication", 8001, published=True),
-    AppService("main", "services.main", "main", 8000, published=True),
+    AppService(
+        "simulator",
+        "services.simulator",
+        "simulator",
+        8002,
+        published=False,
+        contract=Contract(("SIMULATOR_HOST", "SIMULATOR_PORT", DEVELOPMENT_MODE)),
+    ),
+    AppService(
+        "communication",
+        "services.communication",
+        "communication",
+        8001,
+        published=True,
+        contract=Contract(
+            ("COMMUNICATION_HOST", "COMMUNICATION_PORT", "COMMUNICATION_INTERNAL_PORT"),
+            ("REALTIME_SECRET", "PUBLISH_TOKEN", "PUBLISH_TOKEN_PREVIOUS"),
+        ),
+        internal=("communication_internal", 8011),
+    ),
+    AppService(
+        "main",
+        "services.main",
+        "main",
+        8000,
+        published=True,
+        contract=Contract(
+            (
+                *TEMPORAL_CLIENT,
+                "TEMPORAL_UI_URL",
+                *S3_CLIENT,
+                "S3_PUBLIC_ENDPOINT",
+                "MAIN_HOST",
+                "MAIN_PORT",
+                "MAIN_INTERNAL_PORT",
+                "MAIN_PUBLIC_URL",
+                "REALTIME_PUBLIC_URL",
+                "COMMUNICATION_INTERNAL_URL",
+                "DATABASE_URL",
+                "INTEGRATIONS_BLACKLIST",
+                "MAIN_WORKERS",
+            ),
+            ("API_KEYS", "REALTIME_SECRET", "REPORT_TOKEN", "REPORT_TOKEN_PREVIOUS", "PUBLISH_TOKEN", *S3_KEYS),
+        ),
+        internal=("main_internal", 8010),
+    ),
 )
+SERVICES = {s.name: s for s in APP_SERVICES}
 WORKER_MODULE = "services.async_task"
 
 
 def worker_name(integration: Integration) -> str:
     return f"worker-{slug(integration.name)}"
+
+
+def worker_contract(integration: Integration) -> Contract:
+    """A worker reads Temporal, object storage, main's internal address and its own provider's settings only."""
+    provider = PROVIDERS.get(integration.name, ())
+    return Contract((*TEMPORAL_CLIENT, *S3_CLIENT, "MAIN_INTERNAL_URL", *provider), ("REPORT_TOKEN", *S3_KEYS))
 
 
 def worker_built() -> bool:
@@ -67,56 +139,87 @@ def discover_integrations(environ: Mapping[str, str] | None = None) -> tuple[Dis
 # --- local mode ----------------------------------------------------------------------------------------------
 
 
-def local_environment(ctx: LocalContext, middleware: Sequence[Middleware]) -> dict[str, str]:
-    """The shared contract every one of our local processes is started with (on top of the caller's env)."""
-    env = dict(ctx.environ)
+def _local_values(ctx: LocalContext, middleware: Sequence[Middleware]) -> dict[str, str]:
+    """The value of every setting our local processes read, secrets included."""
+    values: dict[str, str] = {}
     for m in middleware:
-        env.update(m.local_app_env(ctx))
+        values.update(m.local_app_env(ctx))
     simulator_url = ctx.url(ctx.ports.simulator)
-    env.update(
+    values.update(
         {
-            "MAIN_URL": ctx.url(ctx.ports.main),
-            "COMMUNICATION_URL": ctx.url(ctx.ports.communication),
-            "SIMULATOR_URL": simulator_url,
-            "INTERNAL_TOKEN": ctx.secrets.internal_token,
-            "REALTIME_SECRET": ctx.secrets.realtime_secret,
-            # Keys given by the caller (e.g. tests with several users) are served next to the dev key.
-            "API_KEYS": ",".join(filter(None, (ctx.secrets.api_keys, ctx.environ.get("API_KEYS", "")))),
+            "MAIN_INTERNAL_URL": ctx.url(ctx.ports.main_internal),
+            "COMMUNICATION_INTERNAL_URL": ctx.url(ctx.ports.communication_internal),
+            "MAIN_PUBLIC_URL": ctx.url(ctx.ports.main),
+            "REALTIME_PUBLIC_URL": f"ws://{ctx.host}:{ctx.ports.communication}/ws",
             "DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state_dir / 'main.db'}",
-            "PYTHONUNBUFFERED": "1",
+            # The local stack is a development machine: the simulator's keys and the tests' short ones are fine.
+            DEVELOPMENT_MODE: "true",
         }
     )
     for service in APP_SERVICES:
-        env[f"{service.env_prefix}_HOST"] = ctx.host
-        env[f"{service.env_prefix}_PORT"] = str(getattr(ctx.ports, service.port_field))
-    for key, base_url in PROVIDERS:
-        if not ctx.environ.get(key):
+        values[f"{service.env_prefix}_HOST"] = ctx.host
+        values[f"{service.env_prefix}_PORT"] = str(getattr(ctx.ports, service.port_field))
+        if service.internal is not None:
+            values[f"{service.env_prefix}_INTERNAL_PORT"] = str(getattr(ctx.ports, service.internal[0]))
+    for name in ("INTEGRATIONS_BLACKLIST", "MAIN_WORKERS"):
+        if ctx.environ.get(name):
+            values[name] = ctx.environ[name]
+    for key, base_url in PROVIDERS.values():
+        if ctx.environ.get(key):
+            values[key] = ctx.environ[key]
+            if ctx.environ.get(base_url):
+                values[base_url] = ctx.environ[base_url]
+        else:
+            # Without a key the integration talks to the simulator.
+            values[base_url] = simulator_url
+    # Keys given by the caller (e.g. tests with several users) are served next to the dev key.
+    secrets = Secrets(ctx.secrets.values, ctx.environ.get("API_KEYS", ""))
+    for name in (*secrets.values, "API_KEYS"):
+        value = secrets.get(name)
+        if value is not None:
+            values[name] = value
+    return values
+
+
+def local_env(contract: Contract, values: Mapping[str, str]) -> dict[str, str]:
+    """A process's environment on top of the caller's: its contract, development mode, unbuffered output."""
+    names = (*contract.settings, *contract.secrets, DEVELOPMENT_MODE)
+    return {"PYTHONUNBUFFERED": "1", **{n: values[n] for n in names if n in values}}
+
+
+def local_environment(ctx: LocalContext, middleware: Sequence[Middleware]) -> dict[str, str]:
+    """The caller's environment plus every setting of every one of our services: what tests start extra service
+    processes with (includes secrets: do not log it)."""
+    values = _local_values(ctx, middleware)
+    env = dict(ctx.environ)
+    for key, _ in PROVIDERS.values():
+        if key not in values:
             env.pop(key, None)
-            env[base_url] = simulator_url
-    return env
+    return {**env, **values, "PYTHONUNBUFFERED": "1"}
 
 
 def local_app_processes(
-    ctx: LocalContext, env: Mapping[str, str], integrations: Sequence[Integration]
+    ctx: LocalContext, middleware: Sequence[Middleware], integrations: Sequence[Integration]
 ) -> list[ProcessSpec]:
+    values = _local_values(ctx, middleware)
     specs: list[ProcessSpec] = []
     for service in APP_SERVICES:
         port = int(getattr(ctx.ports, service.port_field))
-        url = f"{ctx.url(port)}/healthz"
+        ports = (port,) if service.internal is None else (port, int(getattr(ctx.ports, service.internal[0])))
         specs.append(
             ProcessSpec(
                 name=service.name,
                 kind="service",
                 argv=(str(ctx.python), "-m", service.module),
-                env=env,
-                ports=(port,),
+                env=local_env(service.contract, values),
+                ports=ports,
                 main_port=port,
-                ready=_http_ready(url),
+                ready=_http_ready(f"{ctx.url(port)}/healthz"),
                 skip_reason=None if service.built() else "not built yet",
             )
         )
     for integration in integrations:
-        specs.append(_local_worker(ctx, env, integration))
+        specs.append(_local_worker(ctx, local_env(worker_contract(integration), values), integration))
     return specs
 
 
@@ -127,11 +230,11 @@ def _http_ready(url: str) -> Callable[[], Health]:
 def _local_worker(ctx: LocalContext, env: Mapping[str, str], integration: Integration) -> ProcessSpec:
     # Alive (checked by the stack) and polling its task queue: the worker really serves the integration.
     name = worker_name(integration)
-    namespace = env.get("TEMPORAL_NAMESPACE", "default")
-    address = env.get("TEMPORAL_ADDRESS", ctx.temporal_address)
+    # The worker's own Temporal settings, so the probe reaches Temporal the way the worker does.
+    temporal = TemporalSettings.from_env(Env({"TEMPORAL_ADDRESS": ctx.temporal_address, **env}))
 
     def ready() -> Health:
-        return task_queue_pollers(ctx.temporal_bin, address, namespace, integration.task_queue)
+        return task_queue_pollers(temporal, integration.task_queue)
 
     return ProcessSpec(
         name=name,
@@ -148,65 +251,93 @@ def _local_worker(ctx: LocalContext, env: Mapping[str, str], integration: Integr
 # --- docker mode ---------------------------------------------------------------------------------------------
 
 
-def compose_environment(enabled: Sequence[Middleware], disabled: Sequence[Middleware]) -> dict[str, str]:
-    env: dict[str, str] = {}
+def _compose_values(
+    ctx: ComposeContext, enabled: Sequence[Middleware], disabled: Sequence[Middleware]
+) -> dict[str, str]:
+    """The value of every setting in compose.yaml, as compose interpolates it (secrets are files, not here)."""
+    values: dict[str, str] = {}
     for m in disabled:
-        # Not run by compose: take the address from the host environment.
-        env.update({key: f"${{{key}}}" for key in m.compose_app_env()})
+        # Not run by compose: the address, and the credentials, come from the host environment.
+        values.update({key: f"${{{key}}}" for key in (*m.compose_app_env(), *m.compose_secrets())})
     for m in enabled:
-        env.update(m.compose_app_env())
-    env.update(
+        values.update(m.compose_app_env())
+    main, communication = SERVICES["main"], SERVICES["communication"]
+    host_port = f"${{{communication.env_prefix}_HOST_PORT:-{communication.container_port}}}"
+    values.update(
         {
-            "MAIN_URL": "http://main:8000",
-            "COMMUNICATION_URL": "http://communication:8001",
-            "SIMULATOR_URL": "http://simulator:8002",
-            # Development defaults: set real values for any deployment that is not your own machine.
-            "INTERNAL_TOKEN": "${INTERNAL_TOKEN:-dev-internal-token}",
-            "REALTIME_SECRET": "${REALTIME_SECRET:-dev-realtime-secret}",
-            "API_KEYS": "${API_KEYS:-dev-api-key:dev}",
+            "MAIN_INTERNAL_URL": f"http://main:{_internal_port(main)}",
+            "COMMUNICATION_INTERNAL_URL": f"http://communication:{_internal_port(communication)}",
+            # The addresses main hands out, each for whoever uses it: the websocket URL goes to clients, so it is
+            # the port published on this machine; the callback base URL goes to providers. Both are variables for
+            # deployments reached from elsewhere.
+            "MAIN_PUBLIC_URL": f"${{MAIN_PUBLIC_URL:-http://{main.name}:{main.container_port}}}",
+            "REALTIME_PUBLIC_URL": f"${{REALTIME_PUBLIC_URL:-ws://localhost:{host_port}/ws}}",
+            "DATABASE_URL": "sqlite+aiosqlite:////data/main.db",
+            "INTEGRATIONS_BLACKLIST": ",".join(ctx.blacklist),
+            "MAIN_WORKERS": "${MAIN_WORKERS:-1}",
         }
     )
     for service in APP_SERVICES:
-        env[f"{service.env_prefix}_HOST"] = "0.0.0.0"
-        env[f"{service.env_prefix}_PORT"] = str(service.container_port)
-    for key, base_url in PROVIDERS:
-        env[key] = f"${{{key}:-}}"
-        # `-` not `:-`: an empty base URL (set by `deploy-tool up` when a key is given) means the provider's own.
-        env[base_url] = f"${{{base_url}-http://simulator:8002}}"
+        values[f"{service.env_prefix}_HOST"] = "0.0.0.0"
+        values[f"{service.env_prefix}_PORT"] = str(service.container_port)
+        if service.internal is not None:
+            values[f"{service.env_prefix}_INTERNAL_PORT"] = str(service.internal[1])
+    for key, base_url in PROVIDERS.values():
+        values[key] = f"${{{key}:-}}"
+        # Empty: the provider's own endpoint.
+        values[base_url] = f"${{{base_url}:-}}"
+    return values
+
+
+def _internal_port(service: AppService) -> int:
+    assert service.internal is not None
+    return service.internal[1]
+
+
+def compose_env(contract: Contract, values: Mapping[str, str], generated: Sequence[str]) -> dict[str, str]:
+    """A container's environment: its settings, and each of its generated secrets as the file that holds it.
+    A secret the stack does not generate (a middleware run elsewhere) is a variable from the host, as settings."""
+    env = {name: values[name] for name in contract.settings if name in values}
+    for name in contract.secrets:
+        env.update({f"{name}_FILE": secret_file(name)} if name in generated else {name: values[name]})
     return dict(sorted(env.items()))
-
-
-def _public_urls() -> dict[str, str]:
-    """The addresses main hands out, each for whoever uses it: the websocket URL goes to clients, so it is the
-    port published on this machine; the callback base URL goes to providers, and the one a default stack calls
-    back is the simulator, inside the compose network. Both are variables for deployments reached from elsewhere.
-    """
-    main = next(s for s in APP_SERVICES if s.name == "main")
-    communication = next(s for s in APP_SERVICES if s.name == "communication")
-    host_port = f"${{{communication.env_prefix}_HOST_PORT:-{communication.container_port}}}"
-    return {
-        "MAIN_PUBLIC_URL": f"${{MAIN_PUBLIC_URL:-http://{main.name}:{main.container_port}}}",
-        "REALTIME_PUBLIC_URL": f"${{REALTIME_PUBLIC_URL:-ws://localhost:{host_port}/ws}}",
-    }
 
 
 def compose_app_services(
     ctx: ComposeContext, enabled: Sequence[Middleware], disabled: Sequence[Middleware]
-) -> dict[str, ComposeService]:
-    env = compose_environment(enabled, disabled)
-    ready: dict[str, dict[str, str]] = {}
+) -> tuple[dict[str, ComposeService], set[str]]:
+    """Our services, the one-shot ``secrets`` service that fills every service's secret volume, and the volumes."""
+    values = _compose_values(ctx, enabled, disabled)
+    not_generated = {name for m in disabled for name in m.compose_secrets()}
+    generated = [name for name in SERVICE_SECRETS if name not in not_generated]
+    ready: dict[str, dict[str, str]] = {SECRETS_SERVICE: {"condition": "service_completed_successfully"}}
     for m in enabled:
         ready.update({svc: {"condition": cond} for svc, cond in m.compose_ready().items()})
+    # (compose service, reading user, secret names) of every container that gets a secrets volume.
+    readers: list[tuple[str, int, tuple[str, ...]]] = []
+    for m in enabled:
+        readers += [(svc, uid, names) for svc, (uid, names) in m.compose_secret_readers().items()]
 
-    def app(command: list[str], test: list[str], interval: str, depends: dict[str, dict[str, str]]) -> ComposeService:
+    def app(
+        name: str,
+        contract: Contract,
+        command: list[str],
+        test: list[str],
+        interval: str,
+        depends: dict[str, dict[str, str]],
+    ) -> ComposeService:
         service: ComposeService = {
             "image": APP_IMAGE,
             "init": True,
             "command": command,
-            "environment": dict(env),
+            "environment": compose_env(contract, values, generated),
             "healthcheck": healthcheck(test, interval=interval),
             "restart": "unless-stopped",
         }
+        mine = tuple(n for n in contract.secrets if n in generated)
+        if mine:
+            readers.append((name, APP_UID, mine))
+            service["volumes"] = [f"{secrets_volume(name)}:/run/secrets:ro"]
         if depends:
             service["depends_on"] = depends
         return service
@@ -214,12 +345,16 @@ def compose_app_services(
     services: dict[str, ComposeService] = {}
     healthy = {"condition": "service_healthy"}
     for svc in APP_SERVICES:
-        depends: dict[str, dict[str, str]] = {}
+        if svc.name == "simulator":
+            continue  # a development stand-in: only in the development override (compose_dev_services)
+        depends: dict[str, dict[str, str]] = {SECRETS_SERVICE: ready[SECRETS_SERVICE]}
         if svc.name == "main":
             depends = {**ready, "communication": healthy}
         # The image's stdlib-only `healthcheck` script: a check runs every few seconds for as long as the stack
         # does, and it costs about half of what `python -m deploy.probe` (asyncio, the deploy package) does.
         service = app(
+            svc.name,
+            svc.contract,
             ["python", "-m", svc.module],
             ["CMD", "healthcheck", f"http://127.0.0.1:{svc.container_port}/healthz"],
             "3s",
@@ -228,20 +363,74 @@ def compose_app_services(
         if svc.name == "main":
             # One image for every app service; compose builds it once, for main, and the others reuse it.
             service = {"build": dict(APP_BUILD), **service}
-            service["environment"]["DATABASE_URL"] = "sqlite+aiosqlite:////data/main.db"
-            service["environment"]["INTEGRATIONS_BLACKLIST"] = ",".join(ctx.blacklist)
-            service["environment"]["MAIN_WORKERS"] = "${MAIN_WORKERS:-1}"
-            service["environment"].update(_public_urls())
-            service["environment"] = dict(sorted(service["environment"].items()))
-            service["volumes"] = ["task-store:/data"]
+            service["volumes"] = ["task-store:/data", *service.get("volumes", [])]
         if svc.published:
             service["ports"] = [published(f"{svc.env_prefix}_HOST_PORT", svc.container_port, svc.container_port)]
         services[svc.name] = service
     for integration in ctx.integrations:
         services[worker_name(integration)] = app(
+            worker_name(integration),
+            worker_contract(integration),
             ["python", "-m", WORKER_MODULE, integration.name],
             ["CMD", "python", "-m", "deploy.probe", "task-queue", integration.task_queue],
             "5s",
-            {**ready, "main": healthy, "simulator": healthy},
+            {**ready, "main": healthy},
         )
+    readers.sort()
+    command = ["python", "-m", "deploy.credentials", "init"]
+    for reader, uid, names in readers:
+        command += ["--service", f"/secrets/{reader}", str(uid), ",".join(names)]
+    volumes = {"secrets", *(secrets_volume(reader) for reader, _, _ in readers)}
+    secrets_service: ComposeService = {
+        "image": APP_IMAGE,
+        "init": True,
+        # Writes each service's files with that service's user as owner.
+        "user": "0:0",
+        "command": command,
+        "environment": {
+            # API keys of further users (key:user,...), served next to the generated one.
+            "API_KEYS": "${API_KEYS:-}",
+            "SECRETS_STORE": COMPOSE_STORE,
+        },
+        "volumes": [
+            f"secrets:{COMPOSE_STORE}",
+            *(f"{secrets_volume(reader)}:/secrets/{reader}" for reader, _, _ in readers),
+        ],
+        "restart": "no",
+    }
+    return {SECRETS_SERVICE: secrets_service, **services}, volumes
+
+
+def compose_dev_services(ctx: ComposeContext) -> dict[str, ComposeService]:
+    """The development override (compose.dev.yaml, used by `deploy-tool up`): the provider simulator, and the
+    provider workers pointed at it unless a provider key is set."""
+    simulator = SERVICES["simulator"]
+    values = {
+        "SIMULATOR_HOST": "0.0.0.0",
+        "SIMULATOR_PORT": str(simulator.container_port),
+        # The simulator accepts its published development keys.
+        DEVELOPMENT_MODE: "true",
+    }
+    services: dict[str, ComposeService] = {
+        simulator.name: {
+            "image": APP_IMAGE,
+            "init": True,
+            "command": ["python", "-m", simulator.module],
+            "environment": compose_env(simulator.contract, values, ()),
+            "healthcheck": healthcheck(
+                ["CMD", "healthcheck", f"http://127.0.0.1:{simulator.container_port}/healthz"], interval="3s"
+            ),
+            "restart": "unless-stopped",
+        }
+    }
+    simulator_url = f"http://{simulator.name}:{simulator.container_port}"
+    for integration in ctx.integrations:
+        if integration.name not in PROVIDERS:
+            continue
+        _, base_url = PROVIDERS[integration.name]
+        services[worker_name(integration)] = {
+            # `-` not `:-`: an empty base URL (set by `deploy-tool up` when a key is given) means the provider's own.
+            "environment": {base_url: f"${{{base_url}-{simulator_url}}}"},
+            "depends_on": {simulator.name: {"condition": "service_healthy"}},
+        }
     return services

@@ -25,20 +25,46 @@ class Health:
 
 @dataclass(frozen=True)
 class Secrets:
-    """Generated once per state dir (``secrets.env``) and reused; never printed except the dev API key."""
+    """The stack's secrets by name (``deploy.credentials``); never printed except the dev API key."""
 
-    internal_token: str
-    realtime_secret: str
-    dev_api_key: str
-    s3_access_key: str
-    s3_secret_key: str
+    values: Mapping[str, str] = field(repr=False)
+    # API keys of other users (``key:user,...``, from the caller's API_KEYS), served next to the dev key.
+    extra_api_keys: str = field(default="", repr=False)
+
+    def get(self, name: str) -> str | None:
+        if name == "API_KEYS":
+            return ",".join(filter(None, (f"{self.dev_api_key}:dev", self.extra_api_keys)))
+        return self.values.get(name)
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
 
     @property
-    def api_keys(self) -> str:
-        return f"{self.dev_api_key}:dev"
+    def dev_api_key(self) -> str:
+        return self.values["DEV_API_KEY"]
 
-    def __repr__(self) -> str:
-        return "Secrets(<hidden>)"
+    @property
+    def report_token(self) -> str:
+        return self.values["REPORT_TOKEN"]
+
+    @property
+    def publish_token(self) -> str:
+        return self.values["PUBLISH_TOKEN"]
+
+    @property
+    def realtime_secret(self) -> str:
+        return self.values["REALTIME_SECRET"]
+
+    @property
+    def s3_access_key(self) -> str:
+        return self.values["S3_ACCESS_KEY"]
+
+    @property
+    def s3_secret_key(self) -> str:
+        return self.values["S3_SECRET_KEY"]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 # The application image: one image, every service chosen by its command
 #   python -m services.main | services.communication | services.simulator | services.async_task <integration>
 #
-# Build from the repository root after `python -m deploy.images` (or `deploy.images.build_wheelhouse`) filled
-# build/wheelhouse: nothing is downloaded during the build, so it works offline and never needs the host's CA
-# certificates. Only classic-builder syntax (no BuildKit features): these hosts have no buildx.
+# Build from the repository root after `./dev images --wheelhouse-only` (or `./dev images`, which also builds this
+# image) filled build/wheelhouse: nothing is downloaded during the build, so it works offline and never needs the
+# host's CA certificates. Only classic-builder syntax (no BuildKit features): these hosts have no buildx.
 #
 #   docker build -f docker/app.Dockerfile -t async-task-platform:dev .
 #   docker build -f docker/app.Dockerfile --build-arg PYTHON_BASE_IMAGE=local/python-base:3.11-bookworm ...
@@ -14,13 +14,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python3 -m venv /opt/venv
 # Dependencies first, in their own layer: source changes do not reinstall them. The requirements list is the
-# locked closure (from uv.lock) with a sha256 per wheel.
+# locked runtime closure (from uv.lock; no development dependencies) with a sha256 per wheel.
 COPY build/wheelhouse/ /wheels/
 # Bytecode is compiled in parallel afterwards (pip compiles serially: about 30 s slower on two cores); the venv
 # is read-only for the service user, so it must be compiled at build time. Like pip, a file that does not
 # compile (some packages ship such test data) is not an error.
 RUN /opt/venv/bin/pip install --no-index --find-links /wheels --require-hashes --no-compile \
-        -r /wheels/app-requirements.txt \
+        -r /wheels/requirements.txt \
     && (/opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib > /dev/null || true)
 
 FROM ${PYTHON_BASE_IMAGE}

@@ -1,21 +1,19 @@
 """The Docker engine and the stack's images, shared by every test that needs them (`-m docker`).
 
-`tests/conftest.py` registers the `docker_images` fixture, so the image tests (tests/docker_images) and the
-containerised stack tests (tests/containers) bootstrap the engine and the images once per session.
+`tests/conftest.py` and `offline_docker/tests/conftest.py` register the `docker_images` fixture, so the image
+tests (offline_docker/tests) and the containerised stack tests (tests/containers) bootstrap the engine and the
+images once per session.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from deploy.docker_engine import EngineError, EngineHandle, ensure_engine
-from deploy.images import bootstrap_images
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from offline_docker.engine import EngineError, EngineHandle, ensure_engine
+from offline_docker.images import bootstrap_images
 
 
 @dataclass(frozen=True)
@@ -38,4 +36,4 @@ def docker_images() -> DockerImages:
         engine = ensure_engine(_progress)
     except EngineError as exc:
         pytest.skip(f"no Docker engine answers and none can be started here: {exc}")
-    return DockerImages(engine=engine, images=bootstrap_images(REPO_ROOT, _progress))
+    return DockerImages(engine=engine, images=bootstrap_images(_progress))

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -26,7 +27,8 @@ from deploy.local import LocalStack
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
-USERS = {"alice": "alice-key", "bob": "bob-key"}
+# Long enough to be accepted outside development mode too (the compose stack in tests/containers).
+USERS = {"alice": "alice-key-0123456789abcdef0123456789", "bob": "bob-key-0123456789abcdef0123456789ab"}
 
 
 def free_port() -> int:
@@ -81,16 +83,36 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
         await task
 
 
+async def exchange(url: str, data: bytes, timeout: float = 10) -> tuple[bytes, float]:
+    """Send raw ``data`` to the server at ``url`` (http://host:port), then read until the server closes the
+    connection or ``timeout`` passes: what came back, and how long the server took to close."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    started = time.monotonic()
+    writer.write(data)
+    await writer.drain()
+    answer = b""
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await reader.read(65536):
+                answer += chunk
+    finally:
+        writer.close()
+    return answer, time.monotonic() - started
+
+
 class Launcher:
     """``python -m services.async_task`` (or another service's ``module``) as a subprocess, the way its container
-    runs it."""
+    runs it; from the repository, or from a copy of it given as ``cwd``."""
 
-    def __init__(self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task") -> None:
+    def __init__(
+        self, env: Mapping[str, str], args: list[str], log: Path, module: str = "services.async_task", cwd: Path = REPO
+    ) -> None:
         self.log = log
         self._file = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, *args],
-            cwd=REPO,
+            cwd=cwd,
             env=dict(env),
             stdout=self._file,
             stderr=subprocess.STDOUT,
@@ -108,6 +130,20 @@ class Launcher:
 
         await wait_for(ready, timeout, "the launcher to serve")
 
+    async def wait_answering(self, url: str, timeout: float = 60) -> None:
+        """Until ``GET url`` answers 200 (a service's /healthz or /readyz); fails if the process exits first."""
+        async with httpx.AsyncClient(timeout=5) as http:
+
+            async def answers() -> bool:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.log.name}: exited with {self.proc.returncode}:\n{self.output()}")
+                try:
+                    return (await http.get(url)).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(answers, timeout, f"{url} to answer 200")
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -119,6 +155,24 @@ class Launcher:
         code = self.proc.wait(timeout)
         self._file.close()
         return code
+
+
+class MainProcess:
+    """Another ``python -m services.main`` beside a stack's own, on its own free ports, sharing the stack's store
+    and everything else in ``env`` (the stack's ``service_env()``) except what ``overrides`` changes."""
+
+    def __init__(self, env: Mapping[str, str], log: Path, **overrides: str) -> None:
+        self.port, self.internal_port = free_port(), free_port()
+        ports = {"MAIN_PORT": str(self.port), "MAIN_INTERNAL_PORT": str(self.internal_port)}
+        self.process = Launcher({**env, **ports, **overrides}, [], log, module="services.main")
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.internal_url = f"http://127.0.0.1:{self.internal_port}"
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        await self.process.wait_answering(f"{self.url}/readyz", timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
 
 
 class Api:

@@ -41,13 +41,17 @@ async def serve(names: list[str]) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     slots = settings.max_concurrent_activities
-    # Every activity slot of every Worker in this process may hold one provider connection.
-    limits = httpx.Limits(max_connections=slots * len(integrations), max_keepalive_connections=100)
+    # Every activity slot of every Worker in this process may hold one provider connection or one report.
+    connections = slots * len(integrations)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits) as http:
-        ctx = make_context(settings.platform, Env(), http)
-        workers = build_workers(client, integrations, ctx, settings.shutdown_timeout, slots)
-        log.info("serving %d integration(s): %s", len(workers), ", ".join(i.name for i in integrations))
-        await run_workers(workers, stop)
+        ctx = make_context(settings, Env(), http, connections)
+        try:
+            workers = build_workers(client, integrations, ctx, settings.shutdown_timeout, slots)
+            log.info("serving %d integration(s): %s", len(workers), ", ".join(i.name for i in integrations))
+            await run_workers(workers, stop)
+        finally:
+            await ctx.reporter.close()
     log.info("all workers stopped")
     return 0
 

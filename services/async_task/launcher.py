@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from services.shared.discovery import Discovery, Integration, parse_blacklist
+from services.shared.http_link import HttpLinkPool
 from services.shared.reporting import ReportClient
 from services.shared.settings import Env, PlatformSettings
 from services.shared.storage import ObjectStore
@@ -36,20 +37,29 @@ class LauncherError(Exception):
 @dataclass(frozen=True)
 class LauncherSettings:
     platform: PlatformSettings
-    blacklist: tuple[str, ...]
-    shutdown_timeout: timedelta
+    # Workers -> main: the credential of the report API, on main's internal listener.
+    report_token: str = field(repr=False)
+    main_internal_url: str = "http://127.0.0.1:8010"
+    blacklist: tuple[str, ...] = ()
+    shutdown_timeout: timedelta = timedelta(seconds=10)
     # Activity slots per Worker. Provider activities mostly wait on slow calls, so slots are cheap; the
-    # shared HTTP pool is sized to match (see __main__).
-    max_concurrent_activities: int
+    # shared HTTP pool and the report connections are sized to match (see __main__).
+    max_concurrent_activities: int = 200
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> LauncherSettings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherSettings:
         env = Env(environ)
         return cls(
-            platform=PlatformSettings.from_env(environ),
+            platform=PlatformSettings.from_env(env),
+            report_token=env.secret("REPORT_TOKEN"),
+            main_internal_url=env.get_http_url("MAIN_INTERNAL_URL", cls.main_internal_url),
             blacklist=parse_blacklist(env.raw("INTEGRATIONS_BLACKLIST")),
-            shutdown_timeout=timedelta(seconds=env.get_float("ASYNC_TASK_SHUTDOWN_SECONDS", 10.0)),
-            max_concurrent_activities=env.get_int("ASYNC_TASK_MAX_CONCURRENT_ACTIVITIES", 200),
+            shutdown_timeout=timedelta(
+                seconds=env.get_float("ASYNC_TASK_SHUTDOWN_SECONDS", cls.shutdown_timeout.total_seconds())
+            ),
+            max_concurrent_activities=env.get_int(
+                "ASYNC_TASK_MAX_CONCURRENT_ACTIVITIES", cls.max_concurrent_activities
+            ),
         )
 
 
@@ -64,9 +74,8 @@ def select(discovery: Discovery, names: Sequence[str]) -> list[Integration]:
         try:
             selected.append(discovery.get(name))
         except KeyError as exc:
-            excluded = {e.folder: e.reason for e in discovery.excluded}
-            reason = next((r for folder, r in excluded.items() if folder == name), None)
-            hint = f" (excluded: {reason})" if reason else ""
+            excluded = next((e for e in discovery.excluded if e.known_as(name)), None)
+            hint = f" (excluded: folder {excluded.folder}, {excluded.reason})" if excluded else ""
             raise LauncherError(f"{exc.args[0]}{hint}") from exc
     return selected
 
@@ -137,11 +146,19 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
     await asyncio.gather(*tasks)
 
 
-def make_context(settings: PlatformSettings, env: Env, http: httpx.AsyncClient) -> WorkerContext:
+# Below the report activity's start-to-close timeout, so an attempt that gets no answer fails as a LinkError
+# naming the cause rather than as an activity timeout.
+REPORT_TIMEOUT_SECONDS = 10.0
+
+
+def make_context(
+    settings: LauncherSettings, env: Env, http: httpx.AsyncClient, report_connections: int
+) -> WorkerContext:
+    links = HttpLinkPool(settings.main_internal_url, settings.report_token, report_connections, REPORT_TIMEOUT_SECONDS)
     return WorkerContext(
-        settings=settings,
+        settings=settings.platform,
         env=env,
         http=http,
-        store=ObjectStore(settings.storage),
-        reporter=ReportClient(http, settings.main_url, settings.internal_token),
+        store=ObjectStore(settings.platform.storage),
+        reporter=ReportClient(links),
     )

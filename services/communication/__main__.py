@@ -1,14 +1,15 @@
-"""``python -m services.communication``: serve communication with uvicorn on COMMUNICATION_HOST:PORT."""
+"""``python -m services.communication``: serve communication on COMMUNICATION_HOST, websockets on
+COMMUNICATION_PORT and the publish API and metrics on COMMUNICATION_INTERNAL_PORT."""
 
 from __future__ import annotations
 
 import sys
 
 from services.shared import logs
+from services.shared.http_server import run
 from services.shared.settings import SettingsError
 
 from .app import create_app
-from .server import serve
 from .settings import CommunicationSettings
 
 
@@ -19,8 +20,8 @@ def main() -> int:
         print(f"communication: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level.upper().replace("TRACE", "DEBUG"))
-    serve(create_app(settings), settings)
-    return 0
+    config = settings.get_uvicorn_config(create_app(settings))
+    return 0 if run(config, [settings.port, settings.internal_port]) else 1
 
 
 if __name__ == "__main__":

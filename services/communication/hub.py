@@ -32,6 +32,8 @@ class Counters:
     messages_dropped: int = 0
     slow_client_disconnects: int = 0
     auth_failures: int = 0
+    # Sockets closed at once because their user already held the most allowed.
+    sockets_refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from typing import Any
 
 import msgspec
 from litestar import Controller, WebSocket, get, post, websocket
-from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
-from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
-from litestar.types import Guard
 
 from services.shared.events import PublishBatch, PublishRequest, PublishResult
+from services.shared.http_errors import ApiError
 from services.shared.realtime_token import TokenError, user_channel, verify
 
-from .errors import ApiError
 from .hub import Hub, Subscriber
 from .settings import CommunicationSettings
 
@@ -30,6 +26,7 @@ log = logging.getLogger("communication")
 
 # Close codes sent to websocket clients.
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_MANY_SOCKETS = 4429
 CLOSE_TOO_SLOW = 1013  # "try again later": the client may reconnect and re-read state from main
 BEARER_SUBPROTOCOL = "bearer."
 
@@ -44,22 +41,6 @@ class ConnectedMessage(msgspec.Struct, frozen=True):
     channel: str
     expires_at: int
     event: str = "connected"
-
-
-def internal_token_guard(expected: str) -> Guard:
-    """Admits only callers holding the internal token, as ``Authorization: Bearer`` or ``X-Internal-Token``."""
-
-    # async on purpose: Litestar runs a sync guard in a worker thread, a costly hop on every publish.
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        scheme, _sep, value = connection.headers.get("authorization", "").partition(" ")
-        token = value.strip() if scheme.lower() == "bearer" and value.strip() else None
-        token = token or connection.headers.get("x-internal-token")
-        if not token:
-            raise ApiError(401, "unauthorized", "missing internal token: send 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(token.encode(), expected.encode()):
-            raise ApiError(401, "unauthorized", "invalid internal token")
-
-    return guard
 
 
 class PublishController(Controller):
@@ -105,6 +86,12 @@ class StatusController(Controller):
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
+
+class MetricsController(Controller):
+    """On the internal listener only (see ``app.create_app``)."""
+
+    tags = ["status"]
+
     @get("/metrics", operation_id="metrics", summary="Connection and message counters (JSON)")
     async def metrics(self, hub: NamedDependency[Hub]) -> dict[str, int]:
         return {**hub.counters.as_dict(), "channels": hub.channels}
@@ -140,6 +127,12 @@ async def _serve(socket: WebSocket[Any, Any, Any], hub: Hub, settings: Communica
         return
 
     channel = user_channel(claims.sub)
+    if hub.subscribers(channel) >= settings.max_sockets_per_user:
+        hub.counters.sockets_refused += 1
+        await socket.close(
+            CLOSE_TOO_MANY_SOCKETS, f"too many sockets: at most {settings.max_sockets_per_user} per user"
+        )
+        return
     # Subscribe before saying "connected", so that nothing published after the client hears it is missed.
     subscriber = hub.subscribe(channel)
     try:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import uvicorn
 from litestar.types import ASGIApp
 
-from services.shared.settings import Env, SettingsError
+from services.shared import logs
+from services.shared.http_server import ServerConfig
+from services.shared.settings import Env, ServerLimits, SettingsError, TokenPair
 
 from .protocol import WebSocketProtocol
 
@@ -19,10 +20,13 @@ MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class CommunicationSettings:
-    internal_token: str
-    realtime_secret: str
+    # main -> communication: what the publish API accepts.
+    publish_tokens: TokenPair
+    realtime_secret: str = field(repr=False)
     host: str = "127.0.0.1"
+    # The public listener (websockets, health) and the internal one (publish, metrics) that only main reaches.
     port: int = 8001
+    internal_port: int = 8011
     # Messages waiting for one socket; a socket that falls this far behind is disconnected as too slow.
     queue_size: int = 256
     # Seconds between keepalive pings (0 turns them off) and how long a peer may take to answer one. A socket we
@@ -31,9 +35,14 @@ class CommunicationSettings:
     ping_timeout: float = 20.0
     # permessage-deflate costs tens of kilobytes of zlib state per socket and buys little on small JSON events.
     per_message_deflate: bool = False
-    # The token only admits the socket. When this is on, the socket is also closed (4401 "token expired") when
-    # the token expires, and the client reconnects with a fresh one.
-    close_on_token_expiry: bool = False
+    # A socket is closed (4401 "token expired") when its token expires; the client reconnects with a fresh one.
+    close_on_token_expiry: bool = True
+    # Sockets one user may hold at once (per communication process); the next is closed with 4429.
+    max_sockets_per_user: int = 16
+    # Request bodies: publish requests, and anything else.
+    max_publish_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = 64 * 1024
+    limits: ServerLimits = field(default_factory=ServerLimits)
     # Seconds that open connections get to finish after SIGTERM (sockets are told 1012 "service restart").
     shutdown_timeout: int = 5
     log_level: str = "info"
@@ -43,42 +52,45 @@ class CommunicationSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommunicationSettings:
         env = Env(environ)
-        settings = cls(
-            internal_token=env.get("INTERNAL_TOKEN"),
-            realtime_secret=env.get("REALTIME_SECRET"),
+        return cls(
+            publish_tokens=env.token_pair("PUBLISH_TOKEN"),
+            realtime_secret=env.secret("REALTIME_SECRET"),
             host=env.get("COMMUNICATION_HOST", cls.host),
             port=env.get_int("COMMUNICATION_PORT", cls.port),
-            queue_size=env.get_int("COMMUNICATION_QUEUE_SIZE", cls.queue_size),
+            internal_port=env.get_int("COMMUNICATION_INTERNAL_PORT", cls.internal_port),
+            queue_size=env.get_int("COMMUNICATION_QUEUE_SIZE", cls.queue_size, minimum=1),
             ping_interval=env.get_float("COMMUNICATION_PING_INTERVAL", cls.ping_interval),
             ping_timeout=env.get_float("COMMUNICATION_PING_TIMEOUT", cls.ping_timeout),
             per_message_deflate=env.get_bool("COMMUNICATION_PER_MESSAGE_DEFLATE", cls.per_message_deflate),
             close_on_token_expiry=env.get_bool("COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY", cls.close_on_token_expiry),
-            shutdown_timeout=env.get_int("COMMUNICATION_SHUTDOWN_TIMEOUT", cls.shutdown_timeout),
+            max_sockets_per_user=env.get_int("COMMUNICATION_MAX_SOCKETS_PER_USER", cls.max_sockets_per_user, minimum=1),
+            max_publish_bytes=env.get_int("COMMUNICATION_MAX_PUBLISH_BYTES", cls.max_publish_bytes, minimum=1),
+            max_body_bytes=env.get_int("COMMUNICATION_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
+            limits=ServerLimits.from_env(env, "COMMUNICATION"),
+            shutdown_timeout=env.get_int("COMMUNICATION_SHUTDOWN_TIMEOUT", cls.shutdown_timeout, minimum=0),
             log_level=env.get("COMMUNICATION_LOG_LEVEL", cls.log_level).lower(),
             access_log=env.get_bool("COMMUNICATION_ACCESS_LOG", cls.access_log),
         )
-        settings.validate()
-        return settings
 
-    def validate(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"COMMUNICATION_PORT must be between 0 and 65535, got {self.port}")
-        if self.queue_size < 1:
-            raise SettingsError(f"COMMUNICATION_QUEUE_SIZE must be at least 1, got {self.queue_size}")
+    def __post_init__(self) -> None:
+        for name, port in (("COMMUNICATION_PORT", self.port), ("COMMUNICATION_INTERNAL_PORT", self.internal_port)):
+            if not 0 < port <= 65535:
+                raise SettingsError(f"{name} must be between 1 and 65535, got {port}")
+        if self.internal_port == self.port:
+            raise SettingsError(f"COMMUNICATION_INTERNAL_PORT must differ from COMMUNICATION_PORT ({self.port})")
         if self.ping_interval < 0:
             raise SettingsError(f"COMMUNICATION_PING_INTERVAL must not be negative, got {self.ping_interval}")
         if self.ping_timeout <= 0:
             raise SettingsError(f"COMMUNICATION_PING_TIMEOUT must be positive, got {self.ping_timeout}")
-        if self.shutdown_timeout < 0:
-            raise SettingsError(f"COMMUNICATION_SHUTDOWN_TIMEOUT must not be negative, got {self.shutdown_timeout}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise SettingsError(f"COMMUNICATION_LOG_LEVEL must be a log level name, got {self.log_level!r}")
 
-    def get_uvicorn_config(self, app: ASGIApp) -> uvicorn.Config:
-        return uvicorn.Config(
+    def get_uvicorn_config(self, app: ASGIApp) -> ServerConfig:
+        """The server for both listeners: bind it with ``http_server.run(config, [port, internal_port])``."""
+        return ServerConfig(
             app,
+            limits=self.limits,
             host=self.host,
-            port=self.port,
             ws=WebSocketProtocol,
             ws_max_size=MAX_CLIENT_MESSAGE_BYTES,
             ws_ping_interval=self.ping_interval or None,
@@ -86,13 +98,7 @@ class CommunicationSettings:
             ws_per_message_deflate=self.per_message_deflate,
             timeout_graceful_shutdown=self.shutdown_timeout,
             log_level=self.log_level,
+            log_config=logs.uvicorn_log_config(),
             access_log=self.access_log,
             lifespan="on",
-        )
-
-    def __repr__(self) -> str:
-        # Keep both secrets out of logs and tracebacks.
-        return (
-            f"CommunicationSettings(host={self.host!r}, port={self.port}, queue_size={self.queue_size}, "
-            f"ping_interval={self.ping_interval}, ping_timeout={self.ping_timeout})"
         )

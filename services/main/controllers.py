@@ -1,4 +1,5 @@
-"""main's own routes: tasks across integrations, the internal report API, realtime tokens, health."""
+"""main's own routes: tasks across integrations, the mounted integrations, the internal report API, realtime tokens,
+health."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from litestar.params import FromPath, JSONBody, Parameter
 from services.shared import realtime_token
 from services.shared.tasks import ReportOutcome, TaskReport
 
-from .auth import current_user, internal_only
-from .schemas import Health, RealtimeToken, TaskPage, TaskRead
+from .auth import api_key_guard, current_user
+from .schemas import Health, IntegrationList, RealtimeToken, TaskPage, TaskRead
 from .service import TaskService
 
 StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -23,6 +24,7 @@ StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 class TaskController(Controller):
     path = "/api/tasks"
     tags = ["tasks"]
+    guards = [api_key_guard]
 
     @get("/", operation_id="list_tasks", summary="List your tasks, newest first")
     async def list_tasks(
@@ -52,9 +54,26 @@ class TaskController(Controller):
         return tasks.read(await tasks.cancel(current_user(request), task_id))
 
 
+class IntegrationController(Controller):
+    path = "/api/integrations"
+    tags = ["integrations"]
+    guards = [api_key_guard]
+
+    @get(
+        "/",
+        operation_id="list_integrations",
+        summary="The integrations main serves: name, description, pattern and console hints",
+    )
+    async def list_integrations(self, request: Request[Any, Any, Any]) -> IntegrationList:
+        current_user(request)
+        integrations: IntegrationList = request.app.state.integrations
+        return integrations
+
+
 class InternalController(Controller):
+    """Served on main's internal listener only, to holders of the report token (see ``app.create_app``)."""
+
     path = "/internal"
-    guards = [internal_only]
     tags = ["internal"]
     include_in_schema = False
 
@@ -62,13 +81,13 @@ class InternalController(Controller):
     async def report(
         self, task_id: FromPath[str], data: JSONBody[TaskReport], tasks: NamedDependency[TaskService]
     ) -> ReportOutcome:
-        outcome, _ = await tasks.apply(task_id, data)
-        return outcome
+        return await tasks.report(task_id, data)
 
 
 class RealtimeController(Controller):
     path = "/api/realtime"
     tags = ["realtime"]
+    guards = [api_key_guard]
 
     @post("/token", status_code=201, operation_id="issue_realtime_token", summary="A short-lived websocket token")
     async def issue_token(self, request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]) -> RealtimeToken:

@@ -13,15 +13,17 @@ from litestar.params import Body, FromPath, HeaderParameter, Parameter
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.shared.discovery import Integration
+from services.shared.http_errors import ApiError, not_found
 from services.shared.manifest import slug
 from services.shared.submit_poll import CALLBACK_SIGNAL
 from services.shared.tasks import is_terminal, workflow_id_for
 
-from .auth import current_user
-from .errors import ApiError, not_found
+from .auth import api_key_guard, current_user
+from .body_limits import max_json_bytes
 from .kit import InputError, IntegrationApi, ProviderCallback, TaskAction, TaskHandle
 from .schemas import TaskRead
 from .service import TaskService
+from .settings import MainSettings
 
 
 class CallbackAck(msgspec.Struct, frozen=True):
@@ -37,7 +39,15 @@ def load_api(integration: Integration) -> IntegrationApi[Any]:
     return api
 
 
-def integration_router(integration: Integration, api: IntegrationApi[Any]) -> Router:
+def create_body_limit(api: IntegrationApi[Any], settings: MainSettings) -> int:
+    """A create route's body limit: the largest body its request schema admits, at most MAIN_MAX_CREATE_BODY_BYTES
+    (a request must fit into the workflow's input, which Temporal bounds)."""
+    derived = max_json_bytes(api.request_type)
+    ceiling = settings.max_create_body_bytes
+    return ceiling if derived is None else min(derived, ceiling)
+
+
+def integration_router(integration: Integration, api: IntegrationApi[Any], settings: MainSettings) -> Router:
     name = integration.name
     op = slug(name).replace("-", "_")
 
@@ -79,6 +89,9 @@ def integration_router(integration: Integration, api: IntegrationApi[Any]) -> Ro
             summary=f"Create a {name} task",
             description=api.summary or integration.manifest.description,
             tags=[name],
+            request_max_body_size=create_body_limit(api, settings),
+            # Before the body is parsed: an anonymous client gets 401, whatever it sends.
+            guards=[api_key_guard],
         )(create_task),
         get(
             "/tasks/{task_id:str}",

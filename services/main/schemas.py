@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from services.shared.manifest import ConsoleHints, Pattern
 from services.shared.tasks import TaskError, TaskStatus
 
 
@@ -58,3 +59,18 @@ class RealtimeToken(msgspec.Struct, frozen=True):
 class Health(msgspec.Struct, frozen=True):
     status: str
     checks: dict[str, bool] = msgspec.field(default_factory=dict)
+
+
+class IntegrationRead(msgspec.Struct, frozen=True):
+    """An integration main serves, as its manifest declares it. Its create route is
+    ``POST /api/integrations/<name>/tasks``, whose body schema is in this OpenAPI document."""
+
+    name: str
+    description: str
+    pattern: Pattern
+    # How the web console presents it (label, fields shown first, text widgets, examples); null: none declared.
+    console: ConsoleHints | None
+
+
+class IntegrationList(msgspec.Struct, frozen=True):
+    items: list[IntegrationRead]

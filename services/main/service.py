@@ -26,6 +26,7 @@ from services.shared.tasks import (
     TaskReport,
     TaskResult,
     is_terminal,
+    object_key_problem,
     workflow_id_for,
 )
 
@@ -135,6 +136,16 @@ class TaskService:
             return record
         if report is None:
             return record
+        if report.result is not None and report.result.objects:
+            try:
+                problem = await self._objects_problem(record.id, report.result)
+            except Exception as exc:
+                log.info("query-time sync of task %s skipped: objects not checked: %r", record.id, exc)
+                return record
+            if problem is not None:
+                # The workflow itself claimed an object the task may not have: it does not get it.
+                log.warning("task %s: workflow result refused: %s", record.id, problem[1])
+                report = TaskReport(status="failed", error=TaskError("invalid_result", problem[1]))
         _, current = await self.apply(record.id, report)
         return current
 
@@ -165,6 +176,34 @@ class TaskService:
         return await self.store.list(owner=owner, integration=integration, status=status, limit=limit, offset=offset)
 
     # -- change ---------------------------------------------------------------------------------------
+
+    async def report(self, task_id: str, report: TaskReport) -> ReportOutcome:
+        """A worker's report (the internal API). The objects it names must lie under the task's own prefix and
+        exist; otherwise it is refused with 422 naming the key, and nothing is applied or published."""
+        if report.result is not None and report.result.objects:
+            record = await self.store.get(task_id)
+            if record is None:
+                raise not_found(f"task {task_id}")
+            # A finished task takes no report at all (apply says so), whatever objects it names.
+            problem = None if is_terminal(record.status) else await self._objects_problem(task_id, report.result)
+            if problem is not None:
+                key, message = problem
+                raise ApiError(422, "invalid_object_key", message, details={"key": key})
+        outcome, _ = await self.apply(task_id, report)
+        return outcome
+
+    async def _objects_problem(self, task_id: str, result: TaskResult) -> tuple[str, str] | None:
+        """The first object of ``result`` the task may not name, and why; None when all may be named."""
+        for obj in result.objects.values():
+            problem = object_key_problem(task_id, obj.key)
+            if problem is not None:
+                return obj.key, problem
+        keys = [obj.key for obj in result.objects.values()]
+        found = await asyncio.gather(*(self.objects.exists(key) for key in keys))
+        for key, exists in zip(keys, found, strict=True):
+            if not exists:
+                return key, f"object {key!r} does not exist"
+        return None
 
     async def apply(self, task_id: str, report: TaskReport) -> tuple[ReportOutcome, TaskRecord]:
         """The one path by which task state changes: applied at most once, one event per applied change."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from .manifest import Manifest, ManifestError, load_manifest
+from .manifest import Manifest, ManifestError, declared_name, load_manifest
 
 INTEGRATIONS_ROOT = Path(__file__).resolve().parents[2] / "integrations"
 # Every example integration is a template, never served.
@@ -52,6 +52,11 @@ class Integration:
 class Excluded:
     folder: str
     reason: str
+    # The name its manifest declares, when it could be read: users ask for integrations by this name.
+    name: str | None = None
+
+    def known_as(self, name: str) -> bool:
+        return name in (self.folder, self.name)
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,24 @@ def _import(module: str, name: str) -> ModuleType:
 
 
 def parse_blacklist(value: str | None) -> tuple[str, ...]:
-    """``INTEGRATIONS_BLACKLIST``: comma-separated glob patterns over folder or manifest names.
-    Unset means the default (every example); an empty string means nothing is excluded."""
+    """``INTEGRATIONS_BLACKLIST``: comma-separated glob patterns over folder or manifest names, matched without
+    regard to case. Unset means the default (every example); an empty string means nothing is excluded."""
     if value is None:
         return DEFAULT_BLACKLIST
     return tuple(p.strip() for p in value.split(",") if p.strip())
 
 
+def blacklisted(blacklist: Sequence[str], *names: str | None) -> str | None:
+    """The first pattern that matches any of ``names`` (folder, manifest name), without regard to case."""
+    for pattern in blacklist:
+        if any(name and fnmatch.fnmatchcase(name.casefold(), pattern.casefold()) for name in names):
+            return pattern
+    return None
+
+
 def discover(root: Path = INTEGRATIONS_ROOT, blacklist: Sequence[str] = DEFAULT_BLACKLIST) -> Discovery:
-    """Validate every integration folder under ``root`` and split them into served and excluded.
+    """Drop the blacklisted folders, validate every other one under ``root`` and split them into served and
+    excluded (disabled in their manifest).
 
     Problems are collected across all folders and raised together, so one run shows all of them.
     """
@@ -97,6 +111,12 @@ def discover(root: Path = INTEGRATIONS_ROOT, blacklist: Sequence[str] = DEFAULT_
     for path in sorted(p for p in root.iterdir() if p.is_dir()):
         folder = path.name
         if folder.startswith((".", "_")):
+            continue
+        # Before any validation: an excluded folder (an example half-way through editing) breaks nothing.
+        declared = declared_name(path / "manifest.json")
+        pattern = blacklisted(blacklist, folder, declared)
+        if pattern is not None:
+            excluded.append(Excluded(folder, f"blacklisted by pattern {pattern!r}", declared))
             continue
         if not folder.isidentifier():
             problems.append(f"{folder}: folder name must be a Python identifier (use the manifest for the public name)")
@@ -112,14 +132,8 @@ def discover(root: Path = INTEGRATIONS_ROOT, blacklist: Sequence[str] = DEFAULT_
         if not (path / "api.py").is_file():
             problems.append(f"{folder}: {path / 'api.py'} is missing")
             continue
-        pattern = next(
-            (p for p in blacklist if fnmatch.fnmatchcase(folder, p) or fnmatch.fnmatchcase(manifest.name, p)), None
-        )
-        if pattern is not None:
-            excluded.append(Excluded(folder, f"blacklisted by pattern {pattern!r}"))
-            continue
         if manifest.disabled_reason:
-            excluded.append(Excluded(folder, f"disabled in manifest: {manifest.disabled_reason}"))
+            excluded.append(Excluded(folder, f"disabled in manifest: {manifest.disabled_reason}", manifest.name))
             continue
         found.append(Integration(folder, path, manifest, f"{root.name}.{folder}"))
 

@@ -1,4 +1,5 @@
-"""One kept-alive HTTP/1.1 connection for JSON POSTs to one of our own services, one request at a time.
+"""One kept-alive HTTP/1.1 connection for JSON POSTs to one of our own services, one request at a time, and a pool
+of them for callers with many requests in flight (the workers' reports, the benchmark clients).
 
 A general-purpose client (httpx) spent more of main's CPU on each publish to communication than main spent
 handling the report that caused it, and on 2 cores it took the benchmark clients' share of the CPU they measure.
@@ -113,3 +114,34 @@ class HttpLink:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+class HttpLinkPool:
+    """Up to ``size`` ``HttpLink``s to one service, so that up to ``size`` requests are in flight at once; a request
+    waits while every link is busy. A request takes the link used most recently, so a light load keeps reusing one
+    warm connection instead of cycling through connections the server may have closed as idle. Links connect on
+    first use: a large pool costs nothing until the load needs it."""
+
+    def __init__(self, base_url: str, token: str, size: int, timeout: float) -> None:
+        if size < 1:
+            raise ValueError(f"a pool needs at least one link, got {size}")
+        self._links = [HttpLink(base_url, token, timeout) for _ in range(size)]
+        self._idle: asyncio.LifoQueue[HttpLink] = asyncio.LifoQueue()
+        for link in reversed(self._links):
+            self._idle.put_nowait(link)
+
+    @property
+    def connections_opened(self) -> int:
+        return sum(link.connections_opened for link in self._links)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """``HttpLink.post`` on a free link. Raises ``LinkError``."""
+        link = await self._idle.get()
+        try:
+            return await link.post(path, body)
+        finally:
+            self._idle.put_nowait(link)
+
+    async def close(self) -> None:
+        for link in self._links:
+            await link.close()

@@ -16,15 +16,51 @@ class ManifestError(Exception):
     """A manifest is missing or invalid; the message names the file and the problem."""
 
 
+FIELD_PATTERN = r"^[a-z_][a-z0-9_]*$"
+# "sync-call": one slow provider call; "submit-poll": separate submit and query APIs.
+Pattern = Literal["sync-call", "submit-poll", "internal"]
+
+
+class ConsoleField(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How the console shows one field of the create request; its type, limits and allowed values come from the
+    request's OpenAPI schema."""
+
+    # A property of the integration's request type.
+    name: Annotated[str, msgspec.Meta(pattern=FIELD_PATTERN)]
+    # The field's label; default: its name in words ("aspect_ratio" -> "Aspect ratio").
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=60)] | None = None
+    # For a text field: a one-line input (default) or a textarea.
+    widget: Literal["input", "textarea"] = "input"
+    # Shown as the placeholder of an empty field.
+    example: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class ConsoleHints(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How main's web console presents the integration. Without hints it still gets a form: every field of the
+    request, labelled by name."""
+
+    # The form's title and the name on the integration's task cards, e.g. "Image".
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    # Shown first, in this order; the request's other fields follow under "More options".
+    fields: tuple[ConsoleField, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.fields]
+        if len(set(names)) < len(names):
+            raise ValueError(
+                f"console fields are listed more than once: {sorted({n for n in names if names.count(n) > 1})}"
+            )
+
+
 class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # The name users see in URLs (/api/integrations/<name>/...) and in compose service names.
     name: Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
     task_queue: Annotated[str, msgspec.Meta(pattern=QUEUE_PATTERN)]
     description: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-    # "sync-call": one slow provider call; "submit-poll": separate submit and query APIs.
-    pattern: Literal["sync-call", "submit-poll", "internal"] = "internal"
+    pattern: Pattern = "internal"
     # A disabled integration is discovered but never served; `disabled_reason` says why.
     disabled_reason: str | None = None
+    console: ConsoleHints | None = None
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -38,6 +74,16 @@ def load_manifest(path: Path) -> Manifest:
         raise ManifestError(f"{path}: invalid manifest: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise ManifestError(f"{path}: manifest is not valid JSON: {exc}") from exc
+
+
+def declared_name(path: Path) -> str | None:
+    """The ``name`` a manifest declares, read without validating anything else; None when it cannot be read."""
+    try:
+        raw = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return None
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def slug(name: str) -> str:

@@ -1,4 +1,5 @@
-"""How activities tell main about state changes: the internal report API, called with the internal token."""
+"""How activities tell main about state changes: main's internal report API, called with the report token over
+kept-alive connections (``http_link.HttpLinkPool``), as many as the worker has activity slots."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ import msgspec
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from .http_link import HttpLinkPool
 from .tasks import ReportOutcome, TaskReport, objects_prefix
 
 if TYPE_CHECKING:
-    # Workflow code imports this module (through workflow_kit), and so does main: neither loads an HTTP client
-    # or object storage.
-    import httpx
-
+    # Workflow code imports this module (through workflow_kit), and so does main: neither loads object storage.
     from .storage import ObjectStore
 
 REPORT_ACTIVITY = "report_task"
@@ -60,24 +59,22 @@ async def report_running(
 
 
 class ReportClient:
-    def __init__(self, http: httpx.AsyncClient, main_url: str, internal_token: str) -> None:
-        self._http = http
-        self._main_url = main_url
-        self._headers = {"Authorization": f"Bearer {internal_token}", "Content-Type": "application/json"}
+    def __init__(self, links: HttpLinkPool) -> None:
+        self._links = links
 
     async def report(self, task_id: str, report: TaskReport) -> ReportOutcome:
-        response = await self._http.post(
-            f"{self._main_url}/internal/tasks/{task_id}/report",
-            content=msgspec.json.encode(report),
-            headers=self._headers,
-        )
-        if response.status_code == 200:
-            return msgspec.json.decode(response.content, type=ReportOutcome)
-        detail = f"report for task {task_id} rejected by main: HTTP {response.status_code} {response.text[:300]}"
-        if response.status_code in (408, 429) or response.status_code >= 500:
+        """Raises ``LinkError`` when main could not be reached (retried by the activity's policy)."""
+        status, body = await self._links.post(f"/internal/tasks/{task_id}/report", msgspec.json.encode(report))
+        if status == 200:
+            return msgspec.json.decode(body, type=ReportOutcome)
+        detail = f"report for task {task_id} rejected by main: HTTP {status} {body[:300].decode(errors='replace')}"
+        if status in (408, 429) or status >= 500:
             # main is restarting or overloaded: let the activity retry policy try again.
             raise RuntimeError(detail)
         raise ApplicationError(detail, type="ReportRejected", non_retryable=True)
+
+    async def close(self) -> None:
+        await self._links.close()
 
 
 class ReportActivities:

@@ -1,12 +1,26 @@
-"""Settings shared by every service, read from the environment once at start-up (never at import time)."""
+"""Settings shared by every service, read from the environment once at start-up (never at import time).
+
+Style of every settings class: a frozen dataclass whose field defaults are the only place a default is written;
+``from_env`` reads each variable with ``cls.<field>`` as its default. Secrets are fields with ``repr=False``, read
+with :meth:`Env.secret`.
+"""
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
-import msgspec
+# Values that shipped as defaults or appear in documentation and tests: a secret with one of them is public.
+DEVELOPMENT_SECRETS = frozenset(
+    {"dev-internal-token", "dev-realtime-secret", "dev-api-key", "minioadmin", "sim-gemini-key", "sim-ark-key"}
+)
+MIN_SECRET_BYTES = 32
+# Set only by the tests and the local stack: development and short secrets are then accepted.
+DEVELOPMENT_MODE = "DEVELOPMENT_MODE"
 
 
 class SettingsError(Exception):
@@ -18,6 +32,7 @@ class Env:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if environ is None else environ
+        self.development = self.get_bool(DEVELOPMENT_MODE, False)
 
     def get(self, name: str, default: str | None = None) -> str:
         value = self._env.get(name)
@@ -34,14 +49,17 @@ class Env:
         """The value as set, where an empty string means something other than unset."""
         return self._env.get(name)
 
-    def get_int(self, name: str, default: int) -> int:
+    def get_int(self, name: str, default: int, minimum: int | None = None) -> int:
         raw = self._env.get(name)
         if not raw:
             return default
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError as exc:
             raise SettingsError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"environment variable {name} must be at least {minimum}, got {value}")
+        return value
 
     def get_float(self, name: str, default: float) -> float:
         raw = self._env.get(name)
@@ -70,8 +88,86 @@ class Env:
             return False
         raise SettingsError(f"environment variable {name} must be true or false, got {raw!r}")
 
+    # --- secrets ---------------------------------------------------------------------------------------------
 
-class TemporalSettings(msgspec.Struct, frozen=True):
+    def from_file(self, name: str) -> str | None:
+        """``NAME``, or the contents of the file ``NAME_FILE`` names (the way official images take secrets). A file
+        that does not exist counts as unset, so a deployment can name a file it fills only when it rotates."""
+        value = self.optional(name)
+        path = self.optional(f"{name}_FILE")
+        if value is not None and path is not None:
+            raise SettingsError(f"set {name} or {name}_FILE, not both")
+        if path is None:
+            return value
+        try:
+            return Path(path).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
+
+    def optional_secret(self, name: str) -> str | None:
+        """A secret from :meth:`from_file`, checked by :meth:`check_secret` when it is set."""
+        value = self.from_file(name)
+        if value is not None:
+            self.check_secret(name, value)
+        return value
+
+    def required(self, name: str) -> str:
+        """A value that may come from a file (see :meth:`from_file`) and must be set."""
+        value = self.from_file(name)
+        if value is None:
+            raise _missing(name)
+        return value
+
+    def secret(self, name: str, default: str | None = None) -> str:
+        """A required secret (see :meth:`from_file`); outside development mode it must not be a known development
+        value nor shorter than MIN_SECRET_BYTES."""
+        value = self.from_file(name) or default
+        if value is None:
+            raise _missing(name)
+        self.check_secret(name, value)
+        return value
+
+    def check_secret(self, name: str, value: str, what: str = "") -> None:
+        """Raises SettingsError naming ``name`` (and ``what`` inside it), never the value."""
+        if self.development:
+            return
+        subject = f"{name}{f' ({what})' if what else ''}"
+        hint = f"generate one with `openssl rand -base64 32`, or set {DEVELOPMENT_MODE}=true on a development machine"
+        if value in DEVELOPMENT_SECRETS:
+            raise SettingsError(f"{subject} is a published development value; {hint}")
+        if len(value.encode()) < MIN_SECRET_BYTES:
+            raise SettingsError(f"{subject} is shorter than {MIN_SECRET_BYTES} bytes; {hint}")
+
+    def token_pair(self, name: str) -> TokenPair:
+        """``NAME`` (current) and ``NAME_PREVIOUS``: a receiver accepts both while senders move to the new value."""
+        return TokenPair(self.secret(name), self.optional_secret(f"{name}_PREVIOUS"))
+
+
+def _missing(name: str) -> SettingsError:
+    return SettingsError(f"environment variable {name} (or {name}_FILE) is required")
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """The credential of one trust edge as its receiver holds it: the current value and, while it is rotated, the
+    previous one."""
+
+    current: str = field(repr=False)
+    previous: str | None = field(default=None, repr=False)
+
+    def accepts(self, token: str) -> bool:
+        # Bytes, not str: compare_digest refuses str with non-ASCII characters, which a header may carry. Both
+        # values are always compared, so the answer takes as long whichever one matches.
+        given = token.encode()
+        current = hmac.compare_digest(given, self.current.encode())
+        previous = self.previous is not None and hmac.compare_digest(given, self.previous.encode())
+        return current or previous
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
     address: str = "127.0.0.1:7233"
     namespace: str = "default"
     ui_url: str = "http://localhost:8233"
@@ -79,59 +175,72 @@ class TemporalSettings(msgspec.Struct, frozen=True):
     @classmethod
     def from_env(cls, env: Env) -> TemporalSettings:
         return cls(
-            address=env.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-            namespace=env.get("TEMPORAL_NAMESPACE", "default"),
-            ui_url=env.get("TEMPORAL_UI_URL", "http://localhost:8233"),
+            address=env.get("TEMPORAL_ADDRESS", cls.address),
+            namespace=env.get("TEMPORAL_NAMESPACE", cls.namespace),
+            ui_url=env.get("TEMPORAL_UI_URL", cls.ui_url),
         )
 
 
-class StorageSettings(msgspec.Struct, frozen=True):
+@dataclass(frozen=True)
+class StorageSettings:
+    access_key: str
+    secret_key: str = field(repr=False)
     endpoint: str = "127.0.0.1:9000"
-    access_key: str = "minioadmin"
-    secret_key: str = "minioadmin"  # noqa: S105 - MinIO's documented development default
     bucket: str = "task-results"
     secure: bool = False
     region: str = "us-east-1"
-    # Host:port that clients use to download; presigned URLs are signed for this host.
+    # Host:port that clients use to download; presigned URLs are signed for this host. Empty: the endpoint.
     public_endpoint: str = ""
     url_expiry_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env: Env) -> StorageSettings:
-        endpoint = env.get("S3_ENDPOINT", "127.0.0.1:9000")
+        # S3's access key names an account: any length will do, a published default will not.
+        access_key = env.required("S3_ACCESS_KEY")
+        if access_key in DEVELOPMENT_SECRETS and not env.development:
+            raise SettingsError(
+                f"S3_ACCESS_KEY is a published development value; set {DEVELOPMENT_MODE}=true to allow it"
+            )
+        endpoint = env.get("S3_ENDPOINT", cls.endpoint)
         return cls(
+            access_key=access_key,
+            secret_key=env.secret("S3_SECRET_KEY"),
             endpoint=endpoint,
-            access_key=env.get("S3_ACCESS_KEY", "minioadmin"),
-            secret_key=env.get("S3_SECRET_KEY", "minioadmin"),
-            bucket=env.get("S3_BUCKET", "task-results"),
-            secure=env.get_bool("S3_SECURE", False),
-            region=env.get("S3_REGION", "us-east-1"),
+            bucket=env.get("S3_BUCKET", cls.bucket),
+            secure=env.get_bool("S3_SECURE", cls.secure),
+            region=env.get("S3_REGION", cls.region),
             public_endpoint=env.get("S3_PUBLIC_ENDPOINT", endpoint),
-            url_expiry_seconds=env.get_int("S3_URL_EXPIRY_SECONDS", 3600),
+            url_expiry_seconds=env.get_int("S3_URL_EXPIRY_SECONDS", cls.url_expiry_seconds),
         )
 
-    def __repr__(self) -> str:
-        # Keep the secret key out of logs and tracebacks.
-        return f"StorageSettings(endpoint={self.endpoint!r}, bucket={self.bucket!r}, secure={self.secure})"
 
+@dataclass(frozen=True)
+class PlatformSettings:
+    """The middleware every task service uses: Temporal and object storage (main and the workers)."""
 
-class PlatformSettings(msgspec.Struct, frozen=True):
     temporal: TemporalSettings
     storage: StorageSettings
-    main_url: str
-    communication_url: str
-    internal_token: str
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> PlatformSettings:
-        env = Env(environ)
-        return cls(
-            temporal=TemporalSettings.from_env(env),
-            storage=StorageSettings.from_env(env),
-            main_url=env.get_http_url("MAIN_URL", "http://127.0.0.1:8000"),
-            communication_url=env.get_http_url("COMMUNICATION_URL", "http://127.0.0.1:8001"),
-            internal_token=env.get("INTERNAL_TOKEN"),
-        )
+    def from_env(cls, env: Env) -> PlatformSettings:
+        return cls(temporal=TemporalSettings.from_env(env), storage=StorageSettings.from_env(env))
 
-    def __repr__(self) -> str:
-        return f"PlatformSettings(temporal={self.temporal!r}, storage={self.storage!r}, main_url={self.main_url!r})"
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Limits against slow clients, for the HTTP servers of main and communication (``<PREFIX>_...``)."""
+
+    # From the connection's first byte (or the request's, on a kept-alive connection) to the end of its headers.
+    header_timeout_seconds: float = 10.0
+    # From the end of the headers to the end of the body.
+    body_timeout_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Env, prefix: str) -> ServerLimits:
+        limits = cls(
+            header_timeout_seconds=env.get_float(f"{prefix}_HEADER_TIMEOUT_SECONDS", cls.header_timeout_seconds),
+            body_timeout_seconds=env.get_float(f"{prefix}_BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds),
+        )
+        if limits.header_timeout_seconds <= 0 or limits.body_timeout_seconds <= 0:
+            raise SettingsError(f"{prefix}_HEADER_TIMEOUT_SECONDS and {prefix}_BODY_TIMEOUT_SECONDS must be positive")
+        return limits

@@ -77,3 +77,21 @@ def workflow_id_for(task_id: str) -> str:
 def objects_prefix(task_id: str) -> str:
     """Where a task's produced files live in object storage: every integration stores its objects under it."""
     return f"tasks/{task_id}/"
+
+
+MAX_OBJECT_KEY_CHARS = 1024
+
+
+def object_key_problem(task_id: str, key: str) -> str | None:
+    """Why ``key`` may not be one of the task's objects, or None: a task names only objects under its own prefix,
+    by a plain path (no empty, ``.`` or ``..`` segment, no backslash or control character)."""
+    prefix = objects_prefix(task_id)
+    if len(key) > MAX_OBJECT_KEY_CHARS:
+        return f"object key is longer than {MAX_OBJECT_KEY_CHARS} characters"
+    if not key.startswith(prefix) or key == prefix:
+        return f"object key {key!r} is not under the task's prefix {prefix!r}"
+    if any(ch == "\\" or ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        return f"object key {key!r} holds a backslash or a control character"
+    if any(segment in ("", ".", "..") for segment in key[len(prefix) :].split("/")):
+        return f"object key {key!r} has an empty, '.' or '..' segment"
+    return None

@@ -2,100 +2,156 @@
 
 from __future__ import annotations
 
+import functools
+import typing
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from services.shared.settings import Env, SettingsError
 
-from .faults import FaultSpec
+from .faults import FaultRules, FaultSpec
+from .providers import stand_ins
+from .stand_in import NonNegative, NonNegativeInt
 
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
-NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+K = TypeVar("K", bound=msgspec.Struct)
 
 
-class RuntimeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Behaviour that tests may change while the simulator runs (``POST /_sim/config``)."""
+class CommonKnobs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Run-time settings of every stand-in; each stand-in adds its own (``StandIn.knobs``) and a
+    ``<name>_latency_ms`` that wins over ``latency_ms`` for it."""
 
-    # Added to every provider request before it is handled; the per-provider values win when set.
+    # Added to every provider request before it is handled.
     latency_ms: NonNegativeInt = 0
-    gemini_latency_ms: NonNegativeInt | None = None
-    ark_latency_ms: NonNegativeInt | None = None
-    # Default phase lengths of a new Ark task.
-    ark_queue_seconds: NonNegative = 1.0
-    ark_run_seconds: NonNegative = 3.0
-    # How long Ark's video_url / last_frame_url stay valid after the task succeeded.
-    media_ttl_seconds: NonNegative = 24 * 3600.0
     # A "hang" fault holds the request this long (or until the client goes away), then answers 504.
     hang_seconds: NonNegative = 600.0
-    # retryDelay that Gemini 429 answers advertise (google.rpc.RetryInfo).
-    gemini_retry_delay_seconds: NonNegative = 1.0
-    # Callback delivery: total attempts per status change, and the first pause between them (doubling).
-    callback_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
-    callback_retry_seconds: NonNegative = 0.5
+
+
+@functools.cache
+def _knob_types() -> tuple[type[msgspec.Struct], ...]:
+    latency = msgspec.defstruct(
+        "Latency",
+        [(f"{s.name}_latency_ms", NonNegativeInt | None, None) for s in stand_ins()],
+        frozen=True,
+        forbid_unknown_fields=True,
+    )
+    types: tuple[type[msgspec.Struct], ...] = (CommonKnobs, latency, *(s.knobs for s in stand_ins()))
+    owners: dict[str, str] = {}
+    for kind in types:
+        for name in kind.__struct_fields__:
+            if name in owners:
+                raise TypeError(f"simulator setting {name} is declared by both {owners[name]} and {kind.__name__}")
+            owners[name] = kind.__name__
+    return types
+
+
+@functools.cache
+def _flat_type() -> type[msgspec.Struct]:
+    """Every run-time setting as one Struct: validates names, types and limits of a whole config at once."""
+    fields = []
+    for kind in _knob_types():
+        hints, defaults = typing.get_type_hints(kind, include_extras=True), kind()
+        fields += [(name, hints[name], getattr(defaults, name)) for name in kind.__struct_fields__]
+    return msgspec.defstruct("RuntimeConfig", fields, frozen=True, forbid_unknown_fields=True)
+
+
+class RuntimeConfig:
+    """Behaviour that tests may change while the simulator runs (``POST /_sim/config``): the common settings and
+    every stand-in's, under one flat set of names. Built from keywords (``RuntimeConfig(ark_run_seconds=2)``);
+    an unknown name or a value out of range raises msgspec.ValidationError naming it."""
+
+    def __init__(self, **values: Any) -> None:
+        self._values: dict[str, Any] = msgspec.to_builtins(msgspec.convert(values, _flat_type()))
+        self._parts: dict[type[Any], Any] = {}
+
+    def of(self, kind: type[K]) -> K:
+        """One stand-in's settings (its ``knobs`` Struct)."""
+        part = self._parts.get(kind)
+        if part is None:
+            part = self._parts[kind] = msgspec.convert(
+                {name: self._values[name] for name in kind.__struct_fields__}, kind
+            )
+        result: K = part
+        return result
+
+    @property
+    def hang_seconds(self) -> float:
+        return float(self._values["hang_seconds"])
 
     def latency_for(self, provider: str) -> float:
-        specific = self.gemini_latency_ms if provider == "gemini" else self.ark_latency_ms
-        return (self.latency_ms if specific is None else specific) / 1000
+        specific = self._values[f"{provider}_latency_ms"]
+        return float(self._values["latency_ms"] if specific is None else specific) / 1000
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
 
     def patched(self, patch: Mapping[str, Any]) -> RuntimeConfig:
-        """A copy with ``patch`` applied; raises msgspec.ValidationError naming a bad field."""
-        merged = msgspec.to_builtins(self)
-        merged.update(patch)
-        return msgspec.convert(merged, RuntimeConfig)
+        """A copy with ``patch`` applied."""
+        return RuntimeConfig(**{**self._values, **patch})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RuntimeConfig) and other._values == self._values
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.items()))
+
+    def __repr__(self) -> str:
+        return f"RuntimeConfig({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
+
+
+def _default_api_key(stand_in: str) -> str:
+    return f"sim-{stand_in}-key"
+
+
+def _default_api_keys() -> dict[str, tuple[str, ...]]:
+    return {s.name: (_default_api_key(s.name),) for s in stand_ins()}
 
 
 class SimulatorSettings(msgspec.Struct, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8002
-    # Base URL written into Ark media URLs. Empty: the base URL the client used to reach the simulator.
+    # Base URL written into the media URLs stand-ins hand out. Empty: the base URL the client used.
     public_url: str = ""
-    gemini_api_keys: tuple[str, ...] = ("sim-gemini-key",)
-    ark_api_keys: tuple[str, ...] = ("sim-ark-key",)
+    # Accepted API keys per stand-in (SIMULATOR_<NAME>_API_KEY, comma-separated; default sim-<name>-key).
+    api_keys: dict[str, tuple[str, ...]] = msgspec.field(default_factory=_default_api_keys)
     log_level: str = "info"
-    runtime: RuntimeConfig = RuntimeConfig()
+    runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
     # Faults queued at start-up, as if posted to /_sim/faults.
     faults: tuple[FaultSpec, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SimulatorSettings:
         env = Env(environ)
-        defaults = RuntimeConfig()
-        gemini_latency = env.optional("SIMULATOR_GEMINI_LATENCY_MS")
-        ark_latency = env.optional("SIMULATOR_ARK_LATENCY_MS")
+        values: dict[str, Any] = {}
+        for name in _flat_type().__struct_fields__:
+            raw = env.optional(f"SIMULATOR_{name.upper()}")
+            if raw is not None:
+                try:
+                    values[name] = msgspec.json.decode(raw)
+                except msgspec.DecodeError:
+                    values[name] = raw  # not a number: the check below names the setting
         try:
-            runtime = RuntimeConfig(
-                latency_ms=env.get_int("SIMULATOR_LATENCY_MS", defaults.latency_ms),
-                gemini_latency_ms=None if gemini_latency is None else env.get_int("SIMULATOR_GEMINI_LATENCY_MS", 0),
-                ark_latency_ms=None if ark_latency is None else env.get_int("SIMULATOR_ARK_LATENCY_MS", 0),
-                ark_queue_seconds=env.get_float("SIMULATOR_ARK_QUEUE_SECONDS", defaults.ark_queue_seconds),
-                ark_run_seconds=env.get_float("SIMULATOR_ARK_RUN_SECONDS", defaults.ark_run_seconds),
-                media_ttl_seconds=env.get_float("SIMULATOR_MEDIA_TTL_SECONDS", defaults.media_ttl_seconds),
-                hang_seconds=env.get_float("SIMULATOR_HANG_SECONDS", defaults.hang_seconds),
-                gemini_retry_delay_seconds=env.get_float(
-                    "SIMULATOR_GEMINI_RETRY_DELAY_SECONDS", defaults.gemini_retry_delay_seconds
-                ),
-                callback_attempts=env.get_int("SIMULATOR_CALLBACK_ATTEMPTS", defaults.callback_attempts),
-                callback_retry_seconds=env.get_float(
-                    "SIMULATOR_CALLBACK_RETRY_SECONDS", defaults.callback_retry_seconds
-                ),
-            )
-            # The constructor does not check Meta constraints; a round trip through convert does.
-            runtime = msgspec.convert(msgspec.to_builtins(runtime), RuntimeConfig)
+            runtime = RuntimeConfig(**values)
         except msgspec.ValidationError as exc:
-            raise SettingsError(f"simulator settings: {exc}") from exc
+            raise SettingsError(f"simulator settings (SIMULATOR_*): {exc}") from exc
         raw_faults = env.optional("SIMULATOR_FAULTS")
         try:
             faults = msgspec.json.decode(raw_faults, type=tuple[FaultSpec, ...]) if raw_faults else ()
         except msgspec.DecodeError as exc:
             raise SettingsError(f"SIMULATOR_FAULTS must be a JSON list of faults: {exc}") from exc
+        rules = FaultRules.of_stand_ins()
+        for spec in faults:
+            problem = spec.problem(rules)
+            if problem is not None:
+                raise SettingsError(f"SIMULATOR_FAULTS: {problem}")
         return cls(
             host=env.get("SIMULATOR_HOST", "127.0.0.1"),
             port=env.get_int("SIMULATOR_PORT", 8002),
             public_url=(env.optional("SIMULATOR_PUBLIC_URL") or "").rstrip("/"),
-            gemini_api_keys=_keys(env.get("SIMULATOR_GEMINI_API_KEY", "sim-gemini-key")),
-            ark_api_keys=_keys(env.get("SIMULATOR_ARK_API_KEY", "sim-ark-key")),
+            api_keys={
+                s.name: _keys(env, f"SIMULATOR_{s.name.upper()}_API_KEY", _default_api_key(s.name)) for s in stand_ins()
+            },
             log_level=env.get("SIMULATOR_LOG_LEVEL", "info"),
             runtime=runtime,
             faults=faults,
@@ -106,9 +162,11 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
         return f"SimulatorSettings(host={self.host!r}, port={self.port}, public_url={self.public_url!r})"
 
 
-def _keys(raw: str) -> tuple[str, ...]:
-    """A comma-separated list of accepted API keys."""
-    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+def _keys(env: Env, name: str, default: str) -> tuple[str, ...]:
+    """A comma-separated list of accepted API keys; the default ones only in development mode."""
+    keys = tuple(k.strip() for k in (env.from_file(name) or default).split(",") if k.strip())
     if not keys:
-        raise SettingsError("an API key list must not be empty")
+        raise SettingsError(f"{name}: an API key list must not be empty")
+    for key in keys:
+        env.check_secret(name, key)
     return keys

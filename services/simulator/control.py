@@ -1,4 +1,4 @@
-"""The simulator as one object: both provider stand-ins plus the operations of the ``/_sim`` control API."""
+"""The simulator as one object: every provider stand-in plus the operations of the ``/_sim`` control API."""
 
 from __future__ import annotations
 
@@ -8,19 +8,20 @@ from typing import Any
 
 import msgspec
 
-from .ark import ArkService, ControlError, Media, TaskPatch
 from .config import RuntimeConfig, SimulatorSettings
-from .faults import FaultSpec
-from .gemini import GeminiService
+from .errors import ControlError
+from .faults import FaultBook, FaultRules, FaultSpec
+from .providers import stand_ins
+from .stand_in import StandIn
 from .state import Shared
 
 
 class Simulator:
     def __init__(self, settings: SimulatorSettings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.shared = Shared(settings=settings, config=settings.runtime, clock=clock)
-        self.gemini = GeminiService(self.shared)
-        self.ark = ArkService(self.shared)
+        self.rules = FaultRules.of_stand_ins()
+        self.shared = Shared(settings=settings, config=settings.runtime, faults=FaultBook(self.rules), clock=clock)
+        self.stand_ins: list[StandIn] = [kind(self.shared) for kind in stand_ins()]
         self._queue_startup_faults()
 
     def _queue_startup_faults(self) -> None:
@@ -50,7 +51,7 @@ class Simulator:
             raise ControlError(400, f"invalid fault: {exc}") from exc
         specs = decoded if isinstance(decoded, list) else [decoded]
         for spec in specs:
-            problem = spec.problem()
+            problem = spec.problem(self.rules)
             if problem is not None:
                 raise ControlError(400, f"invalid fault: {problem}")
         for spec in specs:
@@ -66,40 +67,22 @@ class Simulator:
     # --- inspection ------------------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        return {
+        stats: dict[str, Any] = {
             "requests": self.shared.stats.requests(),
             "responses": self.shared.stats.responses(),
-            "ark_tasks": self.ark.snapshot(),
-            "prompt_attempts": self.shared.faults.attempts(),
-            "pending_faults": self.shared.faults.pending(),
         }
-
-    def ark_task(self, task_id: str) -> dict[str, Any]:
-        return self.ark.inspect(task_id)
-
-    def patch_ark_task(self, task_id: str, body: bytes) -> dict[str, Any]:
-        try:
-            patch = msgspec.json.decode(body, type=TaskPatch)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ControlError(400, f"invalid task change: {exc}") from exc
-        return self.ark.patch(task_id, patch)
-
-    async def media(self, name: str) -> Media:
-        stats = self.shared.stats
-        stats.request("ark", "media")
-        try:
-            media = await self.ark.media(name)
-        except ControlError as error:
-            stats.response("ark", "media", error.status)
-            raise
-        stats.response("ark", "media", 200)
-        return media
+        for stand_in in self.stand_ins:
+            stats.update(stand_in.stats())
+        stats["prompt_attempts"] = self.shared.faults.attempts()
+        stats["pending_faults"] = self.shared.faults.pending()
+        return stats
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
     async def reset(self) -> None:
         """Back to the state at start-up: no tasks, counters, attempts or faults; config from the environment."""
-        await self.ark.reset()
+        for stand_in in self.stand_ins:
+            await stand_in.reset()
         self.shared.faults.reset()
         self.shared.stats.reset()
         self.shared.config = self.settings.runtime
@@ -107,4 +90,5 @@ class Simulator:
 
     async def close(self) -> None:
         self.shared.stopping.set()
-        await self.ark.close()
+        for stand_in in self.stand_ins:
+            await stand_in.close()

@@ -5,7 +5,8 @@ Two families of faults:
 - request faults (``429``, ``500``, ``503``, ``hang``, ``malformed_json``) replace the whole answer to one
   request; nothing else happens (no image is made, no Ark task is created).
 - outcome faults change what a successful request produces: Gemini ``blocked`` / ``no_image`` /
-  ``image_safety``, Ark ``task_failed`` / ``expired`` (the task is created and ends that way).
+  ``image_safety``, Ark ``task_failed`` / ``expired`` (the task is created and ends that way). Each stand-in
+  declares its own (``StandIn.outcome_tags``); ``FaultRules`` gathers what every stand-in declares.
 
 Prompt tags (case-insensitive) let end-to-end tests inject faults without any control call::
 
@@ -25,71 +26,89 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
-Provider = Literal["gemini", "ark"]
-FaultKind = Literal[
-    "429", "500", "503", "hang", "malformed_json", "blocked", "no_image", "image_safety", "task_failed", "expired"
-]
-
 REQUEST_KINDS: frozenset[str] = frozenset({"429", "500", "503", "hang", "malformed_json"})
-OUTCOME_KINDS: dict[str, frozenset[str]] = {
-    "gemini": frozenset({"blocked", "no_image", "image_safety"}),
-    "ark": frozenset({"task_failed", "expired"}),
-}
-ROUTES: dict[str, frozenset[str]] = {
-    "gemini": frozenset({"generate_content"}),
-    "ark": frozenset({"create_task", "get_task", "list_tasks", "delete_task"}),
-}
-# Routes whose requests carry a prompt of their own: attempts are counted and prompt tags apply there.
-ATTEMPT_ROUTES: frozenset[str] = frozenset({"generate_content", "create_task"})
-
 _TAG = re.compile(r"\[sim:(?P<kind>\d{3}|[a-z_]+)(?:x(?P<count>\d+))?(?:=(?P<value>[^\]]*))?\]", re.IGNORECASE)
-_TAG_KINDS: dict[str, str] = {
+_REQUEST_TAGS: dict[str, str] = {
     "429": "429",
     "500": "500",
     "503": "503",
     "hang": "hang",
     "malformed": "malformed_json",
     "malformed_json": "malformed_json",
-    "blocked": "blocked",
-    "no_image": "no_image",
-    "image_safety": "image_safety",
-    "fail": "task_failed",
-    "failed": "task_failed",
-    "task_failed": "task_failed",
-    "expired": "expired",
 }
+
+
+@dataclass(frozen=True)
+class FaultRules:
+    """Which faults apply where, per provider: what the stand-ins declare, gathered once."""
+
+    # Every route a queued fault may name.
+    routes: Mapping[str, frozenset[str]]
+    # Routes whose requests carry a prompt of their own: attempts are counted and prompt tags and outcome faults
+    # apply there.
+    prompt_routes: Mapping[str, frozenset[str]]
+    # Prompt tag -> outcome kind, per provider.
+    outcome_tags: Mapping[str, Mapping[str, str]]
+
+    @classmethod
+    def of_stand_ins(cls) -> FaultRules:
+        """The rules of every stand-in in ``providers/``."""
+        from .providers import stand_ins
+
+        found = stand_ins()
+        return cls(
+            routes={s.name: s.routes for s in found},
+            prompt_routes={s.name: s.prompt_routes for s in found},
+            outcome_tags={s.name: s.outcome_tags for s in found},
+        )
+
+    def outcomes(self, provider: str) -> frozenset[str]:
+        return frozenset(self.outcome_tags.get(provider, {}).values())
+
+    def tag_kind(self, word: str) -> str | None:
+        """What a ``[sim:word]`` tag means: a request fault, ``slow``, or any provider's outcome."""
+        if word == "slow":
+            return word
+        kind = _REQUEST_TAGS.get(word)
+        return kind if kind is not None else next((t[word] for t in self.outcome_tags.values() if word in t), None)
 
 
 class FaultSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One queued fault, as posted to ``/_sim/faults``."""
 
-    provider: Provider
-    kind: FaultKind
+    # A stand-in's name: gemini, ark, ...
+    provider: str
+    # A request fault (REQUEST_KINDS) or one of the provider's outcome faults.
+    kind: str
     # How many matching requests it applies to.
     count: Annotated[int, msgspec.Meta(ge=1)] = 1
     # Only requests whose prompt contains this text (for Ark reads and deletes: the task's prompt).
     match: str | None = None
-    # Only this route: gemini generate_content; ark create_task, get_task, list_tasks, delete_task.
+    # Only this route of the provider (e.g. gemini generate_content; ark create_task, get_task, ...).
     route: str | None = None
-    # Ark error code for 429/500/503/task_failed instead of the default one.
+    # Error code for 429/500/503/task_failed instead of the default one.
     error_code: str | None = None
 
-    def problem(self) -> str | None:
+    def problem(self, rules: FaultRules) -> str | None:
         """Why this fault cannot apply, or None."""
-        if self.route is not None and self.route not in ROUTES[self.provider]:
-            return f"route must be one of {sorted(ROUTES[self.provider])} for {self.provider}"
+        if self.provider not in rules.routes:
+            return f"provider must be one of {sorted(rules.routes)}"
+        routes = rules.routes[self.provider]
+        if self.route is not None and self.route not in routes:
+            return f"route must be one of {sorted(routes)} for {self.provider}"
         if self.kind in REQUEST_KINDS:
             return None
-        if self.kind not in OUTCOME_KINDS[self.provider]:
+        if self.kind not in rules.outcomes(self.provider):
             return f"kind {self.kind} does not apply to {self.provider}"
-        if self.route is not None and self.route not in ATTEMPT_ROUTES:
-            return f"kind {self.kind} applies only to {sorted(ATTEMPT_ROUTES & ROUTES[self.provider])}"
+        prompt_routes = rules.prompt_routes[self.provider]
+        if self.route is not None and self.route not in prompt_routes:
+            return f"kind {self.kind} applies only to {sorted(prompt_routes)}"
         return None
 
 
@@ -125,20 +144,19 @@ class _Queued:
         spec = self.spec
         if spec.provider != provider or (spec.route is not None and spec.route != route):
             return False
-        if (spec.kind in REQUEST_KINDS) != request_fault:
-            return False
-        if not request_fault and route not in ATTEMPT_ROUTES:
-            return False
-        return spec.match is None or (prompt is not None and spec.match in prompt)
+        return (spec.kind in REQUEST_KINDS) == request_fault and (
+            spec.match is None or (prompt is not None and spec.match in prompt)
+        )
 
 
 @dataclass
 class FaultBook:
+    rules: FaultRules = field(default_factory=FaultRules.of_stand_ins)
     _queue: list[_Queued] = field(default_factory=list)
     _attempts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def add(self, spec: FaultSpec) -> None:
-        problem = spec.problem()
+        problem = spec.problem(self.rules)
         if problem is not None:
             raise ValueError(problem)
         self._queue.append(_Queued(spec, spec.count))
@@ -161,9 +179,10 @@ class FaultBook:
 
     def decide(self, provider: str, route: str, prompt: str | None) -> Decision:
         """Consume the faults that apply to this request and say what it should suffer."""
-        tags = parse_tags(prompt) if prompt is not None and route in ATTEMPT_ROUTES else []
+        carries_prompt = prompt is not None and route in self.rules.prompt_routes.get(provider, frozenset())
+        tags = parse_tags(prompt, self.rules) if prompt is not None and carries_prompt else []
         attempt = 0
-        if prompt is not None and route in ATTEMPT_ROUTES:
+        if prompt is not None and carries_prompt:
             attempt = self._attempts[(provider, prompt)] = self._attempts.get((provider, prompt), 0) + 1
         slow = next((_seconds(t.value) for t in reversed(tags) if t.kind == "slow"), None)
 
@@ -172,9 +191,9 @@ class FaultBook:
             queued = _from_tags([t for t in tags if t.kind in REQUEST_KINDS], attempt)
         if queued is not None:
             return Decision(fault=queued, slow_seconds=slow, attempt=attempt)
-        outcome = self._take(provider, route, prompt, request_fault=False)
+        outcome = self._take(provider, route, prompt, request_fault=False) if carries_prompt else None
         if outcome is None:
-            outcome = _from_tags([t for t in tags if t.kind in OUTCOME_KINDS[provider]], attempt)
+            outcome = _from_tags([t for t in tags if t.kind in self.rules.outcomes(provider)], attempt)
         return Decision(outcome=outcome, slow_seconds=slow, attempt=attempt)
 
     def _take(self, provider: str, route: str, prompt: str | None, *, request_fault: bool) -> Fault | None:
@@ -187,11 +206,12 @@ class FaultBook:
         return None
 
 
-def parse_tags(prompt: str) -> list[_Tag]:
+def parse_tags(prompt: str, rules: FaultRules | None = None) -> list[_Tag]:
+    """The ``[sim:...]`` tags in a prompt that mean something (to any stand-in, when ``rules`` is not given)."""
+    rules = rules if rules is not None else FaultRules.of_stand_ins()
     tags: list[_Tag] = []
     for found in _TAG.finditer(prompt):
-        name = found["kind"].lower()
-        kind = "slow" if name == "slow" else _TAG_KINDS.get(name)
+        kind = rules.tag_kind(found["kind"].lower())
         if kind is None:
             continue
         count = int(found["count"]) if found["count"] else None

@@ -11,6 +11,7 @@ import hashlib
 import struct
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 # Every image and video the simulator produces is 1/MEDIA_SCALE of the provider's nominal size per side.
 MEDIA_SCALE = 8
@@ -18,6 +19,15 @@ MEDIA_SCALE = 8
 RGB = tuple[int, int, int]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class Media:
+    """A file a stand-in serves (an image, a video), with its media type."""
+
+    body: bytes
+    media_type: str
+
 
 # Gemini image sizes as a factor of the 1K size.
 GEMINI_IMAGE_SIZES: dict[str, float] = {"512": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}

@@ -1,22 +1,22 @@
-"""What both provider stand-ins share: run-time config, faults, counters, and the request as they see it."""
+"""What every stand-in shares: run-time config, faults, counters, and the request as they see it."""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-import msgspec
-from litestar import Response
+from litestar import Request, Response
 
-from .config import RuntimeConfig, SimulatorSettings
+from .errors import JSON_MEDIA_TYPE, ErrorShapes, json_response
 from .faults import Fault, FaultBook, hold_open
 from .stats import Stats
 
-JSON_MEDIA_TYPE = "application/json"
+if TYPE_CHECKING:
+    from .config import RuntimeConfig, SimulatorSettings
+
 # nginx's status for "the client closed the connection before the answer"; recorded, never received.
 CLIENT_CLOSED_REQUEST = 499
 
@@ -37,7 +37,7 @@ class Incoming:
 class Shared:
     settings: SimulatorSettings
     config: RuntimeConfig
-    faults: FaultBook = field(default_factory=FaultBook)
+    faults: FaultBook
     stats: Stats = field(default_factory=Stats)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     clock: Callable[[], float] = time.time
@@ -51,33 +51,21 @@ class Shared:
         """A hang fault. True if the client gave up first."""
         return await hold_open(incoming.wait_disconnect, self.config.hang_seconds, self.stopping)
 
+    async def incoming(self, request: Request[Any, Any, Any]) -> Incoming:
+        body = await request.body()
 
-class ProviderError(Exception):
-    """An error answer in the provider's own shape; raised while handling, turned into the response."""
+        async def wait_disconnect() -> None:
+            # Once the body is read, the next ASGI message for this request is the disconnect.
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
 
-    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
-        super().__init__(status, body)
-        self.status = status
-        self.body = body
-
-    def response(self) -> Response[bytes]:
-        return json_response(self.body, self.status)
-
-
-class ErrorShapes(Protocol):
-    """How one provider words the errors that request faults produce."""
-
-    def rate_limited(self, code: str | None) -> ProviderError: ...
-
-    def server_error(self, status: int, code: str | None) -> ProviderError: ...
-
-    def timed_out(self) -> ProviderError: ...
-
-    malformed_body: bytes
-
-
-def json_response(body: Mapping[str, Any] | list[Any], status: int = 200) -> Response[bytes]:
-    return Response(content=msgspec.json.encode(body), status_code=status, media_type=JSON_MEDIA_TYPE)
+        return Incoming(
+            headers=request.headers,
+            query={key: request.query_params.getall(key) for key in request.query_params},
+            body=body,
+            base_url=self.settings.public_url or str(request.base_url).rstrip("/"),
+            wait_disconnect=wait_disconnect,
+        )
 
 
 async def request_fault_response(
@@ -95,7 +83,3 @@ async def request_fault_response(
             return json_response({}, CLIENT_CLOSED_REQUEST)
         return shapes.timed_out().response()
     raise ValueError(f"not a request fault: {fault.kind}")
-
-
-def request_id() -> str:
-    return secrets.token_hex(16)

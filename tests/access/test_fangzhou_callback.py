@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from deploy.local import LocalStack
 from services.shared.submit_poll import CALLBACK_SIGNAL
-from tests.stack import Api, Launcher, signals_heard, wait_for
+from tests.stack import USERS, Api, Launcher, signals_heard, wait_for
 
 from .conftest import VIDEO
 
@@ -69,7 +69,7 @@ async def test_callback_needs_the_tasks_own_secret(
                 f"{route}/{first['id']}/callback", headers={"X-Callback-Secret": secrets[0]}, json=body
             ),
             "an API key instead": await anonymous.post(
-                f"{route}/{first['id']}/callback", headers={"Authorization": "Bearer alice-key"}, json=body
+                f"{route}/{first['id']}/callback", headers={"Authorization": f"Bearer {USERS['alice']}"}, json=body
             ),
             "an echo task": await anonymous.post(
                 f"{route}/{echo_task['id']}/callback", params={"secret": secrets[0]}, json=body

@@ -1,13 +1,18 @@
-"""Every internal endpoint, found in the apps' own route tables (so a new one is covered the day it is added), refuses
-callers without the internal token with a structured 401; a refused report or publish changes nothing."""
+"""Every internal endpoint, found in the apps' own route tables (so a new one is covered the day it is added), exists
+only on its service's internal listener, and there refuses callers without its trust edge's token (the workers'
+report token for main, main's publish token for communication) with a structured 401; on the public listener it
+does not exist (404), whatever the credential. A refused report or publish changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from deploy.local import LocalStack
 from services.communication.app import create_app as create_communication
@@ -41,10 +46,12 @@ def communication_internal_routes(stack: LocalStack) -> list[tuple[str, str]]:
     return internal_routes([(route.path, set(route.methods)) for route in app.routes if hasattr(route, "methods")])
 
 
-def wrong_credentials(stack: LocalStack) -> dict[str, httpx.Headers]:
-    token = stack.secrets.internal_token
+def wrong_credentials(stack: LocalStack, token: str, other: str) -> dict[str, httpx.Headers]:
+    """Everything but ``token``: ``other`` is the credential of the other trust edge."""
     cases = {
         "none": {},
+        "the other edge's token": {"Authorization": f"Bearer {other}"},
+        "the other edge's token as the header": {"X-Internal-Token": other},
         "wrong bearer": {"Authorization": "Bearer wrong"},
         "wrong header": {"X-Internal-Token": "wrong"},
         "a user's API key": {"Authorization": f"Bearer {USERS['alice']}"},
@@ -69,11 +76,12 @@ async def test_the_route_tables_have_internal_routes(stack: LocalStack) -> None:
     )
 
 
-async def test_every_internal_route_of_main_needs_the_internal_token(stack: LocalStack) -> None:
+async def test_every_internal_route_of_main_needs_the_report_token(stack: LocalStack) -> None:
     routes = main_internal_routes(stack)
-    async with httpx.AsyncClient(base_url=stack.main_url) as http:
+    secrets = stack.secrets
+    async with httpx.AsyncClient(base_url=stack.main_internal_url) as http:
         for method, path in routes:
-            for what, headers in wrong_credentials(stack).items():
+            for what, headers in wrong_credentials(stack, secrets.report_token, secrets.publish_token).items():
                 response = await http.request(method, path, json={"status": "running"}, headers=headers)
                 assert response.status_code == 401, (method, path, what, response.text)
                 body = response.json()
@@ -81,30 +89,63 @@ async def test_every_internal_route_of_main_needs_the_internal_token(stack: Loca
                 assert "internal token" in body["message"], (what, body)
             # With the token the guard lets the request through (here: to a task that does not exist).
             ok = await http.request(
-                method, path, json={"status": "running"}, headers={"X-Internal-Token": stack.secrets.internal_token}
+                method, path, json={"status": "running"}, headers={"X-Internal-Token": secrets.report_token}
             )
             assert ok.status_code == 404, (method, path, ok.text)
+            assert ok.json()["message"].startswith("task "), ok.text
 
 
-async def test_every_internal_route_of_communication_needs_the_internal_token(stack: LocalStack) -> None:
+async def test_every_internal_route_of_communication_needs_the_publish_token(stack: LocalStack) -> None:
     routes = communication_internal_routes(stack)
     one = {"channel": "user:nobody", "event": {}}
     bodies = {"/internal/publish": one, "/internal/publish/batch": {"events": [one]}}
-    async with httpx.AsyncClient(base_url=stack.communication_url) as http:
+    secrets = stack.secrets
+    async with httpx.AsyncClient(base_url=stack.communication_internal_url) as http:
         for method, path in routes:
             publish = bodies[path]
-            for what, headers in wrong_credentials(stack).items():
+            for what, headers in wrong_credentials(stack, secrets.publish_token, secrets.report_token).items():
                 response = await http.request(method, path, json=publish, headers=headers)
                 assert response.status_code == 401, (method, path, what, response.text)
                 body = response.json()
                 assert (body["code"], body["retryable"]) == ("unauthorized", False), (what, body)
             ok = await http.request(
-                method,
-                path,
-                json=publish,
-                headers={"Authorization": f"Bearer {stack.secrets.internal_token}"},
+                method, path, json=publish, headers={"Authorization": f"Bearer {secrets.publish_token}"}
             )
             assert ok.status_code == 200, (method, path, ok.text)
+
+
+async def test_internal_routes_do_not_exist_on_the_public_listeners(stack: LocalStack) -> None:
+    secrets = stack.secrets
+    not_found = {"code": "not_found", "message": "Not Found", "retryable": False}
+    cases = [(stack.main_url, method, path, secrets.report_token) for method, path in main_internal_routes(stack)] + [
+        (stack.communication_url, method, path, secrets.publish_token)
+        for method, path in communication_internal_routes(stack)
+    ]
+    async with httpx.AsyncClient() as http:
+        for base, method, path, token in cases:
+            for variant in (path, path.replace("/internal", "//internal", 1), path + "/"):
+                response = await http.request(
+                    method, base + variant, json={}, headers={"Authorization": f"Bearer {token}"}
+                )
+                assert (response.status_code, response.json()) == (404, not_found), (base, method, variant)
+        # communication's counters are for the stack's own network only, too.
+        assert (await http.get(f"{stack.communication_url}/metrics")).status_code == 404
+        assert (await http.get(f"{stack.communication_internal_url}/metrics")).status_code == 200
+
+
+async def test_public_routes_do_not_exist_on_the_internal_listeners(stack: LocalStack, alice: Api) -> None:
+    headers = {"Authorization": f"Bearer {USERS['alice']}"}
+    async with httpx.AsyncClient(headers=headers) as http:
+        for path in ("/api/tasks", "/healthz", "/docs/openapi.json", "/console"):
+            assert (await http.get(f"{stack.main_internal_url}{path}")).status_code == 404, path
+            assert (await http.get(f"{stack.main_url}{path}")).status_code == 200, path
+        assert (await http.get(f"{stack.communication_internal_url}/healthz")).status_code == 404
+    # The websocket is served on the public listener only.
+    token = (await alice.http.post("/api/realtime/token")).json()["token"]
+    internal_ws = stack.communication_internal_url.replace("http", "ws", 1) + f"/ws?token={token}"
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        async with connect(internal_ws) as ws:
+            await asyncio.wait_for(ws.recv(), 10)
 
 
 async def test_refused_reports_and_publishes_change_nothing(
@@ -115,17 +156,32 @@ async def test_refused_reports_and_publishes_change_nothing(
     await events.until(task["id"], "running")
     forged_report = {"status": "failed", "error": {"code": "forged", "message": "forged"}}
     forged_event = {"event": "task.updated", "task_id": task["id"], "status": "failed", "changes": {}}
+    secrets = stack.secrets
     async with httpx.AsyncClient() as http:
-        for headers in wrong_credentials(stack).values():
+        for headers in wrong_credentials(stack, secrets.report_token, secrets.publish_token).values():
             report = await http.post(
-                f"{stack.main_url}/internal/tasks/{task['id']}/report", json=forged_report, headers=headers
+                f"{stack.main_internal_url}/internal/tasks/{task['id']}/report", json=forged_report, headers=headers
             )
+            assert report.status_code == 401
+        for headers in wrong_credentials(stack, secrets.publish_token, secrets.report_token).values():
             publish = await http.post(
-                f"{stack.communication_url}/internal/publish",
+                f"{stack.communication_internal_url}/internal/publish",
                 json={"channel": "user:alice", "event": forged_event},
                 headers=headers,
             )
-            assert (report.status_code, publish.status_code) == (401, 401)
+            assert publish.status_code == 401
+        # The right credentials on the public listeners reach nothing either.
+        report = await http.post(
+            f"{stack.main_url}/internal/tasks/{task['id']}/report",
+            json=forged_report,
+            headers={"Authorization": f"Bearer {secrets.report_token}"},
+        )
+        publish = await http.post(
+            f"{stack.communication_url}/internal/publish",
+            json={"channel": "user:alice", "event": forged_event},
+            headers={"Authorization": f"Bearer {secrets.publish_token}"},
+        )
+        assert (report.status_code, publish.status_code) == (404, 404)
     # The task's next event on alice's socket is its own success: nothing forged was stored or delivered. (Events
     # of alice's other tasks, from tests run earlier, may come in between.)
     following = await events.next(timeout=60)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from litestar import Litestar, post
@@ -20,6 +21,7 @@ from integrations.example.schemas import ExampleInput, ExampleRequest
 from services.shared.discovery import discover
 from services.shared.storage import ObjectStore
 from services.shared.tasks import TaskEnvelope, TaskReport
+from tests.broken_examples import BROKEN_EXAMPLES, copy_with_broken_examples
 from tests.stack import Api, Launcher, serve, wait_for
 
 pytestmark = pytest.mark.integration
@@ -98,6 +100,27 @@ async def test_blacklisted_or_unknown_integration_is_a_named_error(
     assert launcher.proc.wait(30) == 2
     assert "unknown integration 'example'" in launcher.output()
     assert "blacklisted by pattern 'example*'" in launcher.output()
+
+
+async def test_excluded_hint_when_the_name_differs_from_the_folder(
+    stack: LocalStack, worker_env: dict[str, str]
+) -> None:
+    env = {**worker_env, "INTEGRATIONS_BLACKLIST": "FANGZHOU*"}
+    launcher = Launcher(env, ["fangzhouVideoGeneration"], stack.state_dir / "excluded-by-name.log")
+    assert launcher.proc.wait(30) == 2
+    assert "unknown integration 'fangzhouVideoGeneration'" in launcher.output()
+    assert "(excluded: folder fangzhou_video_generation, blacklisted by pattern 'FANGZHOU*')" in launcher.output()
+
+
+async def test_broken_examples_do_not_break_the_workers(
+    stack: LocalStack, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    copy = copy_with_broken_examples(tmp_path / "repo")
+    launcher = Launcher(worker_env, ["echo"], tmp_path / "worker.log", cwd=copy)
+    await launcher.wait_serving()
+    assert launcher.terminate(20) == 0
+    for folder in BROKEN_EXAMPLES:
+        assert f"excluded integration folder {folder}: blacklisted by pattern 'example*'" in launcher.output()
 
 
 async def test_sigterm_stops_the_launcher_cleanly(stack: LocalStack, worker_env: dict[str, str]) -> None:

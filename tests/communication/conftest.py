@@ -1,4 +1,5 @@
-"""Runs communication as a real process on a free port, the way compose runs it."""
+"""Runs communication as a real process on free ports (public and internal listener), the way compose runs it:
+outside development mode, with secrets long enough to be accepted there."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from services.shared.realtime_token import issue
 from tests.stack import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-INTERNAL_TOKEN = "test-internal-token"
-REALTIME_SECRET = "test-realtime-secret"
+PUBLISH_TOKEN = "test-publish-token-0123456789abcdef"
+REALTIME_SECRET = "test-realtime-secret-0123456789abcdef"
 STARTUP_TIMEOUT = 15.0
 
 
@@ -29,11 +30,17 @@ STARTUP_TIMEOUT = 15.0
 class Service:
     process: asyncio.subprocess.Process
     port: int
+    internal_port: int
     log_path: Path
 
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def internal_url(self) -> str:
+        """The internal listener: the publish API and /metrics."""
+        return f"http://127.0.0.1:{self.internal_port}"
 
     def ws_url(self, token: str | None = None) -> str:
         url = f"ws://127.0.0.1:{self.port}/ws"
@@ -46,11 +53,14 @@ class Service:
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.http_url, timeout=10)
 
+    def internal(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.internal_url, timeout=10)
+
     async def publish(self, http: httpx.AsyncClient, channel: str, event: dict[str, Any]) -> int:
         response = await http.post(
             "/internal/publish",
             json={"channel": channel, "event": event},
-            headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
+            headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"},
         )
         assert response.status_code == 200, response.text
         delivered: int = response.json()["delivered"]
@@ -81,14 +91,19 @@ async def wait_until_healthy(service: Service) -> None:
 
 
 @contextlib.asynccontextmanager
-async def run_service(log_dir: Path, port: int | None = None, **overrides: str) -> AsyncIterator[Service]:
+async def run_service(
+    log_dir: Path, port: int | None = None, internal_port: int | None = None, **overrides: str
+) -> AsyncIterator[Service]:
     port = port or free_port()
+    internal_port = internal_port or free_port()
+    environ = {k: v for k, v in os.environ.items() if k != "DEVELOPMENT_MODE"}
     env = {
-        **os.environ,
-        "INTERNAL_TOKEN": INTERNAL_TOKEN,
+        **environ,
+        "PUBLISH_TOKEN": PUBLISH_TOKEN,
         "REALTIME_SECRET": REALTIME_SECRET,
         "COMMUNICATION_HOST": "127.0.0.1",
         "COMMUNICATION_PORT": str(port),
+        "COMMUNICATION_INTERNAL_PORT": str(internal_port),
         **overrides,
     }
     log_path = log_dir / f"communication-{port}.log"
@@ -102,7 +117,7 @@ async def run_service(log_dir: Path, port: int | None = None, **overrides: str) 
             stdout=log_file,
             stderr=asyncio.subprocess.STDOUT,
         )
-    service = Service(process, port, log_path)
+    service = Service(process, port, internal_port, log_path)
     try:
         await wait_until_healthy(service)
         yield service

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from services.main.publisher import EventPublisher
 from services.shared.http_link import HttpLink, LinkError
 
-from .conftest import INTERNAL_TOKEN, Service, run_service
+from .conftest import PUBLISH_TOKEN, Service, run_service
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 class CountingLink(HttpLink):
     """The real connection, counting the requests it sends."""
 
-    def __init__(self, base_url: str, token: str = INTERNAL_TOKEN) -> None:
+    def __init__(self, base_url: str, token: str = PUBLISH_TOKEN) -> None:
         super().__init__(base_url, token, timeout=5)
         self.requests = 0
 
@@ -32,7 +32,7 @@ class CountingLink(HttpLink):
 
 
 async def test_a_burst_arrives_in_order_in_fewer_requests_than_events(service: Service) -> None:
-    link = CountingLink(service.http_url)
+    link = CountingLink(service.internal_url)
     publisher = EventPublisher(link, attempts=3, interval_seconds=0.005, batch_size=50)
     publisher.start()
     async with connect(service.ws_url(service.token("kim"))) as ws:
@@ -51,7 +51,7 @@ async def test_a_burst_arrives_in_order_in_fewer_requests_than_events(service: S
 
 
 async def test_a_single_event_goes_out_without_waiting_for_more(service: Service) -> None:
-    publisher = EventPublisher(HttpLink(service.http_url, INTERNAL_TOKEN, 5), attempts=3)
+    publisher = EventPublisher(HttpLink(service.internal_url, PUBLISH_TOKEN, 5), attempts=3)
     publisher.start()
     async with connect(service.ws_url(service.token("lee"))) as ws:
         json.loads(await ws.recv())
@@ -73,7 +73,7 @@ async def test_an_unreachable_communication_drops_the_batch_after_bounded_attemp
 
 
 async def test_a_wrong_token_is_not_retried(service: Service) -> None:
-    link = CountingLink(service.http_url, token="wrong-token")
+    link = CountingLink(service.internal_url, token="wrong-token")
     publisher = EventPublisher(link, attempts=3)
     publisher.start()
     publisher.publish("user:nobody", {"n": 1})
@@ -83,7 +83,7 @@ async def test_a_wrong_token_is_not_retried(service: Service) -> None:
 
 
 async def test_the_link_keeps_one_connection_for_many_requests(service: Service) -> None:
-    link = HttpLink(service.http_url, INTERNAL_TOKEN, timeout=5)
+    link = HttpLink(service.internal_url, PUBLISH_TOKEN, timeout=5)
     body = json.dumps({"events": [{"channel": "user:nobody", "event": {}}]}).encode()
     answers = [await link.post("/internal/publish/batch", body) for _ in range(20)]
     await link.close()
@@ -94,13 +94,13 @@ async def test_the_link_keeps_one_connection_for_many_requests(service: Service)
 async def test_the_link_reconnects_after_communication_restarts(tmp_path: Path) -> None:
     body = json.dumps({"events": [{"channel": "user:nobody", "event": {}}]}).encode()
     async with run_service(tmp_path) as first:
-        link = HttpLink(first.http_url, INTERNAL_TOKEN, timeout=5)
+        link = HttpLink(first.internal_url, PUBLISH_TOKEN, timeout=5)
         assert (await link.post("/internal/publish/batch", body))[0] == 200
-        port = first.port
+        port, internal_port = first.port, first.internal_port
     # The kept-alive connection is dead now; with nothing listening, the request fails as a LinkError.
     with pytest.raises(LinkError):
         await link.post("/internal/publish/batch", body)
-    async with run_service(tmp_path, port=port):
+    async with run_service(tmp_path, port=port, internal_port=internal_port):
         assert (await link.post("/internal/publish/batch", body))[0] == 200
     await link.close()
     assert link.connections_opened == 2
@@ -108,4 +108,4 @@ async def test_the_link_reconnects_after_communication_restarts(tmp_path: Path) 
 
 def test_the_link_refuses_a_url_that_is_not_http() -> None:
     with pytest.raises(ValueError, match="http"):
-        HttpLink("ws://communication:8001", INTERNAL_TOKEN, 5)
+        HttpLink("ws://communication:8001", PUBLISH_TOKEN, 5)

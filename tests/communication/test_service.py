@@ -14,11 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.shared.realtime_token import issue
+from tests.stack import exchange, wait_for
 
-from .conftest import INTERNAL_TOKEN, REALTIME_SECRET, Service, run_service
+from .conftest import PUBLISH_TOKEN, REALTIME_SECRET, Service, run_service
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,8 @@ async def wait_for_metric(service: Service, http: httpx.AsyncClient, name: str, 
 
 @pytest.fixture
 async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    async with service.http() as client:
+    """A client of the internal listener, where publishes and the counters are."""
+    async with service.internal() as client:
         yield client
 
 
@@ -132,7 +134,7 @@ async def test_publish_to_a_channel_without_sockets_delivers_nothing(http: httpx
     ids=["missing", "malformed", "forged", "expired"],
 )
 async def test_bad_token_is_refused_with_4401(service: Service, token: str | None, reason: str) -> None:
-    async with service.http() as http:
+    async with service.internal() as http:
         before = (await service.metrics(http))["auth_failures"]
         async with connect(service.ws_url(token)) as ws:
             assert await closed_with(ws) == (4401, reason)
@@ -159,7 +161,7 @@ async def test_publish_without_the_internal_token_is_401(http: httpx.AsyncClient
 
 async def test_publish_accepts_the_x_internal_token_header(http: httpx.AsyncClient) -> None:
     response = await http.post(
-        "/internal/publish", json={"channel": "user:nobody", "event": {}}, headers={"X-Internal-Token": INTERNAL_TOKEN}
+        "/internal/publish", json={"channel": "user:nobody", "event": {}}, headers={"X-Internal-Token": PUBLISH_TOKEN}
     )
     assert response.status_code == 200
     assert response.json() == {"delivered": 0}
@@ -177,11 +179,12 @@ async def test_publish_accepts_the_x_internal_token_header(http: httpx.AsyncClie
     ids=["missing-channel", "channel-not-string", "missing-event", "event-not-object", "empty-channel"],
 )
 async def test_bad_publish_body_is_400_naming_the_field(http: httpx.AsyncClient, body: Any, field: str) -> None:
-    response = await http.post("/internal/publish", json=body, headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"})
+    response = await http.post("/internal/publish", json=body, headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"})
 
     assert response.status_code == 400
     error = response.json()
-    assert set(error) == {"code", "message", "retryable"}
+    # The structured body shared with main: validation problems also come with `details`.
+    assert {"code", "message", "retryable"} <= set(error) <= {"code", "message", "retryable", "details"}
     assert error["code"] == "invalid_input"
     assert error["retryable"] is False
     assert field in error["message"]
@@ -191,10 +194,11 @@ async def test_malformed_json_is_400(http: httpx.AsyncClient) -> None:
     response = await http.post(
         "/internal/publish",
         content=b"{not json",
-        headers={"Authorization": f"Bearer {INTERNAL_TOKEN}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {PUBLISH_TOKEN}", "Content-Type": "application/json"},
     )
     assert response.status_code == 400
-    assert response.json()["code"] == "invalid_input"
+    # The same code as main's for a body that is not JSON (services.shared.http_errors).
+    assert response.json()["code"] == "bad_request"
 
 
 async def test_batch_publish_pushes_each_event_in_order(service: Service, http: httpx.AsyncClient) -> None:
@@ -207,7 +211,7 @@ async def test_batch_publish_pushes_each_event_in_order(service: Service, http: 
             {"channel": "user:judy", "event": {"n": 3}},
         ]
         response = await http.post(
-            "/internal/publish/batch", json={"events": events}, headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+            "/internal/publish/batch", json={"events": events}, headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"}
         )
         assert response.status_code == 200, response.text
         assert response.json() == {"delivered": 3}
@@ -226,7 +230,7 @@ async def test_batch_with_an_empty_channel_is_400_naming_it_and_publishes_nothin
     before = await service.metrics(http)
     events = [{"channel": "user:judy", "event": {}}, {"channel": "", "event": {}}]
     response = await http.post(
-        "/internal/publish/batch", json={"events": events}, headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+        "/internal/publish/batch", json={"events": events}, headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"}
     )
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_input"
@@ -243,8 +247,9 @@ async def test_unknown_route_is_a_structured_404(http: httpx.AsyncClient) -> Non
 # Health and counters
 
 
-async def test_healthz(http: httpx.AsyncClient) -> None:
-    response = await http.get("/healthz")
+async def test_healthz(service: Service) -> None:
+    async with service.http() as public:
+        response = await public.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
@@ -299,7 +304,7 @@ async def publish_until_a_slow_client_is_dropped(service: Service, http: httpx.A
 async def test_slow_client_is_disconnected_and_others_keep_receiving(tmp_path: Path) -> None:
     async with (
         run_service(tmp_path, COMMUNICATION_QUEUE_SIZE="4") as service,
-        service.http() as http,
+        service.internal() as http,
     ):
         url = service.ws_url(service.token("ivan"))
         async with connect(url, max_size=None) as fast:
@@ -339,7 +344,7 @@ async def test_slow_client_that_never_reads_again_is_aborted(tmp_path: Path) -> 
             COMMUNICATION_PING_INTERVAL="0",
             COMMUNICATION_PING_TIMEOUT="2",
         ) as service,
-        service.http() as http,
+        service.internal() as http,
     ):
         slow, _ = await open_reluctant_reader(service.ws_url(service.token("judy")))
         await publish_until_a_slow_client_is_dropped(service, http, "user:judy")
@@ -356,7 +361,7 @@ async def test_slow_client_that_never_reads_again_is_aborted(tmp_path: Path) -> 
 async def test_peer_that_stops_answering_pings_is_dropped(tmp_path: Path) -> None:
     async with (
         run_service(tmp_path, COMMUNICATION_PING_INTERVAL="0.2", COMMUNICATION_PING_TIMEOUT="0.5") as service,
-        service.http() as http,
+        service.internal() as http,
     ):
         # A raw client that completes the handshake and then never reads or writes again, like a vanished peer.
         reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
@@ -373,13 +378,47 @@ async def test_peer_that_stops_answering_pings_is_dropped(tmp_path: Path) -> Non
         writer.close()
 
 
-async def test_close_on_token_expiry_when_enabled(tmp_path: Path) -> None:
-    async with (
-        run_service(tmp_path, COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY="true") as service,
-        connect(service.ws_url(service.token("leo", ttl_seconds=2))) as ws,
-    ):
+async def test_a_socket_is_closed_when_its_token_expires(service: Service) -> None:
+    async with connect(service.ws_url(service.token("leo", ttl_seconds=2))) as ws:
         await receive(ws)
         assert await closed_with(ws) == (4401, "token expired")
+
+
+async def test_a_socket_outlives_its_token_when_told_to(tmp_path: Path) -> None:
+    async with (
+        run_service(tmp_path, COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY="false") as service,
+        connect(service.ws_url(service.token("lena", ttl_seconds=1))) as ws,
+        service.internal() as http,
+    ):
+        expires: int = json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT))["expires_at"]
+
+        async def expired() -> bool:
+            return time.time() > expires + 1
+
+        await wait_for(expired, 10, "the token to expire", interval=0.1)
+        assert await service.publish(http, "user:lena", {"n": 1}) == 1
+        assert await receive(ws) == {"n": 1}
+
+
+async def test_sockets_per_user_are_limited(tmp_path: Path) -> None:
+    async with (
+        run_service(tmp_path, COMMUNICATION_MAX_SOCKETS_PER_USER="2") as service,
+        service.internal() as http,
+    ):
+        token = service.token("max")
+        async with connect(service.ws_url(token)) as first, connect(service.ws_url(token)) as second:
+            await receive(first)
+            await receive(second)
+            async with connect(service.ws_url(token)) as third:
+                assert await closed_with(third) == (4429, "too many sockets: at most 2 per user")
+            # Another user is not affected, and the refused socket was never subscribed.
+            async with connect(service.ws_url(service.token("other"))) as other:
+                assert (await receive(other))["event"] == "connected"
+            assert await service.publish(http, "user:max", {"n": 1}) == 2
+            assert (await service.metrics(http))["sockets_refused"] == 1
+        # Once one closes, the user may open another.
+        async with connect(service.ws_url(token)) as again:
+            assert (await receive(again))["event"] == "connected"
 
 
 # Lifecycle
@@ -398,6 +437,54 @@ async def test_sigterm_closes_sockets_and_exits_promptly(tmp_path: Path) -> None
 
 
 async def test_missing_required_settings_fail_fast(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="INTERNAL_TOKEN is required"):
-        async with run_service(tmp_path, INTERNAL_TOKEN=""):
+    with pytest.raises(RuntimeError, match=r"PUBLISH_TOKEN \(or PUBLISH_TOKEN_FILE\) is required"):
+        async with run_service(tmp_path, PUBLISH_TOKEN=""):
             pass
+
+
+# Listeners and request limits
+
+
+async def test_publish_and_metrics_exist_only_on_the_internal_listener(service: Service) -> None:
+    publish = {"channel": "user:nobody", "event": {}}
+    token = {"Authorization": f"Bearer {PUBLISH_TOKEN}"}
+    async with service.http() as public, service.internal() as internal:
+        for path in ("/internal/publish", "/internal/publish/batch"):
+            body = publish if path.endswith("publish") else {"events": [publish]}
+            assert (await public.post(path, json=body, headers=token)).status_code == 404
+            assert (await internal.post(path, json=body, headers=token)).status_code == 200
+        assert (await public.get("/metrics")).status_code == 404
+        assert (await internal.get("/metrics")).status_code == 200
+        assert (await internal.get("/healthz")).status_code == 404
+    # The websocket is the public listener's.
+    internal_ws = service.internal_url.replace("http", "ws", 1) + f"/ws?token={service.token('nina')}"
+    with pytest.raises((ConnectionClosed, InvalidStatus)):
+        async with connect(internal_ws) as ws:
+            await receive(ws)
+
+
+async def test_an_oversized_publish_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    async with run_service(tmp_path, COMMUNICATION_MAX_PUBLISH_BYTES="1000") as service:
+        head = (
+            f"POST /internal/publish HTTP/1.1\r\nHost: communication\r\nAuthorization: Bearer {PUBLISH_TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1001\r\n\r\n"
+        )
+        answer, _ = await exchange(service.internal_url, head.encode())
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+        async with service.internal() as http:
+            body = {"channel": "user:x", "event": {"pad": "x" * 900}}
+            fits = await http.post("/internal/publish", json=body, headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"})
+            assert fits.status_code == 200, fits.text
+
+
+async def test_a_client_slow_to_send_its_headers_is_cut_off(tmp_path: Path) -> None:
+    async with run_service(tmp_path, COMMUNICATION_HEADER_TIMEOUT_SECONDS="1") as service:
+        for url in (service.http_url, service.internal_url):
+            answer, took = await exchange(url, b"GET /ws HTTP/1.1\r\nHost: communication\r\nUpgrade: web", timeout=6)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+            assert 0.9 <= took < 4, took
+        # A websocket lives on after its handshake, whatever the header timeout.
+        async with connect(service.ws_url(service.token("olga"))) as ws:
+            await receive(ws)
+            await ws.send(json.dumps({"type": "ping"}))
+            assert await receive(ws) == {"event": "pong"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import AsyncIterator
@@ -97,9 +98,11 @@ class Console:
     page: Page
     timeline: Timeline
     stack: LocalStack
+    # The main that serves the page: the stack's, or another one beside it.
+    main_url: str
 
     async def sign_in(self, key: str) -> None:
-        await self.page.goto(f"{self.stack.main_url}/console")
+        await self.page.goto(f"{self.main_url}/console")
         await self.page.get_by_label("API key").fill(key)
         # Signed in means connected and synced: the page reads the list once the socket says "connected".
         async with self.page.expect_response(lambda r: "/api/tasks?" in r.url) as synced:
@@ -168,24 +171,31 @@ async def browser() -> AsyncIterator[Browser]:
         await browser.close()
 
 
-@pytest.fixture
-async def console(request: pytest.FixtureRequest, browser: Browser, stack: LocalStack) -> AsyncIterator[Console]:
+@contextlib.asynccontextmanager
+async def open_console(browser: Browser, stack: LocalStack, main_url: str, name: str) -> AsyncIterator[Console]:
+    """A fresh page on ``main_url``'s console; a screenshot named ``name`` when it closes."""
     context: BrowserContext = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
-    timeline = Timeline(stack.main_url)
+    timeline = Timeline(main_url)
     page.on("request", timeline.on_request)
     await page.expose_function("__statusShown", timeline.on_status)
     await page.add_init_script(STATUS_OBSERVER)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    console = Console(page, timeline, stack)
+    console = Console(page, timeline, stack, main_url)
     try:
         yield console
     finally:
         # The last picture of every test, passed or failed, for whoever looks at the run afterwards.
-        await console.screenshot(request.node.name)
+        await console.screenshot(name)
         await context.close()
     assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+async def console(request: pytest.FixtureRequest, browser: Browser, stack: LocalStack) -> AsyncIterator[Console]:
+    async with open_console(browser, stack, stack.main_url, request.node.name) as console:
+        yield console
 
 
 # Module scope: other test modules run their own workers on these task queues and must not share them with ours.

@@ -1,23 +1,27 @@
 """The web console in headless Chromium against the real stack: tasks created from the page and followed live
-over communication's websocket, results shown, cancel and refresh, and recovery after the socket drops."""
+over communication's websocket, results shown, cancel and refresh, recovery after the socket drops, and a token
+renewed before communication closes the socket at its expiry."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
-from playwright.async_api import Route
+from playwright.async_api import Browser, Route
 
 from deploy.local import LocalStack
-from tests.console.conftest import Console, is_task_read
-from tests.stack import Api, Launcher
+from tests.console.conftest import Console, is_task_read, open_console
+from tests.stack import USERS, Api, Launcher, MainProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
 IMAGE = "nanobanana2-image"
 VIDEO = "fangzhouVideoGeneration"
+# The console builds one form per integration main serves, with ids from the integration's name.
+IMAGE_FORM, VIDEO_FORM, ECHO_FORM = f"form-{IMAGE}", f"form-{VIDEO}", "form-echo"
 
 
 async def test_console_is_served_outside_the_api_schema(stack: LocalStack) -> None:
@@ -54,37 +58,78 @@ async def test_console_hides_forms_of_integrations_that_are_not_mounted(console:
         await route.fulfill(response=response, body=json.dumps(doc))
 
     await console.page.route("**/docs/openapi.json", without_video)
-    await console.sign_in("alice-key")
-    assert await console.page.locator("#form-video").is_hidden()
-    assert await console.page.locator("#form-image").is_visible()
-    assert await console.page.locator("#form-echo").is_visible()
+    await console.sign_in(USERS["alice"])
+    assert await console.page.locator(f"#{IMAGE_FORM}").is_visible()
+    assert await console.page.locator(f"#{VIDEO_FORM}").is_hidden()
+    assert await console.page.locator(f"#{ECHO_FORM}").is_visible()
+
+
+async def test_a_newly_served_integration_gets_its_form_with_no_console_change(
+    console: Console, stack: LocalStack, worker_env: dict[str, str], bob: Api
+) -> None:
+    # A second main that also serves the example integration, which the default blacklist keeps out and which
+    # declares no console hints: its form comes from the OpenAPI schema alone.
+    main = MainProcess(worker_env, stack.state_dir / "console-main-with-example.log", INTEGRATIONS_BLACKLIST="")
+    url = main.url
+    try:
+        await main.wait_ready()
+        page = console.page
+        await page.goto(f"{url}/console")
+        await page.get_by_label("API key").fill(USERS["bob"])
+        await page.get_by_role("button", name="Sign in").click()
+        form = page.locator("#form-example")
+        await form.wait_for()
+        assert (await form.locator("h3").inner_text()).strip() == "example"
+        assert await form.get_by_label("Message", exact=True).get_attribute("required") is not None
+        delay = form.get_by_label("Delay seconds", exact=True)
+        assert (await delay.get_attribute("type"), await delay.get_attribute("max")) == ("number", "3600")
+        assert await form.get_by_label("Fail attempts", exact=True).get_attribute("step") == "1"
+        for known in (IMAGE_FORM, VIDEO_FORM, ECHO_FORM):
+            assert await page.locator(f"#{known}").is_visible(), known
+
+        await form.get_by_label("Message", exact=True).fill("from a form nobody wrote")
+        async with page.expect_response(lambda r: r.url.endswith("/api/integrations/example/tasks")) as created:
+            await form.get_by_role("button", name="Create task").click()
+        response = await created.value
+        assert response.status == 202, await response.text()
+        # Empty fields stay out of the body, so main applies the defaults.
+        assert response.request.post_data_json == {"message": "from a form nobody wrote"}
+        task_id = (await response.json())["id"]
+        card = console.card(task_id)
+        await card.wait_for()
+        assert await card.get_by_role("button", name="Cancel").count() == 1
+        # Per-task actions come from the pattern: the example is no submit-poll integration, so no refresh.
+        assert await card.get_by_role("button", name="Refresh").count() == 0
+        assert (await bob.http.post(f"/api/tasks/{task_id}/cancel")).status_code == 202
+    finally:
+        main.kill()
 
 
 async def test_console_follows_tasks_live(
     console: Console, echo_worker: Launcher, provider_workers: Launcher, alice: Api
 ) -> None:
     page, timeline = console.page, console.timeline
-    await console.sign_in("alice-key")
-    for form in ("#form-image", "#form-video", "#form-echo"):
-        assert await page.locator(form).is_visible(), form
-    # Allowed values come from main's OpenAPI schema (the schema's enum replaces the page's own list).
-    ratios = await page.locator("#video-ratio option").evaluate_all("options => options.map(o => o.value)")
+    await console.sign_in(USERS["alice"])
+    for form in (IMAGE_FORM, VIDEO_FORM, ECHO_FORM):
+        assert await page.locator(f"#{form}").is_visible(), form
+    # Allowed values come from main's OpenAPI schema.
+    ratios = await page.locator(f"#{VIDEO}-ratio option").evaluate_all("options => options.map(o => o.value)")
     assert ratios == ["", "16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"]
-    assert await page.locator("#video-duration").get_attribute("max") == "12"
+    assert await page.locator(f"#{VIDEO}-duration").get_attribute("max") == "12"
     start = timeline.mark()
 
     # [sim:slow=N] makes the simulator take that long, so each task is visibly running for a while.
     image = await console.submit(
-        "form-image",
+        IMAGE_FORM,
         {"Prompt": "a lighthouse at dusk [sim:slow=3]", "Aspect ratio": "16:9", "Size": "1K"},
     )
     video = await console.submit(
-        "form-video",
+        VIDEO_FORM,
         {"Prompt": "waves rolling onto a beach [sim:slow=8]", "Ratio": "16:9", "Duration (s)": "3"},
     )
-    blocked = await console.submit("form-image", {"Prompt": "something forbidden [sim:blocked]", "Size": "512"})
-    doomed = await console.submit("form-echo", {"Message": "cancel me", "Delay (s)": "600"})
-    echo = await console.submit("form-echo", {"Message": "hello console", "Delay (s)": "2"})
+    blocked = await console.submit(IMAGE_FORM, {"Prompt": "something forbidden [sim:blocked]", "Size": "512"})
+    doomed = await console.submit(ECHO_FORM, {"Message": "cancel me", "Delay (s)": "600"})
+    echo = await console.submit(ECHO_FORM, {"Message": "hello console", "Delay (s)": "2"})
 
     # The video is refreshed while running: the page asks main, which asks the workflow to query Ark now.
     await console.wait_shown(video, "running")
@@ -156,8 +201,8 @@ async def test_console_follows_tasks_live(
 
 async def test_console_recovers_after_the_socket_drops(console: Console, echo_worker: Launcher, alice: Api) -> None:
     page, timeline = console.page, console.timeline
-    await console.sign_in("alice-key")
-    task = await console.submit("form-echo", {"Message": "cancelled while the page is offline", "Delay (s)": "600"})
+    await console.sign_in(USERS["alice"])
+    task = await console.submit(ECHO_FORM, {"Message": "cancelled while the page is offline", "Delay (s)": "600"})
     await console.wait_status(task, "running")
 
     # Hold the page's next token request, so it stays disconnected while things change.
@@ -201,3 +246,35 @@ async def test_console_recovers_after_the_socket_drops(console: Console, echo_wo
     resynced_at = timeline.entries.index(("request", *resync), dropped)
     assert timeline.index_of(task, "cancelled") > resynced_at
     assert timeline.index_of(elsewhere, "succeeded") > resynced_at
+
+
+TOKEN_TTL = 20
+
+
+async def test_console_renews_its_token_before_communication_closes_the_socket(
+    browser: Browser, stack: LocalStack, worker_env: dict[str, str], echo_worker: Launcher, alice: Api
+) -> None:
+    # A main beside the stack's whose websocket tokens live 20 s; the console renews 15 s before expiry.
+    main = MainProcess(worker_env, stack.state_dir / "main-short-tokens.log", REALTIME_TOKEN_TTL_SECONDS=str(TOKEN_TTL))
+    try:
+        await main.wait_ready()
+        async with open_console(browser, stack, main.url, "token-renewal") as console:
+            page, timeline = console.page, console.timeline
+            await console.sign_in(USERS["alice"])
+            first = await page.evaluate("window.__console.socket.url")
+            signed_in = time.monotonic()
+
+            async def renewed_past_expiry() -> bool:
+                tokens = timeline.requests().count(("POST", "/api/realtime/token"))
+                return tokens >= 3 and time.monotonic() > signed_in + TOKEN_TTL + 2
+
+            await wait_for(renewed_past_expiry, 3 * TOKEN_TTL, "two renewals and the first token's expiry")
+            assert await page.evaluate("window.__console.socket.url") != first
+            # Live all along: never reconnecting, and no task list re-read for a renewal.
+            assert set(await page.evaluate("window.__console.connectionLog")) == {"connecting", "connected"}
+            assert [r for r in timeline.requests() if is_task_read(*r)] == [("GET", "/api/tasks?limit=50")]
+            # Events still come over the renewed socket.
+            task = (await alice.create("echo", {"message": "after a renewal"})).json()["id"]
+            await console.wait_status(task, "succeeded")
+    finally:
+        main.kill()

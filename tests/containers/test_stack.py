@@ -1,6 +1,6 @@
 """The compose stack as `docker compose up` runs it: every service healthy, only the user-facing ports published
 (on this run's host ports), init everywhere, data on named volumes, and URLs handed to clients that work from the
-host. Also: once `deploy-tool images` has run, the deploy tool finds the local images by itself."""
+host. Also: once `./dev images` has run, the deploy tool finds the local images by itself."""
 
 from __future__ import annotations
 
@@ -60,19 +60,25 @@ def test_init_everywhere_and_state_on_named_volumes(compose_stack: ComposeStack)
     inspected = json.loads(
         subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True, timeout=60).stdout
     )
-    volumes: dict[str, str] = {}
+    data: dict[str, set[str]] = {}
+    secrets: dict[str, set[str]] = {}
+    project = compose_stack.project
     for container in inspected:
         service = container["Config"]["Labels"]["com.docker.compose.service"]
         assert container["HostConfig"]["Init"] is True, service
         for mount in container["Mounts"]:
-            if mount["Type"] == "volume" and service != "create-bucket":
-                volumes[service] = mount["Name"]
-    project = compose_stack.project
-    assert volumes == {
-        "temporal": f"{project}_temporal-data",
-        "minio": f"{project}_minio-data",
-        "main": f"{project}_task-store",
+            if mount["Type"] == "volume":
+                name = mount["Name"].removeprefix(f"{project}_")
+                (secrets if name.startswith("secrets") else data).setdefault(service, set()).add(name)
+                # A service reads its secrets; only the secrets service writes them.
+                if name.startswith("secrets-") and service != "secrets":
+                    assert (mount["Destination"], mount["RW"]) == ("/run/secrets", False), (service, mount)
+    assert data == {"temporal": {"temporal-data"}, "minio": {"minio-data"}, "main": {"task-store"}}
+    readers = {name for name in compose_stack.services() if name not in ("secrets", "temporal", "simulator")}
+    assert {service: names for service, names in secrets.items() if service != "secrets"} == {
+        name: {f"secrets-{name}"} for name in readers
     }
+    assert secrets["secrets"] == {"secrets", *(f"secrets-{name}" for name in readers)}
 
 
 async def test_urls_handed_to_clients_work_from_the_host(compose_stack: ComposeStack, alice: Api) -> None:

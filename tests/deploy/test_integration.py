@@ -3,9 +3,12 @@ state dir, a workflow run against that Temporal, an object written and read back
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import re
 import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +27,12 @@ from .conftest import deploy_tool
 from .throwaway_workflow import Greeting, GreetingWorkflow, compose_greeting
 
 pytestmark = pytest.mark.integration
+
+
+def probe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.probe", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def _records(state_dir: Path) -> list[PidRecord]:
@@ -52,7 +61,7 @@ async def test_local_middleware_runs_a_workflow_and_stores_objects(tmp_path: Pat
         progress = out.getvalue()
         assert f"waiting for temporal ({stack.ports.temporal})... ready in" in progress
         assert f"waiting for minio ({stack.ports.s3})... ready in" in progress
-        assert stack.secrets.internal_token not in progress
+        assert stack.secrets.report_token not in progress
 
         statuses = stack.status()
         assert [(s.name, s.state, s.healthy) for s in statuses] == [
@@ -71,7 +80,15 @@ async def test_local_middleware_runs_a_workflow_and_stores_objects(tmp_path: Pat
                 task_queue=queue,
                 execution_timeout=timedelta(seconds=60),
             )
+            # The container healthcheck of a worker: Temporal's address from the environment, as the worker's.
+            probe_env = {**os.environ, "TEMPORAL_ADDRESS": stack.temporal_address}
+            served = await asyncio.to_thread(probe, probe_env, "task-queue", queue)
+            unserved = await asyncio.to_thread(probe, probe_env, "task-queue", f"{queue}-nobody")
         assert result == "hello deploy hello deploy"
+        assert served.returncode == 0, served.stdout + served.stderr
+        assert f"poller(s) on task queue {queue}" in served.stdout
+        assert unserved.returncode == 1
+        assert f"no poller on task queue {queue}-nobody" in unserved.stderr
 
         s3 = Minio(
             stack.s3_endpoint,
@@ -110,8 +127,9 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stdout + up.stderr
         assert "waiting for temporal (" in up.stdout and "dev API key (user dev): dev-" in up.stdout
         secrets = (state_dir / "secrets.env").read_text()
-        internal_token = next(line for line in secrets.splitlines() if line.startswith("INTERNAL_TOKEN="))
-        assert internal_token.split("=", 1)[1] not in up.stdout + up.stderr
+        for name in ("REPORT_TOKEN", "PUBLISH_TOKEN", "REALTIME_SECRET", "S3_SECRET_KEY"):
+            line = next(line for line in secrets.splitlines() if line.startswith(f"{name}="))
+            assert line.split("=", 1)[1] not in up.stdout + up.stderr, name
         records = _records(state_dir)
 
         # The pids survive the CLI that started them; status reads the recorded ports and components.

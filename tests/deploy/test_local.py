@@ -21,6 +21,7 @@ from deploy.ports import WEED_GRPC_OFFSET, Ports, parse_port_overrides, port_is_
 from deploy.process import PidRecord, StateLock, is_running, start_ticks
 from deploy.services import local_environment
 from deploy.spec import LocalContext
+from services.shared.settings import Env
 
 from .conftest import deploy_tool
 
@@ -48,8 +49,61 @@ def test_secrets_are_created_private_and_reused(tmp_path: Path) -> None:
     path = tmp_path / credentials.FILE_NAME
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert credentials.load_or_create(tmp_path) == first
-    assert first.internal_token not in repr(first)
-    assert first.api_keys == f"{first.dev_api_key}:dev"
+    assert first.report_token not in repr(first) and first.publish_token not in repr(first)
+    assert first.report_token != first.publish_token
+    assert first["API_KEYS"] == f"{first.dev_api_key}:dev"
+    # Every generated secret is accepted outside development mode (S3's access key names an account).
+    for name, value in first.values.items():
+        if name != "S3_ACCESS_KEY":
+            Env({}).check_secret(name, value)
+
+
+def test_a_store_that_lacks_a_secret_gets_it_and_keeps_the_others(tmp_path: Path) -> None:
+    (tmp_path / credentials.FILE_NAME).write_text("REALTIME_SECRET=kept-realtime-secret-0123456789abcdef\n")
+    secrets = credentials.load_or_create(tmp_path)
+    assert secrets.realtime_secret == "kept-realtime-secret-0123456789abcdef"
+    assert set(credentials.GENERATORS) <= set(secrets.values)
+    assert credentials.load_or_create(tmp_path) == secrets
+
+
+def test_rotation_keeps_the_previous_token_until_it_is_retired(tmp_path: Path) -> None:
+    before = credentials.load_or_create(tmp_path)
+    credentials.rotate(tmp_path, "REPORT_TOKEN")
+    rotated = credentials.load_or_create(tmp_path)
+    assert rotated.get("REPORT_TOKEN_PREVIOUS") == before.report_token != rotated.report_token
+    assert rotated.publish_token == before.publish_token
+    assert credentials.retire(tmp_path, "REPORT_TOKEN") is True
+    assert credentials.load_or_create(tmp_path).get("REPORT_TOKEN_PREVIOUS") is None
+    assert credentials.retire(tmp_path, "REPORT_TOKEN") is False
+    with pytest.raises(DeployError, match="S3_SECRET_KEY cannot be rotated"):
+        credentials.rotate(tmp_path, "S3_SECRET_KEY")
+
+
+def test_init_writes_each_service_only_its_own_secrets(tmp_path: Path) -> None:
+    store, main, worker = tmp_path / "store", tmp_path / "main", tmp_path / "worker"
+    worker.mkdir()
+    (worker / "stale").write_text("a secret this service no longer reads")
+    uid = os.getuid()
+    argv = [
+        "--store",
+        str(store),
+        "init",
+        "--service",
+        str(main),
+        str(uid),
+        "API_KEYS,REPORT_TOKEN,REPORT_TOKEN_PREVIOUS",
+    ]
+    argv += ["--service", str(worker), str(uid), "REPORT_TOKEN"]
+    assert credentials.main([*argv]) == 0
+    secrets = credentials.load_or_create(store)
+    assert sorted(p.name for p in main.iterdir()) == ["api_keys", "report_token"]  # no rotation under way
+    assert (main / "api_keys").read_text() == f"{secrets.dev_api_key}:dev"
+    assert [p.name for p in worker.iterdir()] == ["report_token"]
+    assert (worker / "report_token").read_text() == secrets.report_token
+    assert stat.S_IMODE((worker / "report_token").stat().st_mode) == 0o400
+    credentials.rotate(store, "REPORT_TOKEN")
+    assert credentials.main([*argv]) == 0
+    assert (main / "report_token_previous").read_text() == secrets.report_token
 
 
 def _ctx(tmp_path: Path, environ: dict[str, str]) -> LocalContext:
@@ -66,12 +120,15 @@ def test_service_environment_contract(tmp_path: Path) -> None:
     assert env["S3_ENDPOINT"] == env["S3_PUBLIC_ENDPOINT"] == "127.0.0.1:9000"
     assert (env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"]) == (secrets.s3_access_key, secrets.s3_secret_key)
     assert env["S3_BUCKET"] == "task-results" and env["S3_SECURE"] == "false"
-    assert env["MAIN_URL"] == "http://127.0.0.1:8000"
-    assert env["COMMUNICATION_URL"] == "http://127.0.0.1:8001"
-    assert env["SIMULATOR_URL"] == "http://127.0.0.1:8002"
+    assert env["MAIN_INTERNAL_URL"] == "http://127.0.0.1:8010"
+    assert env["COMMUNICATION_INTERNAL_URL"] == "http://127.0.0.1:8011"
+    assert env["MAIN_PUBLIC_URL"] == "http://127.0.0.1:8000"
+    assert env["REALTIME_PUBLIC_URL"] == "ws://127.0.0.1:8001/ws"
     assert (env["MAIN_PORT"], env["COMMUNICATION_PORT"], env["SIMULATOR_PORT"]) == ("8000", "8001", "8002")
-    assert env["INTERNAL_TOKEN"] == secrets.internal_token
+    assert (env["MAIN_INTERNAL_PORT"], env["COMMUNICATION_INTERNAL_PORT"]) == ("8010", "8011")
+    assert (env["REPORT_TOKEN"], env["PUBLISH_TOKEN"]) == (secrets.report_token, secrets.publish_token)
     assert env["REALTIME_SECRET"] == secrets.realtime_secret
+    assert env["DEVELOPMENT_MODE"] == "true"
     assert env["API_KEYS"] == f"{secrets.dev_api_key}:dev"
     assert env["DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path / 'main.db'}"
     # No provider keys: both integrations talk to the simulator.
@@ -97,8 +154,25 @@ def test_api_keys_from_the_caller_are_served_next_to_the_dev_key(tmp_path: Path)
     ctx = _ctx(tmp_path, {"API_KEYS": "alice-key:alice,bob-key:bob"})
     env = local_environment(ctx, [])
     assert env["API_KEYS"] == f"{ctx.secrets.dev_api_key}:dev,alice-key:alice,bob-key:bob"
+    # In docker mode the stack's `secrets` service does the same with API_KEYS from the environment.
     docker_env = DockerStack(tmp_path, environ={"API_KEYS": "alice-key:alice"}).compose_env()
-    assert docker_env["API_KEYS"] == f"{credentials.load_or_create(tmp_path).dev_api_key}:dev,alice-key:alice"
+    assert docker_env["API_KEYS"] == "alice-key:alice"
+    assert not (tmp_path / credentials.FILE_NAME).exists(), "docker mode keeps its secrets in a volume"
+
+
+def test_each_local_process_gets_its_own_contract(tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path, Ports(), middleware=["temporal", "minio"], environ={})
+    specs = {s.name: s for s in stack.specs()}
+    secrets = stack.secrets
+    assert "S3_SECRET_KEY" not in specs["communication"].env and "REPORT_TOKEN" not in specs["communication"].env
+    assert specs["communication"].env["PUBLISH_TOKEN"] == secrets.publish_token
+    assert "S3_SECRET_KEY" not in specs["simulator"].env and "PUBLISH_TOKEN" not in specs["simulator"].env
+    assert specs["worker-echo"].env["REPORT_TOKEN"] == secrets.report_token
+    assert "PUBLISH_TOKEN" not in specs["worker-echo"].env and "API_KEYS" not in specs["worker-echo"].env
+    assert "GEMINI_BASE_URL" not in specs["worker-echo"].env
+    assert specs["worker-nanobanana2-image"].env["GEMINI_BASE_URL"] == stack.simulator_url
+    assert "ARK_BASE_URL" not in specs["worker-nanobanana2-image"].env
+    assert specs["main"].ports == (8000, 8010) and specs["communication"].ports == (8001, 8011)
 
 
 def test_component_selection(tmp_path: Path) -> None:

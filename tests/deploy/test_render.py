@@ -13,6 +13,7 @@ from deploy import compose, config, paths
 from deploy.cli import main
 from services.shared.discovery import discover, parse_blacklist
 from services.shared.manifest import slug
+from services.shared.settings import DEVELOPMENT_SECRETS
 
 
 def _load(text: str) -> dict[str, Any]:
@@ -38,21 +39,28 @@ def test_rendered_services(config_copy: Path) -> None:
     services = document["services"]
     integrations = discover(blacklist=parse_blacklist(os.environ.get("INTEGRATIONS_BLACKLIST"))).integrations
     workers = {f"worker-{slug(i.name)}": i for i in integrations}
-    expected = ["temporal", "minio", "create-bucket", "simulator", "communication", "main", *sorted(workers)]
+    expected = ["secrets", "temporal", "minio", "create-bucket", "communication", "main", *sorted(workers)]
     assert list(services) == expected
     assert document["name"] == "async-task-platform"
-    assert set(document["volumes"]) == {"temporal-data", "minio-data", "task-store"}
+    readers = {"minio", "create-bucket", "communication", "main", *workers}
+    assert set(document["volumes"]) == {
+        "temporal-data",
+        "minio-data",
+        "task-store",
+        "secrets",
+        *(f"secrets-{name}" for name in readers),
+    }
 
     for name, service in services.items():
         assert service["init"] is True, name
         assert ":latest" not in service["image"] and "}" in service["image"], name
-        if name != "create-bucket":
+        if name not in ("create-bucket", "secrets"):
             assert "healthcheck" in service, name
     # Only user-facing ports are published.
     published = {name for name, service in services.items() if "ports" in service}
     assert published == {"temporal", "minio", "main", "communication"}
     assert services["main"]["build"] == {"context": ".", "dockerfile": "docker/app.Dockerfile"}
-    assert services["main"]["volumes"] == ["task-store:/data"]
+    assert services["main"]["volumes"] == ["task-store:/data", "secrets-main:/run/secrets:ro"]
     assert services["main"]["depends_on"]["temporal"] == {"condition": "service_healthy"}
     assert services["main"]["depends_on"]["create-bucket"] == {"condition": "service_completed_successfully"}
     for worker, integration in workers.items():
@@ -62,8 +70,61 @@ def test_rendered_services(config_copy: Path) -> None:
     assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
     assert env["S3_ENDPOINT"] == "minio:9000"
     assert env["S3_BUCKET"] == "task-results"
-    assert env["INTERNAL_TOKEN"] == "${INTERNAL_TOKEN:-dev-internal-token}"
     assert env["DATABASE_URL"] == "sqlite+aiosqlite:////data/main.db"
+    assert env["REPORT_TOKEN_FILE"] == "/run/secrets/report_token"
+
+
+def test_no_secret_is_written_into_the_compose_file(config_copy: Path) -> None:
+    text = compose.render(config_copy)
+    for value in DEVELOPMENT_SECRETS:
+        assert value not in text
+    for name, service in _load(text)["services"].items():
+        for variable, value in service.get("environment", {}).items():
+            if name == "secrets":
+                # The operator's extra API keys, if any; and where the store is.
+                assert set(service["environment"]) == {"API_KEYS", "SECRETS_STORE"}
+            elif any(word in variable for word in ("TOKEN", "SECRET", "PASSWORD", "API_KEY", "ACCESS_KEY")):
+                # A provider key comes from the operator's environment; everything else is a generated file.
+                assert variable.endswith("_FILE") or value == f"${{{variable}:-}}", (name, variable)
+                assert not variable.endswith("_FILE") or value.startswith("/run/secrets/"), (name, variable)
+
+
+def test_each_service_reads_only_its_contract(config_copy: Path) -> None:
+    services = _load(compose.render(config_copy))["services"]
+    files = {name: {v for v in s.get("environment", {}) if v.endswith("_FILE")} for name, s in services.items()}
+    assert files["communication"] == {"REALTIME_SECRET_FILE", "PUBLISH_TOKEN_FILE", "PUBLISH_TOKEN_PREVIOUS_FILE"}
+    assert files["worker-echo"] == {"REPORT_TOKEN_FILE", "S3_ACCESS_KEY_FILE", "S3_SECRET_KEY_FILE"}
+    assert files["main"] >= {"API_KEYS_FILE", "REPORT_TOKEN_FILE", "PUBLISH_TOKEN_FILE", "S3_SECRET_KEY_FILE"}
+    assert "GEMINI_API_KEY" in services["worker-nanobanana2-image"]["environment"]
+    for name in ("worker-echo", "worker-fangzhou-video-generation", "main", "communication"):
+        assert "GEMINI_API_KEY" not in services[name]["environment"], name
+    assert "ARK_API_KEY" not in services["worker-nanobanana2-image"]["environment"]
+    # Each reader mounts only its own secrets volume, read-only; the secrets service writes them all.
+    for name, service in services.items():
+        mounts = [v for v in service.get("volumes", []) if v.startswith("secrets")]
+        if name == "secrets":
+            readers = {f"secrets-{n}" for n in services if n not in ("secrets", "temporal")}
+            assert {m.split(":")[0] for m in mounts} == {"secrets", *readers}
+        elif files[name]:
+            assert mounts == [f"secrets-{name}:/run/secrets:ro"], name
+            assert services[name]["depends_on"].get("secrets") or name == "create-bucket", name
+    # Internal listeners are never published.
+    assert services["main"]["ports"] == ["${PUBLISH_IP:-127.0.0.1}:${MAIN_HOST_PORT:-8000}:8000"]
+    assert services["communication"]["ports"] == ["${PUBLISH_IP:-127.0.0.1}:${COMMUNICATION_HOST_PORT:-8001}:8001"]
+
+
+def test_the_simulator_is_only_in_the_development_override(config_copy: Path) -> None:
+    assert "simulator" not in _load(compose.render(config_copy))["services"]
+    override = _load(compose.render_dev())["services"]
+    assert override["simulator"]["environment"] == {
+        "DEVELOPMENT_MODE": "true",
+        "SIMULATOR_HOST": "0.0.0.0",
+        "SIMULATOR_PORT": "8002",
+    }
+    assert override["worker-nanobanana2-image"]["environment"] == {
+        "GEMINI_BASE_URL": "${GEMINI_BASE_URL-http://simulator:8002}"
+    }
+    assert "worker-echo" not in override
 
 
 def test_render_without_a_middleware_drops_its_services(config_copy: Path) -> None:
@@ -71,8 +132,10 @@ def test_render_without_a_middleware_drops_its_services(config_copy: Path) -> No
     services = _load(compose.render(config_copy))["services"]
     assert "minio" not in services and "create-bucket" not in services
     assert "create-bucket" not in services["main"]["depends_on"]
-    # Our services then take the storage address from the host environment.
+    # Our services then take the storage address, and its credentials, from the host environment.
     assert services["main"]["environment"]["S3_ENDPOINT"] == "${S3_ENDPOINT}"
+    assert services["main"]["environment"]["S3_SECRET_KEY"] == "${S3_SECRET_KEY}"
+    assert "S3_SECRET_KEY_FILE" not in services["main"]["environment"]
 
 
 def test_render_check_reports_stale_and_current(
@@ -83,7 +146,8 @@ def test_render_check_reports_stale_and_current(
     assert "does not exist" in capsys.readouterr().out
 
     assert main(["render", "--config", str(config_copy), "--compose-file", str(target)]) == 0
-    assert "wrote compose.yaml" in capsys.readouterr().out
+    assert "wrote compose.yaml and compose.dev.yaml" in capsys.readouterr().out
+    assert (tmp_path / "compose.dev.yaml").is_file()
     assert main(["render", "--config", str(config_copy), "--compose-file", str(target), "--check"]) == 0
     assert "compose.yaml is current" in capsys.readouterr().out
 
@@ -131,8 +195,11 @@ def test_compose_accepts_the_rendered_file(tmp_path: Path, config_copy: Path) ->
         pytest.skip("no docker compose v2 on this machine")
     target = tmp_path / "compose.yaml"
     target.write_text(compose.render(config_copy))
+    override = tmp_path / "compose.dev.yaml"
+    override.write_text(compose.render_dev())
+    files = ["-f", str(target), "-f", str(override)]
     done = subprocess.run(
-        [*argv, "--project-directory", str(paths.REPO_ROOT), "-f", str(target), "config", "--quiet"],
+        [*argv, "--project-directory", str(paths.REPO_ROOT), *files, "config", "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,

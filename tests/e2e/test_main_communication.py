@@ -15,7 +15,7 @@ from deploy.local import LocalStack
 from services.shared import realtime_token
 from services.shared.storage import ObjectStore
 from services.shared.tasks import workflow_id_for
-from tests.stack import Api, Launcher
+from tests.stack import USERS, Api, Launcher
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +65,7 @@ async def test_duplicate_late_and_concurrent_reports_apply_once(
     stack: LocalStack, echo_worker: Launcher, alice: Api, temporal: Client
 ) -> None:
     internal = httpx.AsyncClient(
-        base_url=stack.main_url, headers={"Authorization": f"Bearer {stack.secrets.internal_token}"}
+        base_url=stack.main_internal_url, headers={"Authorization": f"Bearer {stack.secrets.report_token}"}
     )
     events = await alice.socket()
     # A long task stays running, so the reports below race on a live task.
@@ -96,10 +96,10 @@ async def test_duplicate_late_and_concurrent_reports_apply_once(
 async def test_lost_reports_are_recovered_at_query_time(
     stack: LocalStack, echo_worker: Launcher, worker_env: dict[str, str], alice: Api
 ) -> None:
-    # This worker's reports are all rejected by main (wrong internal token): only query-time sync can
+    # This worker's reports are all rejected by main (wrong report token): only query-time sync can
     # bring the task to its final state.
     echo_worker.kill()
-    muted = Launcher({**worker_env, "INTERNAL_TOKEN": "wrong"}, ["echo"], stack.state_dir / "muted-worker.log")
+    muted = Launcher({**worker_env, "REPORT_TOKEN": "wrong"}, ["echo"], stack.state_dir / "muted-worker.log")
     try:
         await muted.wait_serving()
         created = (await alice.create("echo", {"message": "unreported"})).json()
@@ -114,13 +114,13 @@ async def test_lost_reports_are_recovered_at_query_time(
 
 
 async def test_internal_endpoints_require_the_internal_token(stack: LocalStack, alice: Api) -> None:
-    async with httpx.AsyncClient(base_url=stack.main_url) as anonymous:
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {'alice-key'}"}):
+    async with httpx.AsyncClient(base_url=stack.main_internal_url) as anonymous:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {USERS['alice']}"}):
             response = await anonymous.post("/internal/tasks/any/report", json={"status": "running"}, headers=headers)
             assert response.status_code == 401
             assert response.json()["code"] == "unauthorized"
             assert response.json()["retryable"] is False
-    async with httpx.AsyncClient(base_url=stack.communication_url) as anonymous:
+    async with httpx.AsyncClient(base_url=stack.communication_internal_url) as anonymous:
         response = await anonymous.post("/internal/publish", json={"channel": "user:alice", "event": {}})
         assert response.status_code == 401
 

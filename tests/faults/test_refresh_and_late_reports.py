@@ -56,7 +56,8 @@ async def test_refresh_races_the_poller_and_late_reports_change_nothing(
     await scenario.wait_all(tasks, set(TERMINAL_STATUSES), 120)
 
     internal = httpx.AsyncClient(
-        base_url=fault_stack.main_url, headers={"Authorization": f"Bearer {fault_stack.secrets.internal_token}"}
+        base_url=fault_stack.main_internal_url,
+        headers={"Authorization": f"Bearer {fault_stack.secrets.report_token}"},
     )
     try:
         for task in tasks:

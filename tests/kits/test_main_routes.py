@@ -23,9 +23,11 @@ from services.main.app import create_app
 from services.main.settings import MainSettings
 from services.shared.discovery import Discovery, Integration
 from services.shared.manifest import Manifest
+from services.shared.settings import StorageSettings
+from services.shared.storage import ObjectStore
 from services.shared.submit_poll import CALLBACK_SIGNAL, PollPolicy
 from services.shared.tasks import workflow_id_for
-from tests.fakes import Reports
+from tests.fakes import MemoryStore, Reports
 from tests.stack import serve, signals_heard, wait_for
 
 from . import poll_app
@@ -63,19 +65,35 @@ class Stack:
         return await signals_heard(self.temporal, workflow_id_for(task_id), CALLBACK_SIGNAL)
 
 
+class MainObjects(ObjectStore):
+    """main's object store in these tests: it signs download URLs as the real one does (offline), and finds the
+    objects where the test's activities put them (main checks that a result's objects exist)."""
+
+    def __init__(self, settings: StorageSettings, memory: MemoryStore) -> None:
+        super().__init__(settings)
+        self._memory = memory
+
+    async def exists(self, key: str) -> bool:
+        return key in self._memory.objects
+
+
 @pytest.fixture
-async def stack(env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
     queue = str(uuid.uuid4())
     settings = MainSettings.from_env(
         {
             "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-            "INTERNAL_TOKEN": "internal-token",
+            "DEVELOPMENT_MODE": "true",
+            "S3_ACCESS_KEY": "access",
+            "S3_SECRET_KEY": "secret",
+            "REPORT_TOKEN": "report-token",
+            "PUBLISH_TOKEN": "publish-token",
             "API_KEYS": "alice-key:alice,bob-key:bob",
             "REALTIME_SECRET": "realtime-secret",
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/main.db",
             "MAIN_PUBLIC_URL": "http://main.test",
             # Nothing listens there: main's events go nowhere, which these tests do not look at.
-            "COMMUNICATION_URL": "http://127.0.0.1:9",
+            "COMMUNICATION_INTERNAL_URL": "http://127.0.0.1:9",
         }
     )
     manifest = Manifest(name=NAME, task_queue=queue, description="the kit's submit-poll test integration")
@@ -96,6 +114,7 @@ async def stack(env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack
         ],
         workflow_runner=WORKFLOW_RUNNER,
     )
+    monkeypatch.setattr("services.main.app.ObjectStore", lambda storage: MainObjects(storage, reports.store))
     app = create_app(settings, Discovery([integration]))
     async with worker, serve(app) as url, httpx.AsyncClient(base_url=url) as main:
         yield Stack(main, env.client, provider)

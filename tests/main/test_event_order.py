@@ -51,7 +51,17 @@ async def test_a_report_that_overtakes_the_create_is_published_after_the_queued_
     store = TaskStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'main.db'}")
     await store.create_schema()
     try:
-        settings = MainSettings.from_env({"INTERNAL_TOKEN": "t", "API_KEYS": "k:alice", "REALTIME_SECRET": "r"})
+        settings = MainSettings.from_env(
+            {
+                "DEVELOPMENT_MODE": "true",
+                "S3_ACCESS_KEY": "access",
+                "S3_SECRET_KEY": "secret",
+                "REPORT_TOKEN": "t",
+                "PUBLISH_TOKEN": "p",
+                "API_KEYS": "k:alice",
+                "REALTIME_SECRET": "r",
+            }
+        )
         temporal = SlowAnswer(env.client)
         published = Published()
         service = TaskService(settings, store, temporal, published, ObjectStore(settings.platform.storage))  # type: ignore[arg-type]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ from temporalio.client import Client
 
 from deploy.local import LocalStack
 from services.shared.tasks import workflow_id_for
-from tests.stack import USERS, Api, Launcher, free_port, wait_for
+from tests.stack import USERS, Api, MainProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,43 +21,19 @@ TASKS = 4
 REPORTS_PER_TASK = 60
 
 
-@dataclass
-class MainProcesses:
-    """``python -m services.main`` with MAIN_WORKERS=2, and its base URL."""
-
-    process: Launcher
-    url: str
-
-    async def wait_ready(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
-
-            async def ready() -> bool:
-                if self.process.proc.poll() is not None:
-                    raise AssertionError(f"main exited with {self.process.proc.returncode}:\n{self.process.output()}")
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(ready, 60, "main with MAIN_WORKERS=2 to be ready")
-
-
 @pytest.fixture
-async def two_workers(stack: LocalStack, worker_env: dict[str, str]) -> AsyncIterator[MainProcesses]:
+async def two_workers(stack: LocalStack, worker_env: dict[str, str]) -> AsyncIterator[MainProcess]:
     # The stack's environment: the same DATABASE_URL, so this main and the stack's main share one store.
-    port = free_port()
-    env = {**worker_env, "MAIN_PORT": str(port), "MAIN_WORKERS": "2"}
-    process = Launcher(env, [], stack.state_dir / "main-two-workers.log", module="services.main")
-    main = MainProcesses(process, f"http://127.0.0.1:{port}")
+    main = MainProcess(worker_env, stack.state_dir / "main-two-workers.log", MAIN_WORKERS="2")
     try:
         await main.wait_ready()
         yield main
     finally:
-        process.kill()
+        main.kill()
 
 
 async def test_reports_spread_over_processes_apply_once_with_one_versioned_event_each(
-    stack: LocalStack, two_workers: MainProcesses, alice: Api, temporal: Client
+    stack: LocalStack, two_workers: MainProcess, alice: Api, temporal: Client
 ) -> None:
     async def both_started() -> bool:
         return two_workers.process.output().count("Application startup complete") == 2
@@ -66,7 +41,7 @@ async def test_reports_spread_over_processes_apply_once_with_one_versioned_event
     await wait_for(both_started, 60, "both main processes to start")
     events = await alice.socket()
     users = {"Authorization": f"Bearer {USERS['alice']}"}
-    internal = {"Authorization": f"Bearer {stack.secrets.internal_token}"}
+    internal = {"Authorization": f"Bearer {stack.secrets.report_token}"}
     limits = httpx.Limits(max_connections=16)
     async with (
         httpx.AsyncClient(base_url=two_workers.url, headers=users, timeout=30) as api,
@@ -84,7 +59,7 @@ async def test_reports_spread_over_processes_apply_once_with_one_versioned_event
 
         async def send(n: int, task_id: str, value: float) -> dict[str, Any]:
             # Every third report goes to the stack's own main: three processes race on one SQLite file.
-            base = stack.main_url if n % 3 == 0 else two_workers.url
+            base = stack.main_internal_url if n % 3 == 0 else two_workers.internal_url
             response = await reports.post(
                 f"{base}/internal/tasks/{task_id}/report", json={"status": "running", "progress": value}
             )

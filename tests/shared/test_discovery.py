@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.shared.discovery import (
@@ -15,6 +17,8 @@ from services.shared.discovery import (
     discover,
     parse_blacklist,
 )
+from tests.broken_examples import BROKEN_EXAMPLES, add_broken_examples, copy_with_broken_examples
+from tests.stack import Launcher, free_port
 
 
 def make_integration(root: Path, folder: str, name: str | None = None, queue: str | None = None) -> Path:
@@ -69,6 +73,76 @@ def test_blacklist_matches_folder_or_manifest_name(root: Path) -> None:
     assert {i.name for i in everything.integrations} == {"alpha-image", "beta", "example-two"}
 
 
+def test_blacklist_matches_without_regard_to_case(root: Path) -> None:
+    make_integration(root, "alpha", name="AlphaImage")
+    make_integration(root, "Beta_two", name="beta-two")
+    found = discover(root, blacklist=("alphaimage", "BETA_*"))
+    assert found.integrations == []
+    assert {(e.folder, e.name) for e in found.excluded} == {("alpha", "AlphaImage"), ("Beta_two", "beta-two")}
+
+
+def test_blacklisted_folders_are_excluded_before_they_are_validated(root: Path) -> None:
+    make_integration(root, "good")
+    add_broken_examples(root)
+    found = discover(root)
+    assert [i.name for i in found.integrations] == ["good"]
+    assert sorted((e.folder, e.name) for e in found.excluded) == [
+        ("Example-Copy", None),
+        ("example_draft", None),
+        ("sketch", "exampleSketch"),
+    ]
+    assert all("blacklisted by pattern 'example*'" in e.reason for e in found.excluded)
+    # Served, the same folders are problems, each reported.
+    with pytest.raises(DiscoveryError) as raised:
+        discover(root, blacklist=())
+    assert len(raised.value.problems) == len(BROKEN_EXAMPLES)
+
+
+@pytest.fixture(scope="module")
+def broken_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_with_broken_examples(tmp_path_factory.mktemp("broken-examples"))
+
+
+async def test_broken_examples_do_not_break_main(broken_copy: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MAIN_PORT": str(port),
+        "MAIN_INTERNAL_PORT": str(free_port()),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'main.db'}",
+        "DEVELOPMENT_MODE": "true",
+        "API_KEYS": "discovery-key:alice",
+        "REPORT_TOKEN": "discovery-report-token",
+        "PUBLISH_TOKEN": "discovery-publish-token",
+        "REALTIME_SECRET": "discovery-realtime-secret",
+        "S3_ACCESS_KEY": "discovery",
+        "S3_SECRET_KEY": "discovery-secret",
+    }
+    main = Launcher(env, [], tmp_path / "main.log", module="services.main", cwd=broken_copy)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await main.wait_answering(f"{url}/healthz")
+        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+            paths = (await http.get("/docs/openapi.json")).json()["paths"]
+        assert "/api/integrations/echo/tasks" in paths
+        assert not [p for p in paths if "example" in p.lower()]
+    finally:
+        main.kill()
+
+
+def test_broken_examples_do_not_break_the_deploy_tool(broken_copy: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy", "render", "--check"],
+        cwd=broken_copy,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_disabled_manifest_is_excluded_with_its_reason(root: Path) -> None:
     path = make_integration(root, "gamma")
     manifest = json.loads((path / "manifest.json").read_text())
@@ -98,6 +172,25 @@ def test_broken_layouts_are_all_reported_by_name(root: Path) -> None:
     assert "no_worker" in text and "worker.py is missing" in text
     assert "not-an-identifier" in text
     assert len(raised.value.problems) == 5
+
+
+@pytest.mark.parametrize(
+    ("console", "problem"),
+    [
+        ({"fields": []}, "label"),
+        ({"label": "X", "fields": [{"name": "prompt", "widget": "slider"}]}, "widget"),
+        ({"label": "X", "fields": [{"name": "Prompt"}]}, "name"),
+        ({"label": "X", "fields": [{"name": "a"}, {"name": "a"}]}, "more than once: ['a']"),
+        ({"label": "X", "colour": "red"}, "colour"),
+    ],
+)
+def test_console_hints_are_validated(root: Path, console: dict[str, object], problem: str) -> None:
+    path = make_integration(root, "hinted")
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "console": console}))
+    with pytest.raises(DiscoveryError) as raised:
+        discover(root)
+    assert "hinted" in str(raised.value) and "console" in str(raised.value) and problem in str(raised.value)
 
 
 def test_duplicate_task_queues_and_names_are_errors(root: Path) -> None:

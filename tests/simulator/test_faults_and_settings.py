@@ -80,6 +80,7 @@ def test_fault_specs_that_cannot_apply(spec: FaultSpec) -> None:
 def test_settings_from_env() -> None:
     settings = SimulatorSettings.from_env(
         {
+            "DEVELOPMENT_MODE": "true",
             "SIMULATOR_PORT": "9100",
             "SIMULATOR_PUBLIC_URL": "http://simulator:8002/",
             "SIMULATOR_GEMINI_API_KEY": "one, two",
@@ -91,22 +92,29 @@ def test_settings_from_env() -> None:
     )
     assert settings.port == 9100
     assert settings.public_url == "http://simulator:8002"
-    assert settings.gemini_api_keys == ("one", "two")
-    assert settings.ark_api_keys == ("sim-ark-key",)
+    assert settings.api_keys["gemini"] == ("one", "two")
+    assert settings.api_keys["ark"] == ("sim-ark-key",)
     assert settings.runtime.latency_for("gemini") == 0.02
     assert settings.runtime.latency_for("ark") == 0
-    assert settings.runtime.ark_run_seconds == 0.5
-    assert settings.runtime.ark_queue_seconds == 1.0
+    assert settings.runtime.as_dict()["ark_run_seconds"] == 0.5
+    assert settings.runtime.as_dict()["ark_queue_seconds"] == 1.0
     assert settings.faults == (FaultSpec(provider="ark", kind="429", count=2),)
     assert "one" not in repr(settings)
 
 
 def test_defaults() -> None:
-    settings = SimulatorSettings.from_env({})
+    settings = SimulatorSettings.from_env({"DEVELOPMENT_MODE": "true"})
     assert (settings.host, settings.port) == ("127.0.0.1", 8002)
-    assert settings.gemini_api_keys == ("sim-gemini-key",)
+    assert settings.api_keys["gemini"] == ("sim-gemini-key",)
     assert settings.runtime == RuntimeConfig()
-    assert settings.runtime.media_ttl_seconds == 24 * 3600
+    assert settings.runtime.as_dict()["media_ttl_seconds"] == 24 * 3600
+
+
+def test_the_published_keys_are_accepted_in_development_mode_only() -> None:
+    with pytest.raises(SettingsError, match=r"SIMULATOR_(GEMINI|ARK)_API_KEY is a published development value"):
+        SimulatorSettings.from_env({})
+    strong = {"SIMULATOR_GEMINI_API_KEY": "g" * 32, "SIMULATOR_ARK_API_KEY": "a" * 32}
+    assert SimulatorSettings.from_env(strong).api_keys == {"gemini": ("g" * 32,), "ark": ("a" * 32,)}
 
 
 @pytest.mark.parametrize(
@@ -120,7 +128,7 @@ def test_defaults() -> None:
 )
 def test_bad_settings_name_the_problem(environ: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
-        SimulatorSettings.from_env(environ)
+        SimulatorSettings.from_env({"DEVELOPMENT_MODE": "true", **environ})
 
 
 def test_runtime_patch_validates() -> None:

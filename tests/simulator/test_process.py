@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -46,24 +47,23 @@ async def wait_healthy(process: asyncio.subprocess.Process, base_url: str, log: 
             await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def simulator_url(tmp_path: Path) -> AsyncIterator[str]:
+@asynccontextmanager
+async def serving(environ: dict[str, str], log: Path, cwd: Path = REPO_ROOT) -> AsyncIterator[str]:
+    """``python -m services.simulator`` (from ``cwd``) on a free port until the block ends, then stopped with
+    SIGTERM: it must stop cleanly."""
     port = free_port()
+    # The simulator accepts its published keys, as on a development machine.
     env = {
         **os.environ,
+        "DEVELOPMENT_MODE": "true",
+        **environ,
         "SIMULATOR_HOST": "127.0.0.1",
         "SIMULATOR_PORT": str(port),
-        "SIMULATOR_ARK_QUEUE_SECONDS": "0.1",
-        "SIMULATOR_ARK_RUN_SECONDS": "0.2",
-        "SIMULATOR_HANG_SECONDS": "60",
-        "SIMULATOR_FAULTS": '[{"provider": "gemini", "kind": "503", "match": "first"}]',
-        "SIMULATOR_LOG_LEVEL": "info",
     }
     base_url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "simulator.log"
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.simulator", cwd=REPO_ROOT, env=env, stdout=sink, stderr=sink
+            sys.executable, "-m", "services.simulator", cwd=cwd, env=env, stdout=sink, stderr=sink
         )
     try:
         await wait_healthy(process, base_url, log)
@@ -80,6 +80,19 @@ async def simulator_url(tmp_path: Path) -> AsyncIterator[str]:
     # uvicorn re-raises SIGTERM after a graceful shutdown, so the status is the signal's.
     assert process.returncode in (0, -signal.SIGTERM), log_text(log)
     assert "Application shutdown complete" in log_text(log)
+
+
+@pytest.fixture
+async def simulator_url(tmp_path: Path) -> AsyncIterator[str]:
+    env = {
+        "SIMULATOR_ARK_QUEUE_SECONDS": "0.1",
+        "SIMULATOR_ARK_RUN_SECONDS": "0.2",
+        "SIMULATOR_HANG_SECONDS": "60",
+        "SIMULATOR_FAULTS": '[{"provider": "gemini", "kind": "503", "match": "first"}]',
+        "SIMULATOR_LOG_LEVEL": "info",
+    }
+    async with serving(env, tmp_path / "simulator.log") as base_url:
+        yield base_url
 
 
 async def test_served_over_tcp(simulator_url: str) -> None:

@@ -266,7 +266,7 @@ async def test_an_unreachable_object_store_is_a_retryable_storage_error(
     port = probe.sockets[0].getsockname()[1]
     probe.close()
     await probe.wait_closed()
-    down = ObjectStore(StorageSettings(endpoint=f"127.0.0.1:{port}"))
+    down = ObjectStore(StorageSettings("any", "any-secret", endpoint=f"127.0.0.1:{port}"))
     task_id = str(uuid.uuid4())
     error = await fails(activities(http, down, sim.url), generate_input(task_id, job("a cat")))
     assert (error.type, error.non_retryable) == ("storage_unavailable", False)

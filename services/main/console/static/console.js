@@ -9,22 +9,28 @@
   const LIST_LIMIT = 50;
   const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
   const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
-  const VIDEO = "fangzhouVideoGeneration";
   const HEARTBEAT_MS = 25000;
   const PONG_TIMEOUT_MS = 10000;
   const MAX_BACKOFF_MS = 15000;
+  // communication closes a socket when its token expires: this long before, a socket with a fresh token takes over.
+  const RENEW_BEFORE_MS = 15000;
 
   const state = {
     apiKey: null,
     // Bumped on sign-out, so late answers to a previous session's requests are dropped.
     session: 0,
     tasks: new Map(),
+    // What the console knows of each integration main serves: label, main input field, per-task actions.
+    integrations: new Map(),
     socket: null,
     connection: "offline",
     connectionLog: [],
     everConnected: false,
     attempt: 0,
     retryTimer: null,
+    // The socket being opened with a fresh token while the current one still delivers, and when that starts.
+    renewing: null,
+    renewTimer: null,
     heartbeat: null,
     lastMessageAt: 0,
     // Creates in flight: an event for a task we do not know yet is most likely one of them.
@@ -71,7 +77,16 @@
     return data;
   }
 
-  // --- which integrations are mounted, and their allowed values --------------------------------------------
+  // --- forms and actions of the integrations main serves ---------------------------------------------------
+  //
+  // GET /api/integrations names them, with their pattern and the console hints of their manifests; main's
+  // OpenAPI schema gives each create route's body: field types, limits, allowed values, defaults. So a new
+  // integration gets its form, and a submit-poll one its refresh button, with no change here.
+
+  // Per-task actions a pattern declares: POST /api/integrations/<name>/tasks/{id}/<verb>, shown while running.
+  const PATTERN_ACTIONS = {
+    "submit-poll": [{ verb: "refresh", label: "Refresh", busy: "Refreshing…" }],
+  };
 
   function resolveRef(doc, schema) {
     let current = schema;
@@ -82,70 +97,156 @@
     return current || {};
   }
 
-  // A property's schema and its oneOf/anyOf alternatives (optional fields are "X or null").
-  function propertySchemas(doc, schema) {
-    const own = resolveRef(doc, schema);
-    const alternatives = (own.oneOf || own.anyOf || []).map((alt) => resolveRef(doc, alt));
-    return [own, ...alternatives.filter((alt) => alt.type !== "null")];
+  // One property's schema in a flat form. Optional fields come as "X or null": a type list, oneOf or anyOf.
+  function describe(doc, property) {
+    const own = resolveRef(doc, property);
+    const schemas = [own, ...(own.oneOf || own.anyOf || []).map((alt) => resolveRef(doc, alt))];
+    const types = new Set(schemas.flatMap((s) => [].concat(s.type || [])));
+    const withEnum = schemas.find((s) => Array.isArray(s.enum));
+    const nullable = types.delete("null") || Boolean(withEnum && withEnum.enum.includes(null));
+    const first = (key) => schemas.map((s) => s[key]).find((value) => value !== undefined);
+    let type = types.size === 1 ? [...types][0] : null;
+    if (withEnum) type = "enum";
+    if (type === "array" && !describe(doc, own.items || {}).accepts.has("string")) type = null;
+    return {
+      type,
+      accepts: types,
+      nullable,
+      values: withEnum ? withEnum.enum.filter((value) => value !== null) : [],
+      default: own.default,
+      minimum: first("minimum"),
+      maximum: first("maximum"),
+      maxLength: first("maxLength"),
+      description: first("description"),
+    };
+  }
+
+  function humanize(name) {
+    const words = name.replace(/_/g, " ");
+    return words.charAt(0).toUpperCase() + words.slice(1);
+  }
+
+  // A labelled control for one field, or null for a type a form cannot take (objects; send those with the API).
+  function fieldControl(doc, integration, name, property, required, hint) {
+    const field = describe(doc, property);
+    const id = `${integration}-${name}`;
+    const hasDefault = field.default !== undefined && field.default !== null;
+    let control;
+    let wide = false;
+    if (field.type === "enum" || field.type === "boolean") {
+      const values = field.type === "boolean" ? [true, false] : field.values;
+      control = el("select", { id, name, "data-kind": values.every((v) => typeof v !== "string") ? typeof values[0] : "string" });
+      if (!required && !hasDefault) control.append(el("option", { value: "" }, "default"));
+      for (const value of values) control.append(el("option", { value: String(value) }, String(value)));
+      if (hasDefault) control.value = String(field.default);
+    } else if (field.type === "integer" || field.type === "number") {
+      control = el("input", {
+        id,
+        name,
+        type: "number",
+        "data-kind": "number",
+        min: field.minimum,
+        max: field.maximum,
+        step: field.type === "integer" ? "1" : "any",
+        required: required,
+        placeholder: hint && hint.example ? hint.example : hasDefault ? `default: ${field.default}` : "default",
+      });
+    } else if (field.type === "string" || field.type === "array") {
+      const list = field.type === "array";
+      const textarea = list || (hint && hint.widget === "textarea");
+      control = el(textarea ? "textarea" : "input", {
+        id,
+        name,
+        "data-kind": list ? "list" : "string",
+        rows: textarea ? (list ? "2" : "3") : null,
+        maxlength: list ? null : field.maxLength,
+        required: required,
+        spellcheck: "false",
+        placeholder: hint && hint.example ? hint.example : list ? "one per line" : hasDefault ? `default: ${field.default}` : null,
+      });
+      wide = true;
+    } else {
+      return null;
+    }
+    if (field.description) control.title = field.description;
+    const label = (hint && hint.label) || humanize(name);
+    return el("div", { className: wide ? "field wide" : "field" }, el("label", { for: id }, label), control);
+  }
+
+  function buildForm(doc, integration, bodySchema) {
+    const hints = integration.console || { label: integration.name, fields: [] };
+    const properties = bodySchema.properties || {};
+    const required = new Set(bodySchema.required || []);
+    const hinted = new Map(hints.fields.filter((f) => f.name in properties).map((f) => [f.name, f]));
+    const others = Object.keys(properties).filter((name) => !hinted.has(name));
+    // Without hints every field is shown; with them, the hinted ones first and the rest under "More options".
+    const first = hinted.size ? [...hinted.keys()] : others;
+    const more = hinted.size ? others : [];
+    const controls = (names) =>
+      names.map((name) => fieldControl(doc, integration.name, name, properties[name], required.has(name), hinted.get(name)));
+    const form = el(
+      "form",
+      { className: "panel task-form", id: `form-${integration.name}`, "data-integration": integration.name },
+      el("h3", {}, hints.label, hints.label !== integration.name ? el("small", {}, ` ${integration.name}`) : null),
+      el("div", { className: "fields" }, ...controls(first)),
+    );
+    const extra = controls(more).filter(Boolean);
+    if (extra.length) {
+      form.append(el("details", { className: "more" }, el("summary", {}, "More options"), el("div", { className: "fields" }, ...extra)));
+    }
+    form.append(el("button", { type: "submit" }, "Create task"), el("p", { className: "form-error", role: "alert" }));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      createTask(form);
+    });
+    const primary = first.find((name) => describe(doc, properties[name]).type === "string");
+    return { form, primary };
+  }
+
+  function actionsFor(doc, integration) {
+    const prefix = `/api/integrations/${integration.name}/tasks/`.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    return (PATTERN_ACTIONS[integration.pattern] || []).flatMap((action) => {
+      const route = new RegExp(`^${prefix}\\{[^/}]+\\}/${action.verb}$`);
+      const path = Object.keys(doc.paths || {}).find((p) => route.test(p) && doc.paths[p].post);
+      return path ? [{ ...action, path }] : [];
+    });
   }
 
   async function loadIntegrations() {
-    let doc = null;
+    const session = state.session;
+    let doc;
+    let listed;
     try {
-      const response = await fetch("/docs/openapi.json", { cache: "no-store" });
-      if (response.ok) doc = await response.json();
-    } catch {
-      doc = null;
+      const schema = fetch("/docs/openapi.json", { cache: "no-store" }).then((response) => {
+        if (!response.ok) throw new ApiError(response.status, null);
+        return response.json();
+      });
+      [doc, listed] = await Promise.all([schema, api("GET", "/api/integrations")]);
+    } catch (error) {
+      if (session === state.session) showNotice(`Could not read the integrations main serves: ${error.message}`);
+      return;
     }
-    let shown = 0;
-    for (const form of document.querySelectorAll("form.task-form")) {
-      const name = form.dataset.integration;
-      if (!doc) {
-        // Without the schema we cannot tell; offer the form and let main answer.
-        form.hidden = false;
-        shown++;
-        continue;
+    if (session !== state.session) return;
+    const forms = [];
+    state.integrations.clear();
+    for (const integration of listed.items) {
+      const create = doc.paths && doc.paths[`/api/integrations/${integration.name}/tasks`];
+      const content = create && create.post && create.post.requestBody && create.post.requestBody.content;
+      const json = content && content["application/json"];
+      const info = {
+        label: (integration.console && integration.console.label) || integration.name,
+        primary: integration.console && integration.console.fields.length ? integration.console.fields[0].name : null,
+        actions: actionsFor(doc, integration),
+      };
+      if (json) {
+        const built = buildForm(doc, integration, resolveRef(doc, json.schema));
+        forms.push(built.form);
+        info.primary = built.primary || info.primary;
       }
-      const operation = doc.paths && doc.paths[`/api/integrations/${name}/tasks`];
-      const create = operation && operation.post;
-      form.hidden = !create;
-      if (!create) continue;
-      shown++;
-      const content = create.requestBody && create.requestBody.content;
-      const bodySchema = content && content["application/json"] && resolveRef(doc, content["application/json"].schema);
-      if (bodySchema && bodySchema.properties) applySchema(doc, form, bodySchema.properties);
+      state.integrations.set(integration.name, info);
     }
-    $("no-integrations").hidden = shown > 0;
-  }
-
-  function applySchema(doc, form, properties) {
-    for (const select of form.querySelectorAll("select[data-schema-enum]")) {
-      const field = properties[select.dataset.schemaEnum];
-      if (!field) continue;
-      const withEnum = propertySchemas(doc, field).find((s) => Array.isArray(s.enum));
-      if (!withEnum) continue;
-      const defaultValue = resolveRef(doc, field).default;
-      const previous = select.value;
-      const optional = select.dataset.optional === "true";
-      const blank = optional ? select.querySelector('option[value=""]') : null;
-      select.replaceChildren();
-      if (blank) select.append(blank);
-      for (const value of withEnum.enum.filter((v) => v !== null)) {
-        const option = document.createElement("option");
-        option.value = option.textContent = String(value);
-        select.append(option);
-      }
-      const wanted = defaultValue !== undefined && defaultValue !== null ? String(defaultValue) : previous;
-      if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
-    }
-    for (const input of form.querySelectorAll("input[data-schema-range]")) {
-      const field = properties[input.dataset.schemaRange];
-      if (!field) continue;
-      for (const s of propertySchemas(doc, field)) {
-        if (typeof s.minimum === "number") input.min = String(s.minimum);
-        if (typeof s.maximum === "number") input.max = String(s.maximum);
-      }
-    }
+    $("task-forms").replaceChildren(...forms);
+    $("no-integrations").hidden = forms.length > 0;
   }
 
   // --- tasks --------------------------------------------------------------------------------------------
@@ -275,13 +376,18 @@
     }
   }
 
+  // Empty fields are left out, so main applies its defaults.
   function formBody(form) {
     const body = {};
     for (const element of form.elements) {
       if (!element.name || element.disabled) continue;
       const value = element.value.trim();
       if (value === "") continue;
-      body[element.name] = element.type === "number" ? Number(value) : value;
+      const kind = element.dataset.kind;
+      if (kind === "number") body[element.name] = Number(value);
+      else if (kind === "boolean") body[element.name] = value === "true";
+      else if (kind === "list") body[element.name] = value.split("\n").map((line) => line.trim()).filter(Boolean);
+      else body[element.name] = value;
     }
     return body;
   }
@@ -320,32 +426,38 @@
     $("reconnect-now").hidden = name !== "reconnecting";
   }
 
-  async function connect(token) {
+  // previous: the open socket this one replaces once it is connected (token renewal); events keep coming over the
+  // previous one until then, and any delivered twice are dropped by their version.
+  async function connect(token, previous) {
     const session = state.session;
     clearTimeout(state.retryTimer);
     state.retryTimer = null;
-    setConnection(state.everConnected ? "reconnecting" : "connecting");
+    clearTimeout(state.renewTimer);
+    state.renewTimer = null;
+    if (!previous) setConnection(state.everConnected ? "reconnecting" : "connecting");
+    const retry = () => (previous ? renewSoon(previous) : scheduleReconnect());
     if (!token) {
       try {
         token = await api("POST", "/api/realtime/token");
       } catch (error) {
         if (session !== state.session) return;
         if (error.status === 401) return signOut("Your API key is no longer accepted.");
-        return scheduleReconnect();
+        return retry();
       }
     }
-    if (session !== state.session) return;
+    if (session !== state.session || (previous && previous !== state.socket)) return;
     let url;
     try {
       url = new URL(token.url, window.location.href);
       url.searchParams.set("token", token.token);
     } catch {
-      return scheduleReconnect();
+      return retry();
     }
     const socket = new WebSocket(url.toString());
-    state.socket = socket;
+    if (previous) state.renewing = socket;
+    else state.socket = socket;
     socket.addEventListener("message", (message) => {
-      if (socket !== state.socket) return;
+      if (socket !== state.socket && socket !== state.renewing) return;
       state.lastMessageAt = Date.now();
       let data;
       try {
@@ -356,19 +468,56 @@
       if (data.event === "connected") {
         state.attempt = 0;
         state.everConnected = true;
+        if (socket === state.renewing) {
+          state.renewing = null;
+          state.socket = socket;
+          previous.close(1000, "token renewed");
+        } else {
+          resync();
+        }
         setConnection("connected");
         startHeartbeat(socket);
-        resync();
+        scheduleRenewal(socket, data.expires_at);
       } else if (data.event === "task.updated") {
         applyEvent(data);
       }
     });
     socket.addEventListener("close", () => {
+      if (socket === state.renewing) {
+        state.renewing = null;
+        if (state.socket) renewSoon(state.socket);
+        return;
+      }
       if (socket !== state.socket) return;
       state.socket = null;
       stopHeartbeat();
+      abandonRenewal();
       if (session === state.session) scheduleReconnect();
     });
+  }
+
+  function abandonRenewal() {
+    clearTimeout(state.renewTimer);
+    const renewing = state.renewing;
+    state.renewing = null;
+    if (renewing) renewing.close(1000, "client reconnects");
+  }
+
+  function scheduleRenewal(socket, expiresAt) {
+    clearTimeout(state.renewTimer);
+    if (!Number.isFinite(expiresAt)) return;
+    const wait = Math.max(1000, expiresAt * 1000 - Date.now() - RENEW_BEFORE_MS);
+    state.renewTimer = setTimeout(() => {
+      if (socket === state.socket && socket.readyState === WebSocket.OPEN) connect(undefined, socket);
+    }, wait);
+  }
+
+  // A renewal that failed is tried again shortly; if the old socket closes meanwhile, the usual reconnect runs.
+  function renewSoon(socket) {
+    clearTimeout(state.renewTimer);
+    state.renewTimer = setTimeout(() => {
+      if (socket === state.socket && socket.readyState === WebSocket.OPEN) connect(undefined, socket);
+    }, 1000);
   }
 
   function scheduleReconnect() {
@@ -386,6 +535,7 @@
     if (!socket) return;
     state.socket = null;
     stopHeartbeat();
+    abandonRenewal();
     socket.close(4000, "client reconnects");
     scheduleReconnect();
   }
@@ -481,7 +631,16 @@
     list.append(card);
   }
 
-  const LABELS = { "nanobanana2-image": "Image", [VIDEO]: "Video", echo: "Echo" };
+  function integrationInfo(name) {
+    return state.integrations.get(name) || { label: name, primary: null, actions: [] };
+  }
+
+  // The field a task card shows as its text: the integration's main input (a prompt, a message).
+  function primaryInput(task) {
+    const name = integrationInfo(task.integration).primary;
+    const input = task.input || {};
+    return name && input[name] !== undefined && input[name] !== null ? [name, input[name]] : [null, undefined];
+  }
 
   function fillHead(head, task) {
     const created = task.created_at ? new Date(task.created_at) : null;
@@ -490,7 +649,7 @@
       el(
         "h3",
         { id: `title-${task.id}` },
-        `${LABELS[task.integration] || task.integration} `,
+        `${integrationInfo(task.integration).label} `,
         el("code", { title: task.id }, task.id.slice(0, 8)),
       ),
       el("span", { className: "status", "data-status": task.status }, task.status),
@@ -506,10 +665,9 @@
 
   function fillInput(box, task) {
     const input = task.input || {};
-    const main = input.prompt ?? input.message;
+    const [primary, main] = primaryInput(task);
     const rest = Object.entries(input).filter(
-      ([key, value]) =>
-        key !== "prompt" && key !== "message" && value !== null && value !== false && !(Array.isArray(value) && !value.length),
+      ([key, value]) => key !== primary && value !== null && value !== false && !(Array.isArray(value) && !value.length),
     );
     setChildren(
       box,
@@ -552,7 +710,7 @@
 
   function mediaFor(task, name, object) {
     const type = object.content_type || "";
-    const prompt = (task.input && (task.input.prompt || task.input.message)) || "";
+    const prompt = primaryInput(task)[1] || "";
     const size = formatBytes(object.size);
     if (type.startsWith("image/")) {
       const img = el("img", { src: object.url, alt: `${name} for: ${prompt}`.slice(0, 200), "data-object": name });
@@ -626,18 +784,11 @@
     const running = !TERMINAL.has(task.status);
     const keepError = box.querySelector(".action-error");
     const actions = [];
-    if (running && task.integration === VIDEO) {
-      const refresh = el("button", { type: "button", className: "refresh", "aria-describedby": `title-${task.id}` }, "Refresh");
-      refresh.addEventListener("click", () =>
-        taskAction(
-          task,
-          refresh,
-          "POST",
-          `/api/integrations/${VIDEO}/tasks/${encodeURIComponent(task.id)}/refresh`,
-          "Refreshing…",
-        ),
-      );
-      actions.push(refresh);
+    for (const action of running ? integrationInfo(task.integration).actions : []) {
+      const button = el("button", { type: "button", className: action.verb, "aria-describedby": `title-${task.id}` }, action.label);
+      const path = action.path.replace(/\{[^}]+\}/, encodeURIComponent(task.id));
+      button.addEventListener("click", () => taskAction(task, button, "POST", path, action.busy));
+      actions.push(button);
     }
     if (running) {
       const cancel = el("button", { type: "button", className: "cancel", "aria-describedby": `title-${task.id}` }, "Cancel");
@@ -703,11 +854,14 @@
     sessionStorage.removeItem(KEY_STORAGE);
     clearTimeout(state.retryTimer);
     stopHeartbeat();
+    abandonRenewal();
     const socket = state.socket;
     state.socket = null;
     if (socket) socket.close(1000, "signed out");
     state.tasks.clear();
     state.orphans.clear();
+    state.integrations.clear();
+    $("task-forms").replaceChildren();
     state.everConnected = false;
     state.attempt = 0;
     $("task-list").replaceChildren();
@@ -737,12 +891,6 @@
     $("sign-out").addEventListener("click", () => signOut());
     $("reconnect-now").addEventListener("click", reconnectNow);
     window.addEventListener("online", reconnectNow);
-    for (const form of document.querySelectorAll("form.task-form")) {
-      form.addEventListener("submit", (event) => {
-        event.preventDefault();
-        createTask(form);
-      });
-    }
     const saved = sessionStorage.getItem(KEY_STORAGE);
     if (saved) signIn(saved);
   }

@@ -8,11 +8,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 
-from deploy.docker_engine import docker_command, docker_env
-from tests.docker_fixtures import REPO_ROOT, DockerImages
+from offline_docker.engine import docker_command, docker_env
+from tests.docker_fixtures import DockerImages, docker_images
 
-# The `docker_images` fixture itself lives in tests/docker_fixtures.py (registered in tests/conftest.py).
-__all__ = ["REPO_ROOT", "DockerImages", "container_logs", "docker", "published_port", "running_container", "wait_until"]
+# `docker_images` is shared with tests/containers (tests/docker_fixtures.py); imported here to register it.
+__all__ = [
+    "DockerImages",
+    "container_logs",
+    "docker",
+    "docker_images",
+    "published_port",
+    "running_container",
+    "wait_until",
+]
 
 
 def docker(*args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.docker_engine import EngineHandle, HostSnapshot, _container_processes, docker_env, find_compose
+from offline_docker.compose_plugin import find_compose
+from offline_docker.engine import EngineHandle, HostSnapshot, _container_processes, docker_env
 
 from .conftest import DockerImages, docker, running_container, wait_until
 

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ENTRYPOINT = Path(__file__).resolve().parents[2] / "docker" / "minio-compat" / "entrypoint.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("minio_compat_entrypoint", ENTRYPOINT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
-
-
-entrypoint = _load()
+from offline_docker import minio_compat as entrypoint
 
 
 def test_compose_command_line_and_root_credentials() -> None:

@@ -27,21 +27,25 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 import msgspec
-from litestar import Response
+from litestar import Request, Response, delete, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 
-from .config import NonNegative
-from .faults import Fault
-from .media import parse_ratio, png_size
-from .mp4 import ARK_VIDEO_SIZES, ark_video_spec, build_mp4, last_frame_png
-from .state import Incoming, ProviderError, Shared, json_response, request_fault_response, request_id
+from ..errors import ControlError, ProviderError, json_response
+from ..media import Media, parse_ratio, png_size
+from ..mp4 import ARK_VIDEO_SIZES, ark_video_spec, build_mp4, last_frame_png
+from ..stand_in import NonNegative, StandIn
+from ..state import Incoming, Shared
 
 logger = logging.getLogger(__name__)
 
-PROVIDER = "ark"
+AnyRequest = Request[Any, Any, Any]
+TASKS_PATH = "/api/v3/contents/generations/tasks"
+ROUTES = frozenset({"create_task", "get_task", "list_tasks", "delete_task"})
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "expired"})
 RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9")
@@ -96,6 +100,21 @@ _FAIL_MESSAGES = {
 }
 
 
+class ArkKnobs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Default phase lengths of a new task.
+    ark_queue_seconds: NonNegative = 1.0
+    ark_run_seconds: NonNegative = 3.0
+    # How long video_url / last_frame_url stay valid after the task succeeded.
+    media_ttl_seconds: NonNegative = 24 * 3600.0
+    # Callback delivery: total attempts per status change, and the first pause between them (doubling).
+    callback_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
+    callback_retry_seconds: NonNegative = 0.5
+
+
+def request_id() -> str:
+    return secrets.token_hex(16)
+
+
 def ark_error(status: int, code: str, message: str, kind: str, param: str = "") -> ProviderError:
     return ProviderError(
         status,
@@ -147,21 +166,12 @@ class CallbackRecord:
 @dataclass
 class ArkTask:
     id: str
-    model: str
-    prompt: str
-    content: list[dict[str, Any]]
+    # What was asked for, validated; its seed is drawn when the request asked for a random one.
+    request: CreateRequest
     created_at: float
     queue_seconds: float
     run_seconds: float
-    ratio: str
-    resolution: str
-    duration: int
-    seed: int
-    return_last_frame: bool
-    callback_url: str | None
     base_url: str
-    service_tier: str
-    execution_expires_after: int
     outcome: str = "succeeded"  # final status unless cancelled: succeeded, failed or expired
     error_code: str | None = None
     error_message: str | None = None
@@ -180,11 +190,11 @@ class ArkTask:
     @property
     def finished_at(self) -> float:
         """When the final status is reached (Ark also expires tasks older than execution_expires_after)."""
-        return min(self.running_at + self.run_seconds, self.created_at + self.execution_expires_after)
+        return min(self.running_at + self.run_seconds, self.created_at + self.request.execution_expires_after)
 
     @property
     def final_status(self) -> str:
-        if self.running_at + self.run_seconds > self.created_at + self.execution_expires_after:
+        if self.running_at + self.run_seconds > self.created_at + self.request.execution_expires_after:
             return "expired"
         return self.outcome
 
@@ -212,20 +222,20 @@ class ArkTask:
         return [("running", self.running_at), (self.final_status, self.finished_at)]
 
     def video_spec_seed(self) -> str:
-        return f"{self.prompt}\x00{self.seed}"
+        return f"{self.request.prompt}\x00{self.request.seed}"
 
     def completion_tokens(self) -> int:
         # Ark bills (width x height x fps x duration) / 1024 tokens for the nominal output size.
-        width, height = ARK_VIDEO_SIZES[self.resolution][self.ratio]
-        return width * height * FPS * self.duration // 1024
+        width, height = ARK_VIDEO_SIZES[self.request.resolution][self.request.ratio]
+        return width * height * FPS * self.request.duration // 1024
 
     def to_json(self, now: float, media_ttl: float) -> dict[str, Any]:
         status = self.status(now)
-        body: dict[str, Any] = {"id": self.id, "model": self.model, "status": status}
+        body: dict[str, Any] = {"id": self.id, "model": self.request.model, "status": status}
         if status == "succeeded":
             expires = int(self.finished_at + media_ttl)
             content = {"video_url": f"{self.base_url}/_media/{self.id}.mp4?X-Sim-Expires={expires}"}
-            if self.return_last_frame:
+            if self.request.return_last_frame:
                 content["last_frame_url"] = f"{self.base_url}/_media/{self.id}-last.png?X-Sim-Expires={expires}"
             body["content"] = content
             tokens = self.completion_tokens()
@@ -236,13 +246,13 @@ class ArkTask:
             {
                 "created_at": int(self.created_at),
                 "updated_at": int(self.updated_at(now)),
-                "seed": self.seed,
-                "resolution": self.resolution,
-                "ratio": self.ratio,
-                "duration": self.duration,
+                "seed": self.request.seed,
+                "resolution": self.request.resolution,
+                "ratio": self.request.ratio,
+                "duration": self.request.duration,
                 "framespersecond": FPS,
-                "service_tier": self.service_tier,
-                "execution_expires_after": self.execution_expires_after,
+                "service_tier": self.request.service_tier,
+                "execution_expires_after": self.request.execution_expires_after,
             }
         )
         return body
@@ -258,23 +268,16 @@ class TaskPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     error_message: str | None = None
 
 
-class ControlError(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
+class Ark(StandIn):
+    name = "ark"
+    routes = ROUTES
+    prompt_routes = frozenset({"create_task"})
+    outcome_tags = {"fail": "task_failed", "failed": "task_failed", "task_failed": "task_failed", "expired": "expired"}
+    knobs = ArkKnobs
 
-
-@dataclass(frozen=True)
-class Media:
-    body: bytes
-    media_type: str
-
-
-class ArkService:
     def __init__(self, shared: Shared) -> None:
-        self._shared = shared
-        self._errors = ArkErrors()
+        super().__init__(shared)
+        self.errors = ArkErrors()
         self._tasks: dict[str, ArkTask] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -284,35 +287,46 @@ class ArkService:
 
     # --- provider routes -------------------------------------------------------------------------------------
 
-    async def create_task(self, incoming: Incoming) -> Response[bytes]:
-        return await self._handle("create_task", self._create, incoming)
+    def http_routes(self) -> list[HTTPRouteHandler]:
+        @post(TASKS_PATH, status_code=200, operation_id="ArkCreateTask", description="Create a video generation task.")
+        async def create_task(request: AnyRequest) -> Response[bytes]:
+            return await self._serve("create_task", request, self._create)
 
-    async def get_task(self, task_id: str, incoming: Incoming) -> Response[bytes]:
-        return await self._handle("get_task", lambda i: self._get(task_id, i), incoming)
+        @get(TASKS_PATH, operation_id="ArkListTasks", description="List tasks (page_num, page_size, filter.*).")
+        async def list_tasks(request: AnyRequest) -> Response[bytes]:
+            return await self._serve("list_tasks", request, self._list)
 
-    async def list_tasks(self, incoming: Incoming) -> Response[bytes]:
-        return await self._handle("list_tasks", self._list, incoming)
+        @get(TASKS_PATH + "/{task_id:str}", operation_id="ArkGetTask", description="Query one task.")
+        async def get_task(task_id: FromPath[str], request: AnyRequest) -> Response[bytes]:
+            return await self._serve("get_task", request, lambda i: self._get(task_id, i))
 
-    async def delete_task(self, task_id: str, incoming: Incoming) -> Response[bytes]:
-        return await self._handle("delete_task", lambda i: self._delete(task_id, i), incoming)
+        @delete(
+            TASKS_PATH + "/{task_id:str}",
+            status_code=200,
+            operation_id="ArkDeleteTask",
+            description="Cancel a queued task, or delete a finished one.",
+        )
+        async def delete_task(task_id: FromPath[str], request: AnyRequest) -> Response[bytes]:
+            return await self._serve("delete_task", request, lambda i: self._delete(task_id, i))
 
-    async def _handle(
-        self, route: str, handler: Callable[[Incoming], Awaitable[Response[bytes]]], incoming: Incoming
+        @get(
+            "/_media/{name:str}",
+            operation_id="ArkMedia",
+            description="Video ({id}.mp4) or last frame ({id}-last.png) of a succeeded task, until the link expires.",
+        )
+        async def media(name: FromPath[str]) -> Response[bytes]:
+            return await self._media_response(name)
+
+        return [create_task, list_tasks, get_task, delete_task, media]
+
+    async def _serve(
+        self, route: str, request: AnyRequest, handle: Callable[[Incoming], Awaitable[Response[bytes]]]
     ) -> Response[bytes]:
-        stats = self._shared.stats
-        stats.request(PROVIDER, route)
-        try:
-            await self._shared.latency(PROVIDER)
-            self._authenticate(incoming)
-            response = await handler(incoming)
-        except ProviderError as error:
-            response = error.response()
-        stats.response(PROVIDER, route, response.status_code or 200)
-        return response
+        return await self.serve(route, await self.shared.incoming(request), self._authenticate, handle)
 
     def _authenticate(self, incoming: Incoming) -> None:
         scheme, _, key = incoming.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or key.strip() not in self._shared.settings.ark_api_keys:
+        if scheme.lower() != "bearer" or key.strip() not in self.api_keys:
             raise ark_error(
                 401,
                 "AuthenticationError",
@@ -320,48 +334,39 @@ class ArkService:
                 "Unauthorized",
             )
 
-    async def _fault(self, fault: Fault, incoming: Incoming) -> Response[bytes]:
-        return await request_fault_response(self._shared, fault, incoming, self._errors)
+    @property
+    def _knobs(self) -> ArkKnobs:
+        return self.shared.config.of(ArkKnobs)
 
     async def _create(self, incoming: Incoming) -> Response[bytes]:
         request = parse_create(incoming.body)
-        decision = self._shared.faults.decide(PROVIDER, "create_task", request.prompt)
+        decision = self.shared.faults.decide(self.name, "create_task", request.prompt)
         if decision.fault is not None:
-            return await self._fault(decision.fault, incoming)
-        config = self._shared.config
-        now = self._shared.clock()
+            return await self.fault_response(decision.fault, incoming)
+        knobs = self._knobs
+        now = self.shared.clock()
         task = ArkTask(
             id=_task_id(now),
-            model=request.model,
-            prompt=request.prompt,
-            content=request.content,
+            request=request,
             created_at=now,
-            queue_seconds=config.ark_queue_seconds,
-            run_seconds=config.ark_run_seconds if decision.slow_seconds is None else decision.slow_seconds,
-            ratio=request.ratio,
-            resolution=request.resolution,
-            duration=request.duration,
-            seed=request.seed,
-            return_last_frame=request.return_last_frame,
-            callback_url=request.callback_url,
-            base_url=self._shared.settings.public_url or incoming.base_url,
-            service_tier=request.service_tier,
-            execution_expires_after=request.execution_expires_after,
+            queue_seconds=knobs.ark_queue_seconds,
+            run_seconds=knobs.ark_run_seconds if decision.slow_seconds is None else decision.slow_seconds,
+            base_url=incoming.base_url,
         )
         if decision.outcome is not None:
             _apply_outcome(task, decision.outcome.kind, decision.outcome.error_code, None)
         self._tasks[task.id] = task
         self._schedule(task)
-        logger.info("ark task %s created (%s, final status %s)", task.id, task.model, task.final_status)
+        logger.info("ark task %s created (%s, final status %s)", task.id, task.request.model, task.final_status)
         return json_response({"id": task.id})
 
     async def _get(self, task_id: str, incoming: Incoming) -> Response[bytes]:
         task = self._find(task_id)
         task.queries += 1
-        decision = self._shared.faults.decide(PROVIDER, "get_task", task.prompt)
+        decision = self.shared.faults.decide(self.name, "get_task", task.request.prompt)
         if decision.fault is not None:
-            return await self._fault(decision.fault, incoming)
-        return json_response(task.to_json(self._shared.clock(), self._shared.config.media_ttl_seconds))
+            return await self.fault_response(decision.fault, incoming)
+        return json_response(task.to_json(self.shared.clock(), self._knobs.media_ttl_seconds))
 
     async def _list(self, incoming: Incoming) -> Response[bytes]:
         query = incoming.query
@@ -372,33 +377,33 @@ class ArkService:
             raise _invalid("filter.status")
         ids = {i for raw in query.get("filter.task_ids", []) for i in raw.split(",") if i}
         model = _one(query, "filter.model")
-        decision = self._shared.faults.decide(PROVIDER, "list_tasks", None)
+        decision = self.shared.faults.decide(self.name, "list_tasks", None)
         if decision.fault is not None:
-            return await self._fault(decision.fault, incoming)
-        now = self._shared.clock()
-        ttl = self._shared.config.media_ttl_seconds
+            return await self.fault_response(decision.fault, incoming)
+        now = self.shared.clock()
+        ttl = self._knobs.media_ttl_seconds
         selected = [
             t
             for t in reversed(self._tasks.values())
             if not t.deleted
             and (status is None or t.status(now) == status)
             and (not ids or t.id in ids)
-            and (model is None or t.model == model)
+            and (model is None or t.request.model == model)
         ]
         page = selected[(page_num - 1) * page_size : page_num * page_size]
         return json_response({"items": [t.to_json(now, ttl) for t in page], "total": len(selected)})
 
     async def _delete(self, task_id: str, incoming: Incoming) -> Response[bytes]:
         task = self._find(task_id)
-        decision = self._shared.faults.decide(PROVIDER, "delete_task", task.prompt)
+        decision = self.shared.faults.decide(self.name, "delete_task", task.request.prompt)
         if decision.fault is not None:
-            return await self._fault(decision.fault, incoming)
-        now = self._shared.clock()
+            return await self.fault_response(decision.fault, incoming)
+        now = self.shared.clock()
         status = task.status(now)
         if status == "queued":
             task.cancelled_at = now
             self._cancel_timer(task.id)
-            if task.callback_url:
+            if task.request.callback_url:
                 self._spawn(self._notify(task, "cancelled", now))
             logger.info("ark task %s cancelled", task.id)
         elif status in ("succeeded", "failed", "expired"):
@@ -422,20 +427,38 @@ class ArkService:
 
     # --- media -----------------------------------------------------------------------------------------------
 
+    async def _media_response(self, name: str) -> Response[bytes]:
+        stats = self.shared.stats
+        stats.request(self.name, "media")
+        try:
+            media = await self.media(name)
+        except ControlError as error:
+            stats.response(self.name, "media", error.status)
+            message = "Request has expired" if error.status == 403 else "The specified key does not exist."
+            xml = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n'
+                f"<Error><Code>{error.detail}</Code><Message>{message}</Message>"
+                f"<RequestId>{request_id()}</RequestId></Error>"
+            )
+            return Response(content=xml.encode(), status_code=error.status, media_type="application/xml")
+        stats.response(self.name, "media", 200)
+        return Response(content=media.body, media_type=media.media_type)
+
     async def media(self, name: str) -> Media:
         """The video or last frame behind a task's URLs; ControlError 404/403 (S3 words) when it cannot be had."""
         task_id, kind = _media_name(name)
         task = self._tasks.get(task_id or "")
-        now = self._shared.clock()
-        if task is None or task.status(now) != "succeeded" or (kind == "png" and not task.return_last_frame):
+        now = self.shared.clock()
+        if task is None or task.status(now) != "succeeded" or (kind == "png" and not task.request.return_last_frame):
             raise ControlError(404, "NoSuchKey")
-        if now > task.finished_at + self._shared.config.media_ttl_seconds:
+        if now > task.finished_at + self._knobs.media_ttl_seconds:
             raise ControlError(403, "AccessDenied")
         cached = self._media_cache.get(name)
         if cached is not None:
             self._media_cache.move_to_end(name)
             return cached
-        spec = ark_video_spec(task.video_spec_seed(), task.resolution, task.ratio, FPS, task.duration)
+        asked = task.request
+        spec = ark_video_spec(task.video_spec_seed(), asked.resolution, asked.ratio, FPS, asked.duration)
         # Encoding takes up to a few hundred milliseconds: keep the event loop free meanwhile.
         if kind == "mp4":
             media = Media(await asyncio.to_thread(build_mp4, spec), "video/mp4")
@@ -448,20 +471,43 @@ class ArkService:
 
     # --- control API -----------------------------------------------------------------------------------------
 
+    def control_routes(self) -> list[HTTPRouteHandler]:
+        @get("/tasks/{task_id:str}", operation_id="SimGetArkTask", description="A task with queries and callbacks.")
+        async def inspect_task(task_id: FromPath[str]) -> Response[bytes]:
+            return json_response(self.inspect(task_id))
+
+        @post(
+            "/tasks/{task_id:str}",
+            status_code=200,
+            operation_id="SimPatchArkTask",
+            description="Change an unfinished task: queue_seconds, run_seconds, outcome, error_code, error_message.",
+        )
+        async def patch_task(task_id: FromPath[str], request: AnyRequest) -> Response[bytes]:
+            try:
+                patch = msgspec.json.decode(await request.body(), type=TaskPatch)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise ControlError(400, f"invalid task change: {exc}") from exc
+            return json_response(self.patch(task_id, patch))
+
+        return [inspect_task, patch_task]
+
+    def stats(self) -> dict[str, Any]:
+        return {"ark_tasks": self.snapshot()}
+
     def inspect(self, task_id: str) -> dict[str, Any]:
         task = self._tasks.get(task_id)
         if task is None:
             raise ControlError(404, f"no task {task_id}")
-        now = self._shared.clock()
+        now = self.shared.clock()
         return {
-            "task": task.to_json(now, self._shared.config.media_ttl_seconds),
-            "prompt": task.prompt,
+            "task": task.to_json(now, self._knobs.media_ttl_seconds),
+            "prompt": task.request.prompt,
             "queries": task.queries,
             "deleted": task.deleted,
             "queue_seconds": task.queue_seconds,
             "run_seconds": task.run_seconds,
             "final_status": "cancelled" if task.cancelled_at is not None else task.final_status,
-            "callback_url": task.callback_url,
+            "callback_url": task.request.callback_url,
             "callbacks": [msgspec.to_builtins(c) for c in task.callbacks],
         }
 
@@ -469,7 +515,7 @@ class ArkService:
         task = self._tasks.get(task_id)
         if task is None:
             raise ControlError(404, f"no task {task_id}")
-        status = task.status(self._shared.clock())
+        status = task.status(self.shared.clock())
         if status in TERMINAL:
             raise ControlError(409, f"task {task_id} is already {status}")
         if patch.queue_seconds is not None:
@@ -482,7 +528,7 @@ class ArkService:
         return self.inspect(task_id)
 
     def snapshot(self) -> dict[str, Any]:
-        now = self._shared.clock()
+        now = self.shared.clock()
         return {
             t.id: {
                 "status": t.status(now),
@@ -498,7 +544,7 @@ class ArkService:
 
     def _schedule(self, task: ArkTask) -> None:
         self._cancel_timer(task.id)
-        if task.callback_url and task.cancelled_at is None:
+        if task.request.callback_url and task.cancelled_at is None:
             timer = self._spawn(self._run_timeline(task))
             self._timers[task.id] = timer
 
@@ -517,31 +563,31 @@ class ArkService:
         for status, at in task.transitions():
             if status in task.notified:
                 continue
-            delay = at - self._shared.clock()
+            delay = at - self.shared.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             # Delivery runs in its own task so that a slow receiver never delays the timeline itself.
             self._spawn(self._notify(task, status, at))
 
     async def _notify(self, task: ArkTask, status: str, at: float) -> None:
-        if status in task.notified or not task.callback_url:
+        if status in task.notified or not task.request.callback_url:
             return
         task.notified.add(status)
-        payload = msgspec.json.encode(task.to_json(at, self._shared.config.media_ttl_seconds))
+        payload = msgspec.json.encode(task.to_json(at, self._knobs.media_ttl_seconds))
         async with task.delivery:
             await self._deliver(task, status, payload)
 
     async def _deliver(self, task: ArkTask, status: str, payload: bytes) -> None:
-        if not task.callback_url:
+        if not task.request.callback_url:
             return
         record = CallbackRecord(status)
         task.callbacks.append(record)
-        config = self._shared.config
-        for attempt in range(config.callback_attempts):
+        knobs = self._knobs
+        for attempt in range(knobs.callback_attempts):
             record.attempts += 1
             try:
                 answer = await self._http().post(
-                    task.callback_url, content=payload, headers={"Content-Type": "application/json"}
+                    task.request.callback_url, content=payload, headers={"Content-Type": "application/json"}
                 )
                 record.last_status_code = answer.status_code
                 if answer.is_success:
@@ -554,12 +600,12 @@ class ArkService:
                 "callback for ark task %s (%s) to %s failed on attempt %d: %s",
                 task.id,
                 status,
-                task.callback_url,
+                task.request.callback_url,
                 record.attempts,
                 record.last_error,
             )
-            if attempt + 1 < config.callback_attempts:
-                await asyncio.sleep(config.callback_retry_seconds * 2**attempt)
+            if attempt + 1 < knobs.callback_attempts:
+                await asyncio.sleep(knobs.callback_retry_seconds * 2**attempt)
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -824,3 +870,6 @@ def _ratio_of_first_image(images: list[tuple[str, str | None]]) -> str | None:
         target = width / height
         return min(RATIOS, key=lambda r: abs(parse_ratio(r)[0] / parse_ratio(r)[1] - target))
     return None
+
+
+STAND_IN = Ark

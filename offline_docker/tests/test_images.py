@@ -15,9 +15,10 @@ import pytest
 from minio import Minio
 from minio.error import S3Error
 
-from deploy.images import IMAGE_VARIABLES, bootstrap_images, image_id
+from deploy.paths import IMAGES_ENV_NAME, REPO_ROOT
+from offline_docker.images import IMAGE_VARIABLES, bootstrap_images, image_id
 
-from .conftest import REPO_ROOT, DockerImages, container_logs, docker, published_port, running_container, wait_until
+from .conftest import DockerImages, container_logs, docker, published_port, running_container, wait_until
 
 # The first test may have to install the engine and build every image (about 3 minutes from scratch).
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -142,12 +143,12 @@ def test_second_bootstrap_reuses_every_image(docker_images: DockerImages) -> Non
     before = {variable: image_id(tag) for variable, tag in docker_images.images.items()}
     messages: list[str] = []
     started = time.monotonic()
-    images = bootstrap_images(REPO_ROOT, messages.append)
+    images = bootstrap_images(messages.append)
     elapsed = time.monotonic() - started
     assert images == docker_images.images
     assert {variable: image_id(tag) for variable, tag in images.items()} == before
     assert not [m for m in messages if m.startswith(("building", "debootstrap", "downloading"))], messages
     assert elapsed < 30, f"reuse took {elapsed:.1f} s: {messages}"
-    env_file = (REPO_ROOT / ".deploy" / "images.env").read_text()
+    env_file = (REPO_ROOT / IMAGES_ENV_NAME).read_text()
     for variable in IMAGE_VARIABLES:
         assert f"{variable}={images[variable]}\n" in env_file

