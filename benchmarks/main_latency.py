@@ -23,7 +23,7 @@ from integrations.echo.schemas import EchoInput, EchoRequest
 from services.shared.http_link import HttpLinkPool
 from services.shared.reporting import ReportClient
 from services.shared.settings import TemporalSettings
-from services.shared.tasks import ReportOutcome, TaskReport
+from services.shared.tasks import ReportOutcome, TaskEnvelope, TaskReport
 from services.shared.temporal import connect as temporal_connect
 
 from .harness import BENCH_KEY, Bench, local_stack, machine, main_clients, percentile
@@ -77,7 +77,7 @@ async def create_latency(bench: Bench) -> dict[str, list[float]]:
         async def bare() -> None:
             await temporal.start_workflow(
                 "EchoWorkflow",
-                EchoInput(f"bare-{uuid.uuid4()}", EchoRequest(message="bench")),
+                EchoInput(TaskEnvelope(f"bare-{uuid.uuid4()}"), EchoRequest(message="bench")),
                 id=f"bare-{uuid.uuid4()}",
                 task_queue="bench-unserved",
             )

@@ -32,29 +32,27 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from integrations.fangzhou_video_generation.schemas import (
-    CALLBACK_SIGNAL,
-    CANCEL_ACTIVITY,
-    COPY_ACTIVITY,
-    QUERY_ACTIVITY,
-    SUBMIT_ACTIVITY,
+    NAMES,
     ArkTaskView,
-    CallbackHint,
-    CancelInput,
-    CancelOutcome,
-    CopyInput,
-    CopyResult,
-    PollPolicy,
-    QueryInput,
-    SubmitInput,
-    Submitted,
+    VideoCopy,
     VideoInput,
     VideoRequest,
+    VideoSubmit,
 )
 from integrations.fangzhou_video_generation.workflows.workflows import FangzhouVideoWorkflow
 from services.async_task.launcher import WORKFLOW_RUNNER
 from services.shared.converter import data_converter
 from services.shared.reporting import REPORT_ACTIVITY, ReportInput
-from services.shared.tasks import ReportOutcome, StoredObject
+from services.shared.submit_poll import (
+    CALLBACK_SIGNAL,
+    CallbackHint,
+    CancelOutcome,
+    Copied,
+    JobRef,
+    PollPolicy,
+    Submitted,
+)
+from services.shared.tasks import ReportOutcome, StoredObject, TaskEnvelope
 
 from .harness import Bench, describe_machine, free_port, local_stack, percentile, stop_process, table, wait_until
 
@@ -84,7 +82,6 @@ class MockArk:
         self.submitted_at: datetime | None = None
         self.finished_at: datetime | None = None
         self.queries: list[tuple[datetime, str]] = []
-        self.reports: list[str] = []
 
     def finish_time(self) -> datetime | None:
         if self.callbacks:
@@ -94,16 +91,15 @@ class MockArk:
 
     @activity.defn(name=REPORT_ACTIVITY)
     async def report(self, input: ReportInput) -> ReportOutcome:
-        self.reports.append(input.report.status)
         return ReportOutcome(applied=True, status=input.report.status)
 
-    @activity.defn(name=SUBMIT_ACTIVITY)
-    async def submit(self, input: SubmitInput) -> Submitted:
+    @activity.defn(name=NAMES.submit)
+    async def submit(self, input: VideoSubmit) -> Submitted:
         self.submitted_at = activity.info().current_attempt_scheduled_time
-        return Submitted("cgt-bench", "doubao-seedance-1-0-pro-250528", input.poll or PollPolicy())
+        return Submitted("cgt-bench", input.poll or PollPolicy())
 
-    @activity.defn(name=QUERY_ACTIVITY)
-    async def query(self, input: QueryInput) -> ArkTaskView:
+    @activity.defn(name=NAMES.query)
+    async def query(self, input: JobRef) -> ArkTaskView:
         at = activity.info().current_attempt_scheduled_time
         finish = self.finish_time()
         status = "succeeded" if finish is not None and at >= finish else "running"
@@ -112,13 +108,13 @@ class MockArk:
             return ArkTaskView(id=input.provider_task_id, status=status, video_url="https://ark.example/v.mp4")
         return ArkTaskView(id=input.provider_task_id, status=status)
 
-    @activity.defn(name=CANCEL_ACTIVITY)
-    async def cancel(self, input: CancelInput) -> CancelOutcome:
+    @activity.defn(name=NAMES.cancel)
+    async def cancel(self, input: JobRef) -> CancelOutcome:
         return CancelOutcome(cancelled=False, status="running")
 
-    @activity.defn(name=COPY_ACTIVITY)
-    async def copy(self, input: CopyInput) -> CopyResult:
-        return CopyResult(objects={"video": StoredObject(f"tasks/{input.task_id}/video.mp4", "video/mp4", 1)})
+    @activity.defn(name=NAMES.copy)
+    async def copy(self, input: VideoCopy) -> Copied:
+        return Copied(objects={"video": StoredObject(f"tasks/{input.task.id}/video.mp4", "video/mp4", 1)})
 
     def detection_delay(self) -> float:
         finish = self.finish_time()
@@ -139,7 +135,9 @@ async def modelled_job(env: WorkflowEnvironment, minutes: int, callbacks: bool) 
     ):
         handle = await env.client.start_workflow(
             FangzhouVideoWorkflow.run,
-            VideoInput("bench", VideoRequest(prompt="a paper boat"), callback_url="https://main.example/cb"),
+            VideoInput(
+                TaskEnvelope("bench"), VideoRequest(prompt="a paper boat"), callback_url="https://main.example/cb"
+            ),
             id=f"bench-polling-{uuid.uuid4()}",
             task_queue=queue,
             execution_timeout=timedelta(days=3),
@@ -147,7 +145,7 @@ async def modelled_job(env: WorkflowEnvironment, minutes: int, callbacks: bool) 
         if callbacks:
 
             async def submitted() -> bool:
-                return "running" in ark.reports
+                return ark.submitted_at is not None
 
             await wait_until(submitted, 60, "the submit")
             left = timedelta(seconds=ark.job_seconds)

@@ -3,9 +3,13 @@
 Home Assistant style: copy a template, replace the names, create the test files, never overwrite anything.
 The templates are in ``deploy/scaffold_templates/<pattern>/``, a tree that mirrors the repository
 (``integrations/NEW_FOLDER/...``, ``tests/integrations/NEW_FOLDER/...``, ``tests/e2e/test_NEW_FOLDER.py``), with
-``.tmpl`` added to every file name so linters and type checkers leave the placeholders alone.
-``integrations/example`` stays the provider-free template (pattern ``internal``) that the launcher tests serve:
-one folder cannot be both provider patterns and also run without a provider.
+``.tmpl`` added to every file name so linters and type checkers leave the placeholders alone. The generated code
+is thin: the patterns themselves are the kits in ``services/shared/`` and main's ``services/main/kit.py``.
+
+``integrations/example`` is generated too, like compose.yaml: it is exactly what the sync-call template gives for
+the name ``example`` (the integration folder; its tests are the scaffold's own, run by tests/scaffold). Users may
+not take the name (it is blacklisted, so never served); after changing the sync-call templates, maintainers
+rewrite it with ``python -m deploy.scaffold``, and tests/scaffold fails while it is stale.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import contextlib
 import json
 import keyword
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +184,43 @@ def scaffold(names: Names, root: Path = REPO_ROOT) -> list[Path]:
     return created
 
 
+EXAMPLE = Names(
+    name="example",
+    folder="example",
+    queue="example",
+    pattern="sync-call",
+    description=(
+        "The scaffold's minimal sync-call integration, generated from deploy/scaffold_templates/sync-call "
+        "(python -m deploy.scaffold rewrites it). Blacklisted by default: never served."
+    ),
+)
+
+
+def example_files() -> dict[Path, str]:
+    """``integrations/example`` as the scaffold generates it: each file's path inside the folder and its text."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        # The project's lint settings, so the generated files are formatted as in the repository.
+        shutil.copyfile(REPO_ROOT / "pyproject.toml", root / "pyproject.toml")
+        (root / "integrations").mkdir()
+        scaffold(EXAMPLE, root)
+        folder = root / "integrations" / EXAMPLE.folder
+        return {p.relative_to(folder): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def regenerate_example(root: Path = REPO_ROOT) -> list[Path]:
+    """Rewrite ``integrations/example`` from the sync-call templates; the paths written."""
+    folder = root / "integrations" / EXAMPLE.folder
+    shutil.rmtree(folder, ignore_errors=True)
+    written: list[Path] = []
+    for relative, text in example_files().items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
 def _format(paths: list[Path], root: Path) -> None:
     """Names change the order of imports and long names push lines past the limit: let ruff sort and wrap the
     new files, when ruff is installed (it is a development dependency)."""
@@ -198,6 +241,11 @@ def next_steps(names: Names) -> list[str]:
         f"created integration {names.name!r} (pattern {names.pattern}) in integrations/{names.folder}/",
         "next:",
         f"  .venv/bin/pytest tests/integrations/{names.folder} tests/e2e/test_{names.folder}.py",
-        "  .venv/bin/deploy-tool render   # adds its worker to compose.yaml; commit compose.yaml with the integration",
+        "  .venv/bin/deploy-tool render     # adds its worker to compose.yaml; commit it with the integration",
         "  then follow .claude/agents/integration-generation-handler.md to put the real provider in",
     ]
+
+
+if __name__ == "__main__":
+    for written in regenerate_example():
+        print(f"wrote {written.relative_to(REPO_ROOT)}")

@@ -13,13 +13,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import uvicorn
+from litestar.types import ASGIApp
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from websockets.asyncio.client import ClientConnection, connect
 
 from deploy import config
@@ -105,6 +110,38 @@ async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, wha
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def signals_heard(temporal: Client, workflow_id: str, signal: str) -> int:
+    """How many ``signal`` signals the workflow's history holds."""
+    heard = [
+        event
+        async for event in temporal.get_workflow_handle(workflow_id).fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        and event.workflow_execution_signaled_event_attributes.signal_name == signal
+    ]
+    return len(heard)
+
+
+@asynccontextmanager
+async def serve(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve an ASGI app (lifespan included) on 127.0.0.1 and a free port in this event loop; yields its base URL.
+    In this loop, it can talk to a Temporal worker running here too."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        if task.done():
+            raise AssertionError(f"the server did not start: {task.exception()!r}")
+        return server.started
+
+    await wait_for(started, 30, "the server to start", interval=0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 async def exchange(url: str, data: bytes, timeout: float = 10) -> tuple[bytes, float]:
@@ -237,6 +274,11 @@ class Api:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+def statuses(events: list[dict[str, Any]], task_id: str) -> list[str]:
+    """The statuses one task's events carried, in order."""
+    return [e["status"] for e in events if e.get("task_id") == task_id]
 
 
 class Events:

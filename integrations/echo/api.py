@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from services.main.kit import IntegrationApi, StartContext
-from services.main.store import TaskRecord
+from services.main.kit import sync_call_api
 
-from .schemas import EchoInput, EchoRequest
+from .schemas import EchoRequest
 from .workflows.workflows import EchoWorkflow
 
-
-def build_input(task: TaskRecord, request: EchoRequest, _: StartContext) -> EchoInput:
-    return EchoInput(task_id=task.id, request=request)
-
-
-api = IntegrationApi(
-    request_type=EchoRequest,
-    workflow=EchoWorkflow.run,
-    build_input=build_input,
+api = sync_call_api(
+    EchoRequest,
+    EchoWorkflow.run,
     summary="Store a message as a text object after an optional delay (test integration).",
 )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import msgspec
+
+from services.shared.sync_call import CallInput, TaskInput
 
 PROCESS_ACTIVITY = "echo.process"
 
@@ -17,13 +19,5 @@ class EchoRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ] = 0
 
 
-class EchoInput(msgspec.Struct, frozen=True):
-    task_id: str
-    request: EchoRequest
-
-
-class ProcessInput(msgspec.Struct, frozen=True):
-    task_id: str
-    message: str
-    delay_seconds: float
-    fail_attempts: int
+EchoInput: TypeAlias = TaskInput[EchoRequest]
+ProcessInput: TypeAlias = CallInput[EchoRequest]

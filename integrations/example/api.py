@@ -1,21 +1,23 @@
-"""example's HTTP API, mounted by main under /api/integrations/example. It only starts and reads workflows."""
+"""The integration's HTTP API, mounted by main under the integration's name:
+``/api/integrations/example``.
+
+main answers ``POST .../tasks`` with 202 and starts the workflow; reads are main's, synced with Temporal. Only
+main's kit is imported here: never the provider client, the activities or object storage.
+"""
 
 from __future__ import annotations
 
-from services.main.kit import IntegrationApi, StartContext
-from services.main.store import TaskRecord
+from services.main.kit import InputError, sync_call_api
 
-from .schemas import ExampleInput, ExampleRequest
+from .schemas import ExampleRequest
 from .workflows.workflows import ExampleWorkflow
 
 
-def build_input(task: TaskRecord, request: ExampleRequest, _: StartContext) -> ExampleInput:
-    return ExampleInput(task_id=task.id, request=request)
+def check(request: ExampleRequest) -> None:
+    """What the schema cannot express; raise InputError naming the field (main answers 422)."""
+    if not request.prompt.strip():
+        raise InputError("prompt", "must not be blank")
 
 
-api = IntegrationApi(
-    request_type=ExampleRequest,
-    workflow=ExampleWorkflow.run,
-    build_input=build_input,
-    summary="Store a message as a text object after an optional delay (test integration).",
-)
+# The workflow's input is the task and the request; pass build_input= to make another job of the request.
+api = sync_call_api(ExampleRequest, ExampleWorkflow.run, check=check)

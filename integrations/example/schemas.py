@@ -1,29 +1,33 @@
-"""Input and output types of the example integration, shared by its API and its workflow."""
+"""Input and output types of this integration, shared by its API, workflow and activity.
+
+Pure and deterministic (the workflow sandbox imports this module, and so does main), so no I/O here.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import msgspec
 
-PROCESS_ACTIVITY = "example.process"
+from services.shared.sync_call import CallInput, TaskInput
+from services.shared.tasks import StoredObject
+
+CALL_ACTIVITY = "example.call"
 
 
 class ExampleRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    message: Annotated[str, msgspec.Meta(min_length=1, max_length=10_000, description="text to store")]
-    delay_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600, description="how long the activity works")] = 0.0
-    fail_attempts: Annotated[
-        int, msgspec.Meta(ge=0, le=10, description="activity attempts that fail before one succeeds")
-    ] = 0
+    """What a user sends to create a task (``POST .../tasks``)."""
+
+    prompt: Annotated[str, msgspec.Meta(min_length=1, max_length=10_000, description="what to generate")]
 
 
-class ExampleInput(msgspec.Struct, frozen=True):
-    task_id: str
-    request: ExampleRequest
+class ExampleResult(msgspec.Struct, frozen=True):
+    """What the activity returns: where the result is, and small metadata. Never the bytes."""
+
+    result: StoredObject
+    model: str | None = None
 
 
-class ProcessInput(msgspec.Struct, frozen=True):
-    task_id: str
-    message: str
-    delay_seconds: float
-    fail_attempts: int
+# The workflow's input and the activity's: the task, and the request as the provider call needs it.
+ExampleInput: TypeAlias = TaskInput[ExampleRequest]
+ExampleCall: TypeAlias = CallInput[ExampleRequest]

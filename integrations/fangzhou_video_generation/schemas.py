@@ -8,22 +8,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 
-from services.shared.tasks import StoredObject
+from services.shared.submit_poll import Activities, CopyInput, JobInput, SubmitInput
 
-SUBMIT_ACTIVITY = "fangzhou.submit"
-QUERY_ACTIVITY = "fangzhou.query"
-CANCEL_ACTIVITY = "fangzhou.cancel"
-COPY_ACTIVITY = "fangzhou.copy_result"
-# Message names the API uses to talk to a running workflow.
-REFRESH_UPDATE = "refresh"
-CALLBACK_SIGNAL = "callback"
-
-# Ark's task statuses ("expired" comes with newer models); the last four are final.
-ARK_FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "expired"})
+NAMES = Activities.named("fangzhou")
 
 # Images travel inside the workflow input and the submit activity's input, and Temporal rejects payloads over
 # 2 MB: inline images stay well below that, larger ones must be given as http(s) URLs.
@@ -70,61 +61,6 @@ class VideoRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     return_last_frame: bool = False
 
 
-class PollPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How the workflow polls Ark: first delay, growth factor, cap, overall deadline, and polls per run
-    (after which the workflow continues as new, so its history stays bounded)."""
-
-    initial_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    backoff: Annotated[float, msgspec.Meta(ge=1)] = 1.5
-    max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = 7200.0
-    polls_per_run: Annotated[int, msgspec.Meta(ge=1)] = 100
-
-
-class PollState(msgspec.Struct, frozen=True):
-    """What a continued run needs: everything after the submit."""
-
-    provider_task_id: str
-    model: str
-    poll: PollPolicy
-    # Absolute workflow time (epoch seconds) after which the task fails with deadline_exceeded.
-    deadline: float
-    delay: float
-    polls: int
-    runs: int
-    # A refresh or callback arrived just before the run continued as new: poll at once.
-    wake: bool = False
-
-
-class VideoInput(msgspec.Struct, frozen=True):
-    task_id: str
-    request: VideoRequest
-    # main's per-task callback URL (secret included), sent to Ark as callback_url.
-    callback_url: str | None = None
-    # None: the worker's policy (ARK_POLL_* settings), decided by the submit activity.
-    poll: PollPolicy | None = None
-    # Set on continued runs only.
-    resume: PollState | None = None
-
-
-class SubmitInput(msgspec.Struct, frozen=True):
-    task_id: str
-    request: VideoRequest
-    callback_url: str | None
-    poll: PollPolicy | None
-
-
-class Submitted(msgspec.Struct, frozen=True):
-    provider_task_id: str
-    model: str
-    # The policy in force: the workflow input's, else the worker's settings.
-    poll: PollPolicy
-
-
-class QueryInput(msgspec.Struct, frozen=True):
-    provider_task_id: str
-
-
 class ArkTaskView(msgspec.Struct, frozen=True):
     """The parts of Ark's task that the workflow acts on."""
 
@@ -143,32 +79,9 @@ class ArkTaskView(msgspec.Struct, frozen=True):
     usage: dict[str, int] = msgspec.field(default_factory=dict)
 
 
-class CancelInput(msgspec.Struct, frozen=True):
-    provider_task_id: str
-
-
-class CancelOutcome(msgspec.Struct, frozen=True):
-    # Whether Ark dropped the job; when not, the status it had (only queued jobs can be cancelled).
-    cancelled: bool
-    status: str
-
-
-class CopyInput(msgspec.Struct, frozen=True):
-    task_id: str
-    video_url: str
-    last_frame_url: str | None = None
-
-
-class CopyResult(msgspec.Struct, frozen=True):
-    objects: dict[str, StoredObject]
-
-
-class CallbackHint(msgspec.Struct, frozen=True):
-    """What Ark's callback claimed. Ark does not sign callbacks, so the workflow only takes it as a reason to
-    query Ark now."""
-
-    provider_task_id: str | None = None
-    status: str | None = None
+VideoInput: TypeAlias = JobInput[VideoRequest]
+VideoSubmit: TypeAlias = SubmitInput[VideoRequest]
+VideoCopy: TypeAlias = CopyInput[ArkTaskView]
 
 
 _DATA_URL = re.compile(r"^data:image/(png|jpeg|webp);base64,")

@@ -7,8 +7,7 @@ object storage and every state report happen in the worker. Status reads are mai
 
 from __future__ import annotations
 
-from services.main.kit import InputError, IntegrationApi, StartContext
-from services.main.store import TaskRecord
+from services.main.kit import InputError, NewTask, sync_call_api
 
 from .schemas import ImageRequest, ImageTaskInput, InvalidFieldError, to_job
 from .workflows.workflows import NanoBanana2ImageWorkflow
@@ -21,15 +20,15 @@ def check(request: ImageRequest) -> None:
         raise InputError(exc.field, exc.message) from exc
 
 
-def build_input(task: TaskRecord, request: ImageRequest, _: StartContext) -> ImageTaskInput:
-    return ImageTaskInput(task_id=task.id, job=to_job(request))
+def build_input(new: NewTask[ImageRequest]) -> ImageTaskInput:
+    return ImageTaskInput(new.task, to_job(new.request))
 
 
-api = IntegrationApi(
-    request_type=ImageRequest,
-    workflow=NanoBanana2ImageWorkflow.run,
-    build_input=build_input,
+api = sync_call_api(
+    ImageRequest,
+    NanoBanana2ImageWorkflow.run,
     check=check,
+    build_input=build_input,
     summary=(
         "Generate an image with Gemini Nano Banana 2 from a prompt and optional reference images. "
         "Answers 202 with the task; the image appears as output.objects.image (a presigned URL) when it succeeds."

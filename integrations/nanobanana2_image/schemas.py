@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, TypeAlias, get_args
 
 import msgspec
 
+from services.shared.media_types import sniff_image_type
+from services.shared.sync_call import CallInput, TaskInput
 from services.shared.tasks import StoredObject
 
 GENERATE_ACTIVITY = "nanobanana2_image.generate"
@@ -33,7 +35,6 @@ MAX_REFERENCE_BYTES = 1024 * 1024
 MAX_REFERENCE_CHARS = 1_500_000
 
 _DATA_URL = re.compile(r"data:(?P<mime>[^;,]+)(?P<params>(?:;[^;,]*)*?);base64,(?P<data>.*)", re.DOTALL)
-_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"heif"})
 
 
 class ReferenceImage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -82,14 +83,8 @@ class ImageJob(msgspec.Struct, frozen=True):
     reference_images: tuple[InlineImage, ...] = ()
 
 
-class ImageTaskInput(msgspec.Struct, frozen=True):
-    task_id: str
-    job: ImageJob
-
-
-class GenerateInput(msgspec.Struct, frozen=True):
-    task_id: str
-    job: ImageJob
+ImageTaskInput: TypeAlias = TaskInput[ImageJob]
+GenerateInput: TypeAlias = CallInput[ImageJob]
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -164,16 +159,3 @@ def _decode_reference(item: str | ReferenceImage, field: str) -> tuple[str, byte
     if found is None or (found != mime_type and not {found, mime_type} <= {"image/heic", "image/heif"}):
         raise InvalidFieldError(field, f"data is not an image of type {mime_type}")
     return mime_type, raw
-
-
-def sniff_image_type(data: bytes) -> str | None:
-    """The image type that the bytes start like, or None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "image/heic" if data[8:12].startswith(b"he") else "image/heif"
-    return None

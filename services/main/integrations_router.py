@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency
-from litestar.params import Body, FromPath, HeaderParameter
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import Body, FromPath, HeaderParameter, Parameter
+from temporalio.service import RPCError, RPCStatusCode
 
 from services.shared.discovery import Integration
-from services.shared.http_errors import ApiError
+from services.shared.http_errors import ApiError, not_found
 from services.shared.manifest import slug
+from services.shared.submit_poll import CALLBACK_SIGNAL
+from services.shared.tasks import is_terminal, workflow_id_for
 
 from .auth import api_key_guard, current_user
 from .body_limits import max_json_bytes
-from .kit import InputError, IntegrationApi
+from .kit import InputError, IntegrationApi, ProviderCallback, TaskAction, TaskHandle
 from .schemas import TaskRead
 from .service import TaskService
 from .settings import MainSettings
+
+
+class CallbackAck(msgspec.Struct, frozen=True):
+    # False when the task is already finished and the callback changes nothing.
+    accepted: bool
 
 
 def load_api(integration: Integration) -> IntegrationApi[Any]:
@@ -88,6 +99,71 @@ def integration_router(integration: Integration, api: IntegrationApi[Any], setti
             summary=f"Read a {name} task (synced with Temporal when not terminal)",
             tags=[name],
         )(read_task),
-        *api.routes,
+        *(action_route(name, op, action) for action in api.actions),
     ]
+    if api.callback is not None:
+        handlers.append(callback_route(name, op, api.callback))
     return Router(path=f"/api/integrations/{name}", route_handlers=handlers)
+
+
+def action_route(name: str, op: str, action: TaskAction) -> HTTPRouteHandler:
+    async def run_action(
+        task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
+    ) -> TaskRead:
+        record = await tasks.get_for(current_user(request), task_id, integration=name, sync=False)
+        if is_terminal(record.status):
+            return tasks.read(record)
+        await action.run(TaskHandle(task_id, tasks.temporal.get_workflow_handle(workflow_id_for(task_id))))
+        return tasks.read(await tasks.sync(record))
+
+    return post(
+        f"/tasks/{{task_id:str}}/{action.name}",
+        status_code=200,
+        operation_id=f"{action.name}_{op}_task",
+        summary=action.summary,
+        description=action.description,
+        tags=[name],
+    )(run_action)
+
+
+def callback_route(name: str, op: str, callback: ProviderCallback) -> HTTPRouteHandler:
+    async def provider_callback(
+        task_id: FromPath[str],
+        request: Request[Any, Any, Any],
+        tasks: NamedDependency[TaskService],
+        secret: str | None = Parameter(required=False, max_length=256, description="the task's secret"),
+    ) -> Response[Any]:
+        if not secret:
+            raise ApiError(401, "unauthorized", "missing callback secret")
+        record = await tasks.store.get(task_id)
+        # An unknown task and a wrong secret get the same answer, so the endpoint confirms nothing.
+        if (
+            record is None
+            or record.integration != name
+            or record.callback_secret is None
+            or not hmac.compare_digest(record.callback_secret.encode(), secret.encode())
+        ):
+            raise not_found(f"task {task_id}")
+        body = await request.body()
+        if callback.challenge is not None and (echo := callback.challenge(body)) is not None:
+            return Response(echo)
+        if is_terminal(record.status):
+            return Response(CallbackAck(accepted=False))
+        handle = tasks.temporal.get_workflow_handle(workflow_id_for(task_id))
+        try:
+            await handle.signal(CALLBACK_SIGNAL, callback.hint(body))
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return Response(CallbackAck(accepted=False))
+            # Providers retry a callback that failed.
+            raise ApiError(503, "temporal_unavailable", "could not deliver the callback; try again", True) from exc
+        return Response(CallbackAck(accepted=True))
+
+    return post(
+        "/tasks/{task_id:str}/callback",
+        status_code=200,
+        operation_id=f"{op}_callback",
+        summary="The provider's callback URL for a task (authenticated by the task's callback secret)",
+        description="Wakes the task's workflow, which then queries the provider: the callback body is not trusted.",
+        tags=[name],
+    )(provider_callback)

@@ -1,21 +1,35 @@
-"""The task kit: what an integration's ``api.py`` declares, and the routes main builds from it.
+"""main's integration kit: what an integration's ``api.py`` declares, and all it is given.
 
-An integration's ``api.py`` defines ``api = IntegrationApi(...)``; main mounts
-``POST /api/integrations/<name>/tasks`` (typed input, 202), ``GET /api/integrations/<name>/tasks/{task_id}``
-and the integration's own extra routes under the same prefix.
+An integration's ``api.py`` defines ``api = IntegrationApi(...)`` and imports nothing else of main. main mounts
+``POST /api/integrations/<name>/tasks`` (typed input, 202) and ``GET .../tasks/{task_id}``, and the routes its
+pattern declares: ``POST .../tasks/{task_id}/<action>`` for each action (the submit-poll pattern's ``REFRESH``),
+and, with a ``callback``, ``POST .../tasks/{task_id}/callback`` for the provider, authenticated by the task's own
+secret. main checks users, ownership and secrets; the integration sees only the small contexts below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import msgspec
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError
+
+from services.shared.submit_poll import REFRESH_UPDATE, CallbackHint, JobInput
+from services.shared.sync_call import TaskInput
+from services.shared.tasks import TaskEnvelope, TaskReport
+
 if TYPE_CHECKING:
-    from .store import TaskRecord
+    from temporalio.client import WorkflowHandle
 
 RequestT = TypeVar("RequestT")
+
+log = logging.getLogger("main.kit")
 
 
 class InputError(Exception):
@@ -31,8 +45,89 @@ class InputError(Exception):
 class StartContext:
     """What main knows when it starts a task's workflow, beyond the task itself."""
 
-    # Where the provider may call back for this task (secret included); None unless the integration asks.
+    # Where the provider may call back for this task (secret included); None unless the integration has a callback.
     callback_url: str | None
+
+
+@dataclass(frozen=True)
+class NewTask(Generic[RequestT]):
+    """What ``build_input`` gets: the new task, the validated request, and the start context."""
+
+    task: TaskEnvelope
+    request: RequestT
+    start: StartContext
+
+
+@dataclass(frozen=True)
+class TaskHandle:
+    """What an action gets: the task (the user's own, not finished) and its workflow."""
+
+    task_id: str
+    workflow: WorkflowHandle[Any, Any]
+
+
+@dataclass(frozen=True)
+class TaskAction:
+    """``POST .../tasks/{task_id}/<name>``: main answers a finished task as it is; otherwise it runs ``run`` and
+    answers with the task synced from its workflow."""
+
+    name: str
+    summary: str
+    description: str
+    run: Callable[[TaskHandle], Awaitable[None]]
+
+
+# How long a refresh waits for the workflow's fresh query of the provider before answering with what is known.
+REFRESH_WAIT_SECONDS = 20.0
+
+
+async def _refresh(task: TaskHandle) -> None:
+    try:
+        await asyncio.wait_for(
+            task.workflow.execute_update(REFRESH_UPDATE, result_type=TaskReport), REFRESH_WAIT_SECONDS
+        )
+    except TimeoutError:
+        log.info("refresh of task %s: no fresh answer within %ss", task.task_id, REFRESH_WAIT_SECONDS)
+    except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as exc:
+        # Usually the workflow has just finished; the answer's sync reads its result.
+        log.info("refresh of task %s not delivered: %r", task.task_id, exc)
+
+
+REFRESH = TaskAction(
+    name="refresh",
+    summary="Ask the provider for the task's result now (through the task's workflow)",
+    description=(
+        "A finished task is returned as it is. Otherwise the running workflow queries the provider at once "
+        "(a Temporal update); when the job is done, the workflow stops polling, stores the result and concludes "
+        "the task."
+    ),
+    run=_refresh,
+)
+
+
+class _Callback(msgspec.Struct):
+    id: str | None = None
+    status: str | None = None
+
+
+def callback_hint(body: bytes) -> CallbackHint:
+    """The job id and status a callback body claims, read from ``id`` and ``status`` when it has them."""
+    try:
+        claimed = msgspec.json.decode(body, type=_Callback)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        claimed = _Callback()
+    return CallbackHint(provider_task_id=claimed.id, status=claimed.status)
+
+
+@dataclass(frozen=True)
+class ProviderCallback:
+    """The provider calls back: main gives each task a secret and a callback URL, checks the secret, and signals
+    the workflow, which only wakes its poller (the body is never trusted). ``hint`` reads what the body claims,
+    for the log; ``challenge`` answers a provider that first verifies the URL: the value to echo (as JSON) when
+    the body is such a challenge, else None."""
+
+    hint: Callable[[bytes], CallbackHint] = callback_hint
+    challenge: Callable[[bytes], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -40,13 +135,44 @@ class IntegrationApi(Generic[RequestT]):
     request_type: type[RequestT]
     # The workflow's run method (or its registered name) started for every new task.
     workflow: Callable[..., Any] | str
-    # Builds the workflow's single input from the stored task, the validated request and the start context.
-    build_input: Callable[[TaskRecord, RequestT, StartContext], Any]
+    # The workflow's single input for a new task.
+    build_input: Callable[[NewTask[RequestT]], Any]
     check: Callable[[RequestT], None] | None = None
-    # Extra Litestar route handlers mounted under /api/integrations/<name>.
-    routes: Sequence[Any] = ()
+    actions: Sequence[TaskAction] = field(default_factory=tuple[TaskAction, ...])
+    callback: ProviderCallback | None = None
     execution_timeout: timedelta | None = None
-    # Whether each task gets a secret and a callback URL,
-    # ``{MAIN_PUBLIC_URL}/api/integrations/<name>/tasks/<id>/callback?secret=...``; the route is the integration's.
-    callback_secret: bool = False
     summary: str = ""
+
+
+def sync_call_api(
+    request_type: type[RequestT],
+    workflow: Callable[..., Any] | str,
+    *,
+    check: Callable[[RequestT], None] | None = None,
+    build_input: Callable[[NewTask[RequestT]], Any] | None = None,
+    summary: str = "",
+) -> IntegrationApi[RequestT]:
+    """The sync-call pattern's API: create and read. The workflow's input is the task and the request, unless
+    ``build_input`` makes another job of the request."""
+    return IntegrationApi(request_type, workflow, build_input or _task_input, check, summary=summary)
+
+
+def submit_poll_api(
+    request_type: type[RequestT],
+    workflow: Callable[..., Any] | str,
+    *,
+    check: Callable[[RequestT], None] | None = None,
+    callback: ProviderCallback | None = ProviderCallback(),
+    summary: str = "",
+) -> IntegrationApi[RequestT]:
+    """The submit-poll pattern's API: create and read, its refresh, and the provider's callback (``None`` for a
+    provider that cannot call back). The workflow's input is the task, the request and the task's callback URL."""
+    return IntegrationApi(request_type, workflow, _job_input, check, (REFRESH,), callback, summary=summary)
+
+
+def _task_input(new: NewTask[Any]) -> TaskInput[Any]:
+    return TaskInput(new.task, new.request)
+
+
+def _job_input(new: NewTask[Any]) -> JobInput[Any]:
+    return JobInput(new.task, new.request, callback_url=new.start.callback_url)

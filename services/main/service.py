@@ -21,6 +21,7 @@ from services.shared.events import TaskEvent
 from services.shared.storage import ObjectStore
 from services.shared.tasks import (
     ReportOutcome,
+    TaskEnvelope,
     TaskError,
     TaskReport,
     TaskResult,
@@ -30,7 +31,7 @@ from services.shared.tasks import (
 )
 
 from .errors import ApiError, not_found, temporal_unreachable
-from .kit import IntegrationApi, StartContext
+from .kit import IntegrationApi, NewTask, StartContext
 from .relay import OutboxRelay
 from .schemas import ObjectRead, OutputRead, TaskRead
 from .settings import MainSettings
@@ -71,16 +72,20 @@ class TaskService:
                 idempotency_key=idempotency_key,
                 request_digest=digest,
                 event=self._event,
-                callback_secret=secrets.token_urlsafe(24) if api.callback_secret else None,
+                callback_secret=secrets.token_urlsafe(24) if api.callback is not None else None,
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
         if not created:
             return record, False
+        # The `queued` event is committed with the task, before the workflow starts: an activity's `running`
+        # report, however early, commits after it and so follows it in the stream.
         try:
             await self.temporal.start_workflow(
                 api.workflow,
-                api.build_input(record, request, StartContext(self._callback_url(integration, record))),
+                api.build_input(
+                    NewTask(TaskEnvelope(record.id), request, StartContext(self._callback_url(integration, record)))
+                ),
                 id=workflow_id_for(record.id),
                 task_queue=integration.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -1,9 +1,10 @@
-"""How activities tell main about state changes: the internal report API, called with the internal token over
+"""How activities tell main about state changes: main's internal report API, called with the report token over
 kept-alive connections (``http_link.HttpLinkPool``), as many as the worker has activity slots."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 from temporalio import activity
@@ -22,6 +23,39 @@ REPORT_ACTIVITY = "report_task"
 class ReportInput(msgspec.Struct, frozen=True):
     task_id: str
     report: TaskReport
+
+
+class Reporter(Protocol):
+    async def report(self, task_id: str, report: TaskReport) -> ReportOutcome: ...
+
+
+# How long the activity that starts the provider work tries to tell main that the task is running.
+RUNNING_REPORT_SECONDS = 10.0
+RUNNING_REPORT_INTERVAL_SECONDS = 1.0
+
+
+async def report_running(
+    reporter: Reporter, task_id: str, report: TaskReport, within: float = RUNNING_REPORT_SECONDS
+) -> None:
+    """Tell main the task is running, from inside the activity that starts the provider work. Bounded and best
+    effort: main may be down, and the provider work must not wait for it for long. It never raises (but for a
+    cancel), so a report that cannot be delivered neither fails nor repeats the provider work; main then learns
+    the state at read time from the workflow's ``task_state`` query. Repeating it is harmless: main applies a
+    running report that changes nothing as no change, with no event."""
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                try:
+                    await reporter.report(task_id, report)
+                    return
+                except ApplicationError as exc:
+                    activity.logger.warning("running report for task %s rejected: %s", task_id, exc)
+                    return
+                except Exception as exc:
+                    activity.logger.info("running report for task %s not delivered yet: %r", task_id, exc)
+                await asyncio.sleep(RUNNING_REPORT_INTERVAL_SECONDS)
+    except TimeoutError:
+        activity.logger.warning("running report for task %s not delivered within %ss", task_id, within)
 
 
 class ReportClient:

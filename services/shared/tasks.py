@@ -22,6 +22,13 @@ def is_terminal(status: str) -> bool:
     return status in TERMINAL_STATUSES
 
 
+class TaskEnvelope(msgspec.Struct, frozen=True):
+    """What every workflow and activity input carries about its task. It is stored in Temporal history, so it
+    accepts unknown fields: fields added later decode in runs that started before them."""
+
+    id: str
+
+
 class TaskError(msgspec.Struct, frozen=True):
     """The structured error used everywhere: in HTTP error bodies and in failed tasks."""
 

@@ -7,12 +7,11 @@ import uuid
 
 import httpx
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from deploy.local import LocalStack
-from integrations.fangzhou_video_generation.schemas import CALLBACK_SIGNAL
-from tests.stack import USERS, Api, Launcher, wait_for
+from services.shared.submit_poll import CALLBACK_SIGNAL
+from tests.stack import USERS, Api, Launcher, signals_heard, wait_for
 
 from .conftest import VIDEO
 
@@ -20,14 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 async def callbacks_heard(temporal: Client, workflow_id: str) -> int:
-    handle = temporal.get_workflow_handle(workflow_id)
-    signals = [
-        event
-        async for event in handle.fetch_history_events()
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-        and event.workflow_execution_signaled_event_attributes.signal_name == CALLBACK_SIGNAL
-    ]
-    return len(signals)
+    return await signals_heard(temporal, workflow_id, CALLBACK_SIGNAL)
 
 
 async def test_callback_needs_the_tasks_own_secret(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from litestar import Litestar, post
+from litestar.params import JSONBody
 from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -16,9 +20,9 @@ from integrations.echo.schemas import EchoInput, EchoRequest
 from integrations.example.schemas import ExampleInput, ExampleRequest
 from services.shared.discovery import discover
 from services.shared.storage import ObjectStore
-from services.shared.tasks import TaskReport
+from services.shared.tasks import TaskEnvelope, TaskReport
 from tests.broken_examples import BROKEN_EXAMPLES, copy_with_broken_examples
-from tests.stack import Api, Launcher, wait_for
+from tests.stack import Api, Launcher, serve, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,20 +38,33 @@ async def pollers(client: Client, queue: str) -> set[str]:
     return {p.identity for p in response.pollers}
 
 
+@pytest.fixture
+async def example_provider() -> AsyncIterator[str]:
+    """The example's provider: the scaffold's placeholder contract, answering every prompt with itself."""
+
+    @post("/v1/generate", status_code=200)
+    async def generate(data: JSONBody[dict[str, str]]) -> dict[str, str]:
+        return {"content_type": "text/plain", "data": base64.b64encode(data["prompt"].encode()).decode()}
+
+    async with serve(Litestar([generate])) as url:
+        yield url
+
+
 async def test_each_integration_gets_its_own_worker_and_queue(
-    stack: LocalStack, worker_env: dict[str, str], temporal: Client
+    stack: LocalStack, worker_env: dict[str, str], temporal: Client, example_provider: str
 ) -> None:
-    # With an empty blacklist the example template is served too: every integration, one Worker each.
+    # With an empty blacklist the example integration is served too: every integration, one Worker each.
     names = [i.name for i in discover(blacklist=()).integrations]
     assert {"echo", "example"} <= set(names)
-    launcher = Launcher({**worker_env, "INTEGRATIONS_BLACKLIST": ""}, [], stack.state_dir / "all-workers.log")
+    env = {**worker_env, "INTEGRATIONS_BLACKLIST": "", "EXAMPLE_BASE_URL": example_provider}
+    launcher = Launcher(env, [], stack.state_dir / "all-workers.log")
     try:
         await launcher.wait_serving()
         assert f"serving {len(names)} integration(s): {', '.join(names)}" in launcher.output()
 
         result = await temporal.execute_workflow(
             "ExampleWorkflow",
-            ExampleInput("not-a-task", ExampleRequest(message="on its own queue")),
+            ExampleInput(TaskEnvelope("not-a-task"), ExampleRequest(prompt="on its own queue")),
             id=str(uuid.uuid4()),
             task_queue="example",
             result_type=TaskReport,
@@ -57,7 +74,7 @@ async def test_each_integration_gets_its_own_worker_and_queue(
         # The echo Worker does not know the example workflow: on the wrong queue it never runs.
         handle = await temporal.start_workflow(
             "ExampleWorkflow",
-            ExampleInput("not-a-task", ExampleRequest(message="wrong queue")),
+            ExampleInput(TaskEnvelope("not-a-task"), ExampleRequest(prompt="wrong queue")),
             id=str(uuid.uuid4()),
             task_queue="echo",
         )
@@ -122,7 +139,7 @@ async def test_client_started_workflow_completes_with_the_right_result(
         task_id = f"direct-{uuid.uuid4()}"
         result = await temporal.execute_workflow(
             "EchoWorkflow",
-            EchoInput(task_id, EchoRequest(message="from a client")),
+            EchoInput(TaskEnvelope(task_id), EchoRequest(message="from a client")),
             id=str(uuid.uuid4()),
             task_queue="echo",
             result_type=TaskReport,

@@ -81,20 +81,23 @@ async def test_a_newly_served_integration_gets_its_form_with_no_console_change(
         form = page.locator("#form-example")
         await form.wait_for()
         assert (await form.locator("h3").inner_text()).strip() == "example"
-        assert await form.get_by_label("Message", exact=True).get_attribute("required") is not None
-        delay = form.get_by_label("Delay seconds", exact=True)
+        prompt = form.get_by_label("Prompt", exact=True)
+        assert (await prompt.get_attribute("required"), await prompt.get_attribute("maxlength")) == ("", "10000")
+        # Numbers take their type and limits from the schema too (echo's hints give only a label).
+        echo = page.locator(f"#{ECHO_FORM}")
+        delay = echo.get_by_label("Delay (s)", exact=True)
         assert (await delay.get_attribute("type"), await delay.get_attribute("max")) == ("number", "3600")
-        assert await form.get_by_label("Fail attempts", exact=True).get_attribute("step") == "1"
+        assert await echo.get_by_label("Fail attempts", exact=True).get_attribute("step") == "1"
         for known in (IMAGE_FORM, VIDEO_FORM, ECHO_FORM):
             assert await page.locator(f"#{known}").is_visible(), known
 
-        await form.get_by_label("Message", exact=True).fill("from a form nobody wrote")
+        await prompt.fill("from a form nobody wrote")
         async with page.expect_response(lambda r: r.url.endswith("/api/integrations/example/tasks")) as created:
             await form.get_by_role("button", name="Create task").click()
         response = await created.value
         assert response.status == 202, await response.text()
         # Empty fields stay out of the body, so main applies the defaults.
-        assert response.request.post_data_json == {"message": "from a form nobody wrote"}
+        assert response.request.post_data_json == {"prompt": "from a form nobody wrote"}
         task_id = (await response.json())["id"]
         card = console.card(task_id)
         await card.wait_for()

@@ -15,7 +15,7 @@ from deploy.local import LocalStack
 from services.shared.storage import ObjectStore
 from services.simulator.media import encode_png, gemini_image_size, render_rows
 from tests.integrations.nanobanana2_image.helpers import png_dimensions_checked
-from tests.stack import Api, Events, Launcher, wait_for
+from tests.stack import Api, Events, Launcher, statuses, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.every_store]
 
@@ -93,10 +93,6 @@ async def create(api: Api, body: dict[str, Any]) -> dict[str, Any]:
     assert task["status"] == "queued"
     assert response.headers["location"] == f"/api/tasks/{task['id']}"
     return task
-
-
-def statuses(events: list[dict[str, Any]], task_id: str) -> list[str]:
-    return [e["status"] for e in events if e.get("task_id") == task_id]
 
 
 async def download(url: str) -> httpx.Response:

@@ -159,3 +159,17 @@ def test_every_placeholder_is_replaced() -> None:
     assert names.replace("NEW_FOLDER/NEW_NAME/NEW_QUEUE/NEW_ENV/NewIntegration") == "acme/acme/acme/ACME/Acme"
     tricky = names_for("acme", "sync-call", queue="NEW_ENV")
     assert tricky.replace("NEW_QUEUE NEW_ENV") == "NEW_ENV ACME"
+
+
+def test_the_example_is_exactly_what_the_scaffold_generates() -> None:
+    # integrations/example is generated output, like compose.yaml: users cannot take the name, maintainers
+    # rewrite it with `python -m deploy.scaffold`.
+    with pytest.raises(ScaffoldError, match="blacklist"):
+        names_for("example", "sync-call")
+    folder = paths.REPO_ROOT / "integrations" / "example"
+    current = {
+        p.relative_to(folder): p.read_text()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert current == scaffold.example_files(), "integrations/example is stale: run python -m deploy.scaffold"

@@ -4,34 +4,23 @@ import asyncio
 
 from temporalio import activity
 
-from services.shared.storage import ObjectStore
+from services.shared.activity_kit import ActivityKit
 from services.shared.tasks import StoredObject
 
 from ..schemas import PROCESS_ACTIVITY, ProcessInput
 
-HEARTBEAT_SECONDS = 1.0
-
-
-def object_key(task_id: str) -> str:
-    # Deterministic, so a retried attempt overwrites instead of leaving a second object.
-    return f"tasks/{task_id}/echo.txt"
-
 
 class EchoActivities:
-    def __init__(self, store: ObjectStore) -> None:
-        self._store = store
+    def __init__(self, kit: ActivityKit) -> None:
+        self._kit = kit
 
     @activity.defn(name=PROCESS_ACTIVITY)
     async def process(self, input: ProcessInput) -> StoredObject:
-        if activity.info().attempt <= input.fail_attempts:
-            raise RuntimeError(f"simulated failure on attempt {activity.info().attempt}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + input.delay_seconds
-        # Heartbeats let a restarted worker take over quickly and let cancellation reach the activity.
-        while (remaining := deadline - loop.time()) > 0:
-            activity.heartbeat()
-            await asyncio.sleep(min(HEARTBEAT_SECONDS, remaining))
-        data = input.message.encode()
-        key = object_key(input.task_id)
-        await self._store.put_bytes(key, data, "text/plain; charset=utf-8")
-        return StoredObject(key=key, content_type="text/plain; charset=utf-8", size=len(data))
+        request = input.job
+        async with self._kit.running(input.task):
+            if activity.info().attempt <= request.fail_attempts:
+                raise RuntimeError(f"simulated failure on attempt {activity.info().attempt}")
+            # The "provider call": heartbeating, so a restarted worker takes over quickly and a cancel arrives.
+            await self._kit.heartbeating(asyncio.sleep(request.delay_seconds))
+            data = request.message.encode()
+            return await self._kit.put(input.task, "echo", "txt", data, "text/plain; charset=utf-8")

@@ -9,5 +9,5 @@ from .workflows import EchoWorkflow
 def worker_spec(ctx: WorkerContext) -> WorkerSpec:
     return WorkerSpec(
         workflows=[EchoWorkflow],
-        activities=[*ctx.report_activities(), EchoActivities(ctx.store).process],
+        activities=[*ctx.report_activities(), EchoActivities(ctx.activity_kit()).process],
     )

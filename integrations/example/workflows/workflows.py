@@ -1,52 +1,46 @@
+"""The task's workflow: the sync-call kit with this provider's final errors, retry policy and deadline."""
+
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from services.shared import workflow_kit
-    from services.shared.tasks import StoredObject, TaskReport, TaskResult
+    from services.shared.sync_call import Call, SyncCallWorkflow
+    from services.shared.tasks import TaskReport, TaskResult
+    from services.shared.workflow_kit import Step
 
-    from ..schemas import PROCESS_ACTIVITY, ExampleInput, ProcessInput
+    from ..schemas import CALL_ACTIVITY, ExampleInput, ExampleRequest, ExampleResult
+
+CALL = Call(
+    Step(
+        CALL_ACTIVITY,
+        # Longer than the client's own timeout (ProviderSettings.timeout_seconds).
+        start_to_close=timedelta(minutes=10),
+        retry=RetryPolicy(
+            initial_interval=timedelta(seconds=2),
+            maximum_interval=timedelta(seconds=60),
+            maximum_attempts=5,
+            # Answers that no retry can change: the task fails at once with the provider's reason.
+            non_retryable_error_types=["provider_rejected", "provider_auth"],
+        ),
+        # The activity heartbeats every 2 s: a worker that dies is noticed after this long.
+        heartbeat=timedelta(seconds=10),
+        # The task's deadline over all attempts.
+        schedule_to_close=timedelta(minutes=30),
+    ),
+    default_code="call_failed",
+)
+
+
+def result(request: ExampleRequest, called: ExampleResult) -> TaskResult:
+    return TaskResult(objects={"result": called.result}, data={"model": called.model})
 
 
 @workflow.defn(name="ExampleWorkflow")
-class ExampleWorkflow:
-    def __init__(self) -> None:
-        self._state = TaskReport(status="queued")
-
+class ExampleWorkflow(SyncCallWorkflow):
     @workflow.run
     async def run(self, input: ExampleInput) -> TaskReport:
-        request = input.request
-        self._state = TaskReport(status="running", progress=0.0)
-        try:
-            await workflow_kit.report(input.task_id, self._state)
-            stored = await workflow.execute_activity(
-                PROCESS_ACTIVITY,
-                ProcessInput(input.task_id, request.message, request.delay_seconds, request.fail_attempts),
-                result_type=StoredObject,
-                start_to_close_timeout=timedelta(seconds=request.delay_seconds + 60),
-                heartbeat_timeout=timedelta(seconds=5),
-                retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=5),
-            )
-        except ActivityError as err:
-            cancelled = is_cancelled_exception(err)
-            self._state = (
-                workflow_kit.cancelled() if cancelled else workflow_kit.failed("example_failed", str(err.cause or err))
-            )
-        except asyncio.CancelledError:
-            self._state = workflow_kit.cancelled()
-        else:
-            self._state = workflow_kit.succeeded(
-                TaskResult(objects={"text": stored}, data={"length": len(request.message)})
-            )
-        await workflow_kit.report(input.task_id, self._state)
-        return self._state
-
-    @workflow.query
-    def task_state(self) -> TaskReport:
-        return self._state
+        return await self.call(input, CALL, ExampleResult, result)

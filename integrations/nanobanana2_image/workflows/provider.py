@@ -1,7 +1,11 @@
 """Typed client for Gemini image generation (``POST {base}/v1beta/models/{model}:generateContent``).
 
-Used only by activities. It knows nothing about Temporal: every failure is a ``GeminiError`` whose ``code``
-says what happened and whose ``retryable`` says whether trying again can help.
+Used only by activities. It knows nothing about Temporal: every failure is a ``ProviderError`` whose ``code``
+says what happened and whose ``retryable`` says whether trying again can help: ``blocked_prompt``
+(promptFeedback.blockReason), ``image_blocked`` (a safety finishReason), ``no_image`` (finished without an
+image), ``provider_rejected`` (400/404/other 4xx), ``provider_auth`` (401/403, invalid key) are final;
+``provider_unavailable`` (408, 429, 5xx, timeouts, connection errors, malformed answers) is worth retrying, after
+``retry_after`` seconds when Google says so.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from services.shared.provider_client import ProviderError, ProviderHttp, is_transient, said
 from services.shared.settings import Env, SettingsError
 
 from ..schemas import ImageJob
@@ -40,26 +45,6 @@ _FILTERED_REASONS = frozenset(
 )
 _DURATION = re.compile(r"(?P<seconds>\d+(?:\.\d+)?)s")
 _MAX_MESSAGE = 500
-
-
-class GeminiError(Exception):
-    """A failed generateContent call.
-
-    ``code``: ``blocked_prompt`` (promptFeedback.blockReason), ``image_blocked`` (a safety finishReason),
-    ``no_image`` (finished without an image), ``provider_rejected`` (400/404/other 4xx), ``provider_auth``
-    (401/403, invalid key) -- all final -- or ``provider_unavailable`` (429, 5xx, timeouts, connection errors,
-    malformed answers), which is worth retrying, after ``retry_after`` seconds when the provider says so.
-    """
-
-    def __init__(
-        self, code: str, message: str, *, retryable: bool, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-        self.retry_after = retry_after
 
 
 class GeminiSettings(msgspec.Struct, frozen=True):
@@ -171,7 +156,7 @@ class GeneratedContent(msgspec.Struct, frozen=True):
 
 class GeminiClient:
     def __init__(self, http: httpx.AsyncClient, settings: GeminiSettings) -> None:
-        self._http = http
+        self._http = ProviderHttp(http, "Gemini", http_error)
         self.settings = settings
 
     @property
@@ -179,20 +164,13 @@ class GeminiClient:
         return f"{self.settings.base_url}/v1beta/models/{self.settings.model}:generateContent"
 
     async def generate(self, job: ImageJob) -> GeneratedContent:
-        timeout = self.settings.timeout_seconds
-        try:
-            response = await self._http.post(
-                self.url,
-                content=msgspec.json.encode(request_body(job)),
-                headers={"x-goog-api-key": self.settings.api_key, "Content-Type": "application/json"},
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-            )
-        except httpx.TimeoutException as exc:
-            raise _unavailable(f"no answer from Gemini within {timeout:g}s ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise _unavailable(f"could not reach Gemini: {type(exc).__name__}: {exc}") from exc
-        if response.status_code != 200:
-            raise http_error(response)
+        response = await self._http.send(
+            "POST",
+            self.url,
+            timeout_seconds=self.settings.timeout_seconds,
+            content=msgspec.json.encode(request_body(job)),
+            headers={"x-goog-api-key": self.settings.api_key, "Content-Type": "application/json"},
+        )
         return parse_response(response.content)
 
 
@@ -209,7 +187,7 @@ def request_body(job: ImageJob) -> dict[str, Any]:
 
 
 def parse_response(body: bytes) -> GeneratedContent:
-    """The final image of a 200 answer, or the GeminiError that explains why there is none."""
+    """The final image of a 200 answer, or the ProviderError that explains why there is none."""
     try:
         response = msgspec.json.decode(body, type=_Response)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -218,9 +196,9 @@ def parse_response(body: bytes) -> GeneratedContent:
     if feedback is not None and feedback.block_reason:
         detail = f": {feedback.block_reason_message}" if feedback.block_reason_message else ""
         message = f"Gemini blocked the prompt (blockReason {feedback.block_reason}){detail}"
-        raise GeminiError("blocked_prompt", message, retryable=False)
+        raise ProviderError("blocked_prompt", message, retryable=False)
     if not response.candidates:
-        raise GeminiError("no_image", "Gemini answered without any candidate", retryable=False)
+        raise ProviderError("no_image", "Gemini answered without any candidate", retryable=False)
     candidate = response.candidates[0]
     parts = candidate.content.parts if candidate.content is not None else []
     images = [p.inline_data for p in parts if p.inline_data is not None and p.inline_data.data and not p.thought]
@@ -228,13 +206,13 @@ def parse_response(body: bytes) -> GeneratedContent:
     text = "\n".join(texts)[:_MAX_MESSAGE] or None
     reason = candidate.finish_reason or "unspecified"
     if not images:
-        said = candidate.finish_message or text
-        detail = f": {said[:_MAX_MESSAGE]}" if said else ""
+        words = candidate.finish_message or text
+        detail = f": {words[:_MAX_MESSAGE]}" if words else ""
         if reason in _FILTERED_REASONS:
-            raise GeminiError(
+            raise ProviderError(
                 "image_blocked", f"Gemini withheld the image (finishReason {reason}){detail}", retryable=False
             )
-        raise GeminiError("no_image", f"Gemini returned no image (finishReason {reason}){detail}", retryable=False)
+        raise ProviderError("no_image", f"Gemini returned no image (finishReason {reason}){detail}", retryable=False)
     final = images[-1]
     try:
         data = base64.b64decode(final.data, validate=True)
@@ -253,7 +231,7 @@ def parse_response(body: bytes) -> GeneratedContent:
     )
 
 
-def http_error(response: httpx.Response) -> GeminiError:
+def http_error(response: httpx.Response) -> ProviderError:
     """Map a non-200 answer; the message keeps Google's own status and message."""
     status = response.status_code
     error: _Error | None
@@ -261,18 +239,15 @@ def http_error(response: httpx.Response) -> GeminiError:
         error = msgspec.json.decode(response.content, type=_ErrorBody).error
     except (msgspec.DecodeError, msgspec.ValidationError):
         error = None
-    if error is not None:
-        said = f"{error.status or 'error'}: {error.message[:_MAX_MESSAGE]}"
-    else:
-        said = response.text[:200].strip() or response.reason_phrase
-    message = f"Gemini answered HTTP {status} {said}"
+    words = f"{error.status or 'error'}: {error.message[:_MAX_MESSAGE]}" if error is not None else said(response)
+    message = f"Gemini answered HTTP {status} {words}"
     reasons = {d.reason for d in error.details} if error is not None else set()
     if status in (401, 403) or "API_KEY_INVALID" in reasons:
-        return GeminiError("provider_auth", message, retryable=False, status=status)
-    if status in (408, 429) or status >= 500:
+        return ProviderError("provider_auth", message, retryable=False, status=status)
+    if is_transient(status):
         delay = _retry_delay(error)
-        return GeminiError("provider_unavailable", message, retryable=True, status=status, retry_after=delay)
-    return GeminiError("provider_rejected", message, retryable=False, status=status)
+        return ProviderError("provider_unavailable", message, retryable=True, status=status, retry_after=delay)
+    return ProviderError("provider_rejected", message, retryable=False, status=status)
 
 
 def _retry_delay(error: _Error | None) -> float | None:
@@ -285,8 +260,8 @@ def _retry_delay(error: _Error | None) -> float | None:
     return None
 
 
-def _unavailable(message: str) -> GeminiError:
-    return GeminiError("provider_unavailable", message, retryable=True)
+def _unavailable(message: str) -> ProviderError:
+    return ProviderError("provider_unavailable", message, retryable=True)
 
 
 def png_dimensions(data: bytes) -> tuple[int, int] | None:

@@ -12,5 +12,5 @@ def worker_spec(ctx: WorkerContext) -> WorkerSpec:
     gemini = GeminiClient(ctx.http, GeminiSettings.from_env(ctx.env))
     return WorkerSpec(
         workflows=[NanoBanana2ImageWorkflow],
-        activities=[*ctx.report_activities(), ImageActivities(ctx.store, gemini).generate],
+        activities=[*ctx.report_activities(), ImageActivities(ctx.activity_kit(), gemini).generate],
     )

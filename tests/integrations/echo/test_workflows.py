@@ -13,8 +13,8 @@ from temporalio.worker import Worker
 from integrations.echo.schemas import PROCESS_ACTIVITY, EchoInput, EchoRequest, ProcessInput
 from integrations.echo.workflows.workflows import EchoWorkflow
 from services.async_task.launcher import WORKFLOW_RUNNER
-from services.shared.reporting import REPORT_ACTIVITY, ReportInput
-from services.shared.tasks import ReportOutcome, StoredObject, TaskReport
+from services.shared.tasks import StoredObject, TaskEnvelope, TaskReport
+from tests.fakes import Reports
 from tests.temporal_env import time_skipping
 
 
@@ -25,30 +25,27 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     await environment.shutdown()
 
 
-class Recorder:
-    """Mock activities registered under the real activities' names."""
+class Recorder(Reports):
+    """Mock activities registered under the real activities' names; the mock reports running through the
+    activity kit as the real one does."""
 
     def __init__(self, fail_attempts: int = 0) -> None:
-        self.reports: list[TaskReport] = []
+        super().__init__()
         self.attempts = 0
         self.fail_attempts = fail_attempts
         self.started = asyncio.Event()
         self.release: asyncio.Event | None = None
 
-    @activity.defn(name=REPORT_ACTIVITY)
-    async def report(self, input: ReportInput) -> ReportOutcome:
-        self.reports.append(input.report)
-        return ReportOutcome(applied=True, status=input.report.status)
-
     @activity.defn(name=PROCESS_ACTIVITY)
     async def process(self, input: ProcessInput) -> StoredObject:
-        self.attempts += 1
-        self.started.set()
-        if self.release is not None:
-            await self.release.wait()
-        if self.attempts <= self.fail_attempts:
-            raise RuntimeError("provider hiccup")
-        return StoredObject(key=f"tasks/{input.task_id}/echo.txt", content_type="text/plain", size=len(input.message))
+        async with self.kit().running(input.task):
+            self.attempts += 1
+            self.started.set()
+            if self.release is not None:
+                await self.release.wait()
+            if self.attempts <= self.fail_attempts:
+                raise RuntimeError("provider hiccup")
+            return StoredObject(f"tasks/{input.task.id}/echo.txt", "text/plain", len(input.job.message))
 
 
 async def run(env: WorkflowEnvironment, recorder: Recorder, request: EchoRequest) -> TaskReport:
@@ -57,11 +54,11 @@ async def run(env: WorkflowEnvironment, recorder: Recorder, request: EchoRequest
         env.client,
         task_queue=queue,
         workflows=[EchoWorkflow],
-        activities=[recorder.report, recorder.process],
+        activities=[recorder.report_task, recorder.process],
         workflow_runner=WORKFLOW_RUNNER,
     ):
         result: TaskReport = await env.client.execute_workflow(
-            EchoWorkflow.run, EchoInput("t1", request), id=str(uuid.uuid4()), task_queue=queue
+            EchoWorkflow.run, EchoInput(TaskEnvelope("t1"), request), id=str(uuid.uuid4()), task_queue=queue
         )
         return result
 
@@ -99,12 +96,12 @@ async def test_cancel_reports_cancelled(env: WorkflowEnvironment) -> None:
         env.client,
         task_queue=queue,
         workflows=[EchoWorkflow],
-        activities=[recorder.report, recorder.process],
+        activities=[recorder.report_task, recorder.process],
         workflow_runner=WORKFLOW_RUNNER,
     ):
         handle = await env.client.start_workflow(
             EchoWorkflow.run,
-            EchoInput("t2", EchoRequest(message="slow", delay_seconds=600)),
+            EchoInput(TaskEnvelope("t2"), EchoRequest(message="slow", delay_seconds=600)),
             id=str(uuid.uuid4()),
             task_queue=queue,
         )

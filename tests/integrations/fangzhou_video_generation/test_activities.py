@@ -16,34 +16,31 @@ from litestar.testing import AsyncTestClient
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from integrations.fangzhou_video_generation.schemas import (
-    CancelInput,
-    CancelOutcome,
-    CopyInput,
-    PollPolicy,
-    QueryInput,
-    SubmitInput,
-    VideoRequest,
-)
-from integrations.fangzhou_video_generation.workflows import activities as activities_module
+from integrations.fangzhou_video_generation.schemas import VideoCopy, VideoRequest, VideoSubmit
 from integrations.fangzhou_video_generation.workflows.activities import FangzhouActivities
-from integrations.fangzhou_video_generation.workflows.ark import (
+from integrations.fangzhou_video_generation.workflows.provider import (
     SIMULATOR_API_KEY,
     ArkClient,
     ArkSettings,
     create_body,
 )
+from services.shared import activity_kit
+from services.shared.activity_kit import ActivityKit
 from services.shared.settings import Env, SettingsError
 from services.shared.storage import ObjectStore
+from services.shared.submit_poll import CancelOutcome, JobRef, PollPolicy
+from services.shared.tasks import TaskEnvelope, TaskReport
 from services.simulator.app import create_app
 from services.simulator.config import RuntimeConfig, SimulatorSettings
 from services.simulator.media import encode_png, render_rows
+from tests.fakes import MemoryStore, Reports
 from tests.simulator.helpers import FakeClock
 
 SIM = "http://testserver.local"
 PNG = encode_png(8, 8, render_rows(8, 8, (10, 20, 30), (200, 100, 50), 2))
 PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
 TASKS = "/api/v3/contents/generations/tasks"
+TASK = TaskEnvelope("t1")
 
 Client = AsyncTestClient[Litestar]
 
@@ -65,22 +62,23 @@ def settings(**overrides: Any) -> ArkSettings:
     return ArkSettings(**values)
 
 
-class NoStore(ObjectStore):
-    """For activities that never touch storage."""
-
-    def __init__(self) -> None:
-        pass
-
-
 def activities_for(
-    http: httpx.AsyncClient, ark_settings: ArkSettings, store: ObjectStore | None = None
+    http: httpx.AsyncClient,
+    ark_settings: ArkSettings,
+    store: ObjectStore | None = None,
+    reports: Reports | None = None,
 ) -> FangzhouActivities:
-    return FangzhouActivities(ArkClient(http, ark_settings), store or NoStore(), ark_settings)
+    kit = ActivityKit(store or MemoryStore(), reports or Reports())
+    return FangzhouActivities(kit, ArkClient(http, ark_settings), ark_settings)
 
 
 async def submit(acts: FangzhouActivities, request: VideoRequest, callback_url: str | None = None) -> str:
-    submitted = await ActivityEnvironment().run(acts.submit, SubmitInput("t1", request, callback_url, None))
+    submitted = await ActivityEnvironment().run(acts.submit, VideoSubmit(TASK, request, callback_url, None))
     return submitted.provider_task_id
+
+
+def job(provider_task_id: str) -> JobRef:
+    return JobRef(TASK, provider_task_id)
 
 
 async def failure(coro: Any) -> ApplicationError:
@@ -159,8 +157,9 @@ def test_settings_from_env() -> None:
 # --- submit ---------------------------------------------------------------------------------------------------
 
 
-async def test_submit_sends_ark_the_request(sim: Client) -> None:
-    acts = activities_for(sim, settings(poll=PollPolicy(deadline_seconds=7200)))
+async def test_submit_sends_ark_the_request_and_reports_running(sim: Client) -> None:
+    reports = Reports()
+    acts = activities_for(sim, settings(poll=PollPolicy(deadline_seconds=7200)), reports=reports)
     request = VideoRequest(
         prompt="a kite over dunes",
         first_frame=PNG_URL,
@@ -183,6 +182,8 @@ async def test_submit_sends_ark_the_request(sim: Client) -> None:
         11,
     )
     assert task["execution_expires_after"] == 7200
+    # The submit is what tells main the task is running, with Ark's id.
+    assert reports.reports == [TaskReport(status="running", progress=0.0, provider_task_id=provider_task_id)]
 
 
 async def test_submit_maps_ark_errors(sim: Client) -> None:
@@ -239,7 +240,7 @@ async def test_submit_transport_failures() -> None:
 async def test_query_follows_the_task(sim: Client, clock: FakeClock) -> None:
     acts = activities_for(sim, settings())
     provider_task_id = await submit(acts, VideoRequest(prompt="rain on a window", duration=2, return_last_frame=True))
-    query = QueryInput(provider_task_id)
+    query = job(provider_task_id)
     env = ActivityEnvironment()
     assert (await env.run(acts.query, query)).status == "queued"
     clock.advance(15)
@@ -264,15 +265,15 @@ async def test_query_maps_failures(sim: Client, clock: FakeClock) -> None:
     env = ActivityEnvironment()
     failed_id = await submit(acts, VideoRequest(prompt="x [sim:fail=InputTextSensitiveContentDetected]"))
     clock.advance(60)
-    failed = await env.run(acts.query, QueryInput(failed_id))
+    failed = await env.run(acts.query, job(failed_id))
     assert (failed.status, failed.error_code) == ("failed", "InputTextSensitiveContentDetected")
     assert failed.error_message and "sensitive" in failed.error_message
 
     fault = {"provider": "ark", "kind": "429", "route": "get_task", "error_code": "ServerOverloaded"}
     assert (await sim.post("/_sim/faults", json=fault)).status_code in (200, 201)
-    limited = await failure(env.run(acts.query, QueryInput(failed_id)))
+    limited = await failure(env.run(acts.query, job(failed_id)))
     assert (limited.type, limited.non_retryable) == ("ServerOverloaded", False)
-    missing = await failure(env.run(acts.query, QueryInput("cgt-20200101000000-nope0")))
+    missing = await failure(env.run(acts.query, job("cgt-20200101000000-nope0")))
     assert (missing.type, missing.non_retryable) == ("ResourceNotFound", True)
 
 
@@ -280,17 +281,17 @@ async def test_cancel_deletes_only_queued_jobs(sim: Client, clock: FakeClock) ->
     acts = activities_for(sim, settings())
     env = ActivityEnvironment()
     queued = await submit(acts, VideoRequest(prompt="queued one"))
-    assert await env.run(acts.cancel, CancelInput(queued)) == CancelOutcome(True, "cancelled")
+    assert await env.run(acts.cancel, job(queued)) == CancelOutcome(True, "cancelled")
     assert (await inspect(sim, queued))["final_status"] == "cancelled"
 
     running = await submit(acts, VideoRequest(prompt="running one"))
     clock.advance(15)
-    assert await env.run(acts.cancel, CancelInput(running)) == CancelOutcome(False, "running")
+    assert await env.run(acts.cancel, job(running)) == CancelOutcome(False, "running")
     clock.advance(60)
     # A finished job is left alone: DELETE would erase its record and its video link.
-    assert await env.run(acts.cancel, CancelInput(running)) == CancelOutcome(False, "succeeded")
+    assert await env.run(acts.cancel, job(running)) == CancelOutcome(False, "succeeded")
     assert (await sim.get(f"{TASKS}/{running}", headers={"Authorization": "Bearer sim-ark-key"})).status_code == 200
-    gone = await env.run(acts.cancel, CancelInput("cgt-20200101000000-nope0"))
+    gone = await env.run(acts.cancel, job("cgt-20200101000000-nope0"))
     assert gone == CancelOutcome(False, "not_found")
 
 
@@ -302,15 +303,15 @@ async def test_copy_streams_video_and_last_frame_into_storage(
     sim: Client, clock: FakeClock, objects: ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Spill to disk after 4 KiB, so the upload reads from a real temporary file.
-    monkeypatch.setattr(activities_module, "SPOOL_BYTES", 4096)
+    monkeypatch.setattr(activity_kit, "SPOOL_BYTES", 4096)
     acts = activities_for(sim, settings(), objects)
     env = ActivityEnvironment()
     provider_task_id = await submit(acts, VideoRequest(prompt="a lantern", duration=2, return_last_frame=True))
     clock.advance(60)
-    done = await env.run(acts.query, QueryInput(provider_task_id))
+    done = await env.run(acts.query, job(provider_task_id))
     assert done.video_url is not None
     task_id = str(uuid.uuid4())
-    copied = await env.run(acts.copy_result, CopyInput(task_id, done.video_url, done.last_frame_url))
+    copied = await env.run(acts.copy_result, VideoCopy(TaskEnvelope(task_id), done))
 
     video, frame = copied.objects["video"], copied.objects["last_frame"]
     assert (video.key, video.content_type) == (f"tasks/{task_id}/video.mp4", "video/mp4")
@@ -323,7 +324,7 @@ async def test_copy_streams_video_and_last_frame_into_storage(
     assert stored_frame.startswith(b"\x89PNG") and len(stored_frame) == frame.size
 
     # Copying again (a retried attempt) overwrites the same keys.
-    await env.run(acts.copy_result, CopyInput(task_id, done.video_url, done.last_frame_url))
+    await env.run(acts.copy_result, VideoCopy(TaskEnvelope(task_id), done))
     assert sorted(await objects.list_keys(f"tasks/{task_id}/")) == [frame.key, video.key]
 
 
@@ -333,12 +334,12 @@ async def test_copy_failures_are_final(sim: Client, clock: FakeClock, objects: O
     acts = activities_for(sim, settings(max_video_bytes=1000), objects)
     provider_task_id = await submit(acts, VideoRequest(prompt="a lantern", duration=2))
     clock.advance(60)
-    done = await env.run(acts.query, QueryInput(provider_task_id))
+    done = await env.run(acts.query, job(provider_task_id))
     assert done.video_url is not None
     task_id = str(uuid.uuid4())
-    too_large = await failure(env.run(acts.copy_result, CopyInput(task_id, done.video_url)))
+    too_large = await failure(env.run(acts.copy_result, VideoCopy(TaskEnvelope(task_id), done)))
     assert (too_large.type, too_large.non_retryable) == ("ark_media_too_large", True)
     clock.advance(86400 + 60)
-    expired = await failure(env.run(acts.copy_result, CopyInput(task_id, done.video_url)))
+    expired = await failure(env.run(acts.copy_result, VideoCopy(TaskEnvelope(task_id), done)))
     assert (expired.type, expired.non_retryable) == ("ark_media_unavailable", True)
     assert await objects.list_keys(f"tasks/{task_id}/") == []

@@ -17,29 +17,27 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from integrations.fangzhou_video_generation.schemas import (
-    CALLBACK_SIGNAL,
-    CANCEL_ACTIVITY,
-    COPY_ACTIVITY,
-    QUERY_ACTIVITY,
-    REFRESH_UPDATE,
-    SUBMIT_ACTIVITY,
+    NAMES,
     ArkTaskView,
-    CallbackHint,
-    CancelInput,
-    CancelOutcome,
-    CopyInput,
-    CopyResult,
-    PollPolicy,
-    QueryInput,
-    SubmitInput,
-    Submitted,
+    VideoCopy,
     VideoInput,
     VideoRequest,
+    VideoSubmit,
 )
 from integrations.fangzhou_video_generation.workflows.workflows import FangzhouVideoWorkflow
 from services.async_task.launcher import WORKFLOW_RUNNER
-from services.shared.reporting import REPORT_ACTIVITY, ReportInput
-from services.shared.tasks import ReportOutcome, StoredObject, TaskReport
+from services.shared.submit_poll import (
+    CALLBACK_SIGNAL,
+    REFRESH_UPDATE,
+    CallbackHint,
+    CancelOutcome,
+    Copied,
+    JobRef,
+    PollPolicy,
+    Submitted,
+)
+from services.shared.tasks import StoredObject, TaskEnvelope, TaskReport
+from tests.fakes import Reports
 from tests.stack import wait_for
 from tests.temporal_env import time_skipping
 
@@ -57,11 +55,13 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     await environment.shutdown()
 
 
-class FakeArk:
-    """Mock activities under the real names. Each query answers the next status of ``script``, then
-    ``status`` for ever; ``submit_errors`` are raised by the first submit attempts."""
+class FakeArk(Reports):
+    """Mock activities under the real names; the mock submit reports running through the activity kit as the
+    real one does. Each query answers the next status of ``script``, then ``status`` for ever; ``submit_errors``
+    are raised by the first submit attempts."""
 
     def __init__(self, script: tuple[str, ...] = (), status: str = "running", succeed_at: int | None = None) -> None:
+        super().__init__()
         self.script = list(script)
         self.status = status
         # From this query on (1-based), Ark answers succeeded.
@@ -70,33 +70,24 @@ class FakeArk:
         self.submit_errors: list[BaseException] = []
         self.submit_release: asyncio.Event | None = None
         self.submit_started = asyncio.Event()
-        self.submits: list[SubmitInput] = []
+        self.submits: list[VideoSubmit] = []
         # (scheduled time, run id) of every query.
         self.queries: list[tuple[datetime, str | None]] = []
         self.cancels: list[str] = []
-        self.copies: list[CopyInput] = []
-        self.reports: list[TaskReport] = []
+        self.copies: list[VideoCopy] = []
 
-    def statuses(self) -> list[str]:
-        return [r.status for r in self.reports]
-
-    @activity.defn(name=REPORT_ACTIVITY)
-    async def report(self, input: ReportInput) -> ReportOutcome:
-        self.reports.append(input.report)
-        return ReportOutcome(applied=True, status=input.report.status)
-
-    @activity.defn(name=SUBMIT_ACTIVITY)
-    async def submit(self, input: SubmitInput) -> Submitted:
+    @activity.defn(name=NAMES.submit)
+    async def submit(self, input: VideoSubmit) -> Submitted:
         self.submits.append(input)
         self.submit_started.set()
         if self.submit_release is not None:
             await self.submit_release.wait()
         if self.submit_errors:
             raise self.submit_errors.pop(0)
-        return Submitted(ARK_ID, input.request.model or "doubao-seedance-1-0-pro-250528", input.poll or PollPolicy())
+        return await self.kit().submitted(input.task, ARK_ID, input.poll or PollPolicy())
 
-    @activity.defn(name=QUERY_ACTIVITY)
-    async def query(self, input: QueryInput) -> ArkTaskView:
+    @activity.defn(name=NAMES.query)
+    async def query(self, input: JobRef) -> ArkTaskView:
         info = activity.info()
         self.queries.append((info.current_attempt_scheduled_time, info.workflow_run_id))
         status = self.script.pop(0) if self.script else self.status
@@ -122,20 +113,20 @@ class FakeArk:
             )
         return ArkTaskView(id=input.provider_task_id, status=status)
 
-    @activity.defn(name=CANCEL_ACTIVITY)
-    async def cancel(self, input: CancelInput) -> CancelOutcome:
+    @activity.defn(name=NAMES.cancel)
+    async def cancel(self, input: JobRef) -> CancelOutcome:
         self.cancels.append(input.provider_task_id)
         if self.status == "queued":
             return CancelOutcome(cancelled=True, status="cancelled")
         return CancelOutcome(cancelled=False, status=self.status)
 
-    @activity.defn(name=COPY_ACTIVITY)
-    async def copy(self, input: CopyInput) -> CopyResult:
+    @activity.defn(name=NAMES.copy)
+    async def copy(self, input: VideoCopy) -> Copied:
         self.copies.append(input)
-        return CopyResult(
+        return Copied(
             objects={
-                "video": StoredObject(f"tasks/{input.task_id}/video.mp4", "video/mp4", 1000),
-                "last_frame": StoredObject(f"tasks/{input.task_id}/last_frame.png", "image/png", 100),
+                "video": StoredObject(f"tasks/{input.task.id}/video.mp4", "video/mp4", 1000),
+                "last_frame": StoredObject(f"tasks/{input.task.id}/last_frame.png", "image/png", 100),
             }
         )
 
@@ -161,12 +152,12 @@ async def run_with(
         env.client,
         task_queue=queue,
         workflows=[FangzhouVideoWorkflow],
-        activities=[ark.report, ark.submit, ark.query, ark.cancel, ark.copy],
+        activities=[ark.report_task, ark.submit, ark.query, ark.cancel, ark.copy],
         workflow_runner=WORKFLOW_RUNNER,
     ):
         handle = await env.client.start_workflow(
             FangzhouVideoWorkflow.run,
-            VideoInput("t1", REQUEST, callback_url="https://main.example/cb?secret=s", poll=poll),
+            VideoInput(TaskEnvelope("t1"), REQUEST, callback_url="https://main.example/cb?secret=s", poll=poll),
             id=str(uuid.uuid4()),
             task_queue=queue,
             execution_timeout=timedelta(days=30),
@@ -225,7 +216,7 @@ async def test_success_after_several_polls_with_backoff(env: WorkflowEnvironment
     assert gaps(ark) == [10, 20, 20, 20]
     assert ark.statuses() == ["running", "succeeded"]
     assert ark.reports[0].provider_task_id == ARK_ID
-    assert [c.video_url for c in ark.copies] == [f"https://ark.example/{ARK_ID}.mp4"]
+    assert [c.job.video_url for c in ark.copies] == [f"https://ark.example/{ARK_ID}.mp4"]
     assert ark.submits[0].callback_url == "https://main.example/cb?secret=s"
     assert ark.submits[0].poll == FAST
 
@@ -386,7 +377,8 @@ async def test_cancel_during_submit_still_deletes_the_job(env: WorkflowEnvironme
     assert result.provider_task_id == ARK_ID
     assert ark.cancels == [ARK_ID]
     assert ark.queries == []
-    assert ark.statuses() == ["cancelled"]
+    # Ark accepted the job before the cancel could act: the submit said running, then the task was cancelled.
+    assert ark.statuses() == ["running", "cancelled"]
 
 
 async def test_deadline_exceeded(env: WorkflowEnvironment) -> None:

@@ -19,10 +19,13 @@ from temporalio.testing import ActivityEnvironment
 from integrations.nanobanana2_image.schemas import GeneratedImage, GenerateInput, ImageJob, InlineImage
 from integrations.nanobanana2_image.workflows.activities import ImageActivities
 from integrations.nanobanana2_image.workflows.provider import GeminiClient, GeminiSettings
+from services.shared.activity_kit import ActivityKit
 from services.shared.settings import StorageSettings
 from services.shared.storage import ObjectStore
+from services.shared.tasks import TaskEnvelope
 from services.simulator.config import RuntimeConfig, SimulatorSettings
 from services.simulator.media import encode_png, gemini_image_size, render_rows
+from tests.fakes import Reports
 from tests.stack import wait_for
 
 from .helpers import SimulatorServer, png_dimensions_checked
@@ -61,10 +64,15 @@ def activities(
     model: str = MODEL,
     timeout: float = 30.0,
     heartbeat_seconds: float = 2.0,
+    reports: Reports | None = None,
 ) -> ImageActivities:
     settings = GeminiSettings(base_url=base_url, api_key=api_key, model=model, timeout_seconds=timeout)
     client = GeminiClient(http, settings)
-    return ImageActivities(store, client, heartbeat_seconds=heartbeat_seconds)
+    return ImageActivities(ActivityKit(store, reports or Reports(), heartbeat_seconds), client)
+
+
+def generate_input(task_id: str, image_job: ImageJob) -> GenerateInput:
+    return GenerateInput(TaskEnvelope(task_id), image_job)
 
 
 def job(prompt: str, aspect_ratio: str = "16:9", image_size: str = "2K", *refs: bytes) -> ImageJob:
@@ -82,8 +90,11 @@ async def test_generates_stores_and_returns_only_where_the_image_is(
     sim: SimulatorServer, http: httpx.AsyncClient, objects: ObjectStore
 ) -> None:
     task_id = str(uuid.uuid4())
-    input = GenerateInput(task_id, job("a lighthouse at dusk", "16:9", "2K", REFERENCE))
-    result = await ActivityEnvironment().run(activities(http, objects, sim.url).generate, input)
+    input = generate_input(task_id, job("a lighthouse at dusk", "16:9", "2K", REFERENCE))
+    reports = Reports()
+    result = await ActivityEnvironment().run(activities(http, objects, sim.url, reports=reports).generate, input)
+    # The activity that calls Gemini is the one that tells main the task is running.
+    assert reports.statuses() == ["running"]
 
     (request,) = sim.recording.requests
     assert (request.method, request.path, request.query) == ("POST", f"/v1beta/models/{MODEL}:generateContent", "")
@@ -128,8 +139,8 @@ async def test_a_retried_attempt_overwrites_the_same_object(
 ) -> None:
     task_id = str(uuid.uuid4())
     run = activities(http, objects, sim.url)
-    first = await ActivityEnvironment().run(run.generate, GenerateInput(task_id, job("a red apple", "1:1", "512")))
-    second = await ActivityEnvironment().run(run.generate, GenerateInput(task_id, job("a red apple", "1:1", "512")))
+    first = await ActivityEnvironment().run(run.generate, generate_input(task_id, job("a red apple", "1:1", "512")))
+    second = await ActivityEnvironment().run(run.generate, generate_input(task_id, job("a red apple", "1:1", "512")))
     assert first.image.key == second.image.key
     assert await objects.list_keys(f"tasks/{task_id}/") == [first.image.key]
     assert len(sim.recording.requests) == 2
@@ -142,7 +153,7 @@ async def test_heartbeats_while_the_provider_is_working(
     heartbeats: list[tuple[object, ...]] = []
     env.on_heartbeat = lambda *details: heartbeats.append(details)
     run = activities(http, objects, sim.url, heartbeat_seconds=0.05)
-    result = await env.run(run.generate, GenerateInput(str(uuid.uuid4()), job("slowly [sim:slow=1]")))
+    result = await env.run(run.generate, generate_input(str(uuid.uuid4()), job("slowly [sim:slow=1]")))
     assert isinstance(result, GeneratedImage)
     assert len(heartbeats) >= 10
 
@@ -166,7 +177,7 @@ async def test_transient_faults_are_retryable_errors(
     retry_delay: timedelta | None,
 ) -> None:
     task_id = str(uuid.uuid4())
-    error = await fails(activities(http, objects, sim.url), GenerateInput(task_id, job(f"a cat {tag}")))
+    error = await fails(activities(http, objects, sim.url), generate_input(task_id, job(f"a cat {tag}")))
     assert error.type == code
     assert error.non_retryable is False
     assert words in error.message
@@ -187,7 +198,7 @@ async def test_blocked_and_imageless_answers_are_final_errors(
     sim: SimulatorServer, http: httpx.AsyncClient, objects: ObjectStore, tag: str, code: str, words: str
 ) -> None:
     task_id = str(uuid.uuid4())
-    error = await fails(activities(http, objects, sim.url), GenerateInput(task_id, job(f"a cat {tag}")))
+    error = await fails(activities(http, objects, sim.url), generate_input(task_id, job(f"a cat {tag}")))
     assert (error.type, error.non_retryable) == (code, True)
     assert words in error.message
     assert await objects.list_keys(f"tasks/{task_id}/") == []
@@ -196,7 +207,7 @@ async def test_blocked_and_imageless_answers_are_final_errors(
 async def test_wrong_key_unknown_model_and_bad_arguments_are_final(
     sim: SimulatorServer, http: httpx.AsyncClient, objects: ObjectStore
 ) -> None:
-    input = GenerateInput(str(uuid.uuid4()), job("a cat"))
+    input = generate_input(str(uuid.uuid4()), job("a cat"))
     auth = await fails(activities(http, objects, sim.url, api_key="wrong"), input)
     assert (auth.type, auth.non_retryable) == ("provider_auth", True)
     assert "HTTP 403 PERMISSION_DENIED: API key not valid" in auth.message
@@ -206,7 +217,7 @@ async def test_wrong_key_unknown_model_and_bad_arguments_are_final(
     assert (model.type, model.non_retryable) == ("provider_rejected", True)
     assert "HTTP 404 NOT_FOUND: models/gemini-9-image is not found" in model.message
 
-    ratio = await fails(activities(http, objects, sim.url), GenerateInput(input.task_id, job("a cat", "7:3")))
+    ratio = await fails(activities(http, objects, sim.url), generate_input(input.task.id, job("a cat", "7:3")))
     assert (ratio.type, ratio.non_retryable) == ("provider_rejected", True)
     assert "HTTP 400 INVALID_ARGUMENT" in ratio.message and "unsupported aspect ratio '7:3'" in ratio.message
 
@@ -215,7 +226,7 @@ async def test_a_provider_that_never_answers_times_out_as_retryable(
     sim: SimulatorServer, http: httpx.AsyncClient, objects: ObjectStore
 ) -> None:
     run = activities(http, objects, sim.url, timeout=0.5)
-    error = await fails(run, GenerateInput(str(uuid.uuid4()), job("a cat [sim:hang]")))
+    error = await fails(run, generate_input(str(uuid.uuid4()), job("a cat [sim:hang]")))
     assert (error.type, error.non_retryable) == ("provider_unavailable", False)
     assert "no answer from Gemini within 0.5s (ReadTimeout)" in error.message
 
@@ -231,7 +242,7 @@ async def test_cancelling_the_activity_abandons_the_provider_call(
 ) -> None:
     env = ActivityEnvironment()
     run = activities(http, objects, sim.url, heartbeat_seconds=0.05)
-    attempt = asyncio.create_task(env.run(run.generate, GenerateInput(str(uuid.uuid4()), job("a cat [sim:hang]"))))
+    attempt = asyncio.create_task(env.run(run.generate, generate_input(str(uuid.uuid4()), job("a cat [sim:hang]"))))
 
     async def received() -> bool:
         return len(sim.recording.requests) == 1
@@ -257,7 +268,7 @@ async def test_an_unreachable_object_store_is_a_retryable_storage_error(
     await probe.wait_closed()
     down = ObjectStore(StorageSettings("any", "any-secret", endpoint=f"127.0.0.1:{port}"))
     task_id = str(uuid.uuid4())
-    error = await fails(activities(http, down, sim.url), GenerateInput(task_id, job("a cat")))
+    error = await fails(activities(http, down, sim.url), generate_input(task_id, job("a cat")))
     assert (error.type, error.non_retryable) == ("storage_unavailable", False)
     assert f"could not store the image at tasks/{task_id}/image.png" in error.message
     assert len(sim.recording.requests) == 1

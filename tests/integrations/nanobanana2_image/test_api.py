@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,11 @@ from integrations.nanobanana2_image.schemas import (
     ImageTaskInput,
     InlineImage,
     ReferenceImage,
-    sniff_image_type,
 )
 from integrations.nanobanana2_image.workflows.workflows import NanoBanana2ImageWorkflow
-from services.main.kit import InputError, StartContext
-from services.main.store import TaskRecord
+from services.main.kit import InputError, NewTask, StartContext
+from services.shared.media_types import sniff_image_type
+from services.shared.tasks import TaskEnvelope
 from services.simulator.media import encode_png, render_rows
 
 PNG = encode_png(4, 4, render_rows(4, 4, (0, 0, 0), (255, 255, 255), 1))
@@ -37,32 +36,12 @@ def decode(body: dict[str, Any]) -> ImageRequest:
     return msgspec.convert(body, ImageRequest)
 
 
-def record(task_id: str = "task-1") -> TaskRecord:
-    now = datetime.now(UTC)
-    return TaskRecord(
-        id=task_id,
-        integration="nanobanana2-image",
-        owner="alice",
-        status="queued",
-        input={},
-        result=None,
-        error=None,
-        progress=None,
-        provider_task_id=None,
-        idempotency_key=None,
-        request_digest="d",
-        callback_secret=None,
-        version=1,
-        created_at=now,
-        updated_at=now,
-    )
-
-
 def test_the_api_declares_the_request_type_workflow_and_check() -> None:
     assert api.request_type is ImageRequest
     assert api.workflow == NanoBanana2ImageWorkflow.run
     assert api.check is check
-    assert api.callback_secret is False
+    assert api.callback is None
+    assert api.actions == ()
 
 
 def test_defaults_and_the_workflow_input_with_normalised_reference_images() -> None:
@@ -79,10 +58,10 @@ def test_defaults_and_the_workflow_input_with_normalised_reference_images() -> N
         }
     )
     check(request)
-    built = build_input(record("abc"), request, StartContext(callback_url=None))
+    built = build_input(NewTask(TaskEnvelope("abc"), request, StartContext(callback_url=None)))
     jpeg_b64 = base64.b64encode(JPEG).decode()
     assert built == ImageTaskInput(
-        task_id="abc",
+        task=TaskEnvelope("abc"),
         job=ImageJob(
             prompt="put the cat on a sofa",
             aspect_ratio="21:9",

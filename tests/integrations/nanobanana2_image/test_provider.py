@@ -14,11 +14,11 @@ from integrations.nanobanana2_image.schemas import ImageJob, InlineImage
 from integrations.nanobanana2_image.workflows.provider import (
     GOOGLE_BASE_URL,
     GeminiClient,
-    GeminiError,
     GeminiSettings,
     parse_response,
     png_dimensions,
 )
+from services.shared.provider_client import ProviderError
 from services.shared.settings import Env, SettingsError
 from services.simulator.media import encode_png, render_rows
 
@@ -57,8 +57,8 @@ async def call(handler: Callable[[httpx.Request], httpx.Response], job: ImageJob
         return await GeminiClient(http, SETTINGS).generate(job)
 
 
-async def failure(handler: Callable[[httpx.Request], httpx.Response]) -> GeminiError:
-    with pytest.raises(GeminiError) as caught:
+async def failure(handler: Callable[[httpx.Request], httpx.Response]) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
         await call(handler)
     return caught.value
 
@@ -179,7 +179,7 @@ def test_png_dimensions_read_the_ihdr_chunk() -> None:
     ],
 )
 def test_answers_without_an_image_are_final_and_name_the_reason(body: dict[str, Any], code: str, words: str) -> None:
-    with pytest.raises(GeminiError) as caught:
+    with pytest.raises(ProviderError) as caught:
         parse_response(json.dumps(body).encode())
     assert caught.value.code == code
     assert caught.value.retryable is False
@@ -195,7 +195,7 @@ def test_answers_without_an_image_are_final_and_name_the_reason(body: dict[str, 
     ],
 )
 def test_malformed_answers_are_retryable(body: bytes) -> None:
-    with pytest.raises(GeminiError) as caught:
+    with pytest.raises(ProviderError) as caught:
         parse_response(body)
     assert caught.value.code == "provider_unavailable"
     assert caught.value.retryable is True

@@ -24,10 +24,11 @@ from integrations.nanobanana2_image.schemas import (
     InlineImage,
     Usage,
 )
-from integrations.nanobanana2_image.workflows.workflows import GENERATE_RETRY, NanoBanana2ImageWorkflow, failure
+from integrations.nanobanana2_image.workflows.workflows import GENERATE, GENERATE_RETRY, NanoBanana2ImageWorkflow
 from services.async_task.launcher import WORKFLOW_RUNNER
-from services.shared.reporting import REPORT_ACTIVITY, ReportInput
-from services.shared.tasks import ReportOutcome, StoredObject, TaskError, TaskReport
+from services.shared.sync_call import failure
+from services.shared.tasks import StoredObject, TaskEnvelope, TaskError, TaskReport
+from tests.fakes import Reports
 from tests.temporal_env import time_skipping
 
 JOB = ImageJob(prompt="a lighthouse at dusk", aspect_ratio="16:9", image_size="2K")
@@ -49,12 +50,13 @@ def storage_down() -> BaseException:
     return ApplicationError("could not store the image: connection refused", type="storage_unavailable")
 
 
-class Recorder:
-    """Mock activities registered under the real activities' names. ``failures`` are raised by the first
-    attempts in order; ``always`` by every attempt."""
+class Recorder(Reports):
+    """Mock activities registered under the real activities' names; the mock generate reports running through
+    the activity kit as the real one does. ``failures`` are raised by the first attempts in order; ``always`` by
+    every attempt."""
 
     def __init__(self, failures: tuple[Failure, ...] = (), always: Failure | None = None) -> None:
-        self.reports: list[TaskReport] = []
+        super().__init__()
         self.inputs: list[GenerateInput] = []
         self.failures = failures
         self.always = always
@@ -65,13 +67,12 @@ class Recorder:
     def attempts(self) -> int:
         return len(self.inputs)
 
-    @activity.defn(name=REPORT_ACTIVITY)
-    async def report(self, input: ReportInput) -> ReportOutcome:
-        self.reports.append(input.report)
-        return ReportOutcome(applied=True, status=input.report.status)
-
     @activity.defn(name=GENERATE_ACTIVITY)
     async def generate(self, input: GenerateInput) -> GeneratedImage:
+        async with self.kit().running(input.task):
+            return await self._generate(input)
+
+    async def _generate(self, input: GenerateInput) -> GeneratedImage:
         self.inputs.append(input)
         self.started.set()
         if self.release is not None:
@@ -81,7 +82,7 @@ class Recorder:
         if self.attempts <= len(self.failures):
             raise self.failures[self.attempts - 1]()
         return GeneratedImage(
-            image=StoredObject(key=f"tasks/{input.task_id}/image.png", content_type="image/png", size=2048),
+            image=StoredObject(key=f"tasks/{input.task.id}/image.png", content_type="image/png", size=2048),
             width=344,
             height=192,
             model_version="gemini-3.1-flash-image-preview",
@@ -90,12 +91,16 @@ class Recorder:
         )
 
 
+def task_input(task_id: str, job: ImageJob) -> ImageTaskInput:
+    return ImageTaskInput(TaskEnvelope(task_id), job)
+
+
 def worker(env: WorkflowEnvironment, recorder: Recorder, queue: str) -> Worker:
     return Worker(
         env.client,
         task_queue=queue,
         workflows=[NanoBanana2ImageWorkflow],
-        activities=[recorder.report, recorder.generate],
+        activities=[recorder.report_task, recorder.generate],
         workflow_runner=WORKFLOW_RUNNER,
     )
 
@@ -104,7 +109,7 @@ async def run(env: WorkflowEnvironment, recorder: Recorder, job: ImageJob = JOB)
     queue = str(uuid.uuid4())
     async with worker(env, recorder, queue):
         result: TaskReport = await env.client.execute_workflow(
-            NanoBanana2ImageWorkflow.run, ImageTaskInput("t1", job), id=str(uuid.uuid4()), task_queue=queue
+            NanoBanana2ImageWorkflow.run, task_input("t1", job), id=str(uuid.uuid4()), task_queue=queue
         )
         return result
 
@@ -126,7 +131,7 @@ async def test_success_reports_running_then_succeeded_with_the_stored_image(env:
         "usage": {"prompt_tokens": 7, "output_tokens": 1680, "total_tokens": 1687},
     }
     assert [r.status for r in recorder.reports] == ["running", "succeeded"]
-    assert recorder.inputs == [GenerateInput(task_id="t1", job=job)]
+    assert recorder.inputs == [GenerateInput(TaskEnvelope("t1"), job)]
 
 
 async def test_the_activity_is_scheduled_with_the_documented_timeouts_and_retry_policy(
@@ -136,7 +141,7 @@ async def test_the_activity_is_scheduled_with_the_documented_timeouts_and_retry_
     queue = str(uuid.uuid4())
     async with worker(env, recorder, queue):
         handle = await env.client.start_workflow(
-            NanoBanana2ImageWorkflow.run, ImageTaskInput("t5", JOB), id=str(uuid.uuid4()), task_queue=queue
+            NanoBanana2ImageWorkflow.run, task_input("t5", JOB), id=str(uuid.uuid4()), task_queue=queue
         )
         await handle.result()
         scheduled = [
@@ -251,7 +256,7 @@ def test_attempts_that_timed_out_every_time_end_as_provider_unavailable(timeout:
     # A worker that dies or a call that outlives the activity's timeout surfaces as a TimeoutError cause.
     # (Not run in the time-skipping server: it does not skip time while an activity is running.)
     cause = TimeoutError("activity timeout", type=timeout, last_heartbeat_details=[])
-    state = failure(activity_error(cause, RetryState.MAXIMUM_ATTEMPTS_REACHED))
+    state = failure(activity_error(cause, RetryState.MAXIMUM_ATTEMPTS_REACHED), GENERATE)
     assert state.status == "failed"
     assert state.error == TaskError(
         "provider_unavailable", f"gave up after 5 attempts; last error: the attempt hit its {words} timeout", True
@@ -264,7 +269,7 @@ async def test_cancel_reports_cancelled(env: WorkflowEnvironment) -> None:
     queue = str(uuid.uuid4())
     async with worker(env, recorder, queue):
         handle = await env.client.start_workflow(
-            NanoBanana2ImageWorkflow.run, ImageTaskInput("t2", JOB), id=str(uuid.uuid4()), task_queue=queue
+            NanoBanana2ImageWorkflow.run, task_input("t2", JOB), id=str(uuid.uuid4()), task_queue=queue
         )
         await asyncio.wait_for(recorder.started.wait(), 30)
         await handle.cancel()
@@ -284,7 +289,7 @@ async def test_task_state_query_shows_running_while_generating(env: WorkflowEnvi
     queue = str(uuid.uuid4())
     async with worker(env, recorder, queue):
         handle = await env.client.start_workflow(
-            NanoBanana2ImageWorkflow.run, ImageTaskInput("t3", JOB), id=str(uuid.uuid4()), task_queue=queue
+            NanoBanana2ImageWorkflow.run, task_input("t3", JOB), id=str(uuid.uuid4()), task_queue=queue
         )
         await asyncio.wait_for(recorder.started.wait(), 30)
         state = await handle.query(NanoBanana2ImageWorkflow.task_state)
