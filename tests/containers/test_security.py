@@ -44,6 +44,8 @@ OTHERS = {
     "temporal": {"PATH"},
     # Its users come from the file the secrets service writes (-c /run/secrets/nats_auth), nothing from the environment.
     "nats": set(),
+    # Its configuration is a compose config (a file), nothing from the environment.
+    "front-door": set(),
     "postgres": {"POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD_FILE"},
 }
 # From inside the communication container: what its NATS user may do (prints one line per attempt).
@@ -131,14 +133,14 @@ def test_each_container_holds_exactly_its_contract(compose_stack: ComposeStack) 
 
 def test_the_internal_listeners_are_not_reachable_from_the_host(compose_stack: ComposeStack) -> None:
     containers = inspected(compose_stack)
-    for service, internal, public in (("main", 8010, 8000), ("communication", 8011, 8001)):
-        ports = containers[service]["NetworkSettings"]["Ports"]
-        assert ports.get(f"{internal}/tcp") is None, (service, ports)
-        assert ports[f"{public}/tcp"], (service, ports)
+    # main and communication publish nothing: the front door is the way in, and it has no route to 8010 or 8011.
+    for service, internal in (("main", 8010), ("communication", 8011)):
+        ports = containers[service]["NetworkSettings"]["Ports"] or {}
+        assert not any(hosts for hosts in ports.values()), (service, ports)
         assert compose_stack.run("port", service, str(internal), check=False).returncode != 0
     for service, container in containers.items():
         bound = {port for port, hosts in (container["NetworkSettings"]["Ports"] or {}).items() if hosts}
-        assert not bound & {"8010/tcp", "8011/tcp", "8002/tcp"}, service
+        assert not bound & {"8010/tcp", "8011/tcp", "8002/tcp", "4222/tcp", "5432/tcp"}, service
 
 
 async def test_the_secrets_that_shipped_as_defaults_open_nothing(compose_stack: ComposeStack) -> None:
@@ -153,7 +155,7 @@ async def test_the_secrets_that_shipped_as_defaults_open_nothing(compose_stack: 
                     continue
                 response = await http.request(method, concrete, headers=dev, json={})
                 assert response.status_code == 401, (method, path, response.text)
-        # The report API is not on the public listener, with the old shared token or any other.
+        # The report API is not behind the front door, with the old shared token or any other.
         for token in ("dev-internal-token", compose_stack.secret("REPORT_TOKEN")):
             report = await http.post(
                 f"/internal/tasks/{uuid.uuid4()}/report",
