@@ -67,7 +67,8 @@ class AppService:
     contract: Contract
     # The internal listener, never published: (Ports field, container port).
     internal: tuple[str, int] | None = None
-    # Answers 200 once the service serves (local mode waits for it).
+    # Answers 200 once the service serves: local mode waits for it, compose's healthcheck asks it (the front door
+    # starts once every replica answers it).
     ready_path: str = "/healthz"
 
     @property
@@ -430,7 +431,7 @@ def compose_app_services(
             svc.name,
             svc.contract,
             ["python", "-m", svc.module],
-            ["CMD", "healthcheck", f"http://127.0.0.1:{svc.container_port}/healthz"],
+            ["CMD", "healthcheck", f"http://127.0.0.1:{svc.container_port}{svc.ready_path}"],
             "3s",
             depends,
         )
