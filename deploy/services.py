@@ -43,8 +43,6 @@ TEMPORAL_CLIENT = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", *TEMPORAL_TLS_SETTI
 S3_CLIENT = ("S3_ENDPOINT", "S3_BUCKET", "S3_SECURE")
 S3_KEYS = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
 SECRETS_SERVICE = "secrets"
-# main's SQLite file, when PostgreSQL is not enabled.
-SQLITE_VOLUME = "task-store"
 
 
 @dataclass(frozen=True)
@@ -312,8 +310,6 @@ def _compose_values(
 ) -> dict[str, str]:
     """The value of every setting in compose.yaml, as compose interpolates it (secrets are files, not here)."""
     values: dict[str, str] = {}
-    # SQLite unless a middleware (PostgreSQL) gives main another store.
-    values["DATABASE_URL"] = "sqlite+aiosqlite:////data/main.db"
     for m in disabled:
         # Not run by compose: the address, and the credentials, come from the host environment.
         values.update(m.compose_external_env())
@@ -438,8 +434,6 @@ def compose_app_services(
         if svc.name == "main":
             # One image for every app service; compose builds it once, for main, and the others reuse it.
             service = {"build": dict(APP_BUILD), **service}
-            if values["DATABASE_URL"].startswith("sqlite"):
-                service["volumes"] = [f"{SQLITE_VOLUME}:/data", *service.get("volumes", [])]
         services[svc.name] = service
     for integration in ctx.integrations:
         services[worker_name(integration)] = app(
@@ -472,8 +466,6 @@ def compose_app_services(
         ],
         "restart": "no",
     }
-    if SQLITE_VOLUME in " ".join(services["main"].get("volumes", [])):
-        volumes.add(SQLITE_VOLUME)
     objects = ("minio", MinIO.API) if any(m.name == "minio" for m in enabled) else None
     config = front_door.nginx_config(
         ("main", SERVICES["main"].container_port),
