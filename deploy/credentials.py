@@ -35,11 +35,13 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "REPORT_TOKEN": lambda: secrets.token_urlsafe(32),
     # main -> communication (the publish API)
     "PUBLISH_TOKEN": lambda: secrets.token_urlsafe(32),
+    # main's own: the key of the tokens in providers' callback URLs
+    "CALLBACK_KEY": lambda: secrets.token_urlsafe(32),
     "S3_ACCESS_KEY": lambda: "platform-" + secrets.token_hex(8),
     "S3_SECRET_KEY": lambda: secrets.token_urlsafe(32),
 }
 # Credentials whose receiver accepts a previous value while it is rotated.
-ROTATABLE = ("REPORT_TOKEN", "PUBLISH_TOKEN")
+ROTATABLE = ("REPORT_TOKEN", "PUBLISH_TOKEN", "CALLBACK_KEY")
 # What services may read from the store: main's API key list (the dev key and the operator's), the generated values
 # and the previous values of rotated credentials.
 SERVICE_SECRETS = (

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import secrets
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,8 +30,9 @@ from services.shared.tasks import (
     workflow_id_for,
 )
 
+from .callback_tokens import callback_token
 from .errors import ApiError, not_found, temporal_unreachable
-from .kit import IntegrationApi, NewTask, StartContext
+from .kit import IntegrationApi, NewTask
 from .publisher import EventPublisher
 from .schemas import ObjectRead, OutputRead, TaskRead
 from .settings import MainSettings
@@ -48,12 +49,15 @@ class TaskService:
         temporal: Client,
         publisher: EventPublisher,
         objects: ObjectStore,
+        callbacks: Collection[str] = (),
     ) -> None:
         self.settings = settings
         self.store = store
         self.temporal = temporal
         self.publisher = publisher
         self.objects = objects
+        # The integrations whose providers call back (their API declares a callback route).
+        self.callbacks = frozenset(callbacks)
         # New tasks whose `queued` event waits for their workflow to start. The activity that starts the provider
         # work may report `running` before start_workflow has returned here: its event must not overtake this one.
         self._unannounced: dict[str, TaskRecord] = {}
@@ -74,7 +78,6 @@ class TaskService:
                 input=input_json,
                 idempotency_key=idempotency_key,
                 request_digest=digest,
-                callback_secret=secrets.token_urlsafe(24) if api.callback is not None else None,
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
@@ -84,9 +87,7 @@ class TaskService:
         try:
             await self.temporal.start_workflow(
                 api.workflow,
-                api.build_input(
-                    NewTask(TaskEnvelope(record.id), request, StartContext(self._callback_url(integration, record)))
-                ),
+                api.build_input(NewTask(TaskEnvelope(record.id), request)),
                 id=workflow_id_for(record.id),
                 task_queue=integration.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -108,11 +109,17 @@ class TaskService:
         if record is not None:
             self._publish(record, {"status": record.status})
 
-    def _callback_url(self, integration: Integration, record: TaskRecord) -> str | None:
-        if record.callback_secret is None:
+    async def callback_url(self, task_id: str) -> str | None:
+        """Where the task's provider may call back, with the task's token (derived, never stored); None when its
+        integration takes no callbacks. Asked by the submit activity, so the URL never enters Temporal's history."""
+        record = await self.store.get(task_id)
+        if record is None:
+            raise not_found(f"task {task_id}")
+        if record.integration not in self.callbacks:
             return None
-        base = self.settings.public_url
-        return f"{base}/api/integrations/{integration.name}/tasks/{record.id}/callback?secret={record.callback_secret}"
+        token = callback_token(self.settings.callback_keys.current, record.id)
+        route = f"/api/integrations/{record.integration}/tasks/{record.id}/callback"
+        return f"{self.settings.public_url}{route}?secret={token}"
 
     # -- read -----------------------------------------------------------------------------------------
 

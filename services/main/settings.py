@@ -26,6 +26,8 @@ class MainSettings:
     realtime_secret: str = field(repr=False)
     # Workers -> main: what the report API accepts.
     report_tokens: TokenPair
+    # main's own: the key of the tokens in providers' callback URLs (services/main/callback_tokens.py).
+    callback_keys: TokenPair
     # main -> communication: what main presents when it publishes.
     publish_token: str = field(repr=False)
     host: str = "127.0.0.1"
@@ -66,6 +68,7 @@ class MainSettings:
             api_keys=parse_api_keys(env.required("API_KEYS"), env),
             realtime_secret=env.secret("REALTIME_SECRET"),
             report_tokens=env.token_pair("REPORT_TOKEN"),
+            callback_keys=env.token_pair("CALLBACK_KEY"),
             publish_token=env.secret("PUBLISH_TOKEN"),
             host=env.get("MAIN_HOST", cls.host),
             port=port,

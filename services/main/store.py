@@ -42,6 +42,8 @@ tasks_table = sa.Table(
     sa.Column("provider_task_id", sa.String(256), nullable=True),
     sa.Column("idempotency_key", sa.String(256), nullable=True),
     sa.Column("request_digest", sa.String(64), nullable=True),
+    # No longer written or read: callback tokens are derived (services/main/callback_tokens.py). Kept until a
+    # schema migration drops it, so existing databases and this definition agree.
     sa.Column("callback_secret", sa.String(64), nullable=True),
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -73,7 +75,6 @@ class TaskRecord(msgspec.Struct, frozen=True):
     provider_task_id: str | None
     idempotency_key: str | None
     request_digest: str | None
-    callback_secret: str | None
     version: int
     created_at: datetime
     updated_at: datetime
@@ -106,7 +107,6 @@ def _record(row: sa.Row[Any]) -> TaskRecord:
         provider_task_id=m["provider_task_id"],
         idempotency_key=m["idempotency_key"],
         request_digest=m["request_digest"],
-        callback_secret=m["callback_secret"],
         version=m["version"],
         created_at=_aware(m["created_at"]),
         updated_at=_aware(m["updated_at"]),
@@ -211,7 +211,6 @@ class TaskStore:
         input: dict[str, Any],
         idempotency_key: str | None,
         request_digest: str,
-        callback_secret: str | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Insert a queued task; with an idempotency key already used, return that task (and ``False``)."""
         now = _now()
@@ -224,7 +223,6 @@ class TaskStore:
             "progress": 0.0,
             "idempotency_key": idempotency_key,
             "request_digest": request_digest,
-            "callback_secret": callback_secret,
             "version": 0,
             "created_at": now,
             "updated_at": now,
@@ -253,7 +251,6 @@ class TaskStore:
             provider_task_id=None,
             idempotency_key=idempotency_key,
             request_digest=request_digest,
-            callback_secret=callback_secret,
             version=0,
             created_at=now,
             updated_at=now,

@@ -23,6 +23,7 @@ STRONG = {
     "REALTIME_SECRET": "realtime-secret-0123456789abcdef0123",
     "REPORT_TOKEN": "report-token-0123456789abcdef012345",
     "PUBLISH_TOKEN": "publish-token-0123456789abcdef01234",
+    "CALLBACK_KEY": "callback-key-0123456789abcdef012345",
     "SIMULATOR_GEMINI_API_KEY": "gemini-key-0123456789abcdef0123456",
     "SIMULATOR_ARK_API_KEY": "ark-key-0123456789abcdef0123456789",
 }
@@ -38,6 +39,8 @@ CASES = [
     (("services.main",), "REPORT_TOKEN", "dev-internal-token"),
     (("services.main",), "REPORT_TOKEN_PREVIOUS", SHORT),
     (("services.main",), "PUBLISH_TOKEN", SHORT),
+    (("services.main",), "CALLBACK_KEY", ""),
+    (("services.main",), "CALLBACK_KEY_PREVIOUS", "dev-internal-token"),
     (("services.communication",), "REALTIME_SECRET", "dev-realtime-secret"),
     (("services.communication",), "PUBLISH_TOKEN", ""),
     (("services.communication",), "PUBLISH_TOKEN_PREVIOUS", SHORT),

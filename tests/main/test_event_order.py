@@ -58,6 +58,7 @@ async def test_a_report_that_overtakes_the_create_is_published_after_the_queued_
                 "S3_SECRET_KEY": "secret",
                 "REPORT_TOKEN": "t",
                 "PUBLISH_TOKEN": "p",
+                "CALLBACK_KEY": "c",
                 "API_KEYS": "k:alice",
                 "REALTIME_SECRET": "r",
             }
