@@ -57,11 +57,16 @@ def _context(environ: Mapping[str, str] | None) -> ComposeContext:
     return ComposeContext(integrations=tuple(sorted(discovery.integrations, key=worker_name)), blacklist=blacklist)
 
 
+def middleware(config_path: Path = CONFIG_FILE) -> list[catalog.Middleware]:
+    """What compose runs: the enabled middleware and what the scale shape adds (PostgreSQL), in catalog order."""
+    return [catalog.CATALOG[name] for name in catalog.for_shape(config.load(config_path).enabled, "scale")]
+
+
 def build(config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The compose document as data: the stack as it runs in production, with generated secrets. It is the scale
     shape (PostgreSQL, main and communication behind the front door), so the same file runs one replica of each or,
     with `docker compose up --scale main=N ...`, several."""
-    enabled = [catalog.CATALOG[name] for name in catalog.for_shape(config.load(config_path).enabled, "scale")]
+    enabled = middleware(config_path)
     disabled = [m for m in catalog.CATALOG.values() if m not in enabled and m.external_when_disabled]
     apps = compose_app_services(_context(environ), enabled, disabled)
     services: dict[str, ComposeService] = {"secrets": apps.services.pop("secrets")}

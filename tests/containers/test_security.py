@@ -17,8 +17,8 @@ from minio import Minio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from deploy import config
-from deploy.catalog import S3_KEYS
+from deploy import compose
+from deploy.catalog import S3_KEYS, TEMPORAL_SECRETS, TEMPORAL_TLS_SETTINGS
 from deploy.services import SERVICES, unused_middleware, worker_contract, worker_name
 from services.shared import realtime_token
 from services.shared.discovery import discover, parse_blacklist
@@ -102,9 +102,14 @@ def contract_variables(service: str) -> set[str]:
         return OTHERS[service]
     integrations = {worker_name(i): i for i in discover(blacklist=parse_blacklist(None)).integrations}
     contract = worker_contract(integrations[service]) if service in integrations else SERVICES[service].contract
-    # A middleware compose does not run and nobody expects elsewhere (PostgreSQL, unless enabled) gives no secret.
-    unused = {name for m in unused_middleware(config.load().middleware()) for name in m.compose_secrets()}
-    return {*contract.settings, *(f"{name}_FILE" for name in contract.secrets if name not in unused)}
+    # A middleware compose does not run and nobody expects elsewhere gives no secret.
+    running = compose.middleware()
+    unused = {name for m in unused_middleware(running) for name in m.compose_secrets()}
+    # Temporal's dev server, run by compose, is reached in plain gRPC: no TLS setting or API key is passed.
+    if any(m.name == "temporal" for m in running):
+        unused |= {*TEMPORAL_TLS_SETTINGS, *TEMPORAL_SECRETS}
+    settings = {name for name in contract.settings if name not in unused}
+    return {*settings, *(f"{name}_FILE" for name in contract.secrets if name not in unused)}
 
 
 def test_each_container_holds_exactly_its_contract(compose_stack: ComposeStack) -> None:
