@@ -20,6 +20,7 @@ from services.shared.events import TaskEvent
 from services.shared.realtime_token import user_channel
 from services.shared.storage import ObjectStore
 from services.shared.tasks import (
+    DEFAULT_PRIORITY,
     ReportOutcome,
     TaskEnvelope,
     TaskError,
@@ -27,6 +28,7 @@ from services.shared.tasks import (
     TaskResult,
     is_terminal,
     object_key_problem,
+    temporal_priority,
     workflow_id_for,
 )
 
@@ -38,6 +40,15 @@ from .settings import MainSettings
 from .store import StoreConflictError, TaskRecord, TaskStore
 
 log = logging.getLogger("main.tasks")
+
+
+def request_digest(input_json: Any, priority: int) -> str:
+    """What an ``Idempotency-Key`` is bound to: the request and its priority. The default priority adds nothing, so
+    tasks created before priorities existed keep their digest."""
+    encoded = msgspec.json.encode(input_json, order="sorted")
+    if priority != DEFAULT_PRIORITY:
+        encoded += b"\npriority=%d" % priority
+    return hashlib.sha256(encoded).hexdigest()
 
 
 class TaskService:
@@ -61,12 +72,26 @@ class TaskService:
     # -- create ---------------------------------------------------------------------------------------
 
     async def create(
-        self, owner: str, integration: Integration, api: IntegrationApi[Any], request: Any, idempotency_key: str | None
+        self,
+        owner: str,
+        integration: Integration,
+        api: IntegrationApi[Any],
+        request: Any,
+        idempotency_key: str | None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> tuple[TaskRecord, bool]:
+        highest = self.settings.highest_priority_for(owner)
+        if priority < highest:
+            raise ApiError(
+                403,
+                "priority_not_allowed",
+                f"priority: {priority} is more urgent than you may ask for (at most {highest})",
+                details={"field": "priority", "highest": highest},
+            )
         if api.check is not None:
             api.check(request)
         input_json = msgspec.to_builtins(request)
-        digest = hashlib.sha256(msgspec.json.encode(input_json, order="sorted")).hexdigest()
+        digest = request_digest(input_json, priority)
         try:
             record, created = await self.store.create(
                 integration=integration.name,
@@ -81,14 +106,14 @@ class TaskService:
         if not created:
             return record, False
         self._unannounced[record.id] = record
+        task = TaskEnvelope(record.id, priority=priority, user=owner)
         try:
             await self.temporal.start_workflow(
                 api.workflow,
-                api.build_input(
-                    NewTask(TaskEnvelope(record.id), request, StartContext(self._callback_url(integration, record)))
-                ),
+                api.build_input(NewTask(task, request, StartContext(self._callback_url(integration, record)))),
                 id=workflow_id_for(record.id),
                 task_queue=integration.task_queue,
+                priority=temporal_priority(task),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 execution_timeout=api.execution_timeout,

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from services.shared.discovery import parse_blacklist
 from services.shared.settings import Env, PlatformSettings, ServerLimits, SettingsError, TokenPair
+from services.shared.tasks import HIGHEST_PRIORITY, LOWEST_PRIORITY
 
 
 def parse_api_keys(raw: str, env: Env) -> dict[str, str]:
@@ -17,6 +18,27 @@ def parse_api_keys(raw: str, env: Env) -> dict[str, str]:
         env.check_secret("API_KEYS", key, f"the key of user {user}")
         keys[key] = user
     return keys
+
+
+def _priority(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: a priority must be an integer, got {raw!r}") from exc
+    if not HIGHEST_PRIORITY <= value <= LOWEST_PRIORITY:
+        raise SettingsError(f"{name}: a priority is {HIGHEST_PRIORITY} to {LOWEST_PRIORITY}, got {value}")
+    return value
+
+
+def parse_user_priorities(raw: str) -> dict[str, int]:
+    """``MAIN_USER_HIGHEST_PRIORITY``: ``user:1,user2:4``."""
+    found: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        user, sep, value = item.rpartition(":")
+        if not sep or not user:
+            raise SettingsError("MAIN_USER_HIGHEST_PRIORITY must look like 'user:1,user2:4'")
+        found[user] = _priority("MAIN_USER_HIGHEST_PRIORITY", value)
+    return found
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,10 @@ class MainSettings:
     max_body_bytes: int = 64 * 1024
     max_report_bytes: int = 1024 * 1024
     max_create_body_bytes: int = 4 * 1024 * 1024
+    # The most urgent priority a user may give a task (1 runs first); beyond it a create is refused (403).
+    highest_priority: int = HIGHEST_PRIORITY
+    # Users allowed another one than highest_priority.
+    user_highest_priority: dict[str, int] = field(default_factory=dict[str, int])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MainSettings:
@@ -85,7 +111,14 @@ class MainSettings:
             max_body_bytes=env.get_int("MAIN_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
             max_report_bytes=env.get_int("MAIN_MAX_REPORT_BYTES", cls.max_report_bytes, minimum=1),
             max_create_body_bytes=env.get_int("MAIN_MAX_CREATE_BODY_BYTES", cls.max_create_body_bytes, minimum=1),
+            highest_priority=_priority(
+                "MAIN_HIGHEST_PRIORITY", env.get("MAIN_HIGHEST_PRIORITY", str(cls.highest_priority))
+            ),
+            user_highest_priority=parse_user_priorities(env.raw("MAIN_USER_HIGHEST_PRIORITY") or ""),
         )
+
+    def highest_priority_for(self, user: str) -> int:
+        return self.user_highest_priority.get(user, self.highest_priority)
 
     def __post_init__(self) -> None:
         if self.internal_port == self.port:

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from .settings import Env, SettingsError
+
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9-]{1,62}$"
 QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 
@@ -52,6 +54,28 @@ class ConsoleHints(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             )
 
 
+class ProviderLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What the integration's provider allows the platform as a whole: one API key is shared by every worker and
+    replica, so these hold across all of them. The manifest's values are defaults; ``<PREFIX>_REQUESTS_PER_SECOND``
+    and ``<PREFIX>_MAX_CONCURRENT_JOBS`` override them (``<PREFIX>``: see ``settings_prefix``)."""
+
+    # Provider calls per second over all workers: the Temporal server's rate limit on the integration's provider
+    # task queue. None: not limited.
+    requests_per_second: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    # Jobs in flight at the provider at once, from submit until the provider's job is final (submit-poll only).
+    # None: no cap.
+    max_concurrent_jobs: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+    def from_env(self, env: Env, prefix: str) -> ProviderLimits:
+        """These limits with the environment's overrides, each checked like the manifest's value."""
+        rate_name, jobs_name = f"{prefix}_REQUESTS_PER_SECOND", f"{prefix}_MAX_CONCURRENT_JOBS"
+        rate = env.get_float(rate_name, 0.0) if env.optional(rate_name) else self.requests_per_second
+        jobs = env.get_int(jobs_name, 0, minimum=1) if env.optional(jobs_name) else self.max_concurrent_jobs
+        if rate is not None and rate <= 0:
+            raise SettingsError(f"environment variable {rate_name} must be positive, got {rate}")
+        return ProviderLimits(rate, jobs)
+
+
 class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # The name users see in URLs (/api/integrations/<name>/...) and in compose service names.
     name: Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
@@ -61,6 +85,11 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # A disabled integration is discovered but never served; `disabled_reason` says why.
     disabled_reason: str | None = None
     console: ConsoleHints | None = None
+    limits: ProviderLimits = ProviderLimits()
+
+    def __post_init__(self) -> None:
+        if self.limits.max_concurrent_jobs is not None and self.pattern != "submit-poll":
+            raise ValueError("limits.max_concurrent_jobs caps provider jobs, which only submit-poll integrations have")
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -89,3 +118,9 @@ def declared_name(path: Path) -> str | None:
 def slug(name: str) -> str:
     """A lower-case form of the integration name usable as a compose service or process name."""
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def settings_prefix(name: str) -> str:
+    """The prefix of an integration's platform settings, from its name: ``fangzhouVideoGeneration`` ->
+    ``FANGZHOU_VIDEO_GENERATION``."""
+    return slug(name).upper().replace("-", "_")

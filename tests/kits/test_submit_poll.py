@@ -5,6 +5,7 @@ report API and object storage as fakes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from datetime import timedelta
@@ -13,13 +14,13 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.async_task.launcher import WORKFLOW_RUNNER
+from services.shared.manifest import ProviderLimits
 from services.shared.submit_poll import CALLBACK_SIGNAL, REFRESH_UPDATE, CallbackHint, JobRef, PollPolicy
 from services.shared.tasks import ReportOutcome, StoredObject, TaskEnvelope, TaskError, TaskReport
 from tests.fakes import Reports
 from tests.stack import wait_for
+from tests.temporal_env import serving
 
 from .poll_app.activities import AppActivities
 from .poll_app.provider import Provider
@@ -52,8 +53,10 @@ class App:
         provider: Provider,
         poll: PollPolicy = FAST,
         reports: Reports | None = None,
+        limits: ProviderLimits | None = None,
     ) -> None:
         self.env = env
+        self.limits = limits
         self.provider = provider
         self.poll = poll
         self.reports = reports or Reports()
@@ -61,14 +64,14 @@ class App:
         self.queue = str(uuid.uuid4())
         self.handle: WorkflowHandle[object, TaskReport] | None = None
 
-    def worker(self) -> Worker:
+    def worker(self) -> contextlib.AbstractAsyncContextManager[None]:
         acts = self.activities
-        return Worker(
+        return serving(
             self.env.client,
-            task_queue=self.queue,
-            workflows=[KitPollWorkflow, KitPollKeyedWorkflow, KitPollTightWorkflow],
-            activities=[self.reports.report_task, acts.submit, acts.query, acts.cancel, acts.copy_result],
-            workflow_runner=WORKFLOW_RUNNER,
+            self.queue,
+            [KitPollWorkflow, KitPollKeyedWorkflow, KitPollTightWorkflow],
+            [self.reports.report_task, acts.submit, acts.query, acts.cancel, acts.copy_result],
+            self.limits,
         )
 
     async def start(self, workflow: str = "KitPollWorkflow") -> WorkflowHandle[object, TaskReport]:
