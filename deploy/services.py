@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from services.shared.discovery import Discovery, DiscoveryError, Integration, discover, parse_blacklist
-from services.shared.manifest import slug
+from services.shared.manifest import settings_prefix, slug
 from services.shared.settings import DEVELOPMENT_MODE, Env, TemporalSettings
 
 from .catalog import APP_IMAGE, APP_UID, Middleware, healthcheck, published, secrets_volume
@@ -117,10 +117,18 @@ def worker_name(integration: Integration) -> str:
     return f"worker-{slug(integration.name)}"
 
 
+def limit_settings(integration: Integration) -> tuple[str, str]:
+    """The overrides of the limits an integration's manifest declares (``ProviderLimits.from_env``)."""
+    prefix = settings_prefix(integration.name)
+    return f"{prefix}_REQUESTS_PER_SECOND", f"{prefix}_MAX_CONCURRENT_JOBS"
+
+
 def worker_contract(integration: Integration) -> Contract:
-    """A worker reads Temporal, object storage, main's internal address and its own provider's settings only."""
+    """A worker reads Temporal, object storage, main's internal address, its own provider's settings and its
+    provider's limits only."""
     provider = PROVIDERS.get(integration.name, ())
-    return Contract((*TEMPORAL_CLIENT, *S3_CLIENT, "MAIN_INTERNAL_URL", *provider), ("REPORT_TOKEN", *S3_KEYS))
+    settings = (*TEMPORAL_CLIENT, *S3_CLIENT, "MAIN_INTERNAL_URL", *provider, *limit_settings(integration))
+    return Contract(settings, ("REPORT_TOKEN", *S3_KEYS))
 
 
 def worker_built() -> bool:
@@ -219,7 +227,10 @@ def local_app_processes(
             )
         )
     for integration in integrations:
-        specs.append(_local_worker(ctx, local_env(worker_contract(integration), values), integration))
+        # A limit set in the caller's environment overrides the manifest's.
+        limits = {name: ctx.environ[name] for name in limit_settings(integration) if ctx.environ.get(name)}
+        env = local_env(worker_contract(integration), {**values, **limits})
+        specs.append(_local_worker(ctx, env, integration))
     return specs
 
 
@@ -286,6 +297,9 @@ def _compose_values(
         values[key] = f"${{{key}:-}}"
         # Empty: the provider's own endpoint.
         values[base_url] = f"${{{base_url}:-}}"
+    for integration in ctx.integrations:
+        # Empty: the manifest's limit.
+        values.update({name: f"${{{name}:-}}" for name in limit_settings(integration)})
     return values
 
 

@@ -1,0 +1,160 @@
+"""Job slots: the submit-poll kit's cap on jobs in flight at the provider, through the minimal integration
+(``poll_app``) in Temporal's time-skipping environment, served as the launcher serves an integration."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
+
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from services.shared.job_slots import Holder, SlotsState, Waiter, next_waiter, slots_workflow_id
+from services.shared.manifest import ProviderLimits
+from services.shared.submit_poll import PollPolicy
+from services.shared.tasks import TaskEnvelope, TaskReport
+from tests.fakes import Reports
+from tests.stack import wait_for
+from tests.temporal_env import serving
+
+from .poll_app.activities import AppActivities
+from .poll_app.provider import Provider
+from .poll_app.schemas import AppInput, Request
+from .poll_app.workflows import KitPollKeyedWorkflow, KitPollTightWorkflow, KitPollWorkflow
+
+# Two polls per run: a task holding its slot for a while continues as new more than once.
+POLL = PollPolicy(initial_seconds=5, backoff=1, max_seconds=5, deadline_seconds=3600, polls_per_run=2)
+
+
+def waiter(holder: str, priority: int, key: str, seq: int) -> Waiter:
+    return Waiter(holder, priority, key, seq)
+
+
+def test_a_free_slot_goes_to_the_most_urgent_then_to_the_user_holding_fewest_then_to_who_asked_first() -> None:
+    state = SlotsState(
+        limit=3,
+        held={"a1": Holder("alice"), "a2": Holder("alice")},
+        waiting=[waiter("a3", 3, "alice", 1), waiter("b1", 3, "bob", 2), waiter("c1", 3, "carol", 3)],
+    )
+    assert next_waiter(state) == waiter("b1", 3, "bob", 2)
+    state.waiting.append(waiter("a4", 1, "alice", 4))
+    assert next_waiter(state) == waiter("a4", 1, "alice", 4)
+    state.held["b0"] = Holder("bob")
+    assert next_waiter(state) is None
+
+
+class Tasks:
+    """Submit-poll tasks of one integration capped at ``limit`` jobs; ``provider`` answers every one of them."""
+
+    def __init__(self, env: WorkflowEnvironment, limit: int) -> None:
+        self.env = env
+        self.limits = ProviderLimits(max_concurrent_jobs=limit)
+        self.provider = Provider()
+        self.reports = Reports()
+        self.activities = AppActivities(self.reports.kit(), self.provider.client(), POLL)
+        self.queue = str(uuid.uuid4())
+
+    def worker(self) -> AbstractAsyncContextManager[None]:
+        acts = self.activities
+        return serving(
+            self.env.client,
+            self.queue,
+            [KitPollWorkflow, KitPollKeyedWorkflow, KitPollTightWorkflow],
+            [self.reports.report_task, acts.submit, acts.query, acts.cancel, acts.copy_result],
+            self.limits,
+        )
+
+    async def start(self, task_id: str, workflow: str = "KitPollWorkflow") -> WorkflowHandle[object, TaskReport]:
+        return await self.env.client.start_workflow(
+            workflow,
+            AppInput(
+                TaskEnvelope(task_id), Request(task_id), callback_url=f"https://main.example/{task_id}", poll=POLL
+            ),
+            id=f"task-{task_id}-{uuid.uuid4().hex[:6]}",
+            task_queue=self.queue,
+            result_type=TaskReport,
+            execution_timeout=timedelta(days=30),
+        )
+
+    def job_of(self, task_id: str) -> str | None:
+        """The provider's job of a task, once the task has submitted it."""
+        return next((job for job, url in self.provider.callback_urls.items() if url and url.endswith(task_id)), None)
+
+    async def submitted(self, task_id: str) -> str:
+        async def job() -> str | None:
+            return self.job_of(task_id)
+
+        return await wait_for(job, 60, f"task {task_id} to submit its job")
+
+    async def slots(self) -> SlotsState:
+        handle = self.env.client.get_workflow_handle(slots_workflow_id(self.queue))
+        state: SlotsState = await handle.query("slots", result_type=SlotsState)
+        return state
+
+    async def waiting(self, count: int) -> None:
+        async def asked() -> bool:
+            try:
+                return len((await self.slots()).waiting) == count
+            except Exception:
+                return False
+
+        await wait_for(asked, 60, f"{count} task(s) waiting for a slot")
+
+
+async def test_a_job_the_provider_cannot_cancel_keeps_its_slot_until_it_ends_there(env: WorkflowEnvironment) -> None:
+    tasks = Tasks(env, limit=1)
+    async with tasks.worker():
+        # The keyed variant's provider has no cancel endpoint.
+        first = await tasks.start("t1", "KitPollKeyedWorkflow")
+        first_job = await tasks.submitted("t1")
+        second = await tasks.start("t2")
+        await tasks.waiting(1)
+        await first.cancel()
+
+        async def reported_cancelled() -> bool:
+            return "cancelled" in tasks.reports.statuses()
+
+        await wait_for(reported_cancelled, 60, "the first task to be reported cancelled")
+        reads = tasks.provider.reads
+
+        async def watched() -> bool:
+            return tasks.provider.reads >= reads + 3
+
+        await wait_for(watched, 60, "the cancelled task to watch its job")
+        assert tasks.job_of("t2") is None
+        tasks.provider.jobs[first_job] = "done"
+        second_job = await tasks.submitted("t2")
+        result = await asyncio.wait_for(first.result(), 60)
+        assert result.status == "cancelled"
+        assert result.error is not None and "keeps running there" in result.error.message
+        tasks.provider.jobs[second_job] = "done"
+        assert (await asyncio.wait_for(second.result(), 60)).status == "succeeded"
+
+
+async def test_the_slot_of_a_task_that_ended_without_giving_it_back_is_taken_back(env: WorkflowEnvironment) -> None:
+    tasks = Tasks(env, limit=1)
+    async with tasks.worker():
+        first = await tasks.start("t1")
+        await tasks.submitted("t1")
+        second = await tasks.start("t2")
+        await tasks.waiting(1)
+        await first.terminate("an operator ended it")
+        second_job = await tasks.submitted("t2")
+        tasks.provider.jobs[second_job] = "done"
+        assert (await asyncio.wait_for(second.result(), 60)).status == "succeeded"
+
+
+async def test_without_a_cap_no_slot_is_asked_for(env: WorkflowEnvironment) -> None:
+    tasks = Tasks(env, limit=1)
+    tasks.limits = ProviderLimits()
+    async with tasks.worker():
+        handles = [await tasks.start(f"t{i}") for i in range(3)]
+        jobs = [await tasks.submitted(f"t{i}") for i in range(3)]
+        for job in jobs:
+            tasks.provider.jobs[job] = "done"
+        assert [(await asyncio.wait_for(h.result(), 60)).status for h in handles] == ["succeeded"] * 3
+    with pytest.raises(Exception, match="not found"):
+        await tasks.slots()
