@@ -53,7 +53,7 @@ def _context(environ: Mapping[str, str] | None) -> ComposeContext:
 def build(config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The compose document as data: the stack as it runs in production, with generated secrets."""
     enabled = config.load(config_path).middleware()
-    disabled = [m for m in catalog.CATALOG.values() if m not in enabled]
+    disabled = [m for m in catalog.CATALOG.values() if m not in enabled and m.external_when_disabled]
     ctx = _context(environ)
     app_services, volumes = compose_app_services(ctx, enabled, disabled)
     services: dict[str, ComposeService] = {"secrets": app_services.pop("secrets")}

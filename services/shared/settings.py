@@ -244,3 +244,54 @@ class ServerLimits:
         if limits.header_timeout_seconds <= 0 or limits.body_timeout_seconds <= 0:
             raise SettingsError(f"{prefix}_HEADER_TIMEOUT_SECONDS and {prefix}_BODY_TIMEOUT_SECONDS must be positive")
         return limits
+
+
+@dataclass(frozen=True)
+class EventStreamSettings:
+    """The JetStream stream that carries task events from main to communication (``services/shared/event_stream.py``).
+
+    Each service connects as its own NATS user (``user``: ``main`` may publish events and manage the stream,
+    ``communication`` may only read them) with its password ``NATS_<USER>_PASSWORD``."""
+
+    user: str
+    password: str = field(repr=False)
+    nats_url: str = "nats://127.0.0.1:4222"
+    stream: str = "TASK_EVENTS"
+    # Each user's events go to ``<prefix>.<user as a subject token>``.
+    subject_prefix: str = "tasks.events"
+    # Retention: older events, or the oldest beyond the size, are dropped; a client resuming from before them is
+    # told to re-read from main.
+    max_age_seconds: float = 86_400.0
+    max_bytes: int = 1024 * 1024 * 1024
+    # JetStream drops a second publish of an event id within this window (the relay's retries after a crash).
+    duplicate_window_seconds: float = 120.0
+
+    @classmethod
+    def from_env(cls, env: Env, user: str) -> EventStreamSettings:
+        settings = cls(
+            user=user,
+            password=env.secret(password_variable(user)),
+            nats_url=env.get("NATS_URL", cls.nats_url),
+            stream=env.get("EVENTS_STREAM", cls.stream),
+            subject_prefix=env.get("EVENTS_SUBJECT_PREFIX", cls.subject_prefix),
+            max_age_seconds=env.get_float("EVENTS_MAX_AGE_SECONDS", cls.max_age_seconds),
+            max_bytes=env.get_int("EVENTS_MAX_BYTES", cls.max_bytes),
+            duplicate_window_seconds=env.get_float("EVENTS_DUPLICATE_WINDOW_SECONDS", cls.duplicate_window_seconds),
+        )
+        url = urlsplit(settings.nats_url)
+        if url.scheme not in ("nats", "tls") or not url.hostname:
+            raise SettingsError("environment variable NATS_URL must be a nats:// or tls:// URL")
+        if url.username or url.password:
+            raise SettingsError(f"NATS_URL must not carry credentials: the password is {password_variable(user)}")
+        if settings.max_age_seconds <= 0 or settings.max_bytes <= 0 or settings.duplicate_window_seconds <= 0:
+            raise SettingsError(
+                "EVENTS_MAX_AGE_SECONDS, EVENTS_MAX_BYTES and EVENTS_DUPLICATE_WINDOW_SECONDS must be positive"
+            )
+        if settings.duplicate_window_seconds > settings.max_age_seconds:
+            raise SettingsError("EVENTS_DUPLICATE_WINDOW_SECONDS must not exceed EVENTS_MAX_AGE_SECONDS")
+        return settings
+
+
+def password_variable(nats_user: str) -> str:
+    """The secret a service connecting to NATS as ``nats_user`` reads its password from."""
+    return f"NATS_{nats_user.upper()}_PASSWORD"

@@ -17,7 +17,7 @@ from services.simulator.media import encode_png, gemini_image_size, render_rows
 from tests.integrations.nanobanana2_image.helpers import png_dimensions_checked
 from tests.stack import Api, Events, Launcher, statuses, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_store]
 
 NAME = "nanobanana2-image"
 REFERENCE = encode_png(12, 8, render_rows(12, 8, (30, 60, 90), (250, 200, 10), 3))

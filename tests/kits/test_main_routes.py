@@ -86,13 +86,13 @@ async def stack(env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.Mo
             "S3_ACCESS_KEY": "access",
             "S3_SECRET_KEY": "secret",
             "REPORT_TOKEN": "report-token",
-            "PUBLISH_TOKEN": "publish-token",
+            "NATS_MAIN_PASSWORD": "nats-password",
             "API_KEYS": "alice-key:alice,bob-key:bob",
             "REALTIME_SECRET": "realtime-secret",
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/main.db",
             "MAIN_PUBLIC_URL": "http://main.test",
-            # Nothing listens there: main's events go nowhere, which these tests do not look at.
-            "COMMUNICATION_INTERNAL_URL": "http://127.0.0.1:9",
+            # Nothing listens there: main's events stay in its outbox, which these tests do not look at.
+            "NATS_URL": "nats://127.0.0.1:9",
         }
     )
     manifest = Manifest(name=NAME, task_queue=queue, description="the kit's submit-poll test integration")

@@ -21,7 +21,7 @@ def openapi(blacklist: tuple[str, ...]) -> dict[str, Any]:
             "DEVELOPMENT_MODE": "true",
             "API_KEYS": "k:alice",
             "REPORT_TOKEN": "r",
-            "PUBLISH_TOKEN": "p",
+            "NATS_MAIN_PASSWORD": "n",
             "REALTIME_SECRET": "s",
             "S3_ACCESS_KEY": "a",
             "S3_SECRET_KEY": "s",

@@ -113,7 +113,7 @@ async def test_broken_examples_do_not_break_main(broken_copy: Path, tmp_path: Pa
         "DEVELOPMENT_MODE": "true",
         "API_KEYS": "discovery-key:alice",
         "REPORT_TOKEN": "discovery-report-token",
-        "PUBLISH_TOKEN": "discovery-publish-token",
+        "NATS_MAIN_PASSWORD": "discovery-nats-password",
         "REALTIME_SECRET": "discovery-realtime-secret",
         "S3_ACCESS_KEY": "discovery",
         "S3_SECRET_KEY": "discovery-secret",
