@@ -18,7 +18,7 @@ from services.shared.manifest import slug
 from services.shared.submit_poll import CALLBACK_SIGNAL
 from services.shared.tasks import DEFAULT_PRIORITY, HIGHEST_PRIORITY, LOWEST_PRIORITY, is_terminal, workflow_id_for
 
-from .auth import api_key_guard, current_user
+from .auth import api_key_guard, api_key_id, current_user
 from .body_limits import max_json_bytes
 from .kit import InputError, IntegrationApi, ProviderCallback, TaskAction, TaskHandle
 from .schemas import TaskRead
@@ -98,6 +98,7 @@ def integration_router(integration: Integration, api: IntegrationApi[Any], setti
         ] = None,
     ) -> Response[TaskRead]:
         user = current_user(request)
+        await tasks.take_request(api_key_id(request))
         task_request, priority = split_create_body(data, api.request_type)
         try:
             record, _ = await tasks.create(user, integration, api, task_request, idempotency_key, priority)
@@ -144,7 +145,9 @@ def action_route(name: str, op: str, action: TaskAction) -> HTTPRouteHandler:
     async def run_action(
         task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
     ) -> TaskRead:
-        record = await tasks.get_for(current_user(request), task_id, integration=name, sync=False)
+        user = current_user(request)
+        await tasks.take_request(api_key_id(request))
+        record = await tasks.get_for(user, task_id, integration=name, sync=False)
         if is_terminal(record.status):
             return tasks.read(record)
         await action.run(TaskHandle(task_id, tasks.temporal.get_workflow_handle(workflow_id_for(task_id))))

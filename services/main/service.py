@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,9 +37,9 @@ from services.shared.tasks import (
 from .errors import ApiError, not_found, temporal_unreachable
 from .kit import IntegrationApi, NewTask, StartContext
 from .relay import OutboxRelay
-from .schemas import ObjectRead, OutputRead, TaskRead
+from .schemas import ActiveTasks, Limits, ObjectRead, OutputRead, RequestRate, TaskRead
 from .settings import MainSettings
-from .store import OutboxEvent, StoreConflictError, TaskRecord, TaskStore
+from .store import Bucket, OutboxEvent, StoreConflictError, TaskRecord, TaskStore, TooManyActiveTasksError
 
 log = logging.getLogger("main.tasks")
 
@@ -98,9 +100,21 @@ class TaskService:
                 request_digest=digest,
                 event=self._event,
                 callback_secret=secrets.token_urlsafe(24) if api.callback is not None else None,
+                max_active=self.settings.max_active_tasks_for(owner),
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
+        except TooManyActiveTasksError as exc:
+            limit = self.settings.max_active_tasks_for(owner)
+            retry_after = self.settings.active_tasks_retry_after_seconds
+            raise ApiError(
+                429,
+                "too_many_active_tasks",
+                f"you have {limit} tasks queued or running, as many as you may; create more once some have finished",
+                retryable=True,
+                details={"limit": limit, "retry_after_seconds": retry_after},
+                headers={"Retry-After": str(retry_after)},
+            ) from exc
         if not created:
             return record, False
         # The `queued` event is committed with the task, before the workflow starts: an activity's `running`
@@ -126,6 +140,43 @@ class TaskService:
             raise ApiError(503, "temporal_unavailable", "could not start the task; try again", True) from exc
         self.relay.wake()
         return record, True
+
+    # -- limits ---------------------------------------------------------------------------------------
+
+    @property
+    def _bucket(self) -> Bucket:
+        return Bucket(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
+
+    async def take_request(self, key_id: str) -> None:
+        """Count a create or a task action against the API key's rate limit; 429 when its bucket is empty."""
+        wait = await self.store.take_token(key_id, self._bucket, time.time())
+        if wait is None:
+            return
+        retry_after = max(1, math.ceil(wait))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests with this API key: at most {self.settings.rate_limit_per_second:g} a second "
+            f"(bursts of {self.settings.rate_limit_burst})",
+            retryable=True,
+            details={"retry_after_seconds": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    async def limits(self, owner: str, key_id: str) -> Limits:
+        bucket = self._bucket
+        return Limits(
+            active_tasks=ActiveTasks(
+                limit=self.settings.max_active_tasks_for(owner), used=await self.store.active_tasks(owner)
+            ),
+            requests=RequestRate(
+                per_second=bucket.per_second,
+                burst=bucket.burst,
+                available=await self.store.tokens(key_id, bucket, time.time()),
+            ),
+            highest_priority=self.settings.highest_priority_for(owner),
+            default_priority=DEFAULT_PRIORITY,
+        )
 
     def _callback_url(self, integration: Integration, record: TaskRecord) -> str | None:
         if record.callback_secret is None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
@@ -34,15 +34,25 @@ def _priority(name: str, raw: str) -> int:
     return value
 
 
-def parse_user_priorities(raw: str) -> dict[str, int]:
-    """``MAIN_USER_HIGHEST_PRIORITY``: ``user:1,user2:4``."""
+def parse_per_user(name: str, raw: str, value_of: Callable[[str, str], int]) -> dict[str, int]:
+    """A per-user override such as ``MAIN_USER_HIGHEST_PRIORITY``: ``user:1,user2:4``."""
     found: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         user, sep, value = item.rpartition(":")
         if not sep or not user:
-            raise SettingsError("MAIN_USER_HIGHEST_PRIORITY must look like 'user:1,user2:4'")
-        found[user] = _priority("MAIN_USER_HIGHEST_PRIORITY", value)
+            raise SettingsError(f"{name} must look like 'user:1,user2:4'")
+        found[user] = value_of(name, value)
     return found
+
+
+def _positive(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: a count must be an integer, got {raw!r}") from exc
+    if value < 1:
+        raise SettingsError(f"{name}: a count must be at least 1, got {value}")
+    return value
 
 
 def database_url(env: Env, default: str) -> str:
@@ -105,6 +115,16 @@ class MainSettings:
     highest_priority: int = HIGHEST_PRIORITY
     # Users allowed another one than highest_priority.
     user_highest_priority: dict[str, int] = field(default_factory=dict[str, int])
+    # Tasks a user may have queued or running at once; beyond it a create is refused (429), and told to come back
+    # after active_tasks_retry_after_seconds.
+    max_active_tasks: int = 500
+    # Users allowed another one than max_active_tasks.
+    user_max_active_tasks: dict[str, int] = field(default_factory=dict[str, int])
+    active_tasks_retry_after_seconds: int = 5
+    # Each API key's token bucket for creates and task actions (refresh): refilled at rate_limit_per_second, holding
+    # at most rate_limit_burst.
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 200
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MainSettings:
@@ -136,12 +156,28 @@ class MainSettings:
             highest_priority=_priority(
                 "MAIN_HIGHEST_PRIORITY", env.get("MAIN_HIGHEST_PRIORITY", str(cls.highest_priority))
             ),
-            user_highest_priority=parse_user_priorities(env.raw("MAIN_USER_HIGHEST_PRIORITY") or ""),
+            user_highest_priority=parse_per_user(
+                "MAIN_USER_HIGHEST_PRIORITY", env.raw("MAIN_USER_HIGHEST_PRIORITY") or "", _priority
+            ),
+            max_active_tasks=env.get_int("MAIN_MAX_ACTIVE_TASKS", cls.max_active_tasks, minimum=1),
+            user_max_active_tasks=parse_per_user(
+                "MAIN_USER_MAX_ACTIVE_TASKS", env.raw("MAIN_USER_MAX_ACTIVE_TASKS") or "", _positive
+            ),
+            active_tasks_retry_after_seconds=env.get_int(
+                "MAIN_ACTIVE_TASKS_RETRY_AFTER_SECONDS", cls.active_tasks_retry_after_seconds, minimum=1
+            ),
+            rate_limit_per_second=env.get_float("MAIN_RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second),
+            rate_limit_burst=env.get_int("MAIN_RATE_LIMIT_BURST", cls.rate_limit_burst, minimum=1),
         )
 
     def highest_priority_for(self, user: str) -> int:
         return self.user_highest_priority.get(user, self.highest_priority)
 
+    def max_active_tasks_for(self, user: str) -> int:
+        return self.user_max_active_tasks.get(user, self.max_active_tasks)
+
     def __post_init__(self) -> None:
+        if self.rate_limit_per_second <= 0:
+            raise SettingsError(f"MAIN_RATE_LIMIT_PER_SECOND must be above 0, got {self.rate_limit_per_second}")
         if self.internal_port == self.port:
             raise SettingsError(f"MAIN_INTERNAL_PORT must differ from MAIN_PORT ({self.port})")
