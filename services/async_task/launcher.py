@@ -4,6 +4,7 @@ and other activities) and one on its provider queue (its provider calls, rate-li
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -21,8 +22,9 @@ from services.shared.http_link import HttpLinkPool
 from services.shared.job_slot_activities import JobSlotActivities
 from services.shared.job_slots import JobSlotsWorkflow
 from services.shared.manifest import ProviderLimits, settings_prefix
+from services.shared.outbound import Outbound, OutboundRules
 from services.shared.reporting import ReportClient
-from services.shared.settings import Env, PlatformSettings
+from services.shared.settings import Env, PlatformSettings, SettingsError
 from services.shared.storage import ObjectStore
 from services.shared.worker_kit import WorkerContext, WorkerSpec
 from services.shared.workflow_kit import provider_queue
@@ -51,6 +53,8 @@ class LauncherSettings:
     # Activity slots per Worker. Provider activities mostly wait on slow calls, so slots are cheap; the
     # shared HTTP pool and the report connections are sized to match (see __main__).
     max_concurrent_activities: int = 200
+    # What the activities may fetch from outside (OUTBOUND_*): by default https to public addresses only.
+    outbound: OutboundRules = field(default_factory=OutboundRules)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherSettings:
@@ -66,6 +70,7 @@ class LauncherSettings:
             max_concurrent_activities=env.get_int(
                 "ASYNC_TASK_MAX_CONCURRENT_ACTIVITIES", cls.max_concurrent_activities
             ),
+            outbound=OutboundRules.from_env(env),
         )
 
 
@@ -144,8 +149,15 @@ def _slot_activities(client: Client, task_queue: str, limits: ProviderLimits) ->
 
 
 def provider_limits(integration: Integration, env: Env) -> ProviderLimits:
-    """The manifest's limits with the environment's overrides (``<PREFIX>_REQUESTS_PER_SECOND``, ...)."""
-    return integration.manifest.limits.from_env(env, settings_prefix(integration.name))
+    """The manifest's limits with the environment's overrides, each checked like the manifest's value."""
+    declared = integration.manifest.limits
+    prefix = settings_prefix(integration.name)
+    rate_name, jobs_name = f"{prefix}_REQUESTS_PER_SECOND", f"{prefix}_MAX_CONCURRENT_JOBS"
+    rate = env.get_float(rate_name, 0.0) if env.optional(rate_name) else declared.requests_per_second
+    jobs = env.get_int(jobs_name, 0, minimum=1) if env.optional(jobs_name) else declared.max_concurrent_jobs
+    if rate is not None and rate <= 0:
+        raise SettingsError(f"environment variable {rate_name} must be positive, got {rate}")
+    return ProviderLimits(rate, jobs)
 
 
 def build_workers(
@@ -157,7 +169,7 @@ def build_workers(
 ) -> list[Worker]:
     workers: list[Worker] = []
     for integration in integrations:
-        spec = load_spec(integration, ctx)
+        spec = load_spec(integration, dataclasses.replace(ctx, manifest=integration.manifest))
         limits = provider_limits(integration, ctx.env)
         workers += task_queue_workers(
             client,
@@ -210,14 +222,14 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
 REPORT_TIMEOUT_SECONDS = 10.0
 
 
-def make_context(
-    settings: LauncherSettings, env: Env, http: httpx.AsyncClient, report_connections: int
-) -> WorkerContext:
-    links = HttpLinkPool(settings.main_internal_url, settings.report_token, report_connections, REPORT_TIMEOUT_SECONDS)
+def make_context(settings: LauncherSettings, env: Env, http: httpx.AsyncClient, connections: int) -> WorkerContext:
+    """What every worker_spec gets; ``connections``: report connections, and outbound ones, at most."""
+    links = HttpLinkPool(settings.main_internal_url, settings.report_token, connections, REPORT_TIMEOUT_SECONDS)
     return WorkerContext(
         settings=settings.platform,
         env=env,
         http=http,
         store=ObjectStore(settings.platform.storage),
         reporter=ReportClient(links),
+        outbound=Outbound(settings.outbound, httpx.Limits(max_connections=connections, max_keepalive_connections=20)),
     )

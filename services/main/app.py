@@ -41,8 +41,11 @@ log = logging.getLogger("main")
 
 def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Litestar:
     discovery = discovery if discovery is not None else discover(blacklist=settings.blacklist)
-    routers: list[Router] = [integration_router(i, load_api(i), settings) for i in discovery.integrations]
-    # The report API: on the internal listener only, for holders of the workers' report token.
+    apis = {i.name: load_api(i) for i in discovery.integrations}
+    routers: list[Router] = [integration_router(i, apis[i.name], settings) for i in discovery.integrations]
+    callbacks = [name for name, api in apis.items() if api.callback is not None]
+    # The report API (and the callback URLs for the submits): on the internal listener only, for holders of the
+    # workers' report token.
     internal = internal_router(
         InternalController, tokens=settings.report_tokens, max_body_bytes=settings.max_report_bytes
     )
@@ -64,7 +67,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         relay = OutboxRelay(store, settings.events, settings.relay_batch_size, settings.relay_poll_ms / 1000)
         relay.start()
         objects = ObjectStore(settings.platform.storage)
-        app.state.tasks = TaskService(settings, store, temporal, relay, objects)
+        app.state.tasks = TaskService(settings, store, temporal, relay, objects, callbacks)
         try:
             yield
         finally:

@@ -7,9 +7,9 @@ import contextlib
 import hashlib
 import logging
 import math
-import secrets
 import time
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,8 +34,9 @@ from services.shared.tasks import (
     workflow_id_for,
 )
 
+from .callback_tokens import callback_token
 from .errors import ApiError, not_found, temporal_unreachable
-from .kit import IntegrationApi, NewTask, StartContext
+from .kit import IntegrationApi, NewTask
 from .relay import OutboxRelay
 from .schemas import ActiveTasks, Limits, ObjectRead, OutputRead, RequestRate, TaskRead
 from .settings import MainSettings
@@ -61,12 +62,15 @@ class TaskService:
         temporal: Client,
         relay: OutboxRelay,
         objects: ObjectStore,
+        callbacks: Collection[str] = (),
     ) -> None:
         self.settings = settings
         self.store = store
         self.temporal = temporal
         self.relay = relay
         self.objects = objects
+        # The integrations whose providers call back (their API declares a callback route).
+        self.callbacks = frozenset(callbacks)
 
     # -- create ---------------------------------------------------------------------------------------
 
@@ -99,7 +103,6 @@ class TaskService:
                 idempotency_key=idempotency_key,
                 request_digest=digest,
                 event=self._event,
-                callback_secret=secrets.token_urlsafe(24) if api.callback is not None else None,
                 max_active=self.settings.max_active_tasks_for(owner),
             )
         except StoreConflictError as exc:
@@ -123,7 +126,7 @@ class TaskService:
         try:
             await self.temporal.start_workflow(
                 api.workflow,
-                api.build_input(NewTask(task, request, StartContext(self._callback_url(integration, record)))),
+                api.build_input(NewTask(task, request)),
                 id=workflow_id_for(record.id),
                 task_queue=integration.task_queue,
                 priority=temporal_priority(task),
@@ -178,11 +181,17 @@ class TaskService:
             default_priority=DEFAULT_PRIORITY,
         )
 
-    def _callback_url(self, integration: Integration, record: TaskRecord) -> str | None:
-        if record.callback_secret is None:
+    async def callback_url(self, task_id: str) -> str | None:
+        """Where the task's provider may call back, with the task's token (derived, never stored); None when its
+        integration takes no callbacks. Asked by the submit activity, so the URL never enters Temporal's history."""
+        record = await self.store.get(task_id)
+        if record is None:
+            raise not_found(f"task {task_id}")
+        if record.integration not in self.callbacks:
             return None
-        base = self.settings.public_url
-        return f"{base}/api/integrations/{integration.name}/tasks/{record.id}/callback?secret={record.callback_secret}"
+        token = callback_token(self.settings.callback_keys.current, record.id)
+        route = f"/api/integrations/{record.integration}/tasks/{record.id}/callback"
+        return f"{self.settings.public_url}{route}?secret={token}"
 
     # -- read -----------------------------------------------------------------------------------------
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
-
-from .settings import Env, SettingsError
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9-]{1,62}$"
 QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
@@ -19,6 +18,8 @@ class ManifestError(Exception):
 
 
 FIELD_PATTERN = r"^[a-z_][a-z0-9_]*$"
+VARIABLE_PATTERN = r"^[A-Z][A-Z0-9_]{1,127}$"
+STAND_IN_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
 # "sync-call": one slow provider call; "submit-poll": separate submit and query APIs.
 Pattern = Literal["sync-call", "submit-poll", "internal"]
 
@@ -57,7 +58,8 @@ class ConsoleHints(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class ProviderLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """What the integration's provider allows the platform as a whole: one API key is shared by every worker and
     replica, so these hold across all of them. The manifest's values are defaults; ``<PREFIX>_REQUESTS_PER_SECOND``
-    and ``<PREFIX>_MAX_CONCURRENT_JOBS`` override them (``<PREFIX>``: see ``settings_prefix``)."""
+    and ``<PREFIX>_MAX_CONCURRENT_JOBS`` override them (``<PREFIX>``: see ``settings_prefix``; read by the launcher,
+    ``provider_limits``)."""
 
     # Provider calls per second over all workers: the Temporal server's rate limit on the integration's provider
     # task queue. None: not limited.
@@ -66,14 +68,29 @@ class ProviderLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # None: no cap.
     max_concurrent_jobs: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
-    def from_env(self, env: Env, prefix: str) -> ProviderLimits:
-        """These limits with the environment's overrides, each checked like the manifest's value."""
-        rate_name, jobs_name = f"{prefix}_REQUESTS_PER_SECOND", f"{prefix}_MAX_CONCURRENT_JOBS"
-        rate = env.get_float(rate_name, 0.0) if env.optional(rate_name) else self.requests_per_second
-        jobs = env.get_int(jobs_name, 0, minimum=1) if env.optional(jobs_name) else self.max_concurrent_jobs
-        if rate is not None and rate <= 0:
-            raise SettingsError(f"environment variable {rate_name} must be positive, got {rate}")
-        return ProviderLimits(rate, jobs)
+
+class ProviderDeclaration(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The provider an integration's worker calls: the variables that configure it (the deploy tool gives them to
+    that worker only), where the provider is, and the simulator stand-in that speaks its API. The worker reads them
+    through ``services.shared.settings.ProviderEndpoint``."""
+
+    # Holds the provider's API key (or ``<NAME>_FILE`` a file with it). Without a key the worker does not start,
+    # unless PROVIDER_SIMULATOR_URL names the simulator and ``simulator`` is set.
+    api_key_env: Annotated[str, msgspec.Meta(pattern=VARIABLE_PATTERN)]
+    # Overrides ``base_url`` (a proxy, a regional endpoint).
+    base_url_env: Annotated[str, msgspec.Meta(pattern=VARIABLE_PATTERN)]
+    # The provider's own https base URL; without one, the variable ``base_url_env`` must be set.
+    base_url: str | None = None
+    # The stand-in of services/simulator/providers/ that serves this provider's API (its ``name``).
+    simulator: Annotated[str, msgspec.Meta(pattern=STAND_IN_PATTERN)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.api_key_env == self.base_url_env:
+            raise ValueError(f"api_key_env and base_url_env must differ, both are {self.api_key_env}")
+        if self.base_url is not None:
+            parts = urlsplit(self.base_url)
+            if parts.scheme != "https" or not parts.hostname or self.base_url.endswith("/"):
+                raise ValueError(f"base_url must be https://host[/path], no trailing slash, got {self.base_url!r}")
 
 
 class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -90,6 +107,9 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def __post_init__(self) -> None:
         if self.limits.max_concurrent_jobs is not None and self.pattern != "submit-poll":
             raise ValueError("limits.max_concurrent_jobs caps provider jobs, which only submit-poll integrations have")
+
+    # Set for an integration that calls an outside provider.
+    provider: ProviderDeclaration | None = None
 
 
 def load_manifest(path: Path) -> Manifest:

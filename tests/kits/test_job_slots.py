@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.shared.job_slots import Holder, SlotsState, Waiter, next_waiter, slots_workflow_id
 from services.shared.manifest import ProviderLimits
+from services.shared.outbound import Outbound
 from services.shared.submit_poll import PollPolicy
 from services.shared.tasks import TaskEnvelope, TaskReport
 from tests.fakes import Reports
@@ -21,7 +23,7 @@ from tests.stack import wait_for
 from tests.temporal_env import serving
 
 from .poll_app.activities import AppActivities
-from .poll_app.provider import Provider
+from .poll_app.provider import LINKS, Provider
 from .poll_app.schemas import AppInput, Request
 from .poll_app.workflows import KitPollKeyedWorkflow, KitPollTightWorkflow, KitPollWorkflow
 
@@ -54,25 +56,31 @@ class Tasks:
         self.limits = ProviderLimits(max_concurrent_jobs=limit)
         self.provider = Provider()
         self.reports = Reports()
-        self.activities = AppActivities(self.reports.kit(), self.provider.client(), POLL)
+        self.outbound = Outbound(LINKS)
+        self.activities = AppActivities(self.reports.kit(outbound=self.outbound), self.provider.client(), POLL)
         self.queue = str(uuid.uuid4())
 
-    def worker(self) -> AbstractAsyncContextManager[None]:
+    @contextlib.asynccontextmanager
+    async def worker(self) -> AsyncIterator[None]:
+        """The task queue served, and the provider's result links."""
         acts = self.activities
-        return serving(
+        worker = serving(
             self.env.client,
             self.queue,
             [KitPollWorkflow, KitPollKeyedWorkflow, KitPollTightWorkflow],
             [self.reports.report_task, acts.submit, acts.query, acts.cancel, acts.copy_result],
             self.limits,
         )
+        try:
+            async with self.provider.serving(), worker:
+                yield
+        finally:
+            await self.outbound.aclose()
 
     async def start(self, task_id: str, workflow: str = "KitPollWorkflow") -> WorkflowHandle[object, TaskReport]:
         return await self.env.client.start_workflow(
             workflow,
-            AppInput(
-                TaskEnvelope(task_id), Request(task_id), callback_url=f"https://main.example/{task_id}", poll=POLL
-            ),
+            AppInput(TaskEnvelope(task_id), Request(task_id), poll=POLL),
             id=f"task-{task_id}-{uuid.uuid4().hex[:6]}",
             task_queue=self.queue,
             result_type=TaskReport,
@@ -81,7 +89,8 @@ class Tasks:
 
     def job_of(self, task_id: str) -> str | None:
         """The provider's job of a task, once the task has submitted it."""
-        return next((job for job, url in self.provider.callback_urls.items() if url and url.endswith(task_id)), None)
+        # The submit's idempotency key is the task's id.
+        return self.provider.keys.get(task_id)
 
     async def submitted(self, task_id: str) -> str:
         async def job() -> str | None:

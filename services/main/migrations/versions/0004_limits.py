@@ -2,7 +2,7 @@
 each API key's token bucket. Both are rows changed by one conditional UPDATE, so concurrent writers on any
 replica take from the same allowance.
 
-Revision ID: 0003_limits
+Revision ID: 0004_limits
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_limits"
-down_revision = "0002_outbox"
+revision = "0004_limits"
+down_revision = "0003_no_callback_secret"
 
 
 def upgrade() -> None:
