@@ -52,7 +52,7 @@ class Workers:
     async def start(self, integration: str, **settings: str) -> None:
         # Aimed at the simulator even when the caller has real keys.
         env = {k: v for k, v in self.env.items() if k not in ("GEMINI_API_KEY", "ARK_API_KEY")}
-        env |= {"GEMINI_BASE_URL": self.stack.simulator_url, "ARK_BASE_URL": self.stack.simulator_url}
+        env["PROVIDER_SIMULATOR_URL"] = self.stack.simulator_url
         log = self.stack.state_dir / f"flow-{integration}-{uuid.uuid4().hex[:6]}.log"
         launcher = Launcher({**env, **settings}, [integration], log)
         self.running.append(launcher)
