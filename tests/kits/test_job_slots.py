@@ -9,6 +9,8 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import httpx
+import msgspec
 import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -48,13 +50,27 @@ def test_a_free_slot_goes_to_the_most_urgent_then_to_the_user_holding_fewest_the
     assert next_waiter(state) is None
 
 
+class NamingProvider(Provider):
+    """The provider, noting each job's prompt: these tests give every task its id as prompt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts: dict[str, str] = {}
+
+    async def answer(self, request: httpx.Request) -> httpx.Response:
+        response = await super().answer(request)
+        if request.method == "POST" and response.status_code == 200:
+            self.prompts[msgspec.json.decode(request.content)["prompt"]] = response.json()["id"]
+        return response
+
+
 class Tasks:
     """Submit-poll tasks of one integration capped at ``limit`` jobs; ``provider`` answers every one of them."""
 
     def __init__(self, env: WorkflowEnvironment, limit: int) -> None:
         self.env = env
         self.limits = ProviderLimits(max_concurrent_jobs=limit)
-        self.provider = Provider()
+        self.provider = NamingProvider()
         self.reports = Reports()
         self.outbound = Outbound(LINKS)
         self.activities = AppActivities(self.reports.kit(outbound=self.outbound), self.provider.client(), POLL)
@@ -89,8 +105,7 @@ class Tasks:
 
     def job_of(self, task_id: str) -> str | None:
         """The provider's job of a task, once the task has submitted it."""
-        # The submit's idempotency key is the task's id.
-        return self.provider.keys.get(task_id)
+        return self.provider.prompts.get(task_id)
 
     async def submitted(self, task_id: str) -> str:
         async def job() -> str | None:
