@@ -24,14 +24,23 @@ def parse_api_keys(raw: str, env: Env) -> dict[str, str]:
     return keys
 
 
-def _priority(name: str, raw: str) -> int:
+def _int_within(name: str, raw: str, lowest: int, highest: int | None = None) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name}: a priority must be an integer, got {raw!r}") from exc
-    if not HIGHEST_PRIORITY <= value <= LOWEST_PRIORITY:
-        raise SettingsError(f"{name}: a priority is {HIGHEST_PRIORITY} to {LOWEST_PRIORITY}, got {value}")
+        raise SettingsError(f"{name}: must be an integer, got {raw!r}") from exc
+    if value < lowest or (highest is not None and value > highest):
+        bounds = f"{lowest} to {highest}" if highest is not None else f"at least {lowest}"
+        raise SettingsError(f"{name}: must be {bounds}, got {value}")
     return value
+
+
+def _priority(name: str, raw: str) -> int:
+    return _int_within(name, raw, HIGHEST_PRIORITY, LOWEST_PRIORITY)
+
+
+def _positive(name: str, raw: str) -> int:
+    return _int_within(name, raw, 1)
 
 
 def parse_per_user(name: str, raw: str, value_of: Callable[[str, str], int]) -> dict[str, int]:
@@ -43,16 +52,6 @@ def parse_per_user(name: str, raw: str, value_of: Callable[[str, str], int]) -> 
             raise SettingsError(f"{name} must look like 'user:1,user2:4'")
         found[user] = value_of(name, value)
     return found
-
-
-def _positive(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}: a count must be an integer, got {raw!r}") from exc
-    if value < 1:
-        raise SettingsError(f"{name}: a count must be at least 1, got {value}")
-    return value
 
 
 def database_url(env: Env, default: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -17,17 +16,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from services.shared.job_slots import Holder, SlotsState, Waiter, next_waiter, slots_workflow_id
 from services.shared.manifest import ProviderLimits
-from services.shared.outbound import Outbound
 from services.shared.submit_poll import PollPolicy
 from services.shared.tasks import TaskEnvelope, TaskReport
-from tests.fakes import Reports
 from tests.stack import wait_for
-from tests.temporal_env import serving
 
-from .poll_app.activities import AppActivities
-from .poll_app.provider import LINKS, Provider
+from .poll_app.provider import Provider
 from .poll_app.schemas import AppInput, Request
-from .poll_app.workflows import KitPollKeyedWorkflow, KitPollTightWorkflow, KitPollWorkflow
+from .test_submit_poll import App
 
 # Two polls per run: a task holding its slot for a while continues as new more than once.
 POLL = PollPolicy(initial_seconds=5, backoff=1, max_seconds=5, deadline_seconds=3600, polls_per_run=2)
@@ -65,33 +60,18 @@ class NamingProvider(Provider):
 
 
 class Tasks:
-    """Submit-poll tasks of one integration capped at ``limit`` jobs; ``provider`` answers every one of them."""
+    """Submit-poll tasks of one integration capped at ``limit`` jobs (None: no cap); ``provider`` answers every
+    one of them."""
 
-    def __init__(self, env: WorkflowEnvironment, limit: int) -> None:
+    def __init__(self, env: WorkflowEnvironment, limit: int | None) -> None:
         self.env = env
-        self.limits = ProviderLimits(max_concurrent_jobs=limit)
         self.provider = NamingProvider()
-        self.reports = Reports()
-        self.outbound = Outbound(LINKS)
-        self.activities = AppActivities(self.reports.kit(outbound=self.outbound), self.provider.client(), POLL)
-        self.queue = str(uuid.uuid4())
+        # Served as the submit-poll kit's own tests serve it.
+        self.app = App(env, self.provider, POLL, limits=ProviderLimits(max_concurrent_jobs=limit))
+        self.reports, self.queue = self.app.reports, self.app.queue
 
-    @contextlib.asynccontextmanager
-    async def worker(self) -> AsyncIterator[None]:
-        """The task queue served, and the provider's result links."""
-        acts = self.activities
-        worker = serving(
-            self.env.client,
-            self.queue,
-            [KitPollWorkflow, KitPollKeyedWorkflow, KitPollTightWorkflow],
-            [self.reports.report_task, acts.submit, acts.query, acts.cancel, acts.copy_result],
-            self.limits,
-        )
-        try:
-            async with self.provider.serving(), worker:
-                yield
-        finally:
-            await self.outbound.aclose()
+    def worker(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.app.worker()
 
     async def start(self, task_id: str, workflow: str = "KitPollWorkflow") -> WorkflowHandle[object, TaskReport]:
         return await self.env.client.start_workflow(
@@ -174,8 +154,7 @@ async def test_the_slot_of_a_task_that_ended_without_giving_it_back_is_taken_bac
 
 
 async def test_without_a_cap_no_slot_is_asked_for(env: WorkflowEnvironment) -> None:
-    tasks = Tasks(env, limit=1)
-    tasks.limits = ProviderLimits()
+    tasks = Tasks(env, limit=None)
     async with tasks.worker():
         handles = [await tasks.start(f"t{i}") for i in range(3)]
         jobs = [await tasks.submitted(f"t{i}") for i in range(3)]
