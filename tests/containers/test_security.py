@@ -110,7 +110,14 @@ def test_each_container_holds_exactly_its_contract(compose_stack: ComposeStack) 
     assert set(containers) == set(compose_stack.services())
     secret_values = [
         compose_stack.secret(name)
-        for name in ("REALTIME_SECRET", "REPORT_TOKEN", "NATS_MAIN_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+        for name in (
+            "REALTIME_SECRET",
+            "REPORT_TOKEN",
+            "NATS_MAIN_PASSWORD",
+            "CALLBACK_KEY",
+            "S3_ACCESS_KEY",
+            "S3_SECRET_KEY",
+        )
     ]
     secret_values.append(compose_stack.secret("NATS_COMMUNICATION_PASSWORD", service="communication"))
     dev_key = compose_stack.secret("API_KEYS").split(",")[0].split(":")[0]
