@@ -457,10 +457,16 @@ async def work_pending(platform: Platform, task: Task) -> bool:
 
 
 async def attempt_running(platform: Platform, task: Task) -> bool:
-    """A retry of the workflow's activity is running on a worker (its state is STARTED)."""
+    """A retry of the workflow's work (an activity other than its reports) is running on a worker (its state is
+    STARTED). A retried report does not count: it means the work is done and main has not taken the outcome yet."""
     handle = platform.temporal.get_workflow_handle(workflow_id_for(task.id))
     pending = (await handle.describe()).raw_description.pending_activities
-    return any(a.attempt >= 2 and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED for a in pending)
+    return any(
+        a.activity_type.name != REPORT_ACTIVITY
+        and a.attempt >= 2
+        and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        for a in pending
+    )
 
 
 async def workflow_tasks_completed(platform: Platform, tasks: list[Task]) -> int:
