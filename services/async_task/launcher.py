@@ -30,6 +30,12 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 
+# A cancel reaches a running activity in the answer to its next heartbeat, which the SDK sends at most every 0.8 x
+# the activity's heartbeat timeout (48 s for a copy). Capped, a cancelled task's activity stops within seconds, and
+# so does the workflow that waits for it.
+HEARTBEAT_THROTTLE = timedelta(seconds=5)
+
+
 class LauncherError(Exception):
     pass
 
@@ -110,6 +116,7 @@ def build_workers(
                 workflow_runner=WORKFLOW_RUNNER,
                 graceful_shutdown_timeout=shutdown_timeout,
                 max_concurrent_activities=max_concurrent_activities,
+                max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
                 identity=f"{integration.name}@{_hostname()}",
             )
         )

@@ -15,7 +15,8 @@ final, copies the result into object storage (provider links expire), and sends 
 - A user's refresh (update ``refresh``) and a provider callback (signal ``callback``) only wake the poll loop:
   the loop is the one place that queries the provider and concludes the task, so nothing concludes twice, and
   a callback's body is never trusted.
-- Cancel: the provider's job is cancelled (a provider without a cancel endpoint keeps it: the task says so).
+- Cancel: a copy in progress is stopped first (waited for, so it stores nothing after the final report), then the
+  provider's job is cancelled (a provider without a cancel endpoint keeps it: the task says so).
 - Every ``polls_per_run`` polls the workflow continues as new, so a job of any length keeps a bounded history;
   the workflow id stays the same, so main's queries, updates and cancels reach the current run.
 - It ends only once every message handler has answered.
@@ -256,6 +257,7 @@ class Job(Generic[V]):
                 start_to_close=self.copy_timeout,
                 heartbeat=timedelta(seconds=60),
                 retry=self.copy_retry,
+                stores_objects=True,
             ),
         )
 

@@ -5,7 +5,8 @@ result, and returns where the result is (never its bytes). Temporal retries it w
 policy. The workflow maps the outcome: success -> ``succeeded``; a final provider answer (a code in the retry
 policy's ``non_retryable_error_types``, or a non-retryable error) -> ``failed`` at once with the provider's
 reason; retries exhausted -> ``failed``, retryable, naming the last cause; past the deadline ->
-``deadline_exceeded``; cancel -> ``cancelled``. Then it sends the one final report.
+``deadline_exceeded``; cancel -> ``cancelled``, once the activity has stopped (it could otherwise store the result
+after the final report removed the task's objects). Then it sends the one final report.
 
 An integration supplies its types, its ``Call`` and a function that turns the activity's result into the
 task's result; its workflow's ``run`` is one line:
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from temporalio import workflow
@@ -78,7 +79,8 @@ class SyncCallWorkflow(TaskWorkflow):
     ) -> TaskReport:
         self._state = running()
         try:
-            done = await execute(call.step, CallInput(input.task, input.job), result_type)
+            step = replace(call.step, stores_objects=True)
+            done = await execute(step, CallInput(input.task, input.job), result_type)
         except ActivityError as err:
             outcome = cancelled() if is_cancelled_exception(err) else failure(err, call)
         except asyncio.CancelledError:

@@ -15,12 +15,17 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from .reporting import REPORT_ACTIVITY, ReportInput
     from .tasks import ReportOutcome, TaskEnvelope, TaskError, TaskReport, TaskResult, is_terminal
 
 R = TypeVar("R")
+
+# A cancel waits until an activity that stores objects has stopped (``Step.stores_objects``). Before this patch it
+# did not: the final report removed the task's objects while such an activity could still store one.
+CANCEL_WAITS = "cancel-waits"
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,9 @@ class Step:
     heartbeat: timedelta | None = None
     # Bounds all attempts together: past it the step fails and the task with it.
     schedule_to_close: timedelta | None = None
+    # The activity stores objects: a cancel waits until it has stopped, so that it cannot store one after the
+    # task's final report has removed them.
+    stores_objects: bool = False
 
 
 def start(step: Step, input: Any, result_type: type[R]) -> workflow.ActivityHandle[R]:
@@ -45,7 +53,15 @@ def start(step: Step, input: Any, result_type: type[R]) -> workflow.ActivityHand
         heartbeat_timeout=step.heartbeat,
         schedule_to_close_timeout=step.schedule_to_close,
         retry_policy=step.retry,
+        cancellation_type=_cancellation(step),
     )
+
+
+def _cancellation(step: Step) -> ActivityCancellationType:
+    # Runs that scheduled the step before the patch went on at once after the cancel: they replay that way.
+    if step.stores_objects and workflow.patched(CANCEL_WAITS):
+        return ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+    return ActivityCancellationType.TRY_CANCEL
 
 
 async def execute(step: Step, input: Any, result_type: type[R]) -> R:
