@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Generic, TypeVar
 
 from temporalio import workflow
@@ -33,7 +34,16 @@ with workflow.unsafe.imports_passed_through():
     import msgspec
 
     from .tasks import TaskEnvelope, TaskReport, TaskResult
-    from .workflow_kit import Step, TaskWorkflow, cancelled, execute, failed, running, succeeded
+    from .workflow_kit import (
+        Step,
+        TaskWorkflow,
+        cancelled,
+        execute,
+        execution_timeout,
+        failed,
+        running,
+        succeeded,
+    )
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -71,6 +81,11 @@ class Call:
     @property
     def final_errors(self) -> tuple[str, ...]:
         return tuple(self.step.retry.non_retryable_error_types or ())
+
+    @property
+    def execution_timeout(self) -> timedelta:
+        """The execution timeout of a workflow that makes this call."""
+        return execution_timeout(self.step.longest)
 
 
 class SyncCallWorkflow(TaskWorkflow):

@@ -43,6 +43,20 @@ class Step:
     # task's final report has removed them.
     stores_objects: bool = False
 
+    @property
+    def longest(self) -> timedelta:
+        """The most all attempts together can take: ``schedule_to_close``, else every attempt's
+        ``start_to_close`` and the retry delays between them. A step must be bounded one way or the other."""
+        if self.schedule_to_close is not None:
+            return self.schedule_to_close
+        attempts = self.retry.maximum_attempts
+        if attempts < 1:
+            raise ValueError(f"step {self.activity}: unlimited attempts need a schedule_to_close")
+        first = self.retry.initial_interval
+        cap = self.retry.maximum_interval or 100 * first
+        waits = (min(first * self.retry.backoff_coefficient**n, cap) for n in range(attempts - 1))
+        return attempts * self.start_to_close + sum(waits, timedelta())
+
 
 def start(step: Step, input: Any, result_type: type[R]) -> workflow.ActivityHandle[R]:
     return workflow.start_activity(
@@ -76,6 +90,16 @@ REPORT = Step(
     retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)),
     schedule_to_close=timedelta(minutes=30),
 )
+
+
+# Beyond a workflow's own longest run: room for workers that restart or are briefly short.
+EXECUTION_MARGIN = timedelta(minutes=15)
+
+
+def execution_timeout(longest: timedelta) -> timedelta:
+    """The execution timeout of a workflow whose work (its final report aside) takes at most ``longest``: a
+    workflow stuck on failing workflow tasks (a bug, a non-deterministic change) ends by then."""
+    return longest + REPORT.longest + EXECUTION_MARGIN
 
 
 async def report(task_id: str, state: TaskReport) -> ReportOutcome | None:
