@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import httpx
 
+from deploy import config
 from deploy.local import LocalStack
 from deploy.ports import Ports
 from services.shared.http_link import HttpLinkPool
@@ -298,15 +299,23 @@ async def last_update(http: httpx.AsyncClient, integration: str, status: str, co
 
 @asynccontextmanager
 async def local_stack(
-    extra_env: dict[str, str] | None = None, components: Sequence[str] = ("middleware", "services")
+    extra_env: dict[str, str] | None = None,
+    components: Sequence[str] = ("middleware", "services"),
+    store: str = "sqlite",
 ) -> AsyncIterator[Bench]:
+    """A stack with main on ``store`` (``sqlite`` or ``postgres``, a PostgreSQL server from the host's binaries)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        # PostgreSQL refuses to run as root; run as root, the deploy tool starts it as the postgres user, which
+        # must be able to pass through this directory.
+        os.chmod(tmp, 0o711)  # noqa: S103 - others may pass through, not list or write
         inherited = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
         environ = {**inherited, "API_KEYS": f"{BENCH_KEY}:{BENCH_USER}", **(extra_env or {})}
+        enabled = list(config.load().enabled)
         stack = LocalStack(
             Path(tmp) / "state",
             Ports.free(),
             components=list(components),
+            middleware=[*enabled, "postgres"] if store == "postgres" else enabled,
             environ=environ,
             out=sys.stderr,
         )

@@ -7,8 +7,9 @@ latency, never as a slower schedule. Requests go over a few kept-alive connectio
 (``services/shared/http_link.py``).
 
 Modes: ``report`` posts ``{"status": "running", "progress": p}`` to main's ``/internal/tasks/{id}/report``
-(round robin over the given task ids, each report raising that task's progress); ``publish`` posts
-``{channel, event}`` to communication's ``/internal/publish``.
+(round robin over the given task ids, each report raising that task's progress), which main applies and relays
+through its outbox and JetStream; ``publish`` publishes an event straight to the user's subject in JetStream
+(``subject`` on ``nats_url``), the path from the stream onwards without main.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field
 
 import uvloop
 
+from services.shared import event_stream
 from services.shared.http_link import HttpLink
+from services.shared.settings import EventStreamSettings
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,8 @@ class SenderConfig:
     connections: int = 32
     task_ids: list[str] = field(default_factory=list)
     first_seq: int = 0
-    channel: str = ""
+    nats_url: str = ""
+    subject: str = ""
 
 
 PROGRESS_SCALE = 1_000_000
@@ -50,29 +54,20 @@ def report_target(config: SenderConfig, i: int) -> tuple[str, float]:
     return config.task_ids[i % tasks], seq / PROGRESS_SCALE
 
 
-def publish_event(config: SenderConfig, i: int) -> dict[str, object]:
-    """An event shaped like main's task.updated, numbered ``seq``."""
-    return {
-        "event": "task.updated",
+def publish_event(config: SenderConfig, i: int) -> bytes:
+    """An event shaped like main's task.updated, numbered ``n``."""
+    event = {
+        "n": config.first_seq + i,
+        "id": f"direct-{config.first_seq + i}",
         "task_id": f"direct-{config.first_seq}-{i % 100}",
         "integration": "echo",
         "status": "running",
         "changes": {"progress": 0.5},
-        "seq": config.first_seq + i,
         "timestamp": "2026-01-01T00:00:00.000000+00:00",
+        "version": i,
+        "event": "task.updated",
     }
-
-
-def request_of(config: SenderConfig, i: int) -> tuple[str, bytes]:
-    """The path and body of event ``i``."""
-    if config.mode == "report":
-        task_id, progress = report_target(config, i)
-        path = f"/internal/tasks/{task_id}/report"
-        body = json.dumps({"status": "running", "progress": progress}).encode()
-    else:
-        path = "/internal/publish"
-        body = json.dumps({"channel": config.channel, "event": publish_event(config, i)}).encode()
-    return path, body
+    return json.dumps(event).encode()
 
 
 async def send_all(config: SenderConfig) -> dict[str, object]:
@@ -82,18 +77,40 @@ async def send_all(config: SenderConfig) -> dict[str, object]:
     lag_max = 0.0
 
     async def connection() -> None:
+        if config.mode == "publish":
+            await publisher()
+            return
         nonlocal not_applied
         link = HttpLink(config.base_url, config.token, timeout=ANSWER_TIMEOUT)
         try:
             while (i := await queue.get()) is not None:
-                status, body = await link.post(*request_of(config, i))
+                task_id, progress = report_target(config, i)
+                body = json.dumps({"status": "running", "progress": progress}).encode()
+                status, answer = await link.post(f"/internal/tasks/{task_id}/report", body)
                 statuses[str(status)] = statuses.get(str(status), 0) + 1
-                if config.mode == "report" and status == 200 and not json.loads(body).get("applied"):
+                if status == 200 and not json.loads(answer).get("applied"):
                     not_applied += 1
         finally:
             await link.close()
 
-    workers = [asyncio.create_task(connection()) for _ in range(config.connections)]
+    async def publisher() -> None:
+        # One connection; each event is published when due and its acknowledgement awaited in the background.
+        nats = await event_stream.connect(
+            EventStreamSettings(user=event_stream.PUBLISHER, password=config.token, nats_url=config.nats_url),
+            name="bench-sender",
+        )
+        js = nats.jetstream()
+        acks = []
+        try:
+            while (i := await queue.get()) is not None:
+                acks.append(await js.publish_async(config.subject, publish_event(config, i)))
+            for ack in acks:
+                await ack
+                statuses["200"] = statuses.get("200", 0) + 1
+        finally:
+            await nats.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(1 if config.mode == "publish" else config.connections)]
     i = 0
     while i < config.count:
         now = time.monotonic()

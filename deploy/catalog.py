@@ -8,17 +8,23 @@ enabled is kept in ``deploy/middleware.json`` (``deploy-tool middleware add|remo
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
+import signal
+import subprocess
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
 from services.shared.settings import TemporalSettings
 
 from .credentials import secret_file
-from .errors import UsageError
+from .errors import DeployError, UsageError
+from .nats_auth import AUTH_FILE, PASSWORDS, authorization
 from .ports import WEED_GRPC_OFFSET
-from .probe import s3_client, s3_health, temporal_health
+from .probe import http_health, postgres_ready, s3_client, s3_health, temporal_health
 from .spec import ComposeService, LocalContext, ProcessSpec
 
 RESULTS_BUCKET = "task-results"
@@ -49,6 +55,9 @@ class Middleware(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    # Not enabled, its services are expected elsewhere and our services take its variables from the host's
+    # environment. False: not enabled means not used (PostgreSQL: main keeps its SQLite store).
+    external_when_disabled: ClassVar[bool] = True
 
     # --- docker mode -------------------------------------------------------------------------------------
     @abstractmethod
@@ -333,7 +342,248 @@ class MinIO(Middleware):
         return {"S3 endpoint": ctx.url(ctx.ports.s3)}
 
 
-CATALOG: dict[str, Middleware] = {m.name: m for m in (Temporal(), MinIO())}
+class Nats(Middleware):
+    name = "nats"
+    summary = "NATS with JetStream: carries task events from main's outbox to every communication replica"
+
+    IMAGE = "${NATS_IMAGE:-nats:2.15.1-alpine}"
+    CLIENT, MONITOR = 4222, 8222
+    # The official image runs as root, the offline stand-in as uid 1000.
+    UID = 1000
+
+    def compose_services(self) -> dict[str, ComposeService]:
+        health = f"'http://127.0.0.1:{self.MONITOR}/healthz?js-enabled-only=true'"
+        return {
+            "nats": {
+                "image": self.IMAGE,
+                "init": True,
+                "command": [
+                    # The users of main and communication with their passwords (deploy/nats_auth.py), written by
+                    # the `secrets` service.
+                    "-c",
+                    secret_file(AUTH_FILE),
+                    "-js",
+                    "-sd",
+                    "/data",
+                    "-p",
+                    str(self.CLIENT),
+                    "-m",
+                    str(self.MONITOR),
+                ],
+                "volumes": ["nats-data:/data", f"{secrets_volume(self.name)}:/run/secrets:ro"],
+                "depends_on": dict(SECRETS_READY),
+                # The official Alpine image has wget; the offline stand-in has our stdlib `healthcheck` instead.
+                "healthcheck": healthcheck(["CMD-SHELL", f"wget -q -O /dev/null {health} || healthcheck {health}"]),
+                "restart": "unless-stopped",
+            }
+        }
+
+    def compose_volumes(self) -> tuple[str, ...]:
+        return ("nats-data",)
+
+    def compose_app_env(self) -> dict[str, str]:
+        return {"NATS_URL": f"nats://nats:{self.CLIENT}"}
+
+    def compose_ready(self) -> dict[str, str]:
+        return {"nats": "service_healthy"}
+
+    def compose_secrets(self) -> tuple[str, ...]:
+        return PASSWORDS
+
+    def compose_secret_readers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        return {"nats": (self.UID, (AUTH_FILE,))}
+
+    def local_process(self, ctx: LocalContext) -> ProcessSpec:
+        p = ctx.ports
+        # The passwords in a file only this user reads, not on the command line every local user can list.
+        config = ctx.state_dir / "nats.conf"
+
+        def write_config() -> None:
+            fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(authorization(ctx.secrets.values))
+
+        argv = (
+            str(ctx.nats_bin),
+            "-c",
+            str(config),
+            "-js",
+            "-a",
+            ctx.host,
+            "-p",
+            str(p.nats),
+            "-m",
+            str(p.nats_monitor),
+            "-sd",
+            str(ctx.state_dir / "nats"),
+        )
+        health = f"{ctx.url(p.nats_monitor)}/healthz?js-enabled-only=true"
+        return ProcessSpec(
+            name=self.name,
+            kind="middleware",
+            argv=argv,
+            env={},
+            ports=(p.nats, p.nats_monitor),
+            main_port=p.nats,
+            ready=lambda: http_health(health),
+            prepare=write_config,
+        )
+
+    def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
+        return {"NATS_URL": f"nats://{ctx.host}:{ctx.ports.nats}"}
+
+    def local_urls(self, ctx: LocalContext) -> dict[str, str]:
+        return {"NATS": f"nats://{ctx.host}:{ctx.ports.nats}", "NATS monitoring": ctx.url(ctx.ports.nats_monitor)}
+
+
+def postgres_bin_dir(environ: Mapping[str, str]) -> Path:
+    """``POSTGRES_BIN_DIR``, else the newest server Debian installs (``/usr/lib/postgresql/<major>/bin``)."""
+    if environ.get("POSTGRES_BIN_DIR"):
+        return Path(environ["POSTGRES_BIN_DIR"])
+    installed = [d for d in Path("/usr/lib/postgresql").glob("*/bin") if (d / "postgres").is_file()]
+    if not installed:
+        raise DeployError(
+            "no PostgreSQL server found in /usr/lib/postgresql/*/bin: install Debian's postgresql package "
+            "(apt-get install postgresql) or set POSTGRES_BIN_DIR to the directory holding initdb and postgres"
+        )
+    return max(installed, key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0)
+
+
+class PostgreSQL(Middleware):
+    name = "postgres"
+    summary = "PostgreSQL for main's task store when main runs as several replicas (the scale shape)"
+    external_when_disabled = False
+
+    IMAGE = "${POSTGRES_IMAGE:-postgres:17.6}"
+    PORT = 5432
+    DATABASE = "main"
+    SUPERUSER = "postgres"
+    # The server refuses to run as root; a root deploy tool runs it as this user (Debian's package creates it).
+    SERVICE_USER = "postgres"
+    # The official image's postgres user, which reads the password file (the offline stand-in uses the same id).
+    UID = 999
+    PASSWORD = "POSTGRES_PASSWORD"  # noqa: S105 - the secret's name
+
+    def compose_services(self) -> dict[str, ComposeService]:
+        return {
+            "postgres": {
+                "image": self.IMAGE,
+                "init": True,
+                "environment": {
+                    "POSTGRES_USER": self.SUPERUSER,
+                    # The image reads the superuser's password from the file, as our services do.
+                    "POSTGRES_PASSWORD_FILE": secret_file(self.PASSWORD),
+                    "POSTGRES_DB": self.DATABASE,
+                },
+                "volumes": ["postgres-data:/var/lib/postgresql/data", f"{secrets_volume(self.name)}:/run/secrets:ro"],
+                "depends_on": dict(SECRETS_READY),
+                "healthcheck": healthcheck(["CMD", "pg_isready", "-U", self.SUPERUSER, "-d", self.DATABASE]),
+                "restart": "unless-stopped",
+            }
+        }
+
+    def compose_volumes(self) -> tuple[str, ...]:
+        return ("postgres-data",)
+
+    def compose_app_env(self) -> dict[str, str]:
+        # main takes the password from its POSTGRES_PASSWORD file.
+        return {"DATABASE_URL": f"postgresql+asyncpg://{self.SUPERUSER}@postgres:{self.PORT}/{self.DATABASE}"}
+
+    def compose_ready(self) -> dict[str, str]:
+        return {"postgres": "service_healthy"}
+
+    def compose_secrets(self) -> tuple[str, ...]:
+        return (self.PASSWORD,)
+
+    def compose_secret_readers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
+        return {"postgres": (self.UID, (self.PASSWORD,))}
+
+    def _user(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(self.SERVICE_USER)
+        except KeyError:
+            raise DeployError(
+                f"PostgreSQL refuses to run as root and there is no {self.SERVICE_USER!r} user to run it as: "
+                f"create one (useradd --system {self.SERVICE_USER}) or run the deploy tool as another user"
+            ) from None
+        return self.SERVICE_USER
+
+    def local_process(self, ctx: LocalContext) -> ProcessSpec:
+        bin_dir = postgres_bin_dir(ctx.environ)
+        data = ctx.state_dir / "postgres"
+        user = self._user()
+        password = ctx.secrets.postgres_password
+
+        def run(argv: list[str], stdin: str) -> None:
+            done = subprocess.run(
+                argv, input=stdin, capture_output=True, text=True, user=user, cwd="/", check=False, timeout=120
+            )
+            if done.returncode != 0:
+                raise DeployError(
+                    f"{Path(argv[0]).name} failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()}"
+                    + (f"\nthe {user} user must be able to reach {data}" if user else "")
+                )
+
+        def init_cluster() -> None:
+            # First start only: a cluster with a password for the superuser, and the database main uses.
+            if (data / "PG_VERSION").exists():
+                return
+            data.mkdir(mode=0o700, parents=True, exist_ok=True)
+            owner = None if user is None else pwd.getpwnam(user)
+            if owner is not None:
+                os.chown(data, owner.pw_uid, owner.pw_gid)
+            initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", self.SUPERUSER, "--auth=scram-sha-256"]
+            # initdb reads the password from a file that the server's user can open, removed right after.
+            with tempfile.TemporaryDirectory() as tmp:
+                pwfile = Path(tmp) / "password"
+                pwfile.write_text(password)
+                if owner is not None:
+                    for path in (Path(tmp), pwfile):
+                        os.chown(path, owner.pw_uid, owner.pw_gid)
+                run([*initdb, f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C", "--no-instructions"], "")
+            run(
+                [str(bin_dir / "postgres"), "--single", "-D", str(data), "postgres"],
+                f"CREATE DATABASE {self.DATABASE};\n",
+            )
+
+        argv = (
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(ctx.ports.postgres),
+            "-c",
+            f"listen_addresses={ctx.host}",
+            # TCP only: no socket file in a directory another user would have to share.
+            "-c",
+            "unix_socket_directories=",
+        )
+        return ProcessSpec(
+            name=self.name,
+            kind="middleware",
+            argv=argv,
+            env={},
+            ports=(ctx.ports.postgres,),
+            main_port=ctx.ports.postgres,
+            ready=lambda: postgres_ready(bin_dir / "pg_isready", ctx.host, ctx.ports.postgres, self.DATABASE),
+            prepare=init_cluster,
+            user=user,
+            # Fast shutdown: SIGTERM would wait for every client (main's pooled connections) to disconnect.
+            stop_signal=signal.SIGINT,
+        )
+
+    def local_app_env(self, ctx: LocalContext) -> dict[str, str]:
+        # main takes the password from POSTGRES_PASSWORD.
+        address = f"{ctx.host}:{ctx.ports.postgres}"
+        return {"DATABASE_URL": f"postgresql+asyncpg://{self.SUPERUSER}@{address}/{self.DATABASE}"}
+
+    def local_urls(self, ctx: LocalContext) -> dict[str, str]:
+        return {"PostgreSQL": f"postgresql://{self.SUPERUSER}@{ctx.host}:{ctx.ports.postgres}/{self.DATABASE}"}
+
+
+CATALOG: dict[str, Middleware] = {m.name: m for m in (Temporal(), MinIO(), Nats(), PostgreSQL())}
 
 
 def get(name: str) -> Middleware:
@@ -344,6 +594,6 @@ def get(name: str) -> Middleware:
 
 
 def in_catalog_order(names: list[str] | tuple[str, ...] | set[str]) -> list[str]:
-    """Catalog order is start order (Temporal before storage) and the order in every file we write."""
+    """Catalog order is start order and the order in every file we write."""
     wanted = set(names)
     return [name for name in CATALOG if name in wanted]

@@ -15,6 +15,7 @@ from .docker import DockerStack, choose_mode
 from .errors import DeployError, UsageError
 from .local import STACK_FILE, ComponentStatus, LocalStack
 from .ports import Ports, parse_port_overrides
+from .spec import SHAPES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         help="local mode: start only these (names or middleware|services|workers; repeatable)",
     )
     up.add_argument("--free-ports", action="store_true", help="local mode: pick free ports instead of the defaults")
+    up.add_argument(
+        "--shape",
+        choices=SHAPES,
+        help="local mode: single (default) or scale: PostgreSQL from the host's binaries, and main and communication "
+        "as two replicas each",
+    )
     sub.add_parser("down", help="stop the stack; no process, port or lock is left", parents=[run])
     sub.add_parser("api-key", help="print the first API key (user dev) of the stack", parents=[run])
     status = sub.add_parser("status", help="each component and its health; exit 1 if any is unhealthy", parents=[run])
@@ -183,6 +190,8 @@ def _run(args: argparse.Namespace) -> int:
     if mode == "docker":
         if only:
             raise UsageError("--only works in local mode; in docker mode use `docker compose up SERVICE`")
+        if getattr(args, "shape", None):
+            raise UsageError("--shape works in local mode; in docker mode use compose's scale profile")
         recorded = _recorded_mode(state_dir)
         if args.command == "up" and recorded == "local":
             raise DeployError(f"a local stack runs from {state_dir}; run `deploy-tool down` first")
@@ -197,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
         ports = Ports().replace(**overrides)
     if args.command == "up" and _recorded_mode(state_dir) == "docker":
         raise DeployError(f"a docker stack was started from {state_dir}; run `deploy-tool down` first")
-    stack = LocalStack(state_dir, ports, only, config_path=args.config)
+    stack = LocalStack(state_dir, ports, only, config_path=args.config, shape=getattr(args, "shape", None))
     return _stack_command(args, stack)
 
 

@@ -6,7 +6,8 @@ the first ``docker compose up`` and copies to each service's own volume only the
 file each (read through ``<VARIABLE>_FILE``). Every later start reuses the store.
 
     python -m deploy.credentials api-key [--store DIR]          the first API key (user dev)
-    python -m deploy.credentials rotate NAME [--store DIR]      new value for NAME; the old one becomes NAME_PREVIOUS
+    python -m deploy.credentials rotate NAME [--store DIR]      new value for NAME (the old one becomes NAME_PREVIOUS
+                                                                where its receiver accepts two)
     python -m deploy.credentials retire NAME [--store DIR]      drop NAME_PREVIOUS once every sender uses the new one
 """
 
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .errors import DeployError
+from .nats_auth import AUTH_FILE, PASSWORDS, authorization
 from .spec import Secrets
 
 FILE_NAME = "secrets.env"
@@ -33,19 +35,29 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "REALTIME_SECRET": lambda: secrets.token_urlsafe(32),
     # workers -> main (the report API)
     "REPORT_TOKEN": lambda: secrets.token_urlsafe(32),
-    # main -> communication (the publish API)
-    "PUBLISH_TOKEN": lambda: secrets.token_urlsafe(32),
+    # main -> NATS and communication -> NATS (the event stream), each its own NATS user
+    **{name: lambda: secrets.token_urlsafe(32) for name in PASSWORDS},
+    # main -> PostgreSQL (the scale shape's task store)
+    "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(32),
+    # main's own: the key of the tokens in providers' callback URLs
+    "CALLBACK_KEY": lambda: secrets.token_urlsafe(32),
     "S3_ACCESS_KEY": lambda: "platform-" + secrets.token_hex(8),
     "S3_SECRET_KEY": lambda: secrets.token_urlsafe(32),
 }
 # Credentials whose receiver accepts a previous value while it is rotated.
-ROTATABLE = ("REPORT_TOKEN", "PUBLISH_TOKEN")
-# What services may read from the store: main's API key list (the dev key and the operator's), the generated values
-# and the previous values of rotated credentials.
+ROTATABLE = ("REPORT_TOKEN", "CALLBACK_KEY")
+# Credentials whose receiver takes one value: rotated by replacing it and restarting the receiver with its senders
+# (NATS with main and communication; events wait in main's outbox meanwhile and clients resume with since).
+REPLACEABLE = PASSWORDS
+# Files made from the stored values for a server that cannot read a secret from a file of its own: NATS's users.
+DERIVED: dict[str, Callable[[Secrets], str]] = {AUTH_FILE: lambda found: authorization(found.values)}
+# What services may read from the store: main's API key list (the dev key and the operator's), the generated values,
+# the previous values of rotated credentials and the derived files.
 SERVICE_SECRETS = (
     "API_KEYS",
     *(name for name in GENERATORS if name != "DEV_API_KEY"),
     *(f"{name}_PREVIOUS" for name in ROTATABLE),
+    *DERIVED,
 )
 
 
@@ -101,10 +113,11 @@ def load_or_create(store: Path) -> Secrets:
 
 
 def rotate(store: Path, name: str) -> None:
-    if name not in ROTATABLE:
-        raise DeployError(f"{name} cannot be rotated without downtime; rotatable: {', '.join(ROTATABLE)}")
+    if name not in (*ROTATABLE, *REPLACEABLE):
+        raise DeployError(f"{name} cannot be rotated by this tool; rotatable: {', '.join((*ROTATABLE, *REPLACEABLE))}")
     values = dict(load_or_create(store).values)
-    values[f"{name}_PREVIOUS"] = values[name]
+    if name in ROTATABLE:
+        values[f"{name}_PREVIOUS"] = values[name]
     values[name] = GENERATORS[name]()
     _write(store / FILE_NAME, values)
 
@@ -130,7 +143,9 @@ def write_service_files(found: Secrets, directory: Path, owner: int, names: Sequ
     """A service's secrets as files in its own volume (and nothing else: files it no longer reads are removed).
     A previous value that is not set (no rotation under way) has no file; the service reads that as unset."""
     directory.mkdir(parents=True, exist_ok=True)
-    wanted = {Path(secret_file(name)).name: found.get(name) for name in names}
+    wanted = {
+        Path(secret_file(name)).name: DERIVED[name](found) if name in DERIVED else found.get(name) for name in names
+    }
     for existing in directory.iterdir():
         if wanted.get(existing.name) is None:
             existing.unlink()
@@ -164,8 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a service's volume, the user id that reads it, and the comma-separated names of its secrets",
     )
     sub.add_parser("api-key", help=f"print the first API key (user {DEV_USER})")
-    for command in ("rotate", "retire"):
-        sub.add_parser(command, help=f"{command} a credential").add_argument("name", choices=ROTATABLE)
+    sub.add_parser("rotate", help="rotate a credential").add_argument("name", choices=(*ROTATABLE, *REPLACEABLE))
+    sub.add_parser("retire", help="retire a rotated credential's previous value").add_argument(
+        "name", choices=ROTATABLE
+    )
     args = parser.parse_args(argv)
     store = _store(args.store)
     try:
@@ -179,7 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(load_or_create(store).dev_api_key)
         elif args.command == "rotate":
             rotate(store, args.name)
-            print(f"{args.name} rotated; the old value stays accepted as {args.name}_PREVIOUS until `retire`")
+            if args.name in ROTATABLE:
+                print(f"{args.name} rotated; the old value stays accepted as {args.name}_PREVIOUS until `retire`")
+            else:
+                print(f"{args.name} replaced; restart NATS and the services that connect to it together")
         else:
             print(f"{args.name}_PREVIOUS {'retired' if retire(store, args.name) else 'was not set'}")
     except (DeployError, OSError) as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -32,8 +33,15 @@ from . import catalog, config, credentials, paths
 from .errors import DeployError, UsageError
 from .ports import Ports, busy_ports, wait_ports_free
 from .process import PidRecord, StateLock, is_running, spawn, start_ticks, stop_groups
-from .services import APP_SERVICES, discover_integrations, local_app_processes, local_environment, worker_name
-from .spec import Kind, LocalContext, ProcessSpec, Secrets
+from .services import (
+    APP_SERVICES,
+    REPLICATED,
+    discover_integrations,
+    local_app_processes,
+    local_environment,
+    worker_name,
+)
+from .spec import SHAPES, Kind, LocalContext, ProcessSpec, Secrets, Shape
 
 GROUPS: dict[str, Kind] = {"middleware": "middleware", "services": "service", "workers": "worker"}
 STACK_FILE = "stack.json"
@@ -62,6 +70,8 @@ class LocalStack:
     ``up``, and what the last ``up`` started for ``status``. ``middleware``: catalog names to run instead of
     the ones enabled in ``deploy/middleware.json``. ``ports``: None means the ports of the running stack
     (``stack.json``) or the defaults. ``environ``: the environment our services inherit (default os.environ).
+    ``shape``: ``single`` (default), or ``scale``: PostgreSQL, and main and communication as two replicas each
+    (``main-2``, ``communication-2``); None means the shape of the running stack.
     """
 
     def __init__(
@@ -74,6 +84,7 @@ class LocalStack:
         environ: Mapping[str, str] | None = None,
         out: TextIO | None = None,
         config_path: Path = paths.CONFIG_FILE,
+        shape: Shape | None = None,
     ) -> None:
         self.environ: dict[str, str] = dict(os.environ if environ is None else environ)
         self.state_dir = paths.state_dir(state_dir, self.environ)
@@ -82,10 +93,13 @@ class LocalStack:
         self._explicit_ports = ports is not None
         self.ports = ports or (Ports.from_dict(recorded_ports) if isinstance(recorded_ports, dict) else Ports())
         self._selection = None if components is None else list(components)
-        if middleware is None:
-            self.middleware_names = config.load(config_path).enabled
-        else:
-            self.middleware_names = tuple(catalog.in_catalog_order([catalog.get(m).name for m in middleware]))
+        recorded_shape = self._recorded.get("shape")
+        self.shape: Shape = next((s for s in SHAPES if s == (shape or recorded_shape)), "single")
+        chosen = config.load(config_path).enabled if middleware is None else [catalog.get(m).name for m in middleware]
+        if self.shape == "scale":
+            # Several main processes share one store: PostgreSQL.
+            chosen = [*chosen, "postgres"]
+        self.middleware_names = tuple(catalog.in_catalog_order(chosen))
         self._out = out
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._secrets: Secrets | None = None
@@ -128,13 +142,30 @@ class LocalStack:
         return f"http://{self.host}:{self.ports.communication}"
 
     @property
+    def main_urls(self) -> list[str]:
+        """Every main replica's URL (two in the scale shape)."""
+        second = [f"http://{self.host}:{self.ports.main_2}"] if self.shape == "scale" else []
+        return [self.main_url, *second]
+
+    @property
+    def main_internal_urls(self) -> list[str]:
+        """Every main replica's internal listener, in the order of ``main_urls``."""
+        second = [f"http://{self.host}:{self.ports.main_2_internal}"] if self.shape == "scale" else []
+        return [self.main_internal_url, *second]
+
+    @property
+    def communication_urls(self) -> list[str]:
+        second = [f"http://{self.host}:{self.ports.communication_2}"] if self.shape == "scale" else []
+        return [self.communication_url, *second]
+
+    @property
     def main_internal_url(self) -> str:
         """main's internal listener: the report API (needs the report token)."""
         return f"http://{self.host}:{self.ports.main_internal}"
 
     @property
     def communication_internal_url(self) -> str:
-        """communication's internal listener: the publish API (needs the publish token) and /metrics."""
+        """communication's internal listener: /metrics."""
         return f"http://{self.host}:{self.ports.communication_internal}"
 
     @property
@@ -153,7 +184,9 @@ class LocalStack:
         return self.secrets.dev_api_key
 
     def context(self) -> LocalContext:
-        return LocalContext(state_dir=self.state_dir, ports=self.ports, secrets=self.secrets, environ=self.environ)
+        return LocalContext(
+            state_dir=self.state_dir, ports=self.ports, secrets=self.secrets, environ=self.environ, shape=self.shape
+        )
 
     def service_env(self) -> dict[str, str]:
         """Every setting of every one of our services, on top of the caller's environment: what tests start extra
@@ -177,6 +210,7 @@ class LocalStack:
     def specs(self, selection: Sequence[str] | None = None) -> list[ProcessSpec]:
         """The selected components, in start order."""
         static = set(self.middleware_names) | {s.name for s in APP_SERVICES} | {"middleware", "services"}
+        static |= {f"{name}-2" for name in REPLICATED}
         needs_workers = selection is None or any(item not in static for item in selection)
         specs = self._all_specs(with_workers=needs_workers)
         if selection is None:
@@ -203,7 +237,7 @@ class LocalStack:
         return data if isinstance(data, dict) else {}
 
     def _write_stack_file(self, components: list[str]) -> None:
-        data = {"mode": "local", "ports": self.ports.as_dict(), "components": components}
+        data = {"mode": "local", "shape": self.shape, "ports": self.ports.as_dict(), "components": components}
         (self.state_dir / STACK_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
     def _pid_path(self, name: str) -> Path:
@@ -322,7 +356,9 @@ class LocalStack:
 
     def _spawn(self, spec: ProcessSpec) -> None:
         log = self.log_path(spec.name)
-        proc = spawn(spec.argv, {**self.environ, **spec.env}, log, paths.REPO_ROOT)
+        if spec.prepare is not None:
+            spec.prepare()
+        proc = spawn(spec.argv, {**self.environ, **spec.env}, log, paths.REPO_ROOT, spec.user)
         self._procs[spec.name] = proc
         record = PidRecord(
             name=spec.name,
@@ -426,6 +462,16 @@ class LocalStack:
             self._stop(running, specs)
             return [r.name for r in running]
 
+    def kill(self, *components: str) -> list[str]:
+        """SIGKILL the named running components, as a crash would, and wait until their ports are free; ``start``
+        brings them back. Returns the names that were running."""
+        with self._lock().held():
+            specs = self.specs(list(components))
+            running = [r for r in (self._record(s.name) for s in specs) if r is not None and is_running(r)]
+            if running:
+                self._stop(running, specs, kill=True)
+            return [r.name for r in running]
+
     def start(self, *components: str) -> None:
         """Start the named components (names or groups) of this stack, as ``up`` would with that selection: those
         already running are left alone, and this waits until each started one is ready."""
@@ -448,8 +494,9 @@ class LocalStack:
         except DeployError:
             return []
 
-    def _stop(self, records: list[PidRecord], specs: Sequence[ProcessSpec]) -> None:
+    def _stop(self, records: list[PidRecord], specs: Sequence[ProcessSpec], kill: bool = False) -> None:
         timeouts = {s.name: s.stop_timeout for s in specs}
+        signals = {s.name: signal.SIGKILL if kill else s.stop_signal for s in specs}
         began = time.monotonic()
         # Our services first (workers finish their tasks while Temporal still answers), then middleware.
         for group in (
@@ -459,7 +506,7 @@ class LocalStack:
             if not group:
                 continue
             self._write(f"stopping {', '.join(r.name for r in group)}... ")
-            killed = stop_groups(group, timeout=max(timeouts.get(r.name, 15.0) for r in group))
+            killed = stop_groups(group, timeout=max(timeouts.get(r.name, 15.0) for r in group), signals=signals)
             for record in group:
                 proc = self._procs.pop(record.name, None)
                 if proc is not None:
@@ -506,8 +553,9 @@ class LocalStack:
         running = {s.name for s in self.status() if s.state == "running"}
         lines = []
         for service in APP_SERVICES:
-            if service.name in running and service.published:
-                lines.append(f"  {service.name}: {ctx.url(getattr(self.ports, service.port_field))}")
+            for name, field in ((service.name, service.port_field), (f"{service.name}-2", f"{service.port_field}_2")):
+                if name in running and service.published:
+                    lines.append(f"  {name}: {ctx.url(getattr(self.ports, field))}")
         for name in self.middleware_names:
             if name in running:
                 lines += [f"  {label}: {url}" for label, url in catalog.CATALOG[name].local_urls(ctx).items()]

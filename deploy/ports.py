@@ -26,7 +26,7 @@ class Ports:
     main: int = 8000
     communication: int = 8001
     simulator: int = 8002
-    # The internal listeners (the report API; the publish API and metrics): never published in docker mode.
+    # The internal listeners (the report API; metrics): never published in docker mode.
     main_internal: int = 8010
     communication_internal: int = 8011
     temporal: int = 7233
@@ -35,6 +35,14 @@ class Ports:
     temporal_http: int = 7243
     temporal_metrics: int = 7244
     s3: int = 9000
+    nats: int = 4222
+    nats_monitor: int = 8222
+    # The scale shape only.
+    postgres: int = 5432
+    main_2: int = 8020
+    communication_2: int = 8021
+    main_2_internal: int = 8030
+    communication_2_internal: int = 8031
     # The MinIO console (docker mode only).
     s3_console: int = 9001
     # SeaweedFS internals (local mode only), each also using port + 10000.

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.shared.settings import Env, TemporalSettings
@@ -87,6 +89,17 @@ def http_health(url: str, timeout: float = 2.0) -> Health:
     if status == 200:
         return Health(True, f"{url} answered 200")
     return Health(False, f"{url} answered {status}")
+
+
+def postgres_ready(pg_isready: Path, host: str, port: int, database: str, timeout: float = 5.0) -> Health:
+    """``pg_isready`` exits 0 once the server accepts connections."""
+    argv = [str(pg_isready), "-h", host, "-p", str(port), "-d", database, "-t", str(int(timeout))]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 1, check=False)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        return Health(False, f"cannot ask PostgreSQL at {host}:{port}: {type(exc).__name__}")
+    detail = done.stdout.strip() or f"exit {done.returncode}"
+    return Health(done.returncode == 0, detail)
 
 
 def s3_health(endpoint: str, access_key: str, secret_key: str, bucket: str, *, require_bucket: bool) -> Health:

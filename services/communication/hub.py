@@ -1,9 +1,11 @@
 """Which sockets listen on which channel, each socket's bounded queue of outgoing messages, and the counters.
 
-Pure asyncio with no HTTP or websocket code, so it can be tested on its own. A publish only appends the
-already-encoded message to each subscriber's queue: it costs O(subscribers) and never waits for a socket. Each
-socket's sender drains its own queue; a subscriber whose queue is full is dropped as too slow, and its
-``closed`` future tells the socket's handler to disconnect it.
+Pure asyncio with no HTTP, websocket or NATS code, so it can be tested on its own. The replica's one consumer of the
+event stream (``feed.py``) hands each event to ``publish`` with its stream sequence, in stream order; a publish only
+appends the already-encoded message to each subscriber's queue: it costs O(subscribers) and never waits for a
+socket. Each socket's sender drains its own queue; a subscriber whose queue is full is dropped as too slow, and its
+``closed`` future tells the socket's handler to disconnect it. ``position`` is the sequence of the last event
+published: a socket subscribed now receives every later event.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class Counters:
     # Sockets the server holds: subscribed, or dropped and still being closed.
     connections_open: int = 0
     connections_total: int = 0
-    # Publish requests, whether or not anybody listened.
+    # Events from the stream, whether or not anybody listened.
     messages_published: int = 0
     # (message, socket) pairs queued for sending; the sum of every publish's ``delivered``.
     messages_delivered: int = 0
@@ -47,7 +49,7 @@ class Subscriber:
     def __init__(self, channel: str, capacity: int) -> None:
         self.channel = channel
         self._capacity = capacity
-        self._pending: deque[str] = deque()
+        self._pending: deque[tuple[int, str]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._released = False
         # Resolves with the reason once the hub has dropped this subscriber.
@@ -57,8 +59,9 @@ class Subscriber:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def next(self) -> str | None:
-        """The next queued message, waiting for one; ``None`` once the subscriber is closed."""
+    async def next(self) -> tuple[int, str] | None:
+        """The next queued message with its stream sequence, waiting for one; ``None`` once the subscriber is
+        closed."""
         while not self._pending:
             if self.closed.done():
                 return None
@@ -69,10 +72,10 @@ class Subscriber:
                 self._waiter = None
         return self._pending.popleft()
 
-    def _offer(self, message: str) -> bool:
+    def _offer(self, seq: int, message: str) -> bool:
         if len(self._pending) >= self._capacity:
             return False
-        self._pending.append(message)
+        self._pending.append((seq, message))
         self._wake()
         return True
 
@@ -97,6 +100,7 @@ class Hub:
         self._queue_size = queue_size
         self._channels: dict[str, set[Subscriber]] = {}
         self.counters = Counters()
+        self.position = 0
 
     def subscribe(self, channel: str) -> Subscriber:
         subscriber = Subscriber(channel, self._queue_size)
@@ -114,16 +118,18 @@ class Hub:
         self.counters.connections_open -= 1
         self._drop(subscriber, UNSUBSCRIBED)
 
-    def publish(self, channel: str, message: str) -> int:
-        """Queues ``message`` for every subscriber of ``channel``; returns how many took it."""
+    def publish(self, channel: str, message: str, seq: int) -> int:
+        """Queues ``message`` (stream sequence ``seq``) for every subscriber of ``channel``; returns how many took
+        it."""
         self.counters.messages_published += 1
+        self.position = max(self.position, seq)
         subscribers = self._channels.get(channel)
         if not subscribers:
             return 0
         delivered = 0
         too_slow: list[Subscriber] = []
         for subscriber in subscribers:
-            if subscriber._offer(message):
+            if subscriber._offer(seq, message):
                 delivered += 1
             else:
                 too_slow.append(subscriber)

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from litestar.types import ASGIApp
 
 from services.shared import logs
+from services.shared.event_stream import READER
 from services.shared.http_server import ServerConfig
-from services.shared.settings import Env, ServerLimits, SettingsError, TokenPair
+from services.shared.settings import Env, EventStreamSettings, ServerLimits, SettingsError
 
 from .protocol import WebSocketProtocol
 
@@ -20,15 +21,17 @@ MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class CommunicationSettings:
-    # main -> communication: what the publish API accepts.
-    publish_tokens: TokenPair
     realtime_secret: str = field(repr=False)
+    # The event stream, read as the NATS user that may only read it.
+    events: EventStreamSettings
     host: str = "127.0.0.1"
-    # The public listener (websockets, health) and the internal one (publish, metrics) that only main reaches.
+    # The public listener (websockets, health) and the internal one (metrics) that only the stack's network reaches.
     port: int = 8001
     internal_port: int = 8011
     # Messages waiting for one socket; a socket that falls this far behind is disconnected as too slow.
     queue_size: int = 256
+    # A resuming client that missed more events than this is told to re-read from main instead.
+    resume_max_events: int = 1000
     # Seconds between keepalive pings (0 turns them off) and how long a peer may take to answer one. A socket we
     # are closing gets the same time to take its close frame before it is aborted.
     ping_interval: float = 20.0
@@ -39,32 +42,31 @@ class CommunicationSettings:
     close_on_token_expiry: bool = True
     # Sockets one user may hold at once (per communication process); the next is closed with 4429.
     max_sockets_per_user: int = 16
-    # Request bodies: publish requests, and anything else.
-    max_publish_bytes: int = 8 * 1024 * 1024
+    # Request bodies (no route of communication takes one).
     max_body_bytes: int = 64 * 1024
     limits: ServerLimits = field(default_factory=ServerLimits)
     # Seconds that open connections get to finish after SIGTERM (sockets are told 1012 "service restart").
     shutdown_timeout: int = 5
     log_level: str = "info"
-    # One line per HTTP request; off by default because publishes can come a thousand a second.
+    # One line per HTTP request; off by default.
     access_log: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommunicationSettings:
         env = Env(environ)
         return cls(
-            publish_tokens=env.token_pair("PUBLISH_TOKEN"),
             realtime_secret=env.secret("REALTIME_SECRET"),
+            events=EventStreamSettings.from_env(env, READER),
             host=env.get("COMMUNICATION_HOST", cls.host),
             port=env.get_int("COMMUNICATION_PORT", cls.port),
             internal_port=env.get_int("COMMUNICATION_INTERNAL_PORT", cls.internal_port),
             queue_size=env.get_int("COMMUNICATION_QUEUE_SIZE", cls.queue_size, minimum=1),
+            resume_max_events=env.get_int("COMMUNICATION_RESUME_MAX_EVENTS", cls.resume_max_events, minimum=1),
             ping_interval=env.get_float("COMMUNICATION_PING_INTERVAL", cls.ping_interval),
             ping_timeout=env.get_float("COMMUNICATION_PING_TIMEOUT", cls.ping_timeout),
             per_message_deflate=env.get_bool("COMMUNICATION_PER_MESSAGE_DEFLATE", cls.per_message_deflate),
             close_on_token_expiry=env.get_bool("COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY", cls.close_on_token_expiry),
             max_sockets_per_user=env.get_int("COMMUNICATION_MAX_SOCKETS_PER_USER", cls.max_sockets_per_user, minimum=1),
-            max_publish_bytes=env.get_int("COMMUNICATION_MAX_PUBLISH_BYTES", cls.max_publish_bytes, minimum=1),
             max_body_bytes=env.get_int("COMMUNICATION_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
             limits=ServerLimits.from_env(env, "COMMUNICATION"),
             shutdown_timeout=env.get_int("COMMUNICATION_SHUTDOWN_TIMEOUT", cls.shutdown_timeout, minimum=0),

@@ -14,7 +14,6 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from services.shared import logs
 from services.shared.discovery import Discovery, discover
-from services.shared.http_link import HttpLink
 from services.shared.internal_auth import internal_router, listener_guard
 from services.shared.request_limits import announced_body_guard
 from services.shared.storage import ObjectStore
@@ -30,7 +29,7 @@ from .controllers import (
 )
 from .errors import MAIN_EXCEPTION_HANDLERS
 from .integrations_router import integration_router, load_api
-from .publisher import EventPublisher
+from .relay import OutboxRelay
 from .schemas import IntegrationList, IntegrationRead
 from .service import TaskService
 from .settings import MainSettings
@@ -41,8 +40,11 @@ log = logging.getLogger("main")
 
 def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Litestar:
     discovery = discovery if discovery is not None else discover(blacklist=settings.blacklist)
-    routers: list[Router] = [integration_router(i, load_api(i), settings) for i in discovery.integrations]
-    # The report API: on the internal listener only, for holders of the workers' report token.
+    apis = {i.name: load_api(i) for i in discovery.integrations}
+    routers: list[Router] = [integration_router(i, apis[i.name], settings) for i in discovery.integrations]
+    callbacks = [name for name, api in apis.items() if api.callback is not None]
+    # The report API (and the callback URLs for the submits): on the internal listener only, for holders of the
+    # workers' report token.
     internal = internal_router(
         InternalController, tokens=settings.report_tokens, max_body_bytes=settings.max_report_bytes
     )
@@ -57,18 +59,18 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store = TaskStore.from_url(settings.database_url)
-        await store.create_schema()
+        await store.migrate()
         # Lazy: main starts (and serves reads of stored state) even while Temporal is still coming up.
         temporal = await connect(settings.platform.temporal, lazy=True)
-        link = HttpLink(settings.communication_internal_url, settings.publish_token, timeout=5.0)
-        publisher = EventPublisher(link, settings.publish_attempts, settings.publish_interval_ms / 1000)
-        publisher.start()
+        # In the background: main serves (and writes events to its outbox) while NATS is away.
+        relay = OutboxRelay(store, settings.events, settings.relay_batch_size, settings.relay_poll_ms / 1000)
+        relay.start()
         objects = ObjectStore(settings.platform.storage)
-        app.state.tasks = TaskService(settings, store, temporal, publisher, objects)
+        app.state.tasks = TaskService(settings, store, temporal, relay, objects, callbacks)
         try:
             yield
         finally:
-            await publisher.stop()
+            await relay.stop()
             await store.close()
 
     def provide_tasks(state: State) -> TaskService:

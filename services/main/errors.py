@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from services.shared.http_errors import EXCEPTION_HANDLERS, ApiError, ErrorBody, handle_unexpected, not_found
 
@@ -25,4 +26,15 @@ def _handle_runtime_error(request: Request[Any, Any, Any], exc: RuntimeError) ->
     return handle_unexpected(request, exc)
 
 
-MAIN_EXCEPTION_HANDLERS: ExceptionHandlersMap = {**EXCEPTION_HANDLERS, RuntimeError: _handle_runtime_error}
+def _handle_store_unreachable(_: Request[Any, Any, Any], __: Exception) -> Response[ErrorBody]:
+    # The database could not be reached or dropped the connection (restarting, failing over).
+    return Response(ErrorBody("store_unavailable", "the task store is unreachable; try again", True), status_code=503)
+
+
+MAIN_EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    **EXCEPTION_HANDLERS,
+    RuntimeError: _handle_runtime_error,
+    OperationalError: _handle_store_unreachable,
+    InterfaceError: _handle_store_unreachable,
+    OSError: _handle_store_unreachable,
+}

@@ -1,4 +1,4 @@
-"""Task business logic: create, read with query-time sync, cancel, apply reports, publish events."""
+"""Task business logic: create, read with query-time sync, cancel, apply reports, and the events they produce."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import secrets
+import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,6 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from services.shared.discovery import Integration
 from services.shared.events import TaskEvent
-from services.shared.realtime_token import user_channel
 from services.shared.storage import ObjectStore
 from services.shared.tasks import (
     ReportOutcome,
@@ -30,13 +30,14 @@ from services.shared.tasks import (
     workflow_id_for,
 )
 
+from .callback_tokens import callback_token
 from .errors import ApiError, not_found, temporal_unreachable
-from .kit import IntegrationApi, NewTask, StartContext
-from .publisher import EventPublisher
+from .kit import IntegrationApi, NewTask
+from .relay import OutboxRelay
 from .schemas import ObjectRead, OutputRead, TaskRead
 from .settings import MainSettings
 from .stalls import execution_timeout, is_stalled, last_task_failure
-from .store import StoreConflictError, TaskRecord, TaskStore
+from .store import OutboxEvent, StoreConflictError, TaskRecord, TaskStore
 
 log = logging.getLogger("main.tasks")
 
@@ -47,17 +48,17 @@ class TaskService:
         settings: MainSettings,
         store: TaskStore,
         temporal: Client,
-        publisher: EventPublisher,
+        relay: OutboxRelay,
         objects: ObjectStore,
+        callbacks: Collection[str] = (),
     ) -> None:
         self.settings = settings
         self.store = store
         self.temporal = temporal
-        self.publisher = publisher
+        self.relay = relay
         self.objects = objects
-        # New tasks whose `queued` event waits for their workflow to start. The activity that starts the provider
-        # work may report `running` before start_workflow has returned here: its event must not overtake this one.
-        self._unannounced: dict[str, TaskRecord] = {}
+        # The integrations whose providers call back (their API declares a callback route).
+        self.callbacks = frozenset(callbacks)
 
     # -- create ---------------------------------------------------------------------------------------
 
@@ -75,19 +76,18 @@ class TaskService:
                 input=input_json,
                 idempotency_key=idempotency_key,
                 request_digest=digest,
-                callback_secret=secrets.token_urlsafe(24) if api.callback is not None else None,
+                event=self._event,
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
         if not created:
             return record, False
-        self._unannounced[record.id] = record
+        # The `queued` event is committed with the task, before the workflow starts: an activity's `running`
+        # report, however early, commits after it and so follows it in the stream.
         try:
             await self.temporal.start_workflow(
                 api.workflow,
-                api.build_input(
-                    NewTask(TaskEnvelope(record.id), request, StartContext(self._callback_url(integration, record)))
-                ),
+                api.build_input(NewTask(TaskEnvelope(record.id), request)),
                 id=workflow_id_for(record.id),
                 task_queue=integration.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -95,25 +95,26 @@ class TaskService:
                 execution_timeout=api.execution_timeout,
             )
         except Exception as exc:
-            # Nothing half-done stays behind: the client gets a retryable error and may retry safely.
-            self._unannounced.pop(record.id, None)
-            await self.store.delete(record.id)
+            # Nothing half-done stays behind: the client gets a retryable error and may retry safely. A relay may
+            # have published the task's first event already; the deletion's event follows it.
+            await self.store.delete(record.id, self._deleted_event)
+            self.relay.wake()
             log.warning("could not start workflow for task %s: %r", record.id, exc)
             raise ApiError(503, "temporal_unavailable", "could not start the task; try again", True) from exc
-        self._announce(record.id)
+        self.relay.wake()
         return record, True
 
-    def _announce(self, task_id: str) -> None:
-        """Publish a new task's `queued` event, once, before any later event of the task."""
-        record = self._unannounced.pop(task_id, None)
-        if record is not None:
-            self._publish(record, {"status": record.status})
-
-    def _callback_url(self, integration: Integration, record: TaskRecord) -> str | None:
-        if record.callback_secret is None:
+    async def callback_url(self, task_id: str) -> str | None:
+        """Where the task's provider may call back, with the task's token (derived, never stored); None when its
+        integration takes no callbacks. Asked by the submit activity, so the URL never enters Temporal's history."""
+        record = await self.store.get(task_id)
+        if record is None:
+            raise not_found(f"task {task_id}")
+        if record.integration not in self.callbacks:
             return None
-        base = self.settings.public_url
-        return f"{base}/api/integrations/{integration.name}/tasks/{record.id}/callback?secret={record.callback_secret}"
+        token = callback_token(self.settings.callback_keys.current, record.id)
+        route = f"/api/integrations/{record.integration}/tasks/{record.id}/callback"
+        return f"{self.settings.public_url}{route}?secret={token}"
 
     # -- read -----------------------------------------------------------------------------------------
 
@@ -228,12 +229,11 @@ class TaskService:
     async def apply(self, task_id: str, report: TaskReport) -> tuple[ReportOutcome, TaskRecord]:
         """The one path by which task state changes: applied at most once, one event per applied change."""
         try:
-            outcome, record, changes = await self.store.apply_report(task_id, report)
+            outcome, record, _ = await self.store.apply_report(task_id, report, self._event)
         except KeyError:
             raise not_found(f"task {task_id}") from None
         if outcome.applied:
-            self._announce(task_id)
-            self._publish(record, changes)
+            self.relay.wake()
         return outcome, record
 
     async def cancel(self, owner: str, task_id: str) -> TaskRecord:
@@ -295,7 +295,8 @@ class TaskService:
             data=result.data,
         )
 
-    def _publish(self, record: TaskRecord, changes: dict[str, Any]) -> None:
+    def _event(self, record: TaskRecord, changes: dict[str, Any], name: str = "task.updated") -> OutboxEvent:
+        """The event of an applied change, as the outbox stores it (built inside the store's transaction)."""
         payload: dict[str, Any] = {}
         for field, value in changes.items():
             if field == "result":
@@ -303,11 +304,16 @@ class TaskService:
             else:
                 payload[field] = msgspec.to_builtins(value)
         event = TaskEvent(
+            id=str(uuid.uuid4()),
             task_id=record.id,
             integration=record.integration,
             status=record.status,
             changes=payload,
             timestamp=record.updated_at.isoformat(),
             version=record.version,
+            event=name,
         )
-        self.publisher.publish(user_channel(record.owner), msgspec.to_builtins(event))
+        return OutboxEvent(id=event.id, payload=msgspec.json.encode(event))
+
+    def _deleted_event(self, record: TaskRecord, _: dict[str, Any]) -> OutboxEvent:
+        return self._event(msgspec.structs.replace(record, version=record.version + 1), {}, "task.deleted")

@@ -3,8 +3,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from services.shared.discovery import parse_blacklist
-from services.shared.settings import Env, PlatformSettings, ServerLimits, SettingsError, TokenPair
+from services.shared.event_stream import PUBLISHER
+from services.shared.settings import Env, EventStreamSettings, PlatformSettings, ServerLimits, SettingsError, TokenPair
 
 
 def parse_api_keys(raw: str, env: Env) -> dict[str, str]:
@@ -19,6 +23,24 @@ def parse_api_keys(raw: str, env: Env) -> dict[str, str]:
     return keys
 
 
+def database_url(env: Env, default: str) -> str:
+    """``DATABASE_URL`` with the password of its user from the secret ``POSTGRES_PASSWORD`` when that is set, so the
+    URL a container's environment shows holds no secret. A password written into the URL is checked as a secret."""
+    raw = env.get("DATABASE_URL", default)
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise SettingsError(f"environment variable DATABASE_URL is not a database URL: {exc}") from None
+    if url.password is not None:
+        env.check_secret("DATABASE_URL", str(url.password), "its password")
+    password = env.optional_secret("POSTGRES_PASSWORD")
+    if password is None:
+        return raw
+    if url.get_backend_name() != "postgresql":
+        raise SettingsError("POSTGRES_PASSWORD is set but DATABASE_URL is not a postgresql:// URL")
+    return url.set(password=password).render_as_string(hide_password=False)
+
+
 @dataclass(frozen=True)
 class MainSettings:
     platform: PlatformSettings
@@ -26,15 +48,16 @@ class MainSettings:
     realtime_secret: str = field(repr=False)
     # Workers -> main: what the report API accepts.
     report_tokens: TokenPair
-    # main -> communication: what main presents when it publishes.
-    publish_token: str = field(repr=False)
+    # main -> NATS: the event stream, as the NATS user that publishes events and manages the stream.
+    events: EventStreamSettings
+    # main's own: the key of the tokens in providers' callback URLs (services/main/callback_tokens.py).
+    callback_keys: TokenPair
     host: str = "127.0.0.1"
     # The public listener (users) and the internal one (the report API, for the workers only).
     port: int = 8000
     internal_port: int = 8010
-    # communication's internal listener, where events are published.
-    communication_internal_url: str = "http://127.0.0.1:8011"
-    database_url: str = "sqlite+aiosqlite:///.data/main.db"
+    # With the password from POSTGRES_PASSWORD filled in (see ``database_url``).
+    database_url: str = field(default="sqlite+aiosqlite:///.data/main.db", repr=False)
     # How providers reach main for callbacks. Empty: http://127.0.0.1:<port>.
     public_url: str = ""
     # What clients are told to connect their websocket to.
@@ -43,9 +66,11 @@ class MainSettings:
     blacklist: tuple[str, ...] = ()
     # Bound on how long a read waits for Temporal when it syncs a non-terminal task.
     sync_timeout_seconds: float = 3.0
-    publish_attempts: int = 3
-    # At most one publish request to communication per interval; events in between share it.
-    publish_interval_ms: int = 5
+    # Events the outbox relay publishes per round.
+    relay_batch_size: int = 500
+    # How often the relay looks for events without being told of a commit: those committed by another main process
+    # that died before relaying them.
+    relay_poll_ms: int = 500
     # One log line per HTTP request (uvicorn's access log); off by default, as workers report often.
     access_log: bool = False
     # uvicorn worker processes serving main; with SQLite they share the database file.
@@ -66,19 +91,19 @@ class MainSettings:
             api_keys=parse_api_keys(env.required("API_KEYS"), env),
             realtime_secret=env.secret("REALTIME_SECRET"),
             report_tokens=env.token_pair("REPORT_TOKEN"),
-            publish_token=env.secret("PUBLISH_TOKEN"),
+            events=EventStreamSettings.from_env(env, PUBLISHER),
+            callback_keys=env.token_pair("CALLBACK_KEY"),
             host=env.get("MAIN_HOST", cls.host),
             port=port,
             internal_port=env.get_int("MAIN_INTERNAL_PORT", cls.internal_port),
-            communication_internal_url=env.get_http_url("COMMUNICATION_INTERNAL_URL", cls.communication_internal_url),
-            database_url=env.get("DATABASE_URL", cls.database_url),
+            database_url=database_url(env, cls.database_url),
             public_url=env.get_http_url("MAIN_PUBLIC_URL", cls.public_url or f"http://127.0.0.1:{port}"),
             realtime_public_url=env.get("REALTIME_PUBLIC_URL", cls.realtime_public_url),
             realtime_ttl_seconds=env.get_int("REALTIME_TOKEN_TTL_SECONDS", cls.realtime_ttl_seconds),
             blacklist=parse_blacklist(env.raw("INTEGRATIONS_BLACKLIST")),
             sync_timeout_seconds=env.get_float("MAIN_SYNC_TIMEOUT_SECONDS", cls.sync_timeout_seconds),
-            publish_attempts=env.get_int("MAIN_PUBLISH_ATTEMPTS", cls.publish_attempts),
-            publish_interval_ms=env.get_int("MAIN_PUBLISH_INTERVAL_MS", cls.publish_interval_ms, minimum=0),
+            relay_batch_size=env.get_int("MAIN_RELAY_BATCH_SIZE", cls.relay_batch_size, minimum=1),
+            relay_poll_ms=env.get_int("MAIN_RELAY_POLL_MS", cls.relay_poll_ms, minimum=1),
             access_log=env.get_bool("MAIN_ACCESS_LOG", cls.access_log),
             workers=env.get_int("MAIN_WORKERS", cls.workers, minimum=1),
             limits=ServerLimits.from_env(env, "MAIN"),

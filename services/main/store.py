@@ -1,19 +1,24 @@
-"""The task store: every task, persisted. SQLAlchemy Core on an async engine, so SQLite (the default) and
-PostgreSQL (several main replicas) run the same code. State changes use compare-and-set on ``version``,
-which makes concurrent reports for one task apply once on either database."""
+"""The task store: every task, persisted, and the outbox of events its changes produce. SQLAlchemy Core on an
+async engine, so SQLite (the default) and PostgreSQL (several main replicas) run the same code; the schema comes
+from Alembic migrations (``migrate.py``). State changes use compare-and-set on ``version``, which makes concurrent
+reports for one task apply once on either database, and each applied change writes its event to the outbox in the
+same transaction: an event exists exactly when its change was committed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.shared.tasks import (
@@ -25,6 +30,8 @@ from services.shared.tasks import (
     TaskStatus,
     is_terminal,
 )
+
+from . import migrate
 
 metadata = sa.MetaData()
 
@@ -42,7 +49,6 @@ tasks_table = sa.Table(
     sa.Column("provider_task_id", sa.String(256), nullable=True),
     sa.Column("idempotency_key", sa.String(256), nullable=True),
     sa.Column("request_digest", sa.String(64), nullable=True),
-    sa.Column("callback_secret", sa.String(64), nullable=True),
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -50,6 +56,25 @@ tasks_table = sa.Table(
     sa.Index("ix_tasks_owner_created", "owner", "created_at"),
 )
 
+
+outbox_table = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("task_id", sa.String(36), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Nothing reads a new row's seq back: no RETURNING on every insert.
+    implicit_returning=False,
+    sqlite_autoincrement=True,
+)
+# Any constant shared by every main process: the key of the PostgreSQL advisory lock one relay holds at a time.
+RELAY_LOCK_KEY = 0x6D61696E0002
+# On SQLite, sent events are deleted together, at most this many or this late.
+SENT_FLUSH_ROWS = 500
+SENT_FLUSH_SECONDS = 0.2
 
 # Built once: building SQLAlchemy expressions costs more CPU per call than executing these cached statements.
 _INSERT = tasks_table.insert()
@@ -59,6 +84,15 @@ _DELETE = tasks_table.delete().where(tasks_table.c.id == sa.bindparam("task_id")
 _COMPARE_AND_SET = tasks_table.update().where(
     tasks_table.c.id == sa.bindparam("where_id"), tasks_table.c.version == sa.bindparam("where_version")
 )
+_ENQUEUE = outbox_table.insert()
+_UNSENT = (
+    sa.select(outbox_table.c.seq, outbox_table.c.event_id, outbox_table.c.owner, outbox_table.c.payload)
+    .where(outbox_table.c.seq > sa.bindparam("after"))
+    .order_by(outbox_table.c.seq)
+    .limit(sa.bindparam("limit"))
+)
+# Marking an event sent and pruning it are one statement: a sent event has no reason to stay.
+_SENT = outbox_table.delete().where(outbox_table.c.seq.in_(sa.bindparam("seqs", expanding=True)))
 
 
 class TaskRecord(msgspec.Struct, frozen=True):
@@ -73,7 +107,6 @@ class TaskRecord(msgspec.Struct, frozen=True):
     provider_task_id: str | None
     idempotency_key: str | None
     request_digest: str | None
-    callback_secret: str | None
     version: int
     created_at: datetime
     updated_at: datetime
@@ -81,6 +114,35 @@ class TaskRecord(msgspec.Struct, frozen=True):
 
 class StoreConflictError(Exception):
     """An idempotency key was reused with a different request."""
+
+
+class OutboxEvent(msgspec.Struct, frozen=True):
+    """An event as the outbox keeps it: its id (JetStream's message id, so a republished event is dropped as a
+    duplicate) and its encoded body."""
+
+    id: str
+    payload: bytes
+
+
+# Builds the event of a change from the task as it is after the change and the fields that changed. Called inside
+# the write transaction, so it must not do I/O.
+EventOf = Callable[[TaskRecord, dict[str, Any]], OutboxEvent]
+
+
+class OutboxRow(msgspec.Struct, frozen=True):
+    seq: int
+    event_id: str
+    owner: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class OutboxBatch:
+    """The oldest unsent events, in the order their changes were committed, and how to mark a prefix sent (which
+    deletes it)."""
+
+    rows: list[OutboxRow]
+    mark_sent: Callable[[Sequence[int]], Awaitable[None]]
 
 
 def _now() -> datetime:
@@ -106,7 +168,6 @@ def _record(row: sa.Row[Any]) -> TaskRecord:
         provider_task_id=m["provider_task_id"],
         idempotency_key=m["idempotency_key"],
         request_digest=m["request_digest"],
-        callback_secret=m["callback_secret"],
         version=m["version"],
         created_at=_aware(m["created_at"]),
         updated_at=_aware(m["updated_at"]),
@@ -143,6 +204,10 @@ class TaskStore:
         # wait in SQLite's busy handler, which sleeps in steps of milliseconds; queueing them here instead
         # hands the lock over as soon as it is free.
         self._write_lock = asyncio.Lock() if serialize_writes else None
+        # SQLite only: the events this process's relay has published and not deleted yet, and the highest of them.
+        self._sent: list[int] = []
+        self._sent_through = 0
+        self._sent_flushed = time.monotonic()
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -181,18 +246,15 @@ class TaskStore:
 
         return cls(engine, serialize_writes=True)
 
-    async def create_schema(self) -> None:
-        # Several main processes may start at once: the loser of the race finds the table on its second look.
-        for attempt in (1, 2):
-            try:
-                async with self._write() as conn:
-                    await conn.run_sync(metadata.create_all)
-                return
-            except (OperationalError, ProgrammingError):
-                if attempt == 2:
-                    raise
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration (safe while other main processes do the same)."""
+        async with self._write() as conn:
+            await migrate.upgrade(conn)
 
     async def close(self) -> None:
+        # Unreachable now: the next relay publishes those events again, and JetStream drops the duplicates.
+        with contextlib.suppress(Exception):
+            await self.flush_sent()
         await self.engine.dispose()
 
     async def ping(self) -> bool:
@@ -211,9 +273,10 @@ class TaskStore:
         input: dict[str, Any],
         idempotency_key: str | None,
         request_digest: str,
-        callback_secret: str | None = None,
+        event: EventOf,
     ) -> tuple[TaskRecord, bool]:
-        """Insert a queued task; with an idempotency key already used, return that task (and ``False``)."""
+        """Insert a queued task and its first event; with an idempotency key already used, return that task (and
+        ``False``)."""
         now = _now()
         values = {
             "id": str(uuid.uuid4()),
@@ -224,23 +287,10 @@ class TaskStore:
             "progress": 0.0,
             "idempotency_key": idempotency_key,
             "request_digest": request_digest,
-            "callback_secret": callback_secret,
             "version": 0,
             "created_at": now,
             "updated_at": now,
         }
-        try:
-            async with self._write() as conn:
-                await conn.execute(_INSERT, values)
-        except IntegrityError:
-            existing = await self._by_idempotency_key(owner, integration, idempotency_key)
-            if existing is None:
-                raise
-            if existing.request_digest != request_digest:
-                raise StoreConflictError(
-                    f"Idempotency-Key {idempotency_key!r} was already used with a different request"
-                ) from None
-            return existing, False
         record = TaskRecord(
             id=str(values["id"]),
             integration=integration,
@@ -253,11 +303,23 @@ class TaskStore:
             provider_task_id=None,
             idempotency_key=idempotency_key,
             request_digest=request_digest,
-            callback_secret=callback_secret,
             version=0,
             created_at=now,
             updated_at=now,
         )
+        try:
+            async with self._write() as conn:
+                await conn.execute(_INSERT, values)
+                await _enqueue(conn, record, event(record, {"status": record.status}))
+        except IntegrityError:
+            existing = await self._by_idempotency_key(owner, integration, idempotency_key)
+            if existing is None:
+                raise
+            if existing.request_digest != request_digest:
+                raise StoreConflictError(
+                    f"Idempotency-Key {idempotency_key!r} was already used with a different request"
+                ) from None
+            return existing, False
         return record, True
 
     async def _by_idempotency_key(self, owner: str, integration: str, key: str | None) -> TaskRecord | None:
@@ -277,9 +339,15 @@ class TaskStore:
             row = (await conn.execute(_BY_ID, {"task_id": task_id})).first()
         return _record(row) if row else None
 
-    async def delete(self, task_id: str) -> None:
+    async def delete(self, task_id: str, event: EventOf) -> None:
+        """Remove a task, with an event saying so: clients may already have heard of it."""
         async with self._write() as conn:
+            row = (await conn.execute(_BY_ID, {"task_id": task_id})).first()
+            if row is None:
+                return
+            record = _record(row)
             await conn.execute(_DELETE, {"task_id": task_id})
+            await _enqueue(conn, record, event(record, {}))
 
     async def list(
         self, *, owner: str, integration: str | None, status: str | None, limit: int, offset: int
@@ -302,10 +370,13 @@ class TaskStore:
             total = (await conn.execute(count)).scalar_one()
         return [_record(r) for r in rows], int(total)
 
-    async def apply_report(self, task_id: str, report: TaskReport) -> tuple[ReportOutcome, TaskRecord, dict[str, Any]]:
-        """Apply a report if the task allows it. Re-reads the task and writes with compare-and-set, so a report
-        racing another (or a manual refresh) applies at most once. Returns the outcome, the task as it is now,
-        and the fields that changed (empty when nothing was applied)."""
+    async def apply_report(
+        self, task_id: str, report: TaskReport, event: EventOf
+    ) -> tuple[ReportOutcome, TaskRecord, dict[str, Any]]:
+        """Apply a report if the task allows it, and write the change's event in the same transaction. Re-reads
+        the task and writes with compare-and-set, so a report racing another (or a manual refresh) applies at most
+        once. Returns the outcome, the task as it is now, and the fields that changed (empty when nothing was
+        applied)."""
         while True:
             async with self._write() as conn:
                 row = (await conn.execute(_BY_ID, {"task_id": task_id})).first()
@@ -320,10 +391,80 @@ class TaskStore:
                     values[field] = msgspec.json.encode(value) if field in ("result", "error") else value
                 parameters = {**values, "where_id": task_id, "where_version": record.version}
                 updated = (await conn.execute(_COMPARE_AND_SET, parameters)).rowcount
-            if updated == 1:
-                current = msgspec.structs.replace(
-                    record, **changes, version=values["version"], updated_at=values["updated_at"]
-                )
-                return ReportOutcome(applied=True, status=current.status), current, changes
+                if updated == 1:
+                    current = msgspec.structs.replace(
+                        record, **changes, version=values["version"], updated_at=values["updated_at"]
+                    )
+                    await _enqueue(conn, current, event(current, changes))
+                    return ReportOutcome(applied=True, status=current.status), current, changes
             # Another writer changed the task between our read and write (PostgreSQL, read committed): decide
             # again on fresh state.
+
+    # -- outbox ---------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def relay_batch(self, limit: int) -> AsyncIterator[OutboxBatch]:
+        """The oldest unsent events (at most ``limit``), for the relay to publish and then mark sent.
+
+        Rows come in ``seq`` order, and a change to a task commits only after the task's previous change did, so
+        every batch lists a task's unsent events in version order. On PostgreSQL the batch holds an advisory lock
+        for its whole transaction: relays of several replicas take turns, and each reads only what the previous one
+        left unsent. On SQLite (one machine; several processes with ``MAIN_WORKERS``) relays may read the same rows
+        at once; JetStream drops the second publish of an event id, so that costs a duplicate request, never a
+        duplicate event.
+
+        On SQLite, where one writer at a time numbers the rows, ``seq`` order is also commit order: a relay reads
+        after the last event it published, and deletes what it sent in bulk (``SENT_FLUSH_*``) rather than in a
+        write transaction of its own per batch. A process that dies before the deletion leaves those events to be
+        published again, as duplicates that JetStream drops."""
+        if self.engine.dialect.name == "postgresql":
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY})
+                rows = _outbox_rows((await conn.execute(_UNSENT, {"after": 0, "limit": limit})).all())
+
+                async def mark_in_turn(seqs: Sequence[int]) -> None:
+                    await conn.execute(_SENT, {"seqs": list(seqs)})
+
+                yield OutboxBatch(rows, mark_in_turn)
+            return
+        if self._sent and time.monotonic() - self._sent_flushed >= SENT_FLUSH_SECONDS:
+            await self.flush_sent()
+        async with self.engine.connect() as conn:
+            rows = _outbox_rows((await conn.execute(_UNSENT, {"after": self._sent_through, "limit": limit})).all())
+
+        async def mark(seqs: Sequence[int]) -> None:
+            self._sent.extend(seqs)
+            self._sent_through = max(self._sent_through, *seqs)
+            if len(self._sent) >= SENT_FLUSH_ROWS:
+                await self.flush_sent()
+
+        yield OutboxBatch(rows, mark)
+
+    async def flush_sent(self) -> None:
+        """Delete the events this process marked sent and has not deleted yet (SQLite)."""
+        sent, self._sent = self._sent, []
+        self._sent_flushed = time.monotonic()
+        if sent:
+            async with self._write() as conn:
+                await conn.execute(_SENT, {"seqs": sent})
+
+    async def unsent_events(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(outbox_table))).scalar_one())
+
+
+async def _enqueue(conn: AsyncConnection, record: TaskRecord, event: OutboxEvent) -> None:
+    await conn.execute(
+        _ENQUEUE,
+        {
+            "event_id": event.id,
+            "owner": record.owner,
+            "task_id": record.id,
+            "payload": event.payload,
+            "created_at": _now(),
+        },
+    )
+
+
+def _outbox_rows(rows: Sequence[Any]) -> list[OutboxRow]:
+    return [OutboxRow(seq=r[0], event_id=r[1], owner=r[2], payload=r[3]) for r in rows]

@@ -1,4 +1,4 @@
-"""Events that main publishes to communication and communication pushes to frontends."""
+"""Events that main writes to its outbox and communication pushes to frontends."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import msgspec
 
 
 class TaskEvent(msgspec.Struct, frozen=True):
-    """``task.updated``: one per applied state change. ``changes`` holds only the fields that changed
-    (status, progress, output with download URLs, error). ``version`` is the task's version after the change:
-    with several main processes, events of one task may arrive out of order, and an event whose version is not
-    above the last one seen is stale."""
+    """One per applied state change: ``task.updated`` (and ``task.deleted`` when a task is removed). ``changes``
+    holds only the fields that changed (status, progress, output with download URLs, error). ``version`` is the
+    task's version after the change; an event whose version is not above the last one seen for that task is stale.
+    ``id`` identifies the event (JetStream's message id). communication adds the stream sequence ``seq`` when it
+    delivers the event; a client resumes after a reconnect from the last ``seq`` it saw."""
 
+    id: str
     task_id: str
     integration: str
     status: str
@@ -20,20 +22,3 @@ class TaskEvent(msgspec.Struct, frozen=True):
     timestamp: str
     version: int
     event: str = "task.updated"
-
-
-class PublishRequest(msgspec.Struct, frozen=True):
-    """Body of communication's ``POST /internal/publish``."""
-
-    channel: str
-    event: dict[str, Any]
-
-
-class PublishBatch(msgspec.Struct, frozen=True):
-    """Body of communication's ``POST /internal/publish/batch``: events in the order they are pushed."""
-
-    events: list[PublishRequest]
-
-
-class PublishResult(msgspec.Struct, frozen=True):
-    delivered: int

@@ -1,4 +1,4 @@
-"""Who may call the routes our services offer each other (main's report API, communication's publish API), and on
+"""Who may call the routes our services offer each other (main's report API, communication's metrics), and on
 which listener.
 
 Each service serves two listeners: the public one (users, browsers) and an internal one that only the stack's own

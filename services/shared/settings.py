@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .manifest import ProviderDeclaration
+
 # Values that shipped as defaults or appear in documentation and tests: a secret with one of them is public.
 DEVELOPMENT_SECRETS = frozenset(
     {"dev-internal-token", "dev-realtime-secret", "dev-api-key", "minioadmin", "sim-gemini-key", "sim-ark-key"}
@@ -21,6 +23,9 @@ DEVELOPMENT_SECRETS = frozenset(
 MIN_SECRET_BYTES = 32
 # Set only by the tests and the local stack: development and short secrets are then accepted.
 DEVELOPMENT_MODE = "DEVELOPMENT_MODE"
+# Set only by the local stack, the tests and the development override: a provider worker without its key talks to
+# the provider simulator at this URL instead of refusing to start.
+PROVIDER_SIMULATOR_URL = "PROVIDER_SIMULATOR_URL"
 
 
 class SettingsError(Exception):
@@ -244,3 +249,99 @@ class ServerLimits:
         if limits.header_timeout_seconds <= 0 or limits.body_timeout_seconds <= 0:
             raise SettingsError(f"{prefix}_HEADER_TIMEOUT_SECONDS and {prefix}_BODY_TIMEOUT_SECONDS must be positive")
         return limits
+
+
+@dataclass(frozen=True)
+class EventStreamSettings:
+    """The JetStream stream that carries task events from main to communication (``services/shared/event_stream.py``).
+
+    Each service connects as its own NATS user (``user``: ``main`` may publish events and manage the stream,
+    ``communication`` may only read them) with its password ``NATS_<USER>_PASSWORD``."""
+
+    user: str
+    password: str = field(repr=False)
+    nats_url: str = "nats://127.0.0.1:4222"
+    stream: str = "TASK_EVENTS"
+    # Each user's events go to ``<prefix>.<user as a subject token>``.
+    subject_prefix: str = "tasks.events"
+    # Retention: older events, or the oldest beyond the size, are dropped; a client resuming from before them is
+    # told to re-read from main.
+    max_age_seconds: float = 86_400.0
+    max_bytes: int = 1024 * 1024 * 1024
+    # JetStream drops a second publish of an event id within this window (the relay's retries after a crash).
+    duplicate_window_seconds: float = 120.0
+
+    @classmethod
+    def from_env(cls, env: Env, user: str) -> EventStreamSettings:
+        settings = cls(
+            user=user,
+            password=env.secret(password_variable(user)),
+            nats_url=env.get("NATS_URL", cls.nats_url),
+            stream=env.get("EVENTS_STREAM", cls.stream),
+            subject_prefix=env.get("EVENTS_SUBJECT_PREFIX", cls.subject_prefix),
+            max_age_seconds=env.get_float("EVENTS_MAX_AGE_SECONDS", cls.max_age_seconds),
+            max_bytes=env.get_int("EVENTS_MAX_BYTES", cls.max_bytes),
+            duplicate_window_seconds=env.get_float("EVENTS_DUPLICATE_WINDOW_SECONDS", cls.duplicate_window_seconds),
+        )
+        url = urlsplit(settings.nats_url)
+        if url.scheme not in ("nats", "tls") or not url.hostname:
+            raise SettingsError("environment variable NATS_URL must be a nats:// or tls:// URL")
+        if url.username or url.password:
+            raise SettingsError(f"NATS_URL must not carry credentials: the password is {password_variable(user)}")
+        if settings.max_age_seconds <= 0 or settings.max_bytes <= 0 or settings.duplicate_window_seconds <= 0:
+            raise SettingsError(
+                "EVENTS_MAX_AGE_SECONDS, EVENTS_MAX_BYTES and EVENTS_DUPLICATE_WINDOW_SECONDS must be positive"
+            )
+        if settings.duplicate_window_seconds > settings.max_age_seconds:
+            raise SettingsError("EVENTS_DUPLICATE_WINDOW_SECONDS must not exceed EVENTS_MAX_AGE_SECONDS")
+        return settings
+
+
+def password_variable(nats_user: str) -> str:
+    """The secret a service connecting to NATS as ``nats_user`` reads its password from."""
+    return f"NATS_{nats_user.upper()}_PASSWORD"
+
+
+def simulator_api_key(stand_in: str) -> str:
+    """The key the provider simulator accepts for a stand-in unless told otherwise (``SIMULATOR_<NAME>_API_KEY``);
+    published, so accepted only in development mode."""
+    return f"sim-{stand_in}-key"
+
+
+@dataclass(frozen=True)
+class ProviderEndpoint:
+    """Where a worker reaches its integration's provider, and with which key: read from the variables the
+    integration's manifest declares (``provider``)."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    # The provider simulator stands in for the provider (PROVIDER_SIMULATOR_URL, no key given).
+    simulated: bool = False
+
+    @classmethod
+    def from_env(cls, env: Env, provider: ProviderDeclaration) -> ProviderEndpoint:
+        """The key (``api_key_env``, or its ``_FILE``) and the base URL (``base_url_env``, else the manifest's).
+        Without a key the worker does not start: no base URL, not even one that is not the provider's, makes a
+        keyless worker talk to a stand-in. Only PROVIDER_SIMULATOR_URL, set explicitly, does."""
+        key_name, url_name = provider.api_key_env, provider.base_url_env
+        api_key = env.from_file(key_name)
+        if api_key is not None:
+            if api_key in DEVELOPMENT_SECRETS and not env.development:
+                raise SettingsError(f"{key_name} is a published development value (the simulator's key)")
+            # A manifest without the provider's own URL (a scaffolded integration): the variable is required.
+            default = provider.base_url if provider.base_url is not None else env.get(url_name)
+            return cls(env.get_http_url(url_name, default), api_key)
+        simulator = env.optional(PROVIDER_SIMULATOR_URL)
+        if simulator is None:
+            raise SettingsError(
+                f"environment variable {key_name} (or {key_name}_FILE) is required: the worker calls the provider "
+                f"with it; to run against the provider simulator instead, set {PROVIDER_SIMULATOR_URL}"
+            )
+        if provider.simulator is None:
+            raise SettingsError(
+                f"environment variable {key_name} (or {key_name}_FILE) is required: no simulator stand-in serves this "
+                f"provider, so {PROVIDER_SIMULATOR_URL} cannot replace it"
+            )
+        return cls(
+            env.get_http_url(PROVIDER_SIMULATOR_URL, simulator), simulator_api_key(provider.simulator), simulated=True
+        )

@@ -1,7 +1,8 @@
 """Every internal endpoint, found in the apps' own route tables (so a new one is covered the day it is added), exists
 only on its service's internal listener, and there refuses callers without its trust edge's token (the workers'
-report token for main, main's publish token for communication) with a structured 401; on the public listener it
-does not exist (404), whatever the credential. A refused report or publish changes nothing."""
+report token for main) with a structured 401; on the public listener it does not exist (404), whatever the
+credential. A refused report changes nothing. communication has no internal endpoint, only its counters: events
+reach it only through the event stream."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from services.communication.app import create_app as create_communication
 from services.communication.settings import CommunicationSettings
 from services.main.app import create_app as create_main
 from services.main.settings import MainSettings
+from services.shared.event_stream import PUBLISHER
 from tests.stack import USERS, Api, Launcher
 
 pytestmark = pytest.mark.integration
@@ -47,11 +49,11 @@ def communication_internal_routes(stack: LocalStack) -> list[tuple[str, str]]:
 
 
 def wrong_credentials(stack: LocalStack, token: str, other: str) -> dict[str, httpx.Headers]:
-    """Everything but ``token``: ``other`` is the credential of the other trust edge."""
+    """Everything but ``token``: ``other`` is the credential of another trust edge."""
     cases = {
         "none": {},
-        "the other edge's token": {"Authorization": f"Bearer {other}"},
-        "the other edge's token as the header": {"X-Internal-Token": other},
+        "another edge's credential": {"Authorization": f"Bearer {other}"},
+        "another edge's credential as the header": {"X-Internal-Token": other},
         "wrong bearer": {"Authorization": "Bearer wrong"},
         "wrong header": {"X-Internal-Token": "wrong"},
         "a user's API key": {"Authorization": f"Bearer {USERS['alice']}"},
@@ -71,9 +73,7 @@ async def test_the_route_tables_have_internal_routes(stack: LocalStack) -> None:
     assert ("POST", "/internal/tasks/{task_id}/report") in {
         (m, re.sub(r"/tasks/[^/]+/", "/tasks/{task_id}/", p)) for m, p in main_internal_routes(stack)
     }
-    assert {("POST", "/internal/publish"), ("POST", "/internal/publish/batch")} <= set(
-        communication_internal_routes(stack)
-    )
+    assert communication_internal_routes(stack) == []
 
 
 async def test_every_internal_route_of_main_needs_the_report_token(stack: LocalStack) -> None:
@@ -81,7 +81,9 @@ async def test_every_internal_route_of_main_needs_the_report_token(stack: LocalS
     secrets = stack.secrets
     async with httpx.AsyncClient(base_url=stack.main_internal_url) as http:
         for method, path in routes:
-            for what, headers in wrong_credentials(stack, secrets.report_token, secrets.publish_token).items():
+            for what, headers in wrong_credentials(
+                stack, secrets.report_token, secrets.nats_password(PUBLISHER)
+            ).items():
                 response = await http.request(method, path, json={"status": "running"}, headers=headers)
                 assert response.status_code == 401, (method, path, what, response.text)
                 body = response.json()
@@ -95,32 +97,10 @@ async def test_every_internal_route_of_main_needs_the_report_token(stack: LocalS
             assert ok.json()["message"].startswith("task "), ok.text
 
 
-async def test_every_internal_route_of_communication_needs_the_publish_token(stack: LocalStack) -> None:
-    routes = communication_internal_routes(stack)
-    one = {"channel": "user:nobody", "event": {}}
-    bodies = {"/internal/publish": one, "/internal/publish/batch": {"events": [one]}}
-    secrets = stack.secrets
-    async with httpx.AsyncClient(base_url=stack.communication_internal_url) as http:
-        for method, path in routes:
-            publish = bodies[path]
-            for what, headers in wrong_credentials(stack, secrets.publish_token, secrets.report_token).items():
-                response = await http.request(method, path, json=publish, headers=headers)
-                assert response.status_code == 401, (method, path, what, response.text)
-                body = response.json()
-                assert (body["code"], body["retryable"]) == ("unauthorized", False), (what, body)
-            ok = await http.request(
-                method, path, json=publish, headers={"Authorization": f"Bearer {secrets.publish_token}"}
-            )
-            assert ok.status_code == 200, (method, path, ok.text)
-
-
 async def test_internal_routes_do_not_exist_on_the_public_listeners(stack: LocalStack) -> None:
     secrets = stack.secrets
     not_found = {"code": "not_found", "message": "Not Found", "retryable": False}
-    cases = [(stack.main_url, method, path, secrets.report_token) for method, path in main_internal_routes(stack)] + [
-        (stack.communication_url, method, path, secrets.publish_token)
-        for method, path in communication_internal_routes(stack)
-    ]
+    cases = [(stack.main_url, method, path, secrets.report_token) for method, path in main_internal_routes(stack)]
     async with httpx.AsyncClient() as http:
         for base, method, path, token in cases:
             for variant in (path, path.replace("/internal", "//internal", 1), path + "/"):
@@ -148,40 +128,25 @@ async def test_public_routes_do_not_exist_on_the_internal_listeners(stack: Local
             await asyncio.wait_for(ws.recv(), 10)
 
 
-async def test_refused_reports_and_publishes_change_nothing(
-    stack: LocalStack, echo_worker: Launcher, alice: Api
-) -> None:
+async def test_refused_reports_change_nothing(stack: LocalStack, echo_worker: Launcher, alice: Api) -> None:
     events = await alice.socket()
     task = (await alice.create("echo", {"message": "not yours to finish", "delay_seconds": 3})).json()
     await events.until(task["id"], "running")
     forged_report = {"status": "failed", "error": {"code": "forged", "message": "forged"}}
-    forged_event = {"event": "task.updated", "task_id": task["id"], "status": "failed", "changes": {}}
     secrets = stack.secrets
     async with httpx.AsyncClient() as http:
-        for headers in wrong_credentials(stack, secrets.report_token, secrets.publish_token).values():
+        for headers in wrong_credentials(stack, secrets.report_token, secrets.nats_password(PUBLISHER)).values():
             report = await http.post(
                 f"{stack.main_internal_url}/internal/tasks/{task['id']}/report", json=forged_report, headers=headers
             )
             assert report.status_code == 401
-        for headers in wrong_credentials(stack, secrets.publish_token, secrets.report_token).values():
-            publish = await http.post(
-                f"{stack.communication_internal_url}/internal/publish",
-                json={"channel": "user:alice", "event": forged_event},
-                headers=headers,
-            )
-            assert publish.status_code == 401
-        # The right credentials on the public listeners reach nothing either.
+        # The right credential on the public listener reaches nothing either.
         report = await http.post(
             f"{stack.main_url}/internal/tasks/{task['id']}/report",
             json=forged_report,
             headers={"Authorization": f"Bearer {secrets.report_token}"},
         )
-        publish = await http.post(
-            f"{stack.communication_url}/internal/publish",
-            json={"channel": "user:alice", "event": forged_event},
-            headers={"Authorization": f"Bearer {secrets.publish_token}"},
-        )
-        assert (report.status_code, publish.status_code) == (404, 404)
+        assert report.status_code == 404
     # The task's next event on alice's socket is its own success: nothing forged was stored or delivered. (Events
     # of alice's other tasks, from tests run earlier, may come in between.)
     following = await events.next(timeout=60)

@@ -22,7 +22,9 @@ STRONG = {
     "API_KEYS": "user-key-0123456789abcdef0123456789:someone",
     "REALTIME_SECRET": "realtime-secret-0123456789abcdef0123",
     "REPORT_TOKEN": "report-token-0123456789abcdef012345",
-    "PUBLISH_TOKEN": "publish-token-0123456789abcdef01234",
+    "NATS_MAIN_PASSWORD": "nats-main-0123456789abcdef0123456789",
+    "NATS_COMMUNICATION_PASSWORD": "nats-communication-0123456789abcdef",
+    "CALLBACK_KEY": "callback-key-0123456789abcdef012345",
     "SIMULATOR_GEMINI_API_KEY": "gemini-key-0123456789abcdef0123456",
     "SIMULATOR_ARK_API_KEY": "ark-key-0123456789abcdef0123456789",
 }
@@ -37,10 +39,12 @@ CASES = [
     (("services.main",), "REALTIME_SECRET", ""),
     (("services.main",), "REPORT_TOKEN", "dev-internal-token"),
     (("services.main",), "REPORT_TOKEN_PREVIOUS", SHORT),
-    (("services.main",), "PUBLISH_TOKEN", SHORT),
+    (("services.main",), "NATS_MAIN_PASSWORD", SHORT),
+    (("services.main",), "POSTGRES_PASSWORD", SHORT),
+    (("services.main",), "CALLBACK_KEY", ""),
+    (("services.main",), "CALLBACK_KEY_PREVIOUS", "dev-internal-token"),
     (("services.communication",), "REALTIME_SECRET", "dev-realtime-secret"),
-    (("services.communication",), "PUBLISH_TOKEN", ""),
-    (("services.communication",), "PUBLISH_TOKEN_PREVIOUS", SHORT),
+    (("services.communication",), "NATS_COMMUNICATION_PASSWORD", ""),
     (("services.async_task", "echo"), "REPORT_TOKEN", ""),
     (("services.async_task", "echo"), "S3_SECRET_KEY", SHORT),
     (("services.async_task", "echo"), "S3_ACCESS_KEY", "minioadmin"),
@@ -122,7 +126,7 @@ async def test_each_service_refuses_a_development_empty_or_short_secret(busy_por
 async def test_development_mode_accepts_them(busy_port: int) -> None:
     cases = [
         (("services.main",), "REPORT_TOKEN", "dev-internal-token"),
-        (("services.communication",), "PUBLISH_TOKEN", SHORT),
+        (("services.communication",), "NATS_COMMUNICATION_PASSWORD", SHORT),
         (("services.simulator",), "SIMULATOR_GEMINI_API_KEY", None),
     ]
     results = await asyncio.gather(

@@ -1,10 +1,12 @@
 """Runs communication as a real process on free ports (public and internal listener), the way compose runs it:
-outside development mode, with secrets long enough to be accepted there."""
+outside development mode, with secrets long enough to be accepted there, against a real NATS server whose stream
+the tests publish task events to (as main's relay does, with main's NATS user)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -16,14 +18,45 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as Nats
+from nats.js import JetStreamContext
 
+from deploy.local import LocalStack
+from services.shared import event_stream
 from services.shared.realtime_token import issue
-from tests.stack import free_port
+from services.shared.settings import EventStreamSettings, password_variable
+from tests.stack import free_port, nats_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PUBLISH_TOKEN = "test-publish-token-0123456789abcdef"
 REALTIME_SECRET = "test-realtime-secret-0123456789abcdef"
 STARTUP_TIMEOUT = 15.0
+
+
+@dataclass
+class Events:
+    """The task-event stream of the tests' NATS server: what main's relay would publish."""
+
+    # main's: the publishing user.
+    settings: EventStreamSettings
+    nats: Nats
+    js: JetStreamContext
+    # What communication connects with: the reading user.
+    reader: EventStreamSettings
+
+    async def publish(self, user: str, event: dict[str, Any]) -> int:
+        """Publish ``event`` to ``user``'s subject; its stream sequence."""
+        ack = await self.js.publish(event_stream.user_subject(self.settings, user), json.dumps(event).encode())
+        return ack.seq
+
+    def env(self) -> dict[str, str]:
+        return {
+            "NATS_URL": self.reader.nats_url,
+            password_variable(self.reader.user): self.reader.password,
+            "EVENTS_STREAM": self.settings.stream,
+            "EVENTS_SUBJECT_PREFIX": self.settings.subject_prefix,
+            "EVENTS_MAX_AGE_SECONDS": str(self.settings.max_age_seconds),
+            "EVENTS_DUPLICATE_WINDOW_SECONDS": str(self.settings.duplicate_window_seconds),
+        }
 
 
 @dataclass
@@ -32,6 +65,7 @@ class Service:
     port: int
     internal_port: int
     log_path: Path
+    events: Events
 
     @property
     def http_url(self) -> str:
@@ -39,12 +73,15 @@ class Service:
 
     @property
     def internal_url(self) -> str:
-        """The internal listener: the publish API and /metrics."""
+        """The internal listener: /metrics."""
         return f"http://127.0.0.1:{self.internal_port}"
 
-    def ws_url(self, token: str | None = None) -> str:
+    def ws_url(self, token: str | None = None, since: int | str | None = None) -> str:
         url = f"ws://127.0.0.1:{self.port}/ws"
-        return url if token is None else f"{url}?token={token}"
+        query = [f"token={token}"] if token is not None else []
+        if since is not None:
+            query.append(f"since={since}")
+        return f"{url}?{'&'.join(query)}" if query else url
 
     def token(self, user: str, ttl_seconds: int = 300) -> str:
         token, _ = issue(REALTIME_SECRET, user, ttl_seconds)
@@ -56,15 +93,8 @@ class Service:
     def internal(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.internal_url, timeout=10)
 
-    async def publish(self, http: httpx.AsyncClient, channel: str, event: dict[str, Any]) -> int:
-        response = await http.post(
-            "/internal/publish",
-            json={"channel": channel, "event": event},
-            headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"},
-        )
-        assert response.status_code == 200, response.text
-        delivered: int = response.json()["delivered"]
-        return delivered
+    async def publish(self, user: str, event: dict[str, Any]) -> int:
+        return await self.events.publish(user, event)
 
     async def metrics(self, http: httpx.AsyncClient) -> dict[str, int]:
         response = await http.get("/metrics")
@@ -76,30 +106,47 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
-async def wait_until_healthy(service: Service) -> None:
+async def open_stream(nats_server: LocalStack, **settings: Any) -> Events:
+    """A stream of its own (``stream`` and ``subject_prefix`` name it) on the tests' NATS server, created as main
+    creates it."""
+    config = nats_settings(nats_server, event_stream.PUBLISHER, **settings)
+    nats = await event_stream.connect(config, name="tests")
+    js = nats.jetstream()
+    await event_stream.ensure_stream(js, config)
+    return Events(config, nats, js, nats_settings(nats_server, event_stream.READER, **settings))
+
+
+@pytest.fixture(scope="session")
+async def events(nats_server: LocalStack) -> AsyncIterator[Events]:
+    stream = await open_stream(nats_server)
+    yield stream
+    await stream.nats.close()
+
+
+async def wait_until_ready(service: Service) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     async with service.http() as http:
         while True:
             if service.process.returncode is not None:
                 raise RuntimeError(f"communication exited with {service.process.returncode}:\n{service.log()}")
             with contextlib.suppress(httpx.TransportError):
-                if (await http.get("/healthz")).status_code == 200:
+                if (await http.get("/readyz")).status_code == 200:
                     return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"communication did not become healthy in {STARTUP_TIMEOUT}s:\n{service.log()}")
+                raise TimeoutError(f"communication did not become ready in {STARTUP_TIMEOUT}s:\n{service.log()}")
             await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
 async def run_service(
-    log_dir: Path, port: int | None = None, internal_port: int | None = None, **overrides: str
+    log_dir: Path, events: Events, port: int | None = None, internal_port: int | None = None, **overrides: str
 ) -> AsyncIterator[Service]:
     port = port or free_port()
     internal_port = internal_port or free_port()
     environ = {k: v for k, v in os.environ.items() if k != "DEVELOPMENT_MODE"}
     env = {
         **environ,
-        "PUBLISH_TOKEN": PUBLISH_TOKEN,
+        **events.env(),
         "REALTIME_SECRET": REALTIME_SECRET,
         "COMMUNICATION_HOST": "127.0.0.1",
         "COMMUNICATION_PORT": str(port),
@@ -117,9 +164,9 @@ async def run_service(
             stdout=log_file,
             stderr=asyncio.subprocess.STDOUT,
         )
-    service = Service(process, port, internal_port, log_path)
+    service = Service(process, port, internal_port, log_path, events)
     try:
-        await wait_until_healthy(service)
+        await wait_until_ready(service)
         yield service
     finally:
         if process.returncode is None:
@@ -132,7 +179,7 @@ async def run_service(
 
 
 @pytest.fixture(scope="session")
-async def service(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
+async def service(tmp_path_factory: pytest.TempPathFactory, events: Events) -> AsyncIterator[Service]:
     """One service with default settings, shared by the tests that do not need their own."""
-    async with run_service(tmp_path_factory.mktemp("communication")) as running:
+    async with run_service(tmp_path_factory.mktemp("communication"), events) as running:
         yield running

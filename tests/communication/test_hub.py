@@ -13,27 +13,28 @@ async def test_publish_reaches_every_subscriber_of_the_channel_in_order() -> Non
     hub = Hub(queue_size=8)
     first, second = hub.subscribe("user:alice"), hub.subscribe("user:alice")
 
-    assert hub.publish("user:alice", "one") == 2
-    assert hub.publish("user:alice", "two") == 2
+    assert hub.publish("user:alice", "one", 1) == 2
+    assert hub.publish("user:alice", "two", 2) == 2
 
-    assert [await first.next(), await first.next()] == ["one", "two"]
-    assert [await second.next(), await second.next()] == ["one", "two"]
+    assert [await first.next(), await first.next()] == [(1, "one"), (2, "two")]
+    assert [await second.next(), await second.next()] == [(1, "one"), (2, "two")]
+    assert hub.position == 2
 
 
 async def test_other_channels_do_not_receive_the_event() -> None:
     hub = Hub(queue_size=8)
     alice, bob = hub.subscribe("user:alice"), hub.subscribe("user:bob")
 
-    hub.publish("user:bob", "for bob")
+    hub.publish("user:bob", "for bob", 3)
 
     assert alice.pending == 0
-    assert await bob.next() == "for bob"
+    assert await bob.next() == (3, "for bob")
 
 
 async def test_publish_to_a_channel_without_subscribers_delivers_nothing() -> None:
     hub = Hub(queue_size=8)
 
-    assert hub.publish("user:nobody", "lost") == 0
+    assert hub.publish("user:nobody", "lost", 4) == 0
     assert hub.counters.messages_published == 1
     assert hub.counters.messages_delivered == 0
 
@@ -45,9 +46,9 @@ async def test_next_waits_for_a_publish() -> None:
     await asyncio.sleep(0)
     assert not waiting.done()
 
-    hub.publish("user:alice", "hello")
+    hub.publish("user:alice", "hello", 5)
 
-    assert await asyncio.wait_for(waiting, 1) == "hello"
+    assert await asyncio.wait_for(waiting, 1) == (5, "hello")
 
 
 async def test_a_full_queue_drops_only_that_subscriber_as_too_slow() -> None:
@@ -55,8 +56,8 @@ async def test_a_full_queue_drops_only_that_subscriber_as_too_slow() -> None:
     slow, fast = hub.subscribe("user:alice"), hub.subscribe("user:alice")
 
     for n in range(3):
-        hub.publish("user:alice", f"m{n}")
-        assert await fast.next() == f"m{n}"
+        hub.publish("user:alice", f"m{n}", n + 1)
+        assert await fast.next() == (n + 1, f"m{n}")
 
     assert slow.closed.done()
     assert slow.closed.result() == SLOW_CLIENT
@@ -64,7 +65,7 @@ async def test_a_full_queue_drops_only_that_subscriber_as_too_slow() -> None:
     assert await slow.next() is None
     assert not fast.closed.done()
     assert hub.subscribers("user:alice") == 1
-    assert hub.publish("user:alice", "after") == 1
+    assert hub.publish("user:alice", "after", 4) == 1
     counters = hub.counters
     assert counters.slow_client_disconnects == 1
     # the message that did not fit, and the two still queued when the socket was dropped
@@ -91,7 +92,7 @@ async def test_dropping_a_subscriber_wakes_its_waiting_sender() -> None:
 async def test_unsubscribe_is_idempotent_and_forgets_empty_channels() -> None:
     hub = Hub(queue_size=4)
     subscriber = hub.subscribe("user:alice")
-    hub.publish("user:alice", "queued")
+    hub.publish("user:alice", "queued", 8)
 
     hub.unsubscribe(subscriber)
     hub.unsubscribe(subscriber)
@@ -105,8 +106,8 @@ async def test_unsubscribe_is_idempotent_and_forgets_empty_channels() -> None:
 async def test_a_subscriber_dropped_as_too_slow_can_still_be_unsubscribed() -> None:
     hub = Hub(queue_size=1)
     subscriber = hub.subscribe("user:alice")
-    hub.publish("user:alice", "a")
-    hub.publish("user:alice", "b")
+    hub.publish("user:alice", "a", 9)
+    hub.publish("user:alice", "b", 10)
 
     hub.unsubscribe(subscriber)
 

@@ -1,25 +1,31 @@
-"""communication as a real process, driven by real websocket clients and HTTP publishes."""
+"""communication as a real process, driven by real websocket clients and events published to its stream."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats as nats_client
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from deploy.local import LocalStack
+from services.shared import event_stream
 from services.shared.realtime_token import issue
-from tests.stack import exchange, wait_for
+from tests.stack import exchange, free_port, wait_for
 
-from .conftest import PUBLISH_TOKEN, REALTIME_SECRET, Service, run_service
+from .conftest import REALTIME_SECRET, Events, Service, open_stream, run_service
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +57,23 @@ async def wait_for_metric(service: Service, http: httpx.AsyncClient, name: str, 
 
 @pytest.fixture
 async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the internal listener, where publishes and the counters are."""
+    """The public listener."""
+    async with service.http() as client:
+        yield client
+
+
+@pytest.fixture
+async def internal(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """The internal listener (metrics)."""
     async with service.internal() as client:
         yield client
 
 
 # Connecting and receiving
+
+
+def without_seq(message: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in message.items() if k != "seq"}
 
 
 async def test_subscribed_socket_receives_published_events(service: Service, http: httpx.AsyncClient) -> None:
@@ -65,14 +82,16 @@ async def test_subscribed_socket_receives_published_events(service: Service, htt
         assert connected["event"] == "connected"
         assert connected["channel"] == "user:alice"
         assert connected["expires_at"] > time.time()
+        assert isinstance(connected["seq"], int)
 
         event = {"event": "task.updated", "task_id": "t1", "status": "running", "changes": {"progress": 0.5}}
-        assert await service.publish(http, "user:alice", event) == 1
+        seq = await service.publish("alice", event)
 
-        assert await receive(ws) == event
+        assert await receive(ws) == {"seq": seq, **event}
+        assert seq > connected["seq"]
 
 
-async def test_user_does_not_receive_another_users_events(service: Service, http: httpx.AsyncClient) -> None:
+async def test_user_does_not_receive_another_users_events(service: Service) -> None:
     async with (
         connect(service.ws_url(service.token("carol"))) as carol,
         connect(service.ws_url(service.token("dave"))) as dave,
@@ -80,33 +99,43 @@ async def test_user_does_not_receive_another_users_events(service: Service, http
         await receive(carol)
         await receive(dave)
 
-        assert await service.publish(http, "user:dave", {"event": "task.updated", "for": "dave"}) == 1
-        assert await service.publish(http, "user:carol", {"event": "task.updated", "for": "carol"}) == 1
+        await service.publish("dave", {"event": "task.updated", "for": "dave"})
+        await service.publish("carol", {"event": "task.updated", "for": "carol"})
 
         # Carol's first message after "connected" is her own event, so Dave's was never sent to her.
-        assert await receive(carol) == {"event": "task.updated", "for": "carol"}
-        assert await receive(dave) == {"event": "task.updated", "for": "dave"}
+        assert without_seq(await receive(carol)) == {"event": "task.updated", "for": "carol"}
+        assert without_seq(await receive(dave)) == {"event": "task.updated", "for": "dave"}
 
 
-async def test_every_socket_of_a_user_receives_the_event(service: Service, http: httpx.AsyncClient) -> None:
+async def test_every_socket_of_a_user_receives_the_event(service: Service) -> None:
     token = service.token("erin")
     async with connect(service.ws_url(token)) as tab1, connect(service.ws_url(token)) as tab2:
         await receive(tab1)
         await receive(tab2)
 
-        assert await service.publish(http, "user:erin", {"n": 1}) == 2
+        seq = await service.publish("erin", {"n": 1})
 
-        assert await receive(tab1) == {"n": 1}
-        assert await receive(tab2) == {"n": 1}
+        assert await receive(tab1) == {"seq": seq, "n": 1}
+        assert await receive(tab2) == {"seq": seq, "n": 1}
 
 
-async def test_token_in_bearer_subprotocol_is_accepted(service: Service, http: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize(
+    "user", ["a.b c", "x*>", "李雷", "under_score"], ids=["dot-space", "wildcards", "cjk", "underscore"]
+)
+async def test_users_whose_names_no_subject_allows_receive_their_events(service: Service, user: str) -> None:
+    async with connect(service.ws_url(service.token(user))) as ws:
+        assert (await receive(ws))["channel"] == f"user:{user}"
+        await service.publish(user, {"for": user})
+        assert without_seq(await receive(ws)) == {"for": user}
+
+
+async def test_token_in_bearer_subprotocol_is_accepted(service: Service) -> None:
     subprotocol = f"bearer.{service.token('frank')}"
     async with connect(service.ws_url(), subprotocols=[subprotocol]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == subprotocol
         assert (await receive(ws))["channel"] == "user:frank"
-        await service.publish(http, "user:frank", {"n": 1})
-        assert await receive(ws) == {"n": 1}
+        await service.publish("frank", {"n": 1})
+        assert without_seq(await receive(ws)) == {"n": 1}
 
 
 async def test_client_ping_gets_pong(service: Service) -> None:
@@ -114,10 +143,6 @@ async def test_client_ping_gets_pong(service: Service) -> None:
         await receive(ws)
         await ws.send(json.dumps({"type": "ping"}))
         assert await receive(ws) == {"event": "pong"}
-
-
-async def test_publish_to_a_channel_without_sockets_delivers_nothing(http: httpx.AsyncClient, service: Service) -> None:
-    assert await service.publish(http, "user:nobody-here", {"n": 1}) == 0
 
 
 # Refused sockets
@@ -133,109 +158,126 @@ async def test_publish_to_a_channel_without_sockets_delivers_nothing(http: httpx
     ],
     ids=["missing", "malformed", "forged", "expired"],
 )
-async def test_bad_token_is_refused_with_4401(service: Service, token: str | None, reason: str) -> None:
-    async with service.internal() as http:
-        before = (await service.metrics(http))["auth_failures"]
-        async with connect(service.ws_url(token)) as ws:
-            assert await closed_with(ws) == (4401, reason)
-        assert (await service.metrics(http))["auth_failures"] == before + 1
-
-
-# Internal publish API
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"X-Internal-Token": "wrong"}, {"Authorization": "Basic abc"}],
-    ids=["missing", "wrong-bearer", "wrong-header", "not-bearer"],
-)
-async def test_publish_without_the_internal_token_is_401(http: httpx.AsyncClient, headers: dict[str, str]) -> None:
-    response = await http.post("/internal/publish", json={"channel": "user:alice", "event": {}}, headers=headers)
-
-    assert response.status_code == 401
-    body = response.json()
-    assert body["code"] == "unauthorized"
-    assert body["retryable"] is False
-    assert "internal token" in body["message"]
-
-
-async def test_publish_accepts_the_x_internal_token_header(http: httpx.AsyncClient) -> None:
-    response = await http.post(
-        "/internal/publish", json={"channel": "user:nobody", "event": {}}, headers={"X-Internal-Token": PUBLISH_TOKEN}
-    )
-    assert response.status_code == 200
-    assert response.json() == {"delivered": 0}
-
-
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({"event": {}}, "channel"),
-        ({"channel": 7, "event": {}}, "channel"),
-        ({"channel": ""}, "event"),
-        ({"channel": "user:alice", "event": ["not", "an", "object"]}, "event"),
-        ({"channel": "", "event": {}}, "channel"),
-    ],
-    ids=["missing-channel", "channel-not-string", "missing-event", "event-not-object", "empty-channel"],
-)
-async def test_bad_publish_body_is_400_naming_the_field(http: httpx.AsyncClient, body: Any, field: str) -> None:
-    response = await http.post("/internal/publish", json=body, headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"})
-
-    assert response.status_code == 400
-    error = response.json()
-    # The structured body shared with main: validation problems also come with `details`.
-    assert {"code", "message", "retryable"} <= set(error) <= {"code", "message", "retryable", "details"}
-    assert error["code"] == "invalid_input"
-    assert error["retryable"] is False
-    assert field in error["message"]
-
-
-async def test_malformed_json_is_400(http: httpx.AsyncClient) -> None:
-    response = await http.post(
-        "/internal/publish",
-        content=b"{not json",
-        headers={"Authorization": f"Bearer {PUBLISH_TOKEN}", "Content-Type": "application/json"},
-    )
-    assert response.status_code == 400
-    # The same code as main's for a body that is not JSON (services.shared.http_errors).
-    assert response.json()["code"] == "bad_request"
-
-
-async def test_batch_publish_pushes_each_event_in_order(service: Service, http: httpx.AsyncClient) -> None:
-    async with connect(service.ws_url(service.token("judy"))) as ws:
-        await receive(ws)
-        events = [
-            {"channel": "user:judy", "event": {"n": 0}},
-            {"channel": "user:nobody", "event": {"n": 1}},
-            {"channel": "user:judy", "event": {"n": 2}},
-            {"channel": "user:judy", "event": {"n": 3}},
-        ]
-        response = await http.post(
-            "/internal/publish/batch", json={"events": events}, headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"}
-        )
-        assert response.status_code == 200, response.text
-        assert response.json() == {"delivered": 3}
-        assert [(await receive(ws))["n"] for _ in range(3)] == [0, 2, 3]
-
-
-async def test_batch_publish_without_the_internal_token_is_401(http: httpx.AsyncClient) -> None:
-    response = await http.post("/internal/publish/batch", json={"events": []}, headers={"X-Internal-Token": "wrong"})
-    assert response.status_code == 401
-    assert response.json()["code"] == "unauthorized"
-
-
-async def test_batch_with_an_empty_channel_is_400_naming_it_and_publishes_nothing(
-    service: Service, http: httpx.AsyncClient
+async def test_bad_token_is_refused_with_4401(
+    service: Service, internal: httpx.AsyncClient, token: str | None, reason: str
 ) -> None:
-    before = await service.metrics(http)
-    events = [{"channel": "user:judy", "event": {}}, {"channel": "", "event": {}}]
-    response = await http.post(
-        "/internal/publish/batch", json={"events": events}, headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"}
+    before = (await service.metrics(internal))["auth_failures"]
+    async with connect(service.ws_url(token)) as ws:
+        assert await closed_with(ws) == (4401, reason)
+    assert (await service.metrics(internal))["auth_failures"] == before + 1
+
+
+# Resuming with since
+
+
+async def test_a_resuming_socket_gets_what_it_missed_then_live_events_each_once(service: Service) -> None:
+    token = service.token("olga")
+    async with connect(service.ws_url(token)) as ws:
+        await receive(ws)
+        first = await service.publish("olga", {"n": 0})
+        assert (await receive(ws))["seq"] == first
+    # Missed while no socket was open; another user's events interleave in the stream.
+    missed = []
+    for n in range(1, 4):
+        missed.append(await service.publish("olga", {"n": n}))
+        await service.publish("someone-else", {"n": n})
+    async with connect(service.ws_url(token, since=first)) as ws:
+        connected = await receive(ws)
+        assert (connected["event"], connected["seq"]) == ("connected", first)
+        replayed = [await receive(ws) for _ in missed]
+        live = await service.publish("olga", {"n": 4})
+        assert [(m["seq"], m["n"]) for m in replayed] == list(zip(missed, [1, 2, 3], strict=True))
+        assert await receive(ws) == {"seq": live, "n": 4}
+        await ws.send(json.dumps({"type": "ping"}))
+        # Nothing came twice: the next message is the answer to the ping.
+        assert await receive(ws) == {"event": "pong"}
+
+
+async def test_events_published_while_a_socket_resumes_arrive_once(service: Service) -> None:
+    token = service.token("pia")
+    since = await service.publish("pia", {"n": -1})
+    backlog = [await service.publish("pia", {"n": n}) for n in range(50)]
+    async with connect(service.ws_url(token, since=since)) as ws:
+        more = asyncio.gather(*(service.publish("pia", {"n": n}) for n in range(50, 100)))
+        assert (await receive(ws))["event"] == "connected"
+        seqs = sorted([*backlog, *await more])
+        got = [await receive(ws) for _ in seqs]
+        assert [m["seq"] for m in got] == seqs
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await receive(ws) == {"event": "pong"}
+
+
+async def test_since_with_nothing_missed_gets_only_live_events(service: Service) -> None:
+    since = await service.publish("quinn", {"n": 0})
+    async with connect(service.ws_url(service.token("quinn"), since=since)) as ws:
+        assert (await receive(ws))["seq"] == since
+        live = await service.publish("quinn", {"n": 1})
+        assert await receive(ws) == {"seq": live, "n": 1}
+
+
+@pytest.mark.parametrize(
+    "since", ["abc", "-1", "1.5", "", "9" * 40], ids=["word", "negative", "fraction", "empty", "huge"]
+)
+async def test_a_malformed_since_is_closed_with_a_reason_naming_it(service: Service, since: str) -> None:
+    async with connect(service.ws_url(service.token("rita"), since=since)) as ws:
+        code, reason = await closed_with(ws)
+    assert code == 4400
+    assert reason is not None
+    assert reason.startswith("invalid since")
+    assert "integer" in reason
+
+
+async def test_since_ahead_of_the_stream_gets_a_resync(service: Service) -> None:
+    async with connect(service.ws_url(service.token("sam"), since=10**12)) as ws:
+        connected = await receive(ws)
+        resync = await receive(ws)
+        assert resync["event"] == "resync"
+        assert "ahead" in resync["reason"]
+        live = await service.publish("sam", {"n": 1})
+        assert resync["seq"] <= connected["seq"] or resync["seq"] < live
+        assert await receive(ws) == {"seq": live, "n": 1}
+
+
+async def test_since_older_than_retention_gets_a_resync(tmp_path: Path, nats_server: LocalStack) -> None:
+    events = await open_stream(
+        nats_server,
+        stream="SHORT_RETENTION",
+        subject_prefix="tasks.events.short",
+        max_age_seconds=1.0,
+        duplicate_window_seconds=1.0,
     )
-    assert response.status_code == 400
-    assert response.json()["code"] == "invalid_input"
-    assert "events[1].channel" in response.json()["message"]
-    assert (await service.metrics(http))["messages_published"] == before["messages_published"]
+    try:
+        async with run_service(tmp_path, events) as service:
+            old = await events.publish("tess", {"n": 0})
+            await events.publish("tess", {"n": 1})
+
+            async def expired() -> bool:
+                state = (await events.js.stream_info("SHORT_RETENTION")).state
+                return state.first_seq > old + 1
+
+            await wait_for(expired, 30, "the stream to drop events older than a second", interval=0.1)
+            async with connect(service.ws_url(service.token("tess"), since=old)) as ws:
+                await receive(ws)
+                resync = await receive(ws)
+                assert resync["event"] == "resync"
+                assert "retention" in resync["reason"]
+                live = await events.publish("tess", {"n": 2})
+                assert await receive(ws) == {"seq": live, "n": 2}
+    finally:
+        await events.js.delete_stream("SHORT_RETENTION")
+        await events.nats.close()
+
+
+async def test_more_missed_events_than_the_resume_limit_get_a_resync(tmp_path: Path, events: Events) -> None:
+    async with run_service(tmp_path, events, COMMUNICATION_RESUME_MAX_EVENTS="3") as service:
+        since = await events.publish("uma", {"n": 0})
+        for n in range(1, 6):
+            await events.publish("uma", {"n": n})
+        async with connect(service.ws_url(service.token("uma"), since=since)) as ws:
+            await receive(ws)
+            resync = await receive(ws)
+            assert resync["event"] == "resync"
+            assert "more than 3" in resync["reason"]
 
 
 async def test_unknown_route_is_a_structured_404(http: httpx.AsyncClient) -> None:
@@ -244,17 +286,26 @@ async def test_unknown_route_is_a_structured_404(http: httpx.AsyncClient) -> Non
     assert response.json() == {"code": "not_found", "message": "Not Found", "retryable": False}
 
 
+async def test_there_is_no_http_publish_route(service: Service) -> None:
+    # Events reach communication only through the stream, on neither listener.
+    async with service.http() as public, service.internal() as internal:
+        for http in (public, internal):
+            for path in ("/internal/publish", "/internal/publish/batch"):
+                assert (await http.post(path, json={"channel": "user:alice", "event": {}})).status_code in (404, 405)
+
+
 # Health and counters
 
 
-async def test_healthz(service: Service) -> None:
-    async with service.http() as public:
-        response = await public.get("/healthz")
+async def test_healthz_and_readyz(http: httpx.AsyncClient) -> None:
+    response = await http.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+    assert (await http.get("/readyz")).json() == {"status": "ok"}
 
 
-async def test_counters_follow_connections_and_messages(service: Service, http: httpx.AsyncClient) -> None:
+async def test_counters_follow_connections_and_messages(service: Service, internal: httpx.AsyncClient) -> None:
+    http = internal
     before = await service.metrics(http)
     async with connect(service.ws_url(service.token("heidi"))) as ws:
         await receive(ws)
@@ -262,9 +313,11 @@ async def test_counters_follow_connections_and_messages(service: Service, http: 
         assert during["connections_open"] == before["connections_open"] + 1
         assert during["connections_total"] == before["connections_total"] + 1
 
-        await service.publish(http, "user:heidi", {"n": 1})
-        await service.publish(http, "user:nobody", {"n": 2})
+        await service.publish("heidi", {"n": 1})
+        await service.publish("nobody", {"n": 2})
         await receive(ws)
+        # The replica reads every user's events; only heidi's reach a socket.
+        await wait_for_metric(service, http, "messages_published", before["messages_published"] + 2)
 
     after = await wait_for_metric(service, http, "connections_open", before["connections_open"])
     assert after["messages_published"] == before["messages_published"] + 2
@@ -292,18 +345,18 @@ async def open_reluctant_reader(url: str) -> tuple[ClientConnection, socket.sock
 BIG = "x" * 32_768
 
 
-async def publish_until_a_slow_client_is_dropped(service: Service, http: httpx.AsyncClient, channel: str) -> int:
+async def publish_until_a_slow_client_is_dropped(service: Service, http: httpx.AsyncClient, user: str) -> int:
     """Publishes numbered events big enough to fill socket buffers quickly; returns how many were published."""
     for n in range(2_000):
-        await service.publish(http, channel, {"n": n, "padding": BIG})
+        await service.publish(user, {"n": n, "padding": BIG})
         if n % 10 == 9 and (await service.metrics(http))["slow_client_disconnects"] > 0:
             return n + 1
     raise AssertionError(f"no client was dropped as too slow:\n{service.log()}")
 
 
-async def test_slow_client_is_disconnected_and_others_keep_receiving(tmp_path: Path) -> None:
+async def test_slow_client_is_disconnected_and_others_keep_receiving(tmp_path: Path, events: Events) -> None:
     async with (
-        run_service(tmp_path, COMMUNICATION_QUEUE_SIZE="4") as service,
+        run_service(tmp_path, events, COMMUNICATION_QUEUE_SIZE="4") as service,
         service.internal() as http,
     ):
         url = service.ws_url(service.token("ivan"))
@@ -318,9 +371,9 @@ async def test_slow_client_is_disconnected_and_others_keep_receiving(tmp_path: P
                 return [*received, event["n"]]
 
             reader = asyncio.create_task(read_fast())
-            published = await publish_until_a_slow_client_is_dropped(service, http, "user:ivan")
+            published = await publish_until_a_slow_client_is_dropped(service, http, "ivan")
             for n in range(published, published + 20):
-                assert await service.publish(http, "user:ivan", {"n": n, "last": n == published + 19}) == 1
+                await service.publish("ivan", {"n": n, "last": n == published + 19})
             received = await reader
 
             assert received == list(range(published + 20))
@@ -336,10 +389,11 @@ async def test_slow_client_is_disconnected_and_others_keep_receiving(tmp_path: P
             await wait_for_metric(service, http, "connections_open", 1)
 
 
-async def test_slow_client_that_never_reads_again_is_aborted(tmp_path: Path) -> None:
+async def test_slow_client_that_never_reads_again_is_aborted(tmp_path: Path, events: Events) -> None:
     async with (
         run_service(
             tmp_path,
+            events,
             COMMUNICATION_QUEUE_SIZE="2",
             COMMUNICATION_PING_INTERVAL="0",
             COMMUNICATION_PING_TIMEOUT="2",
@@ -347,7 +401,7 @@ async def test_slow_client_that_never_reads_again_is_aborted(tmp_path: Path) -> 
         service.internal() as http,
     ):
         slow, _ = await open_reluctant_reader(service.ws_url(service.token("judy")))
-        await publish_until_a_slow_client_is_dropped(service, http, "user:judy")
+        await publish_until_a_slow_client_is_dropped(service, http, "judy")
         # Dropped from its channel, but the server still holds the socket: the close frame cannot get through
         # the full buffers.
         metrics = await service.metrics(http)
@@ -358,9 +412,9 @@ async def test_slow_client_that_never_reads_again_is_aborted(tmp_path: Path) -> 
         slow.transport.abort()
 
 
-async def test_peer_that_stops_answering_pings_is_dropped(tmp_path: Path) -> None:
+async def test_peer_that_stops_answering_pings_is_dropped(tmp_path: Path, events: Events) -> None:
     async with (
-        run_service(tmp_path, COMMUNICATION_PING_INTERVAL="0.2", COMMUNICATION_PING_TIMEOUT="0.5") as service,
+        run_service(tmp_path, events, COMMUNICATION_PING_INTERVAL="0.2", COMMUNICATION_PING_TIMEOUT="0.5") as service,
         service.internal() as http,
     ):
         # A raw client that completes the handshake and then never reads or writes again, like a vanished peer.
@@ -384,11 +438,10 @@ async def test_a_socket_is_closed_when_its_token_expires(service: Service) -> No
         assert await closed_with(ws) == (4401, "token expired")
 
 
-async def test_a_socket_outlives_its_token_when_told_to(tmp_path: Path) -> None:
+async def test_a_socket_outlives_its_token_when_told_to(tmp_path: Path, events: Events) -> None:
     async with (
-        run_service(tmp_path, COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY="false") as service,
+        run_service(tmp_path, events, COMMUNICATION_CLOSE_ON_TOKEN_EXPIRY="false") as service,
         connect(service.ws_url(service.token("lena", ttl_seconds=1))) as ws,
-        service.internal() as http,
     ):
         expires: int = json.loads(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT))["expires_at"]
 
@@ -396,13 +449,13 @@ async def test_a_socket_outlives_its_token_when_told_to(tmp_path: Path) -> None:
             return time.time() > expires + 1
 
         await wait_for(expired, 10, "the token to expire", interval=0.1)
-        assert await service.publish(http, "user:lena", {"n": 1}) == 1
-        assert await receive(ws) == {"n": 1}
+        seq = await service.publish("lena", {"n": 1})
+        assert await receive(ws) == {"seq": seq, "n": 1}
 
 
-async def test_sockets_per_user_are_limited(tmp_path: Path) -> None:
+async def test_sockets_per_user_are_limited(tmp_path: Path, events: Events) -> None:
     async with (
-        run_service(tmp_path, COMMUNICATION_MAX_SOCKETS_PER_USER="2") as service,
+        run_service(tmp_path, events, COMMUNICATION_MAX_SOCKETS_PER_USER="2") as service,
         service.internal() as http,
     ):
         token = service.token("max")
@@ -414,8 +467,12 @@ async def test_sockets_per_user_are_limited(tmp_path: Path) -> None:
             # Another user is not affected, and the refused socket was never subscribed.
             async with connect(service.ws_url(service.token("other"))) as other:
                 assert (await receive(other))["event"] == "connected"
-            assert await service.publish(http, "user:max", {"n": 1}) == 2
-            assert (await service.metrics(http))["sockets_refused"] == 1
+            before = await service.metrics(http)
+            seq = await service.publish("max", {"n": 1})
+            assert await receive(first) == await receive(second) == {"seq": seq, "n": 1}
+            after = await wait_for_metric(service, http, "messages_published", before["messages_published"] + 1)
+            assert after["messages_delivered"] == before["messages_delivered"] + 2
+            assert after["sockets_refused"] == 1
         # Once one closes, the user may open another.
         async with connect(service.ws_url(token)) as again:
             assert (await receive(again))["event"] == "connected"
@@ -424,8 +481,8 @@ async def test_sockets_per_user_are_limited(tmp_path: Path) -> None:
 # Lifecycle
 
 
-async def test_sigterm_closes_sockets_and_exits_promptly(tmp_path: Path) -> None:
-    async with run_service(tmp_path) as service, connect(service.ws_url(service.token("mia"))) as ws:
+async def test_sigterm_closes_sockets_and_exits_promptly(tmp_path: Path, events: Events) -> None:
+    async with run_service(tmp_path, events) as service, connect(service.ws_url(service.token("mia"))) as ws:
         await receive(ws)
         started = time.monotonic()
 
@@ -436,23 +493,82 @@ async def test_sigterm_closes_sockets_and_exits_promptly(tmp_path: Path) -> None
         assert time.monotonic() - started < 5
 
 
-async def test_missing_required_settings_fail_fast(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match=r"PUBLISH_TOKEN \(or PUBLISH_TOKEN_FILE\) is required"):
-        async with run_service(tmp_path, PUBLISH_TOKEN=""):
+async def test_missing_required_settings_fail_fast(tmp_path: Path, events: Events) -> None:
+    with pytest.raises(RuntimeError, match=r"NATS_COMMUNICATION_PASSWORD \(or NATS_COMMUNICATION_PASSWORD_FILE\)"):
+        async with run_service(tmp_path, events, NATS_COMMUNICATION_PASSWORD=""):
             pass
+
+
+async def test_communication_may_only_read_the_stream(events: Events) -> None:
+    """Its NATS user reads the stream but can neither publish an event nor change or remove the stream."""
+    violations: list[str] = []
+
+    async def error(exc: Exception) -> None:
+        violations.append(str(exc))
+
+    reader = events.reader
+    nats = await nats_client.connect(reader.nats_url, user=reader.user, password=reader.password, error_cb=error)
+    try:
+        js = nats.jetstream(timeout=1)
+        before = (await js.stream_info(reader.stream)).state.last_seq
+        with pytest.raises(nats_client.errors.TimeoutError):
+            await js.publish(event_stream.user_subject(reader, "forged"), b'{"forged": true}')
+        with pytest.raises(nats_client.errors.TimeoutError):
+            await js.purge_stream(reader.stream)
+        with pytest.raises(nats_client.errors.TimeoutError):
+            await js.delete_stream(reader.stream)
+
+        async def refused() -> bool:
+            return sum("permissions violation for publish" in v for v in violations) == 3
+
+        await wait_for(refused, 10, "the server to refuse the three requests")
+    finally:
+        await nats.close()
+    # Nothing reached the stream, which is still there with its events.
+    assert (await events.js.stream_info(reader.stream)).state.last_seq == before
+
+
+async def test_sockets_wait_for_the_stream_and_are_refused_until_it_is_read(tmp_path: Path, events: Events) -> None:
+    """Before the replica reads the stream (here: it does not exist yet) a socket is told to try again."""
+    port = free_port()
+    later = dataclasses.replace(events.settings, stream="NOT_CREATED_YET", subject_prefix="tasks.events.later")
+    env = {**os.environ, **events.env(), "EVENTS_STREAM": later.stream, "EVENTS_SUBJECT_PREFIX": later.subject_prefix}
+    env.update({"REALTIME_SECRET": REALTIME_SECRET, "COMMUNICATION_HOST": "127.0.0.1", "COMMUNICATION_PORT": str(port)})
+    env["COMMUNICATION_INTERNAL_PORT"] = str(free_port())
+    log = (tmp_path / "waiting.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.communication", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+
+            async def alive() -> int | None:
+                try:
+                    return (await http.get("/readyz")).status_code
+                except httpx.TransportError:
+                    return None
+
+            assert await wait_for(alive, 15, "communication to answer") == 503
+            async with connect(f"ws://127.0.0.1:{port}/ws?token={issue(REALTIME_SECRET, 'vic', 60)[0]}") as ws:
+                assert await closed_with(ws) == (1013, "event stream unavailable; try again")
+            await event_stream.ensure_stream(events.js, later)
+
+            async def ready() -> bool:
+                return (await http.get("/readyz")).status_code == 200
+
+            await wait_for(ready, 15, "communication to read the new stream")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
+        log.close()
+        await events.js.delete_stream("NOT_CREATED_YET")
 
 
 # Listeners and request limits
 
 
-async def test_publish_and_metrics_exist_only_on_the_internal_listener(service: Service) -> None:
-    publish = {"channel": "user:nobody", "event": {}}
-    token = {"Authorization": f"Bearer {PUBLISH_TOKEN}"}
+async def test_metrics_exist_only_on_the_internal_listener(service: Service) -> None:
     async with service.http() as public, service.internal() as internal:
-        for path in ("/internal/publish", "/internal/publish/batch"):
-            body = publish if path.endswith("publish") else {"events": [publish]}
-            assert (await public.post(path, json=body, headers=token)).status_code == 404
-            assert (await internal.post(path, json=body, headers=token)).status_code == 200
         assert (await public.get("/metrics")).status_code == 404
         assert (await internal.get("/metrics")).status_code == 200
         assert (await internal.get("/healthz")).status_code == 404
@@ -463,22 +579,18 @@ async def test_publish_and_metrics_exist_only_on_the_internal_listener(service: 
             await receive(ws)
 
 
-async def test_an_oversized_publish_is_refused_before_it_is_read(tmp_path: Path) -> None:
-    async with run_service(tmp_path, COMMUNICATION_MAX_PUBLISH_BYTES="1000") as service:
-        head = (
-            f"POST /internal/publish HTTP/1.1\r\nHost: communication\r\nAuthorization: Bearer {PUBLISH_TOKEN}\r\n"
-            "Content-Type: application/json\r\nContent-Length: 1001\r\n\r\n"
-        )
-        answer, _ = await exchange(service.internal_url, head.encode())
+async def test_an_oversized_body_is_refused_before_it_is_read(tmp_path: Path, events: Events) -> None:
+    async with run_service(tmp_path, events, COMMUNICATION_MAX_BODY_BYTES="1000") as service:
+        head = "GET /healthz HTTP/1.1\r\nHost: communication\r\nContent-Length: 1001\r\n\r\n"
+        answer, _ = await exchange(service.http_url, head.encode())
         assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
-        async with service.internal() as http:
-            body = {"channel": "user:x", "event": {"pad": "x" * 900}}
-            fits = await http.post("/internal/publish", json=body, headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"})
+        async with service.http() as http:
+            fits = await http.request("GET", "/healthz", content=b"x" * 900)
             assert fits.status_code == 200, fits.text
 
 
-async def test_a_client_slow_to_send_its_headers_is_cut_off(tmp_path: Path) -> None:
-    async with run_service(tmp_path, COMMUNICATION_HEADER_TIMEOUT_SECONDS="1") as service:
+async def test_a_client_slow_to_send_its_headers_is_cut_off(tmp_path: Path, events: Events) -> None:
+    async with run_service(tmp_path, events, COMMUNICATION_HEADER_TIMEOUT_SECONDS="1") as service:
         for url in (service.http_url, service.internal_url):
             answer, took = await exchange(url, b"GET /ws HTTP/1.1\r\nHost: communication\r\nUpgrade: web", timeout=6)
             assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]

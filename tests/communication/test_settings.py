@@ -9,9 +9,9 @@ import pytest
 from services.communication.settings import CommunicationSettings
 from services.shared.settings import SettingsError
 
-PUBLISH_TOKEN = "publish-token-0123456789abcdef0123"
+NATS_PASSWORD = "nats-password-0123456789abcdef0123"
 REALTIME_SECRET = "realtime-secret-0123456789abcdef01"
-REQUIRED = {"PUBLISH_TOKEN": PUBLISH_TOKEN, "REALTIME_SECRET": REALTIME_SECRET}
+REQUIRED = {"NATS_COMMUNICATION_PASSWORD": NATS_PASSWORD, "REALTIME_SECRET": REALTIME_SECRET}
 
 
 def test_defaults() -> None:
@@ -52,25 +52,26 @@ def test_tunables_are_read() -> None:
     assert config.limits.header_timeout_seconds == 2.0
 
 
-@pytest.mark.parametrize("missing", ["PUBLISH_TOKEN", "REALTIME_SECRET"])
+@pytest.mark.parametrize("missing", ["NATS_COMMUNICATION_PASSWORD", "REALTIME_SECRET"])
 def test_secrets_are_required(missing: str) -> None:
     with pytest.raises(SettingsError, match=missing):
         CommunicationSettings.from_env({k: v for k, v in REQUIRED.items() if k != missing})
 
 
-def test_secrets_can_come_from_files_and_the_previous_token_is_accepted(tmp_path: Path) -> None:
-    (tmp_path / "publish").write_text(PUBLISH_TOKEN + "\n")
-    (tmp_path / "previous").write_text("previous-token-0123456789abcdef0123")
-    files = {"PUBLISH_TOKEN_FILE": str(tmp_path / "publish"), "REALTIME_SECRET": REALTIME_SECRET}
-    settings = CommunicationSettings.from_env({**files, "PUBLISH_TOKEN_PREVIOUS_FILE": str(tmp_path / "previous")})
-    assert settings.publish_tokens.accepts(PUBLISH_TOKEN)
-    assert settings.publish_tokens.accepts("previous-token-0123456789abcdef0123")
-    assert not settings.publish_tokens.accepts("previous-token-0123456789abcdef012")
-    # A previous token's file that does not exist (no rotation under way) means no previous token.
-    settings = CommunicationSettings.from_env({**files, "PUBLISH_TOKEN_PREVIOUS_FILE": str(tmp_path / "none")})
-    assert settings.publish_tokens.previous is None
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    (tmp_path / "nats").write_text(NATS_PASSWORD + "\n")
+    files = {"NATS_COMMUNICATION_PASSWORD_FILE": str(tmp_path / "nats"), "REALTIME_SECRET": REALTIME_SECRET}
+    settings = CommunicationSettings.from_env(files)
+    assert (settings.events.user, settings.events.password) == ("communication", NATS_PASSWORD)
     with pytest.raises(SettingsError, match="set REALTIME_SECRET or REALTIME_SECRET_FILE, not both"):
-        CommunicationSettings.from_env({**files, "REALTIME_SECRET_FILE": str(tmp_path / "publish")})
+        CommunicationSettings.from_env({**files, "REALTIME_SECRET_FILE": str(tmp_path / "nats")})
+
+
+def test_the_nats_url_carries_no_credentials() -> None:
+    with pytest.raises(
+        SettingsError, match="NATS_URL must not carry credentials: the password is NATS_COMMUNICATION_PASSWORD"
+    ):
+        CommunicationSettings.from_env({**REQUIRED, "NATS_URL": "nats://communication:nats-secret@nats:4222"})
 
 
 @pytest.mark.parametrize(
@@ -83,6 +84,9 @@ def test_secrets_can_come_from_files_and_the_previous_token_is_accepted(tmp_path
         ("COMMUNICATION_PING_TIMEOUT", "0"),
         ("COMMUNICATION_PING_INTERVAL", "-1"),
         ("COMMUNICATION_LOG_LEVEL", "loud"),
+        ("COMMUNICATION_RESUME_MAX_EVENTS", "0"),
+        ("NATS_URL", "http://127.0.0.1:4222"),
+        ("EVENTS_MAX_AGE_SECONDS", "0"),
         ("COMMUNICATION_MAX_SOCKETS_PER_USER", "0"),
         ("COMMUNICATION_BODY_TIMEOUT_SECONDS", "0"),
     ],
@@ -95,5 +99,5 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 def test_repr_hides_the_secrets() -> None:
     text = repr(CommunicationSettings.from_env(REQUIRED))
 
-    assert PUBLISH_TOKEN not in text
+    assert NATS_PASSWORD not in text
     assert REALTIME_SECRET not in text

@@ -1,6 +1,7 @@
 """The web console in headless Chromium against the real stack: tasks created from the page and followed live
-over communication's websocket, results shown, cancel and refresh, recovery after the socket drops, and a token
-renewed before communication closes the socket at its expiry."""
+over communication's websocket, results shown, cancel and refresh, recovery after the socket drops or communication
+restarts (the page resumes from the last event it saw), and a token renewed before communication closes the socket at
+its expiry (the new socket resumes from the last event the old one delivered)."""
 
 from __future__ import annotations
 
@@ -241,14 +242,34 @@ async def test_console_recovers_after_the_socket_drops(console: Console, echo_wo
     assert log[:2] == ["connecting", "connected"]
     assert "reconnecting" in log[2:]
     assert log[-1] == "connected"
+    # What changed while the page was offline came from the events the resumed socket replayed: the list is not read
+    # again; only the task the page had never heard of is read once, to fill its card.
     after = timeline.requests(dropped)
-    resync = ("GET", "/api/tasks?limit=50")
-    assert after.index(("POST", "/api/realtime/token")) < after.index(resync)
-    assert [r for r in after if is_task_read(*r)] == [resync]
-    # What changed while the page was offline came from the resync.
-    resynced_at = timeline.entries.index(("request", *resync), dropped)
-    assert timeline.index_of(task, "cancelled") > resynced_at
-    assert timeline.index_of(elsewhere, "succeeded") > resynced_at
+    assert [r for r in after if is_task_read(*r)] == [("GET", f"/api/tasks/{elsewhere}")]
+    token_at = timeline.entries.index(("request", "POST", "/api/realtime/token"), dropped)
+    assert timeline.index_of(task, "cancelled") > token_at
+
+
+async def test_console_resumes_after_communication_restarts(
+    console: Console, echo_worker: Launcher, alice: Api, stack: LocalStack
+) -> None:
+    """A communication restart leaves no stale task on screen: the page resumes from the last event it saw."""
+    page, timeline = console.page, console.timeline
+    await console.sign_in(USERS["alice"])
+    task = await console.submit("form-echo", {"Message": "finished while communication restarts", "Delay (s)": "2"})
+    await console.wait_status(task, "running")
+    seq_before = await page.evaluate("window.__console.lastSeq")
+    restarted = timeline.mark()
+    await asyncio.to_thread(stack.stop, "communication")
+    await console.wait_connection("reconnecting")
+    await alice.wait_status(task, {"succeeded"})
+    assert await console.card(task).get_attribute("data-status") == "running"
+    await asyncio.to_thread(stack.start, "communication")
+    await console.wait_connection("connected", timeout=60)
+    await console.wait_status(task, "succeeded")
+    await console.card(task).locator("[data-object]").first.wait_for()
+    assert [r for r in timeline.requests(restarted) if is_task_read(*r)] == []
+    assert await page.evaluate("window.__console.lastSeq") > seq_before
 
 
 TOKEN_TTL = 20
@@ -263,6 +284,8 @@ async def test_console_renews_its_token_before_communication_closes_the_socket(
         await main.wait_ready()
         async with open_console(browser, stack, main.url, "token-renewal") as console:
             page, timeline = console.page, console.timeline
+            # A task that runs while the token is renewed: its events come over both sockets.
+            during = (await alice.create("echo", {"message": "across a renewal", "delay_seconds": TOKEN_TTL})).json()
             await console.sign_in(USERS["alice"])
             first = await page.evaluate("window.__console.socket.url")
             signed_in = time.monotonic()
@@ -272,10 +295,14 @@ async def test_console_renews_its_token_before_communication_closes_the_socket(
                 return tokens >= 3 and time.monotonic() > signed_in + TOKEN_TTL + 2
 
             await wait_for(renewed_past_expiry, 3 * TOKEN_TTL, "two renewals and the first token's expiry")
-            assert await page.evaluate("window.__console.socket.url") != first
+            renewed = await page.evaluate("window.__console.socket.url")
+            assert renewed != first
+            # The renewed socket resumed from the last event the previous one delivered.
+            assert "since=" in renewed
             # Live all along: never reconnecting, and no task list re-read for a renewal.
             assert set(await page.evaluate("window.__console.connectionLog")) == {"connecting", "connected"}
             assert [r for r in timeline.requests() if is_task_read(*r)] == [("GET", "/api/tasks?limit=50")]
+            await console.wait_status(during["id"], "succeeded")
             # Events still come over the renewed socket.
             task = (await alice.create("echo", {"message": "after a renewal"})).json()["id"]
             await console.wait_status(task, "succeeded")

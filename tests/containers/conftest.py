@@ -111,9 +111,9 @@ class ComposeStack:
         """The services this stack runs: compose.yaml's and the development override's."""
         return stack_services(COMPOSE_FILE)
 
-    def secret(self, name: str) -> str:
-        """One of the stack's generated secrets, as main's container reads it."""
-        return self.run("exec", "-T", "main", "cat", secret_file(name)).stdout.strip()
+    def secret(self, name: str, service: str = "main") -> str:
+        """One of the stack's generated secrets, as ``service``'s container reads it."""
+        return self.run("exec", "-T", service, "cat", secret_file(name)).stdout.strip()
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
         """`docker compose ARGS` for this project."""

@@ -17,8 +17,9 @@ from minio import Minio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from deploy import config
 from deploy.catalog import S3_KEYS
-from deploy.services import SERVICES, worker_contract, worker_name
+from deploy.services import SERVICES, unused_middleware, worker_contract, worker_name
 from services.shared import realtime_token
 from services.shared.discovery import discover, parse_blacklist
 
@@ -41,7 +42,41 @@ OTHERS = {
     "create-bucket": {"S3_ENDPOINT", "S3_BUCKET", "S3_SECURE", *(f"{key}_FILE" for key in S3_KEYS)},
     "secrets": {"API_KEYS", "SECRETS_STORE"},
     "temporal": {"PATH"},
+    # Its users come from the file the secrets service writes (-c /run/secrets/nats_auth), nothing from the environment.
+    "nats": set(),
+    "postgres": {"POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD_FILE"},
 }
+# From inside the communication container: what its NATS user may do (prints one line per attempt).
+NATS_PROBE = """
+import asyncio, sys
+import nats
+
+async def attempt(user, password, publish):
+    try:
+        client = await nats.connect(sys.argv[1], user=user, password=password, allow_reconnect=False,
+                                    connect_timeout=5, max_reconnect_attempts=0)
+    except Exception as error:
+        return "refused: " + type(error).__name__
+    try:
+        js = client.jetstream(timeout=3)
+        await js.stream_info("TASK_EVENTS")
+        if not publish:
+            return "read"
+        await js.publish("tasks.events.dev", b'{"forged": true}')
+        return "published"
+    except Exception as error:
+        return "not published: " + type(error).__name__
+    finally:
+        await client.close()
+
+async def main():
+    own = open("/run/secrets/nats_communication_password").read().strip()
+    for user, password, publish in ((None, None, False), ("main", own, False), ("communication", own, False),
+                                    ("communication", own, True)):
+        print(await attempt(user, password, publish))
+
+asyncio.run(main())
+"""
 
 
 def inside(stack: ComposeStack, service: str, url: str, token: str, body: str = '{"status": "running"}') -> int:
@@ -65,7 +100,9 @@ def contract_variables(service: str) -> set[str]:
         return OTHERS[service]
     integrations = {worker_name(i): i for i in discover(blacklist=parse_blacklist(None)).integrations}
     contract = worker_contract(integrations[service]) if service in integrations else SERVICES[service].contract
-    return {*contract.settings, *(f"{name}_FILE" for name in contract.secrets)}
+    # A middleware compose does not run and nobody expects elsewhere (PostgreSQL, unless enabled) gives no secret.
+    unused = {name for m in unused_middleware(config.load().middleware()) for name in m.compose_secrets()}
+    return {*contract.settings, *(f"{name}_FILE" for name in contract.secrets if name not in unused)}
 
 
 def test_each_container_holds_exactly_its_contract(compose_stack: ComposeStack) -> None:
@@ -73,8 +110,16 @@ def test_each_container_holds_exactly_its_contract(compose_stack: ComposeStack) 
     assert set(containers) == set(compose_stack.services())
     secret_values = [
         compose_stack.secret(name)
-        for name in ("REALTIME_SECRET", "REPORT_TOKEN", "PUBLISH_TOKEN", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+        for name in (
+            "REALTIME_SECRET",
+            "REPORT_TOKEN",
+            "NATS_MAIN_PASSWORD",
+            "CALLBACK_KEY",
+            "S3_ACCESS_KEY",
+            "S3_SECRET_KEY",
+        )
     ]
+    secret_values.append(compose_stack.secret("NATS_COMMUNICATION_PASSWORD", service="communication"))
     dev_key = compose_stack.secret("API_KEYS").split(",")[0].split(":")[0]
     for service, container in containers.items():
         env = dict(item.split("=", 1) for item in container["Config"]["Env"])
@@ -123,23 +168,23 @@ async def test_the_secrets_that_shipped_as_defaults_open_nothing(compose_stack: 
                 headers={"Authorization": f"Bearer {token}"},
             )
             assert report.status_code == 404, report.text
-    publish = f"http://localhost:{compose_stack.ports['communication']}/internal/publish"
-    async with httpx.AsyncClient(timeout=30) as http:
-        body = {"channel": "user:dev", "event": {"forged": True}}
-        response = await http.post(publish, json=body, headers={"Authorization": "Bearer dev-internal-token"})
-        assert response.status_code == 404
-
-    # Inside the stack's network the internal listeners answer, and want their own edge's token.
+    # Inside the stack's network the report API answers, and wants the workers' token.
     report_url = f"http://main:8010/internal/tasks/{uuid.uuid4()}/report"
-    publish_url = "http://communication:8011/internal/publish"
-    forged = json.dumps({"channel": "user:dev", "event": {"forged": True}})
-    report_token, publish_token = compose_stack.secret("REPORT_TOKEN"), compose_stack.secret("PUBLISH_TOKEN")
+    report_token, nats_password = compose_stack.secret("REPORT_TOKEN"), compose_stack.secret("NATS_MAIN_PASSWORD")
     assert await asyncio.to_thread(inside, compose_stack, "worker-echo", report_url, "dev-internal-token") == 401
-    assert await asyncio.to_thread(inside, compose_stack, "worker-echo", report_url, publish_token) == 401
+    assert await asyncio.to_thread(inside, compose_stack, "worker-echo", report_url, nats_password) == 401
     assert await asyncio.to_thread(inside, compose_stack, "worker-echo", report_url, report_token) == 404
-    assert await asyncio.to_thread(inside, compose_stack, "main", publish_url, "dev-internal-token", forged) == 401
-    assert await asyncio.to_thread(inside, compose_stack, "main", publish_url, report_token, forged) == 401
-    assert await asyncio.to_thread(inside, compose_stack, "main", publish_url, publish_token, forged) == 200
+    # Events reach communication only through NATS: no publish route on either of its listeners.
+    forged = json.dumps({"channel": "user:dev", "event": {"forged": True}})
+    for url in ("http://communication:8011/internal/publish", "http://communication:8001/internal/publish"):
+        assert await asyncio.to_thread(inside, compose_stack, "main", url, "dev-internal-token", forged) == 404
+    # NATS wants a user; communication's may read the stream but not publish an event.
+    probe = await asyncio.to_thread(
+        compose_stack.run, "exec", "-T", "communication", "python", "-c", NATS_PROBE, "nats://nats:4222"
+    )
+    anonymous, as_main, reads, publishes = probe.stdout.splitlines()[-4:]
+    assert anonymous.startswith("refused") and as_main.startswith("refused"), probe.stdout
+    assert (reads, publishes) == ("read", "not published: TimeoutError"), probe.stdout
 
     # A websocket token signed with the old default secret.
     token, _ = realtime_token.issue("dev-realtime-secret", "dev", ttl_seconds=60)

@@ -38,7 +38,7 @@ def test_every_service_runs_healthy_with_a_worker_per_integration(compose_stack:
             assert (row["State"], row["ExitCode"]) == ("exited", 0), row  # create-bucket, one-shot
     integrations = discover(blacklist=parse_blacklist(None)).integrations
     assert {f"worker-{slug(i.name)}" for i in integrations} == {n for n in services if n.startswith("worker-")}
-    assert {"main", "communication", "temporal", "minio", "create-bucket", "simulator"} <= set(services)
+    assert {"main", "communication", "temporal", "nats", "minio", "create-bucket", "simulator"} <= set(services)
 
 
 def test_only_user_facing_ports_are_published_on_the_chosen_host_ports(compose_stack: ComposeStack) -> None:
@@ -73,7 +73,12 @@ def test_init_everywhere_and_state_on_named_volumes(compose_stack: ComposeStack)
                 # A service reads its secrets; only the secrets service writes them.
                 if name.startswith("secrets-") and service != "secrets":
                     assert (mount["Destination"], mount["RW"]) == ("/run/secrets", False), (service, mount)
-    assert data == {"temporal": {"temporal-data"}, "minio": {"minio-data"}, "main": {"task-store"}}
+    assert data == {
+        "temporal": {"temporal-data"},
+        "minio": {"minio-data"},
+        "nats": {"nats-data"},
+        "main": {"task-store"},
+    }
     readers = {name for name in compose_stack.services() if name not in ("secrets", "temporal", "simulator")}
     assert {service: names for service, names in secrets.items() if service != "secrets"} == {
         name: {f"secrets-{name}"} for name in readers
@@ -103,7 +108,7 @@ def test_deploy_tool_finds_the_bootstrapped_images(docker_images: DockerImages, 
     mode, reason = choose_mode("auto", COMPOSE_FILE, {})
     assert mode == "docker", reason
     env = DockerStack(tmp_path, environ={}).compose_env()
-    for variable in ("APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE"):
+    for variable in ("APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE", "NATS_IMAGE"):
         assert env[variable] == docker_images.images[variable]
     # The environment still wins over the file, as with `docker compose --env-file`.
     assert DockerStack(tmp_path, environ={"APP_IMAGE": "mine:1"}).compose_env()["APP_IMAGE"] == "mine:1"

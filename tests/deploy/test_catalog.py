@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import stat
 from pathlib import Path
 
 import pytest
@@ -9,23 +12,25 @@ from deploy import catalog, config, paths
 from deploy.cli import main
 from deploy.credentials import generate
 from deploy.errors import DeployError, UsageError
+from deploy.nats_auth import authorization
 from deploy.ports import WEED_GRPC_OFFSET, Ports
 from deploy.spec import LocalContext
+from services.shared.event_stream import PUBLISHER, READER
 
 
 def _ctx(tmp_path: Path) -> LocalContext:
     return LocalContext(state_dir=tmp_path, ports=Ports(), secrets=generate(), environ={})
 
 
-def test_catalog_has_temporal_and_minio() -> None:
-    assert list(catalog.CATALOG) == ["temporal", "minio"]
+def test_catalog_has_temporal_minio_nats_and_postgres() -> None:
+    assert list(catalog.CATALOG) == ["temporal", "minio", "nats", "postgres"]
     for name, entry in catalog.CATALOG.items():
         assert entry.name == name
         assert entry.summary
 
 
 def test_unknown_middleware_names_the_known_ones() -> None:
-    with pytest.raises(UsageError, match="known: temporal, minio") as info:
+    with pytest.raises(UsageError, match="known: temporal, minio, nats, postgres") as info:
         catalog.get("redis")
     assert info.value.exit_code == 2
 
@@ -105,17 +110,69 @@ def test_minio_compose_services_create_the_bucket_with_the_app_image() -> None:
     assert catalog.get("minio").compose_ready() == {"create-bucket": "service_completed_successfully"}
 
 
+def test_nats_local_process_and_compose_service(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    nats = catalog.get("nats")
+    spec = nats.local_process(ctx)
+    argv = list(spec.argv)
+    assert Path(argv[0]).name == "nats-server"
+    assert "-js" in argv
+    assert argv[argv.index("-sd") + 1] == str(tmp_path / "nats")
+    assert argv[argv.index("-a") + 1] == "127.0.0.1"
+    assert spec.ports == (ctx.ports.nats, ctx.ports.nats_monitor)
+    # The passwords go into a private config file, never onto the command line.
+    passwords = [ctx.secrets.nats_password(user) for user in (PUBLISHER, READER)]
+    assert not any(p in " ".join(argv) for p in passwords)
+    assert spec.prepare is not None
+    spec.prepare()
+    config_file = tmp_path / "nats.conf"
+    assert argv[argv.index("-c") + 1] == str(config_file)
+    assert config_file.read_text() == authorization(ctx.secrets.values)
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
+    assert nats.local_app_env(ctx) == {"NATS_URL": f"nats://127.0.0.1:{ctx.ports.nats}"}
+    service = nats.compose_services()["nats"]
+    assert service["image"] == "${NATS_IMAGE:-nats:2.15.1-alpine}"
+    assert service["volumes"] == ["nats-data:/data", "secrets-nats:/run/secrets:ro"]
+    assert service["command"][:2] == ["-c", "/run/secrets/nats_auth"]
+    assert "ports" not in service
+    assert nats.compose_app_env() == {"NATS_URL": "nats://nats:4222"}
+    assert nats.compose_secrets() == ("NATS_MAIN_PASSWORD", "NATS_COMMUNICATION_PASSWORD")
+
+
+def test_postgres_local_process(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    postgres = catalog.get("postgres")
+    spec = postgres.local_process(ctx)
+    argv = list(spec.argv)
+    assert Path(argv[0]).name == "postgres"
+    assert argv[argv.index("-D") + 1] == str(tmp_path / "postgres")
+    assert argv[argv.index("-p") + 1] == str(ctx.ports.postgres)
+    assert "listen_addresses=127.0.0.1" in argv
+    assert spec.stop_signal == signal.SIGINT
+    assert spec.prepare is not None
+    # PostgreSQL refuses root: a root deploy tool runs it as the postgres user.
+    assert spec.user == ("postgres" if os.geteuid() == 0 else None)
+    # The password is main's POSTGRES_PASSWORD, not part of the URL.
+    url = postgres.local_app_env(ctx)["DATABASE_URL"]
+    assert url == f"postgresql+asyncpg://postgres@127.0.0.1:{ctx.ports.postgres}/main"
+    service = postgres.compose_services()["postgres"]
+    assert service["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert postgres.compose_secret_readers() == {"postgres": (999, ("POSTGRES_PASSWORD",))}
+    # Not enabled, it is not expected elsewhere: main keeps SQLite.
+    assert not postgres.external_when_disabled
+
+
 def test_config_add_remove_are_idempotent(config_copy: Path) -> None:
-    assert config.load(config_copy).enabled == ("temporal", "minio")
+    assert config.load(config_copy).enabled == ("temporal", "minio", "nats")
     assert config.remove("temporal", config_copy) is True
     assert config.remove("temporal", config_copy) is False
-    assert config.load(config_copy).enabled == ("minio",)
+    assert config.load(config_copy).enabled == ("minio", "nats")
     assert config.add("temporal", config_copy) is True
     before = config_copy.read_bytes()
     assert config.add("temporal", config_copy) is False
     assert config_copy.read_bytes() == before
     # Written in catalog order whatever the order of the commands.
-    assert config.load(config_copy).enabled == ("temporal", "minio")
+    assert config.load(config_copy).enabled == ("temporal", "minio", "nats")
 
 
 def test_config_round_trip(tmp_path: Path) -> None:
@@ -126,8 +183,8 @@ def test_config_round_trip(tmp_path: Path) -> None:
         assert json.loads(path.read_text())["enabled"] == list(enabled)
 
 
-def test_committed_config_enables_temporal_and_minio() -> None:
-    assert config.load().enabled == ("temporal", "minio")
+def test_committed_config_enables_temporal_minio_and_nats() -> None:
+    assert config.load().enabled == ("temporal", "minio", "nats")
     assert config.dumps(config.load()) == paths.CONFIG_FILE.read_text()
 
 
@@ -144,7 +201,7 @@ def test_config_rejects_unknown_and_malformed(tmp_path: Path) -> None:
 def test_cli_middleware_commands(config_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["middleware", "--config", str(config_copy), "list"]) == 0
     listing = capsys.readouterr().out
-    assert "temporal  yes" in listing and "minio     yes" in listing
+    assert "temporal  yes" in listing and "minio     yes" in listing and "postgres  no" in listing
 
     assert main(["middleware", "--config", str(config_copy), "remove", "minio"]) == 0
     assert "minio: disabled" in capsys.readouterr().out
@@ -156,4 +213,4 @@ def test_cli_middleware_commands(config_copy: Path, capsys: pytest.CaptureFixtur
     assert main(["middleware", "--config", str(config_copy), "add", "nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown middleware 'nope'" in err and "temporal, minio" in err
-    assert config.load(config_copy).enabled == ("temporal", "minio")
+    assert config.load(config_copy).enabled == ("temporal", "minio", "nats")

@@ -127,7 +127,14 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stdout + up.stderr
         assert "waiting for temporal (" in up.stdout and "dev API key (user dev): dev-" in up.stdout
         secrets = (state_dir / "secrets.env").read_text()
-        for name in ("REPORT_TOKEN", "PUBLISH_TOKEN", "REALTIME_SECRET", "S3_SECRET_KEY"):
+        for name in (
+            "REPORT_TOKEN",
+            "NATS_MAIN_PASSWORD",
+            "NATS_COMMUNICATION_PASSWORD",
+            "CALLBACK_KEY",
+            "REALTIME_SECRET",
+            "S3_SECRET_KEY",
+        ):
             line = next(line for line in secrets.splitlines() if line.startswith(f"{name}="))
             assert line.split("=", 1)[1] not in up.stdout + up.stderr, name
         records = _records(state_dir)

@@ -4,6 +4,7 @@ the state lock, and the CLI's answers when nothing runs."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import stat
@@ -17,10 +18,12 @@ from deploy import credentials
 from deploy.docker import DockerStack
 from deploy.errors import DeployError, UsageError
 from deploy.local import LocalStack
+from deploy.nats_auth import authorization
 from deploy.ports import WEED_GRPC_OFFSET, Ports, parse_port_overrides, port_is_free
 from deploy.process import PidRecord, StateLock, is_running, start_ticks
 from deploy.services import local_environment
 from deploy.spec import LocalContext
+from services.shared.event_stream import PUBLISHER, READER
 from services.shared.settings import Env
 
 from .conftest import deploy_tool
@@ -39,7 +42,7 @@ def test_port_overrides() -> None:
     assert parse_port_overrides(["temporal=17233", "temporal-ui=18233"]) == {"temporal": 17233, "temporal_ui": 18233}
     assert Ports().replace(main=9100).main == 9100
     with pytest.raises(UsageError, match="NAME=NUMBER"):
-        parse_port_overrides(["postgres=5432"])
+        parse_port_overrides(["redis=6379"])
     with pytest.raises(UsageError, match="not a number"):
         parse_port_overrides(["main=http"])
 
@@ -49,8 +52,9 @@ def test_secrets_are_created_private_and_reused(tmp_path: Path) -> None:
     path = tmp_path / credentials.FILE_NAME
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert credentials.load_or_create(tmp_path) == first
-    assert first.report_token not in repr(first) and first.publish_token not in repr(first)
-    assert first.report_token != first.publish_token
+    nats = [first.nats_password(user) for user in (PUBLISHER, READER)]
+    assert not any(value in repr(first) for value in (first.report_token, *nats, first.postgres_password))
+    assert len({first.report_token, *nats}) == 3
     assert first["API_KEYS"] == f"{first.dev_api_key}:dev"
     # Every generated secret is accepted outside development mode (S3's access key names an account).
     for name, value in first.values.items():
@@ -71,12 +75,24 @@ def test_rotation_keeps_the_previous_token_until_it_is_retired(tmp_path: Path) -
     credentials.rotate(tmp_path, "REPORT_TOKEN")
     rotated = credentials.load_or_create(tmp_path)
     assert rotated.get("REPORT_TOKEN_PREVIOUS") == before.report_token != rotated.report_token
-    assert rotated.publish_token == before.publish_token
+    assert rotated.nats_password(PUBLISHER) == before.nats_password(PUBLISHER)
     assert credentials.retire(tmp_path, "REPORT_TOKEN") is True
     assert credentials.load_or_create(tmp_path).get("REPORT_TOKEN_PREVIOUS") is None
     assert credentials.retire(tmp_path, "REPORT_TOKEN") is False
     with pytest.raises(DeployError, match="S3_SECRET_KEY cannot be rotated"):
         credentials.rotate(tmp_path, "S3_SECRET_KEY")
+
+
+def test_a_nats_password_is_replaced_and_the_nats_users_follow(tmp_path: Path) -> None:
+    """NATS takes one password per user: rotating one replaces it, and the server's users file has the new one."""
+    before = credentials.load_or_create(tmp_path)
+    credentials.rotate(tmp_path, "NATS_MAIN_PASSWORD")
+    after = credentials.load_or_create(tmp_path)
+    assert after.nats_password(PUBLISHER) != before.nats_password(PUBLISHER)
+    assert after.get("NATS_MAIN_PASSWORD_PREVIOUS") is None
+    assert after.nats_password(READER) == before.nats_password(READER)
+    users = {u["user"]: u["password"] for u in json.loads(authorization(after.values))["authorization"]["users"]}
+    assert users == {PUBLISHER: after.nats_password(PUBLISHER), READER: after.nats_password(READER)}
 
 
 def test_init_writes_each_service_only_its_own_secrets(tmp_path: Path) -> None:
@@ -121,19 +137,24 @@ def test_service_environment_contract(tmp_path: Path) -> None:
     assert (env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"]) == (secrets.s3_access_key, secrets.s3_secret_key)
     assert env["S3_BUCKET"] == "task-results" and env["S3_SECURE"] == "false"
     assert env["MAIN_INTERNAL_URL"] == "http://127.0.0.1:8010"
-    assert env["COMMUNICATION_INTERNAL_URL"] == "http://127.0.0.1:8011"
     assert env["MAIN_PUBLIC_URL"] == "http://127.0.0.1:8000"
     assert env["REALTIME_PUBLIC_URL"] == "ws://127.0.0.1:8001/ws"
     assert (env["MAIN_PORT"], env["COMMUNICATION_PORT"], env["SIMULATOR_PORT"]) == ("8000", "8001", "8002")
     assert (env["MAIN_INTERNAL_PORT"], env["COMMUNICATION_INTERNAL_PORT"]) == ("8010", "8011")
-    assert (env["REPORT_TOKEN"], env["PUBLISH_TOKEN"]) == (secrets.report_token, secrets.publish_token)
+    assert env["REPORT_TOKEN"] == secrets.report_token
+    assert env["NATS_MAIN_PASSWORD"] == secrets.nats_password(PUBLISHER)
+    assert env["NATS_COMMUNICATION_PASSWORD"] == secrets.nats_password(READER)
+    # PostgreSQL is not used: its password goes to nobody.
+    assert "POSTGRES_PASSWORD" not in env
+    assert env["CALLBACK_KEY"] == secrets["CALLBACK_KEY"]
     assert env["REALTIME_SECRET"] == secrets.realtime_secret
     assert env["DEVELOPMENT_MODE"] == "true"
     assert env["API_KEYS"] == f"{secrets.dev_api_key}:dev"
     assert env["DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path / 'main.db'}"
-    # No provider keys: both integrations talk to the simulator.
-    assert env["GEMINI_BASE_URL"] == env["ARK_BASE_URL"] == "http://127.0.0.1:8002"
-    assert "GEMINI_API_KEY" not in env and "INTEGRATIONS_BLACKLIST" not in env
+    # No provider keys: the simulator, named explicitly, stands in; its plain-http media links may be fetched.
+    assert env["PROVIDER_SIMULATOR_URL"] == "http://127.0.0.1:8002"
+    assert (env["OUTBOUND_ALLOW_HTTP"], env["OUTBOUND_ALLOWED_HOSTS"]) == ("true", "127.0.0.1:8002")
+    assert not {"GEMINI_API_KEY", "GEMINI_BASE_URL", "ARK_API_KEY", "ARK_BASE_URL", "INTEGRATIONS_BLACKLIST"} & set(env)
     assert env["PATH"] == "/usr/bin"
 
 
@@ -148,6 +169,13 @@ def test_provider_keys_and_blacklist_pass_through(tmp_path: Path) -> None:
     assert env["GEMINI_API_KEY"] == "g-key" and env["GEMINI_BASE_URL"] == "https://gemini.example"
     assert env["ARK_API_KEY"] == "a-key" and "ARK_BASE_URL" not in env
     assert env["INTEGRATIONS_BLACKLIST"] == "example*,echo"
+    # Each worker gets its own provider's variables, from its manifest, and only those.
+    stack = LocalStack(tmp_path, Ports(), middleware=["temporal", "minio"], environ=environ)
+    specs = {s.name: s.env for s in stack.specs()}
+    assert specs["worker-nanobanana2-image"]["GEMINI_API_KEY"] == "g-key"
+    assert specs["worker-fangzhou-video-generation"]["ARK_API_KEY"] == "a-key"
+    assert "ARK_API_KEY" not in specs["worker-nanobanana2-image"]
+    assert "GEMINI_API_KEY" not in specs["worker-fangzhou-video-generation"]
 
 
 def test_api_keys_from_the_caller_are_served_next_to_the_dev_key(tmp_path: Path) -> None:
@@ -165,13 +193,20 @@ def test_each_local_process_gets_its_own_contract(tmp_path: Path) -> None:
     specs = {s.name: s for s in stack.specs()}
     secrets = stack.secrets
     assert "S3_SECRET_KEY" not in specs["communication"].env and "REPORT_TOKEN" not in specs["communication"].env
-    assert specs["communication"].env["PUBLISH_TOKEN"] == secrets.publish_token
-    assert "S3_SECRET_KEY" not in specs["simulator"].env and "PUBLISH_TOKEN" not in specs["simulator"].env
+    assert specs["communication"].env["NATS_COMMUNICATION_PASSWORD"] == secrets.nats_password(READER)
+    assert "NATS_MAIN_PASSWORD" not in specs["communication"].env
+    assert specs["main"].env["NATS_MAIN_PASSWORD"] == secrets.nats_password(PUBLISHER)
+    assert "NATS_COMMUNICATION_PASSWORD" not in specs["main"].env
+    assert "S3_SECRET_KEY" not in specs["simulator"].env and "NATS_MAIN_PASSWORD" not in specs["simulator"].env
     assert specs["worker-echo"].env["REPORT_TOKEN"] == secrets.report_token
-    assert "PUBLISH_TOKEN" not in specs["worker-echo"].env and "API_KEYS" not in specs["worker-echo"].env
-    assert "GEMINI_BASE_URL" not in specs["worker-echo"].env
-    assert specs["worker-nanobanana2-image"].env["GEMINI_BASE_URL"] == stack.simulator_url
-    assert "ARK_BASE_URL" not in specs["worker-nanobanana2-image"].env
+    assert not any(name.startswith("NATS_") for name in specs["worker-echo"].env)
+    assert "API_KEYS" not in specs["worker-echo"].env
+    assert not {"GEMINI_BASE_URL", "PROVIDER_SIMULATOR_URL", "OUTBOUND_ALLOWED_HOSTS"} & set(specs["worker-echo"].env)
+    image = specs["worker-nanobanana2-image"].env
+    assert image["PROVIDER_SIMULATOR_URL"] == stack.simulator_url
+    assert image["OUTBOUND_ALLOWED_HOSTS"] == stack.simulator_url.removeprefix("http://")
+    assert not {"GEMINI_API_KEY", "GEMINI_BASE_URL", "ARK_BASE_URL"} & set(image)
+    assert "CALLBACK_KEY" in specs["main"].env and "CALLBACK_KEY" not in image
     assert specs["main"].ports == (8000, 8010) and specs["communication"].ports == (8001, 8011)
 
 

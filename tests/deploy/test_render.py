@@ -39,13 +39,14 @@ def test_rendered_services(config_copy: Path) -> None:
     services = document["services"]
     integrations = discover(blacklist=parse_blacklist(os.environ.get("INTEGRATIONS_BLACKLIST"))).integrations
     workers = {f"worker-{slug(i.name)}": i for i in integrations}
-    expected = ["secrets", "temporal", "minio", "create-bucket", "communication", "main", *sorted(workers)]
+    expected = ["secrets", "temporal", "minio", "create-bucket", "nats", "communication", "main", *sorted(workers)]
     assert list(services) == expected
     assert document["name"] == "async-task-platform"
-    readers = {"minio", "create-bucket", "communication", "main", *workers}
+    readers = {"minio", "create-bucket", "nats", "communication", "main", *workers}
     assert set(document["volumes"]) == {
         "temporal-data",
         "minio-data",
+        "nats-data",
         "task-store",
         "secrets",
         *(f"secrets-{name}" for name in readers),
@@ -71,6 +72,10 @@ def test_rendered_services(config_copy: Path) -> None:
     assert env["S3_ENDPOINT"] == "minio:9000"
     assert env["S3_BUCKET"] == "task-results"
     assert env["DATABASE_URL"] == "sqlite+aiosqlite:////data/main.db"
+    assert env["NATS_URL"] == "nats://nats:4222"
+    assert services["main"]["depends_on"]["nats"] == {"condition": "service_healthy"}
+    # PostgreSQL is not enabled: nobody is told to find it elsewhere.
+    assert all("DATABASE_URL" not in s.get("environment", {}) for n, s in services.items() if n != "main")
     assert env["REPORT_TOKEN_FILE"] == "/run/secrets/report_token"
 
 
@@ -92,10 +97,21 @@ def test_no_secret_is_written_into_the_compose_file(config_copy: Path) -> None:
 def test_each_service_reads_only_its_contract(config_copy: Path) -> None:
     services = _load(compose.render(config_copy))["services"]
     files = {name: {v for v in s.get("environment", {}) if v.endswith("_FILE")} for name, s in services.items()}
-    assert files["communication"] == {"REALTIME_SECRET_FILE", "PUBLISH_TOKEN_FILE", "PUBLISH_TOKEN_PREVIOUS_FILE"}
+    assert files["communication"] == {"REALTIME_SECRET_FILE", "NATS_COMMUNICATION_PASSWORD_FILE"}
     assert files["worker-echo"] == {"REPORT_TOKEN_FILE", "S3_ACCESS_KEY_FILE", "S3_SECRET_KEY_FILE"}
-    assert files["main"] >= {"API_KEYS_FILE", "REPORT_TOKEN_FILE", "PUBLISH_TOKEN_FILE", "S3_SECRET_KEY_FILE"}
-    assert "GEMINI_API_KEY" in services["worker-nanobanana2-image"]["environment"]
+    assert files["main"] >= {"API_KEYS_FILE", "REPORT_TOKEN_FILE", "NATS_MAIN_PASSWORD_FILE", "S3_SECRET_KEY_FILE"}
+    assert files["main"] >= {"CALLBACK_KEY_FILE", "CALLBACK_KEY_PREVIOUS_FILE"}
+    assert not any("CALLBACK_KEY" in v for name, f in files.items() if name != "main" for v in f)
+    # PostgreSQL is not enabled: nobody reads its password.
+    assert not any("POSTGRES_PASSWORD_FILE" in f for f in files.values())
+    # NATS reads its users (both services' passwords) from the file the secrets service writes.
+    assert services["nats"]["command"][:2] == ["-c", "/run/secrets/nats_auth"]
+    assert "NATS_AUTH" in " ".join(services["secrets"]["command"])
+    # A provider worker gets the variables its manifest declares, from the host; the production file names no
+    # simulator and allows no private fetch.
+    image = services["worker-nanobanana2-image"]["environment"]
+    assert (image["GEMINI_API_KEY"], image["GEMINI_BASE_URL"]) == ("${GEMINI_API_KEY:-}", "${GEMINI_BASE_URL:-}")
+    assert not {"PROVIDER_SIMULATOR_URL", "OUTBOUND_ALLOW_HTTP", "OUTBOUND_ALLOWED_HOSTS"} & set(image)
     for name in ("worker-echo", "worker-fangzhou-video-generation", "main", "communication"):
         assert "GEMINI_API_KEY" not in services[name]["environment"], name
     assert "ARK_API_KEY" not in services["worker-nanobanana2-image"]["environment"]
@@ -121,9 +137,13 @@ def test_the_simulator_is_only_in_the_development_override(config_copy: Path) ->
         "SIMULATOR_HOST": "0.0.0.0",
         "SIMULATOR_PORT": "8002",
     }
-    assert override["worker-nanobanana2-image"]["environment"] == {
-        "GEMINI_BASE_URL": "${GEMINI_BASE_URL-http://simulator:8002}"
-    }
+    for worker in ("worker-nanobanana2-image", "worker-fangzhou-video-generation"):
+        assert override[worker]["environment"] == {
+            "PROVIDER_SIMULATOR_URL": "http://simulator:8002",
+            "OUTBOUND_ALLOW_HTTP": "true",
+            "OUTBOUND_ALLOWED_HOSTS": "simulator:8002",
+        }
+        assert override[worker]["depends_on"] == {"simulator": {"condition": "service_healthy"}}
     assert "worker-echo" not in override
 
 

@@ -16,7 +16,7 @@ from deploy.local import LocalStack
 from services.shared.storage import ObjectStore
 from tests.stack import Api, Events, Launcher, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.every_store]
 
 NAME = "fangzhouVideoGeneration"
 FAST_POLL = {

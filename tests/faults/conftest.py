@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from deploy.local import LocalStack
-from deploy.ports import Ports
+from services.main.settings import MainSettings, database_url
 from services.main.store import TaskStore
 from services.shared.settings import Env, StorageSettings, TemporalSettings
 from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
-from tests.stack import USERS
+from tests.stack import STORES, USERS, running_stack
 
 from .harness import EventLog, Platform, Simulator, Workers, client
 
@@ -40,18 +40,26 @@ WORKER_ENV = {
 }
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every scenario runs with main on SQLite and again on PostgreSQL; those marked ``postgres_only`` (PostgreSQL's
+    own faults) on PostgreSQL alone."""
+    if "fault_store" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("postgres_only") is not None
+        metafunc.parametrize("fault_store", STORES[1:] if only else STORES, indirect=True, scope="package")
+
+
 @pytest.fixture(scope="package")
-def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def fault_store(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="package")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory, fault_store: str) -> Iterator[LocalStack]:
     environ = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
     environ.update(SIMULATOR_ENV)
     environ["API_KEYS"] = ",".join(f"{key}:{user}" for user, key in USERS.items())
-    local = LocalStack(
-        tmp_path_factory.mktemp("faults") / "state",
-        Ports.free(),
-        components=["middleware", "services"],
-        environ=environ,
-    )
-    with local:
+    with running_stack(tmp_path_factory, "faults", fault_store, environ) as local:
         yield local
 
 
@@ -66,7 +74,8 @@ async def workers(fault_stack: LocalStack) -> AsyncIterator[Workers]:
 @pytest.fixture(scope="package")
 async def platform(fault_stack: LocalStack) -> AsyncIterator[Platform]:
     env = fault_stack.service_env()
-    store = TaskStore.from_url(env["DATABASE_URL"])
+    # The store as main opens it (with its password, on PostgreSQL).
+    store = TaskStore.from_url(database_url(Env(env), MainSettings.database_url))
     apis = {user: client(fault_stack, user) for user in USERS}
     logs = {user: EventLog(api) for user, api in apis.items()}
     for log in logs.values():

@@ -24,10 +24,10 @@ def test_stop_of_a_stack_that_never_ran_stops_nothing(tmp_path: Path) -> None:
     stack = LocalStack(tmp_path / "state", Ports.free(), middleware=["temporal", "minio"], out=out)
     assert stack.stop("minio") == []
     assert "minio: not running" in out.getvalue()
-    with pytest.raises(UsageError, match="unknown component 'postgres'"):
-        stack.stop("postgres")
+    with pytest.raises(UsageError, match="unknown component 'redis'"):
+        stack.stop("redis")
     with pytest.raises(UsageError, match="unknown component"):
-        stack.start("postgres")
+        stack.start("redis")
 
 
 async def test_one_component_stops_and_starts_again_with_its_data(fault_stack: LocalStack, platform: Platform) -> None:

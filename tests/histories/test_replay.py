@@ -27,8 +27,11 @@ WORKER_ENV = {
     "REPORT_TOKEN": "report-token",
     "S3_ACCESS_KEY": "access",
     "S3_SECRET_KEY": "secret",
+    "GEMINI_API_KEY": "replay-key",
     "GEMINI_BASE_URL": "http://127.0.0.1:9",
+    "ARK_API_KEY": "replay-key",
     "ARK_BASE_URL": "http://127.0.0.1:9",
+    "EXAMPLE_API_KEY": "replay-key",
     "EXAMPLE_BASE_URL": "http://127.0.0.1:9",
 }
 

@@ -18,9 +18,9 @@ from temporalio.worker import Worker
 
 from services.async_task.launcher import WORKFLOW_RUNNER
 from services.main.app import create_app
-from services.main.settings import MainSettings
 from services.shared.discovery import Discovery, Integration
 from services.shared.manifest import Manifest
+from tests.kits.main_settings import kit_main_settings
 from tests.stack import serve, wait_for
 from tests.temporal_env import dev_server
 
@@ -43,21 +43,8 @@ async def temporal() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 async def main(temporal: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     queue = str(uuid.uuid4())
-    settings = MainSettings.from_env(
-        {
-            "TEMPORAL_ADDRESS": temporal.client.service_client.config.target_host,
-            "DEVELOPMENT_MODE": "true",
-            "S3_ACCESS_KEY": "access",
-            "S3_SECRET_KEY": "secret",
-            "REPORT_TOKEN": "report-token",
-            "PUBLISH_TOKEN": "publish-token",
-            "API_KEYS": "alice-key:alice",
-            "REALTIME_SECRET": "realtime-secret",
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/main.db",
-            "MAIN_SYNC_TIMEOUT_SECONDS": str(SYNC_TIMEOUT),
-            # Nothing listens there: main's events go nowhere, which this test does not look at.
-            "COMMUNICATION_INTERNAL_URL": "http://127.0.0.1:9",
-        }
+    settings = kit_main_settings(
+        temporal.client.service_client.config.target_host, tmp_path, MAIN_SYNC_TIMEOUT_SECONDS=str(SYNC_TIMEOUT)
     )
     manifest = Manifest(name=NAME, task_queue=queue, description="a workflow that cannot go on")
     integration = Integration("stall_app", Path(stall_app.__file__).parent, manifest, stall_app.__name__)

@@ -1,39 +1,104 @@
+"""The task store on both databases main supports: SQLite (the default) and a real PostgreSQL server. Each test
+gets an empty database, migrated as main migrates it at start-up."""
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+import msgspec
 import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 
-from services.main.store import StoreConflictError, TaskStore
+from deploy.local import LocalStack
+from services.main.migrate import MIGRATIONS
+from services.main.store import OutboxEvent, StoreConflictError, TaskRecord, TaskStore, metadata, tasks_table
 from services.shared.tasks import StoredObject, TaskError, TaskReport, TaskResult
 
+pytestmark = pytest.mark.every_store
+
 RESULT = TaskResult(objects={"text": StoredObject("tasks/x/echo.txt", "text/plain", 2)})
+BACKENDS = ("sqlite", "postgres")
+
+
+def event(record: TaskRecord, changes: dict[str, Any]) -> OutboxEvent:
+    """What the service would write: here, the version and the changed fields."""
+    body = {"task_id": record.id, "version": record.version, "changes": sorted(changes)}
+    return OutboxEvent(id=str(uuid.uuid4()), payload=msgspec.json.encode(body))
+
+
+@contextlib.asynccontextmanager
+async def empty_postgres_database(server: LocalStack) -> AsyncIterator[str]:
+    url = make_url(server.service_env()["DATABASE_URL"]).set(password=server.secrets.postgres_password)
+    name = f"test_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url.set(database=name).render_as_string(hide_password=False)
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of an empty database on the backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}"
+        return
+    async with empty_postgres_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[TaskStore]:
-    task_store = TaskStore.from_url(f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}")
-    await task_store.create_schema()
-    yield task_store
-    await task_store.close()
+async def task_store(database_url: str) -> AsyncIterator[TaskStore]:
+    store = TaskStore.from_url(database_url)
+    await store.migrate()
+    yield store
+    await store.close()
 
 
-async def new_task(store: TaskStore, key: str | None = None, digest: str = "d1") -> str:
+async def new_task(store: TaskStore, key: str | None = None, digest: str = "d1", owner: str = "alice") -> str:
     record, created = await store.create(
-        integration="echo", owner="alice", input={"message": "hi"}, idempotency_key=key, request_digest=digest
+        integration="echo",
+        owner=owner,
+        input={"message": "hi"},
+        idempotency_key=key,
+        request_digest=digest,
+        event=event,
     )
     assert created
     return record.id
 
 
-async def test_lifecycle_and_terminal_states_never_change(store: TaskStore) -> None:
-    task_id = await new_task(store)
-    outcome, record, changes = await store.apply_report(task_id, TaskReport(status="running", progress=0.1))
+async def unsent(store: TaskStore) -> list[dict[str, Any]]:
+    async with store.relay_batch(1000) as batch:
+        return [{"owner": row.owner, **msgspec.json.decode(row.payload)} for row in batch.rows]
+
+
+# -- task state ---------------------------------------------------------------------------------------------
+
+
+async def test_lifecycle_and_terminal_states_never_change(task_store: TaskStore) -> None:
+    task_id = await new_task(task_store)
+    outcome, record, changes = await task_store.apply_report(task_id, TaskReport(status="running", progress=0.1), event)
     assert outcome.applied
     assert changes == {"status": "running", "progress": 0.1}
-    outcome, record, changes = await store.apply_report(task_id, TaskReport(status="succeeded", result=RESULT))
+    outcome, record, changes = await task_store.apply_report(
+        task_id, TaskReport(status="succeeded", result=RESULT), event
+    )
     assert outcome.applied
     assert record.result == RESULT
     for late in (
@@ -41,70 +106,254 @@ async def test_lifecycle_and_terminal_states_never_change(store: TaskStore) -> N
         TaskReport(status="failed", error=TaskError("x", "y")),
         TaskReport(status="succeeded", result=TaskResult()),
     ):
-        outcome, record, changes = await store.apply_report(task_id, late)
+        outcome, record, changes = await task_store.apply_report(task_id, late, event)
         assert not outcome.applied
         assert outcome.reason == "task is already succeeded"
         assert changes == {}
     assert record.status == "succeeded"
     assert record.result == RESULT
+    stored = await task_store.get(task_id)
+    assert stored == record
 
 
-async def test_duplicate_report_is_ignored(store: TaskStore) -> None:
-    task_id = await new_task(store)
-    first, _, _ = await store.apply_report(task_id, TaskReport(status="running", provider_task_id="p1"))
-    again, _, changes = await store.apply_report(task_id, TaskReport(status="running", provider_task_id="p1"))
+async def test_duplicate_report_is_ignored(task_store: TaskStore) -> None:
+    task_id = await new_task(task_store)
+    first, _, _ = await task_store.apply_report(task_id, TaskReport(status="running", provider_task_id="p1"), event)
+    again, _, changes = await task_store.apply_report(
+        task_id, TaskReport(status="running", provider_task_id="p1"), event
+    )
     assert first.applied
     assert not again.applied
     assert again.reason == "nothing changed"
     assert changes == {}
 
 
-async def test_concurrent_terminal_reports_apply_exactly_once(store: TaskStore) -> None:
-    task_id = await new_task(store)
+async def test_concurrent_terminal_reports_apply_exactly_once_with_one_event(task_store: TaskStore) -> None:
+    task_id = await new_task(task_store)
     reports = [TaskReport(status="succeeded", result=RESULT)] * 10 + [
         TaskReport(status="failed", error=TaskError("boom", "x"))
     ] * 10
-    outcomes = await asyncio.gather(*(store.apply_report(task_id, r) for r in reports))
+    outcomes = await asyncio.gather(*(task_store.apply_report(task_id, r, event) for r in reports))
     applied = [o for o, _, _ in outcomes if o.applied]
     assert len(applied) == 1
-    final = await store.get(task_id)
+    final = await task_store.get(task_id)
     assert final is not None
     assert final.status == applied[0].status
     assert final.version == 1
+    assert [e["version"] for e in await unsent(task_store)] == [0, 1]
 
 
-async def test_idempotency_key_returns_the_same_task_and_rejects_a_different_request(store: TaskStore) -> None:
-    task_id = await new_task(store, key="k-1")
-    again, created = await store.create(
-        integration="echo", owner="alice", input={"message": "hi"}, idempotency_key="k-1", request_digest="d1"
+async def test_idempotency_key_returns_the_same_task_and_rejects_a_different_request(task_store: TaskStore) -> None:
+    task_id = await new_task(task_store, key="k-1")
+    again, created = await task_store.create(
+        integration="echo",
+        owner="alice",
+        input={"message": "hi"},
+        idempotency_key="k-1",
+        request_digest="d1",
+        event=event,
     )
     assert not created
     assert again.id == task_id
-    other_user, created = await store.create(
-        integration="echo", owner="bob", input={"message": "hi"}, idempotency_key="k-1", request_digest="d1"
+    other_user, created = await task_store.create(
+        integration="echo",
+        owner="bob",
+        input={"message": "hi"},
+        idempotency_key="k-1",
+        request_digest="d1",
+        event=event,
     )
     assert created
     assert other_user.id != task_id
     with pytest.raises(StoreConflictError, match="already used with a different request"):
-        await store.create(
-            integration="echo", owner="alice", input={"message": "x"}, idempotency_key="k-1", request_digest="d2"
+        await task_store.create(
+            integration="echo",
+            owner="alice",
+            input={"message": "x"},
+            idempotency_key="k-1",
+            request_digest="d2",
+            event=event,
         )
+    # One event per task created; the retried and the refused creates wrote none.
+    assert sorted(e["owner"] for e in await unsent(task_store)) == ["alice", "bob"]
 
 
-async def test_unknown_task_report(store: TaskStore) -> None:
+async def test_unknown_task_report(task_store: TaskStore) -> None:
     with pytest.raises(KeyError):
-        await store.apply_report("missing", TaskReport(status="running"))
+        await task_store.apply_report("missing", TaskReport(status="running"), event)
 
 
-async def test_list_filters_and_pages(store: TaskStore) -> None:
-    ids = [await new_task(store) for _ in range(5)]
-    await store.apply_report(ids[0], TaskReport(status="running"))
-    page, total = await store.list(owner="alice", integration=None, status=None, limit=2, offset=0)
+async def test_list_filters_and_pages(task_store: TaskStore) -> None:
+    ids = [await new_task(task_store) for _ in range(5)]
+    await task_store.apply_report(ids[0], TaskReport(status="running"), event)
+    page, total = await task_store.list(owner="alice", integration=None, status=None, limit=2, offset=0)
     assert total == 5
     assert len(page) == 2
-    running, total = await store.list(owner="alice", integration="echo", status="running", limit=10, offset=0)
+    running, total = await task_store.list(owner="alice", integration="echo", status="running", limit=10, offset=0)
     assert [r.id for r in running] == [ids[0]]
     assert total == 1
-    nobody, total = await store.list(owner="bob", integration=None, status=None, limit=10, offset=0)
+    nobody, total = await task_store.list(owner="bob", integration=None, status=None, limit=10, offset=0)
     assert nobody == []
     assert total == 0
+
+
+# -- the outbox -----------------------------------------------------------------------------------------------
+
+
+async def test_every_applied_change_writes_its_event_in_commit_order(task_store: TaskStore) -> None:
+    first = await new_task(task_store)
+    second = await new_task(task_store, owner="bob")
+    await task_store.apply_report(first, TaskReport(status="running", progress=0.5), event)
+    await task_store.apply_report(first, TaskReport(status="running", progress=0.5), event)  # nothing changes
+    await task_store.apply_report(second, TaskReport(status="cancelled"), event)
+    await task_store.apply_report(first, TaskReport(status="succeeded", result=RESULT), event)
+    assert [(e["task_id"], e["version"], e["changes"]) for e in await unsent(task_store)] == [
+        (first, 0, ["status"]),
+        (second, 0, ["status"]),
+        (first, 1, ["progress", "status"]),
+        (second, 1, ["status"]),
+        (first, 2, ["result", "status"]),
+    ]
+
+
+async def test_concurrent_reports_on_one_task_leave_its_events_in_version_order(task_store: TaskStore) -> None:
+    task_id = await new_task(task_store)
+    progress = [TaskReport(status="running", progress=p / 100) for p in range(1, 41)]
+    await asyncio.gather(*(task_store.apply_report(task_id, r, event) for r in progress))
+    versions = [e["version"] for e in await unsent(task_store)]
+    assert versions == sorted(versions)
+    assert versions == list(range(len(versions)))
+
+
+async def test_sent_events_are_gone_and_numbers_are_never_reused(task_store: TaskStore) -> None:
+    for _ in range(3):
+        await new_task(task_store)
+    async with task_store.relay_batch(2) as batch:
+        assert len(batch.rows) == 2
+        first = batch.rows[0].seq
+        await batch.mark_sent([first])
+    # SQLite deletes sent events in bulk, a moment later; PostgreSQL in the batch's transaction.
+    await task_store.flush_sent()
+    assert await task_store.unsent_events() == 2
+    async with task_store.relay_batch(10) as batch:
+        assert len(batch.rows) == 2
+        last = batch.rows[-1].seq
+        await batch.mark_sent([row.seq for row in batch.rows])
+    await task_store.flush_sent()
+    assert await task_store.unsent_events() == 0
+    # An empty outbox still numbers the next event after every earlier one.
+    await new_task(task_store)
+    async with task_store.relay_batch(10) as batch:
+        assert [row.seq for row in batch.rows] == [last + 1]
+    assert first < last
+
+
+async def test_deleting_a_task_writes_a_deleted_event(task_store: TaskStore) -> None:
+    task_id = await new_task(task_store)
+
+    def deleted(record: TaskRecord, changes: dict[str, Any]) -> OutboxEvent:
+        return OutboxEvent(id=str(uuid.uuid4()), payload=msgspec.json.encode({"deleted": record.id}))
+
+    await task_store.delete(task_id, deleted)
+    assert await task_store.get(task_id) is None
+    assert (await unsent(task_store))[-1] == {"owner": "alice", "deleted": task_id}
+    # Deleting what is gone writes nothing.
+    await task_store.delete(task_id, deleted)
+    assert len(await unsent(task_store)) == 2
+
+
+async def test_relays_of_several_processes_take_turns_on_postgresql(postgres_server: LocalStack) -> None:
+    """On SQLite relays may overlap instead: JetStream drops the duplicates (tests/main/test_relay.py)."""
+    async with empty_postgres_database(postgres_server) as url:
+        await relays_take_turns(url)
+
+
+async def relays_take_turns(database_url: str) -> None:
+    stores = [TaskStore.from_url(database_url) for _ in range(2)]
+    try:
+        await stores[0].migrate()
+        await new_task(stores[0])
+        await new_task(stores[0])
+        second_saw: list[int] = []
+        async with stores[0].relay_batch(10) as first:
+
+            async def other_relay() -> None:
+                async with stores[1].relay_batch(10) as second:
+                    second_saw.extend(row.seq for row in second.rows)
+
+            other = asyncio.create_task(other_relay())
+            await asyncio.sleep(0.3)
+            # The second relay waits for the first one's turn to end...
+            assert not other.done()
+            await first.mark_sent([first.rows[0].seq])
+        await asyncio.wait_for(other, 10)
+        # ...and then reads only what the first left unsent.
+        assert second_saw == [first.rows[1].seq]
+    finally:
+        for store in stores:
+            await store.close()
+
+
+# -- migrations -----------------------------------------------------------------------------------------------
+
+
+def schema_differences(connection: sa.Connection) -> list[Any]:
+    return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+
+async def test_the_migrations_build_exactly_the_schema_the_code_uses(task_store: TaskStore) -> None:
+    async with task_store.engine.connect() as conn:
+        assert await conn.run_sync(schema_differences) == []
+
+
+async def test_migrating_again_changes_nothing(task_store: TaskStore) -> None:
+    task_id = await new_task(task_store)
+    await task_store.migrate()
+    assert (await task_store.get(task_id)) is not None
+    async with task_store.engine.connect() as conn:
+        version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
+    assert version == ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+async def test_a_store_from_before_migrations_keeps_its_tasks(database_url: str) -> None:
+    """A store created by the code before migrations existed (the tasks table alone, with the callback secret it had
+    then) is adopted, not rebuilt."""
+    store = TaskStore.from_url(database_url)
+    old_table = tasks_table.to_metadata(sa.MetaData())
+    old_table.append_column(sa.Column("callback_secret", sa.String(64), nullable=True))
+    created = datetime.now(UTC)
+    row = {
+        "id": "old-task",
+        "integration": "echo",
+        "owner": "alice",
+        "status": "succeeded",
+        "input": b"{}",
+        "version": 2,
+        "callback_secret": "stored-in-the-old-days",
+        "created_at": created,
+        "updated_at": created,
+    }
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(lambda sync: old_table.create(sync))
+            await conn.execute(old_table.insert(), row)
+        await store.migrate()
+        old = await store.get("old-task")
+        assert old is not None
+        assert (old.status, old.version) == ("succeeded", 2)
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(schema_differences) == []
+    finally:
+        await store.close()
+
+
+async def test_processes_starting_at_once_migrate_once(database_url: str) -> None:
+    stores = [TaskStore.from_url(database_url) for _ in range(4)]
+    try:
+        await asyncio.gather(*(store.migrate() for store in stores))
+        await new_task(stores[0])
+        async with stores[3].engine.connect() as conn:
+            assert await conn.run_sync(schema_differences) == []
+    finally:
+        for store in stores:
+            await store.close()

@@ -1,7 +1,9 @@
 // The task console: sign in with an API key, create tasks, and follow them live.
 //
-// main is the source of truth: the list is read from GET /api/tasks each time the websocket (communication)
-// says "connected", and in between only task.updated events change it. Nothing polls.
+// main is the source of truth: the list is read from GET /api/tasks when the websocket (communication) first says
+// "connected", and in between only events change it. After a reconnect the socket resumes with since=<the last
+// event's seq> and communication replays what was missed, so the list is read again only when it says "resync"
+// (what was missed is no longer in the stream). Nothing polls.
 "use strict";
 
 (() => {
@@ -33,6 +35,8 @@
     renewTimer: null,
     heartbeat: null,
     lastMessageAt: 0,
+    // The stream sequence of the last event received (or where the stream stood at connect): resume from here.
+    lastSeq: null,
     // Creates in flight: an event for a task we do not know yet is most likely one of them.
     pendingCreates: 0,
     orphans: new Set(),
@@ -284,8 +288,20 @@
     renderTask(next);
   }
 
+  function removeTask(event) {
+    const current = state.tasks.get(event.task_id);
+    if (!current) return;
+    if (Number.isInteger(current.version) && Number.isInteger(event.version) && event.version <= current.version) return;
+    state.tasks.delete(event.task_id);
+    const card = cardFor(event.task_id);
+    if (card) card.remove();
+    showCount();
+  }
+
   function applyEvent(event) {
-    if (event.event !== "task.updated" || typeof event.task_id !== "string") return;
+    if (typeof event.task_id !== "string") return;
+    if (event.event === "task.deleted") return removeTask(event);
+    if (event.event !== "task.updated") return;
     let current = state.tasks.get(event.task_id);
     if (!current) {
       current = {
@@ -426,8 +442,9 @@
     $("reconnect-now").hidden = name !== "reconnecting";
   }
 
-  // previous: the open socket this one replaces once it is connected (token renewal); events keep coming over the
-  // previous one until then, and any delivered twice are dropped by their version.
+  // previous: the open socket this one replaces once it is connected (token renewal). The new one resumes from the
+  // last seq seen; events keep coming over the previous one until it is connected, and any delivered over both are
+  // dropped by their seq.
   async function connect(token, previous) {
     const session = state.session;
     clearTimeout(state.retryTimer);
@@ -447,9 +464,11 @@
     }
     if (session !== state.session || (previous && previous !== state.socket)) return;
     let url;
+    const resuming = state.lastSeq !== null;
     try {
       url = new URL(token.url, window.location.href);
       url.searchParams.set("token", token.token);
+      if (resuming) url.searchParams.set("since", String(state.lastSeq));
     } catch {
       return retry();
     }
@@ -472,17 +491,31 @@
           state.renewing = null;
           state.socket = socket;
           previous.close(1000, "token renewed");
-        } else {
+        }
+        // A resumed socket (a reconnect or a renewal) replays what was missed; a new one starts from the list.
+        if (!resuming) {
+          state.lastSeq = data.seq;
           resync();
         }
         setConnection("connected");
         startHeartbeat(socket);
         scheduleRenewal(socket, data.expires_at);
-      } else if (data.event === "task.updated") {
+      } else if (data.event === "resync") {
+        state.lastSeq = data.seq;
+        resync();
+      } else if (data.task_id !== undefined) {
+        // While a renewal connects, both sockets deliver, each in stream order: an event at or before the last
+        // seq seen came over the other one already.
+        if (Number.isInteger(data.seq)) {
+          if (state.lastSeq !== null && data.seq <= state.lastSeq) return;
+          state.lastSeq = data.seq;
+        }
         applyEvent(data);
       }
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (closed) => {
+      // A since communication does not accept: start afresh, from the list.
+      if (closed.code === 4400) state.lastSeq = null;
       if (socket === state.renewing) {
         state.renewing = null;
         if (state.socket) renewSoon(state.socket);
@@ -860,6 +893,7 @@
     if (socket) socket.close(1000, "signed out");
     state.tasks.clear();
     state.orphans.clear();
+    state.lastSeq = null;
     state.integrations.clear();
     $("task-forms").replaceChildren();
     state.everConnected = false;
@@ -902,6 +936,9 @@
     },
     get connection() {
       return state.connection;
+    },
+    get lastSeq() {
+      return state.lastSeq;
     },
     connectionLog: state.connectionLog,
   };
