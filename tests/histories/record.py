@@ -9,7 +9,7 @@ task is done, every run of its workflow is checked for what its path is about an
 ``<integration>/NAME/``, where they stay and keep replaying: what a change behind ``workflow.patched(NAME)`` must
 still replay (prompt/output/safe-deploys.md says when re-recording is allowed).
 
-The recording takes about a minute; it is not part of the test run.
+The recording takes about two minutes; it is not part of the test run.
 """
 
 from __future__ import annotations
