@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
+import time
 import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ from services.shared.discovery import Integration
 from services.shared.events import TaskEvent
 from services.shared.storage import ObjectStore
 from services.shared.tasks import (
+    DEFAULT_PRIORITY,
     ReportOutcome,
     TaskEnvelope,
     TaskError,
@@ -27,6 +30,7 @@ from services.shared.tasks import (
     TaskResult,
     is_terminal,
     object_key_problem,
+    temporal_priority,
     workflow_id_for,
 )
 
@@ -34,12 +38,21 @@ from .callback_tokens import callback_token
 from .errors import ApiError, not_found, temporal_unreachable
 from .kit import IntegrationApi, NewTask
 from .relay import OutboxRelay
-from .schemas import ObjectRead, OutputRead, TaskRead
+from .schemas import ActiveTasks, Limits, ObjectRead, OutputRead, RequestRate, TaskRead
 from .settings import MainSettings
 from .stalls import execution_timeout, is_stalled, last_task_failure
-from .store import OutboxEvent, StoreConflictError, TaskRecord, TaskStore
+from .store import Bucket, OutboxEvent, StoreConflictError, TaskRecord, TaskStore, TooManyActiveTasksError
 
 log = logging.getLogger("main.tasks")
+
+
+def request_digest(input_json: Any, priority: int) -> str:
+    """What an ``Idempotency-Key`` is bound to: the request and its priority. The default priority adds nothing, so
+    tasks created before priorities existed keep their digest."""
+    encoded = msgspec.json.encode(input_json, order="sorted")
+    if priority != DEFAULT_PRIORITY:
+        encoded += b"\npriority=%d" % priority
+    return hashlib.sha256(encoded).hexdigest()
 
 
 class TaskService:
@@ -63,12 +76,26 @@ class TaskService:
     # -- create ---------------------------------------------------------------------------------------
 
     async def create(
-        self, owner: str, integration: Integration, api: IntegrationApi[Any], request: Any, idempotency_key: str | None
+        self,
+        owner: str,
+        integration: Integration,
+        api: IntegrationApi[Any],
+        request: Any,
+        idempotency_key: str | None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> tuple[TaskRecord, bool]:
+        highest = self.settings.highest_priority_for(owner)
+        if priority < highest:
+            raise ApiError(
+                403,
+                "priority_not_allowed",
+                f"priority: {priority} is more urgent than you may ask for (at most {highest})",
+                details={"field": "priority", "highest": highest},
+            )
         if api.check is not None:
             api.check(request)
         input_json = msgspec.to_builtins(request)
-        digest = hashlib.sha256(msgspec.json.encode(input_json, order="sorted")).hexdigest()
+        digest = request_digest(input_json, priority)
         try:
             record, created = await self.store.create(
                 integration=integration.name,
@@ -77,19 +104,33 @@ class TaskService:
                 idempotency_key=idempotency_key,
                 request_digest=digest,
                 event=self._event,
+                max_active=self.settings.max_active_tasks_for(owner),
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
+        except TooManyActiveTasksError as exc:
+            limit = self.settings.max_active_tasks_for(owner)
+            retry_after = self.settings.active_tasks_retry_after_seconds
+            raise ApiError(
+                429,
+                "too_many_active_tasks",
+                f"you have {limit} tasks queued or running, as many as you may; create more once some have finished",
+                retryable=True,
+                details={"limit": limit, "retry_after_seconds": retry_after},
+                headers={"Retry-After": str(retry_after)},
+            ) from exc
         if not created:
             return record, False
         # The `queued` event is committed with the task, before the workflow starts: an activity's `running`
         # report, however early, commits after it and so follows it in the stream.
+        task = TaskEnvelope(record.id, priority=priority, user=owner)
         try:
             await self.temporal.start_workflow(
                 api.workflow,
-                api.build_input(NewTask(TaskEnvelope(record.id), request)),
+                api.build_input(NewTask(task, request)),
                 id=workflow_id_for(record.id),
                 task_queue=integration.task_queue,
+                priority=temporal_priority(task),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 execution_timeout=api.execution_timeout,
@@ -103,6 +144,43 @@ class TaskService:
             raise ApiError(503, "temporal_unavailable", "could not start the task; try again", True) from exc
         self.relay.wake()
         return record, True
+
+    # -- limits ---------------------------------------------------------------------------------------
+
+    @property
+    def _bucket(self) -> Bucket:
+        return Bucket(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
+
+    async def take_request(self, key_id: str) -> None:
+        """Count a create or a task action against the API key's rate limit; 429 when its bucket is empty."""
+        wait = await self.store.take_token(key_id, self._bucket, time.time())
+        if wait is None:
+            return
+        retry_after = max(1, math.ceil(wait))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests with this API key: at most {self.settings.rate_limit_per_second:g} a second "
+            f"(bursts of {self.settings.rate_limit_burst})",
+            retryable=True,
+            details={"retry_after_seconds": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    async def limits(self, owner: str, key_id: str) -> Limits:
+        bucket = self._bucket
+        return Limits(
+            active_tasks=ActiveTasks(
+                limit=self.settings.max_active_tasks_for(owner), used=await self.store.active_tasks(owner)
+            ),
+            requests=RequestRate(
+                per_second=bucket.per_second,
+                burst=bucket.burst,
+                available=await self.store.tokens(key_id, bucket, time.time()),
+            ),
+            highest_priority=self.settings.highest_priority_for(owner),
+            default_priority=DEFAULT_PRIORITY,
+        )
 
     async def callback_url(self, task_id: str) -> str | None:
         """Where the task's provider may call back, with the task's token (derived, never stored); None when its
