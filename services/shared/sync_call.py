@@ -34,16 +34,7 @@ with workflow.unsafe.imports_passed_through():
     import msgspec
 
     from .tasks import TaskEnvelope, TaskReport, TaskResult
-    from .workflow_kit import (
-        Step,
-        TaskWorkflow,
-        cancelled,
-        execute,
-        execution_timeout,
-        failed,
-        running,
-        succeeded,
-    )
+    from .workflow_kit import Step, TaskWorkflow, cancelled, execute, execution_timeout, failed, running, succeeded
 
 J = TypeVar("J")
 R = TypeVar("R")
