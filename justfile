@@ -50,3 +50,7 @@ scaffold NAME PATTERN *ARGS:
 # benchmarks: numbers and ratios side by side from one run (NAMES: default all)
 bench *NAMES:
     python -m benchmarks "$@"
+
+# re-record the workflow histories the replay test replays (ARGS: --keep NAME, <integration>/<path> ...)
+record-histories *ARGS:
+    python -m tests.histories.record "$@"

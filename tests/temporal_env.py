@@ -47,3 +47,10 @@ async def serving(
         for worker in workers:
             await running.enter_async_context(worker)
         yield
+
+
+async def dev_server() -> WorkflowEnvironment:
+    """The real Temporal dev server (the CLI's), in memory."""
+    return await WorkflowEnvironment.start_local(
+        data_converter=data_converter, dev_server_existing_path=str(BIN / "temporal"), ui=False
+    )

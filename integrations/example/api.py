@@ -10,7 +10,7 @@ from __future__ import annotations
 from services.main.kit import InputError, sync_call_api
 
 from .schemas import ExampleRequest
-from .workflows.workflows import ExampleWorkflow
+from .workflows.workflows import CALL, ExampleWorkflow
 
 
 def check(request: ExampleRequest) -> None:
@@ -20,4 +20,4 @@ def check(request: ExampleRequest) -> None:
 
 
 # The workflow's input is the task and the request; pass build_input= to make another job of the request.
-api = sync_call_api(ExampleRequest, ExampleWorkflow.run, check=check)
+api = sync_call_api(ExampleRequest, ExampleWorkflow.run, execution_timeout=CALL.execution_timeout, check=check)

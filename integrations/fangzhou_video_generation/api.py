@@ -10,7 +10,7 @@ from __future__ import annotations
 from services.main.kit import InputError, submit_poll_api
 
 from .schemas import MAX_INLINE_IMAGE_CHARS, VideoRequest, image_fields, image_problem
-from .workflows.workflows import FangzhouVideoWorkflow
+from .workflows.workflows import JOB, FangzhouVideoWorkflow
 
 
 def check(request: VideoRequest) -> None:
@@ -35,6 +35,7 @@ def check(request: VideoRequest) -> None:
 api = submit_poll_api(
     VideoRequest,
     FangzhouVideoWorkflow.run,
+    execution_timeout=JOB.execution_timeout,
     check=check,
     summary="Generate a video with Volcengine Ark (Seedance); the workflow submits, polls and stores the video.",
 )

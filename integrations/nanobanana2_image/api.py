@@ -10,7 +10,7 @@ from __future__ import annotations
 from services.main.kit import InputError, NewTask, sync_call_api
 
 from .schemas import ImageRequest, ImageTaskInput, InvalidFieldError, to_job
-from .workflows.workflows import NanoBanana2ImageWorkflow
+from .workflows.workflows import GENERATE, NanoBanana2ImageWorkflow
 
 
 def check(request: ImageRequest) -> None:
@@ -27,6 +27,7 @@ def build_input(new: NewTask[ImageRequest]) -> ImageTaskInput:
 api = sync_call_api(
     ImageRequest,
     NanoBanana2ImageWorkflow.run,
+    execution_timeout=GENERATE.execution_timeout,
     check=check,
     build_input=build_input,
     summary=(

@@ -38,6 +38,12 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 
+# A cancel reaches a running activity in the answer to its next heartbeat, which the SDK sends at most every 0.8 x
+# the activity's heartbeat timeout (48 s for a copy). Capped, a cancelled task's activity stops within seconds, and
+# so does the workflow that waits for it.
+HEARTBEAT_THROTTLE = timedelta(seconds=5)
+
+
 class LauncherError(Exception):
     pass
 
@@ -92,11 +98,12 @@ def select(discovery: Discovery, names: Sequence[str]) -> list[Integration]:
 
 
 def load_spec(integration: Integration, ctx: WorkerContext) -> WorkerSpec:
+    """The integration's ``worker_spec``, given ``ctx`` with the integration's manifest."""
     module = integration.import_worker_module()
     factory = getattr(module, "worker_spec", None)
     if not callable(factory):
         raise LauncherError(f"integration {integration.name!r}: workflows/worker.py defines no worker_spec(ctx)")
-    spec = factory(ctx)
+    spec = factory(dataclasses.replace(ctx, manifest=integration.manifest))
     if not isinstance(spec, WorkerSpec) or not spec.workflows:
         raise LauncherError(f"integration {integration.name!r}: worker_spec() must return a WorkerSpec with workflows")
     return spec
@@ -122,6 +129,7 @@ def task_queue_workers(
     options: dict[str, Any] = {
         "graceful_shutdown_timeout": shutdown_timeout,
         "max_concurrent_activities": max_concurrent_activities,
+        "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
         "identity": identity,
     }
     return [
@@ -169,7 +177,7 @@ def build_workers(
 ) -> list[Worker]:
     workers: list[Worker] = []
     for integration in integrations:
-        spec = load_spec(integration, dataclasses.replace(ctx, manifest=integration.manifest))
+        spec = load_spec(integration, ctx)
         limits = provider_limits(integration, ctx.env)
         workers += task_queue_workers(
             client,

@@ -129,10 +129,12 @@ class IntegrationApi(Generic[RequestT]):
     workflow: Callable[..., Any] | str
     # The workflow's single input for a new task.
     build_input: Callable[[NewTask[RequestT]], Any]
+    # Ends a workflow that cannot finish (its workflow tasks keep failing): its longest run and a margin, as the
+    # workflow kits compute it (``Call.execution_timeout``, ``Job.execution_timeout``).
+    execution_timeout: timedelta
     check: Callable[[RequestT], None] | None = None
     actions: Sequence[TaskAction] = field(default_factory=tuple[TaskAction, ...])
     callback: ProviderCallback | None = None
-    execution_timeout: timedelta | None = None
     summary: str = ""
 
 
@@ -140,26 +142,32 @@ def sync_call_api(
     request_type: type[RequestT],
     workflow: Callable[..., Any] | str,
     *,
+    execution_timeout: timedelta,
     check: Callable[[RequestT], None] | None = None,
     build_input: Callable[[NewTask[RequestT]], Any] | None = None,
     summary: str = "",
 ) -> IntegrationApi[RequestT]:
     """The sync-call pattern's API: create and read. The workflow's input is the task and the request, unless
-    ``build_input`` makes another job of the request."""
-    return IntegrationApi(request_type, workflow, build_input or _task_input, check, summary=summary)
+    ``build_input`` makes another job of the request. ``execution_timeout``: the workflow's
+    ``Call.execution_timeout``."""
+    return IntegrationApi(request_type, workflow, build_input or _task_input, execution_timeout, check, summary=summary)
 
 
 def submit_poll_api(
     request_type: type[RequestT],
     workflow: Callable[..., Any] | str,
     *,
+    execution_timeout: timedelta,
     check: Callable[[RequestT], None] | None = None,
     callback: ProviderCallback | None = ProviderCallback(),
     summary: str = "",
 ) -> IntegrationApi[RequestT]:
     """The submit-poll pattern's API: create and read, its refresh, and the provider's callback (``None`` for a
-    provider that cannot call back). The workflow's input is the task and the request."""
-    return IntegrationApi(request_type, workflow, _job_input, check, (REFRESH,), callback, summary=summary)
+    provider that cannot call back). The workflow's input is the task and the request. ``execution_timeout``: the
+    workflow's ``Job.execution_timeout``."""
+    return IntegrationApi(
+        request_type, workflow, _job_input, execution_timeout, check, (REFRESH,), callback, summary=summary
+    )
 
 
 def _task_input(new: NewTask[Any]) -> TaskInput[Any]:

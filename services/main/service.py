@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -40,6 +40,7 @@ from .kit import IntegrationApi, NewTask
 from .relay import OutboxRelay
 from .schemas import ActiveTasks, Limits, ObjectRead, OutputRead, RequestRate, TaskRead
 from .settings import MainSettings
+from .stalls import execution_timeout, is_stalled, last_task_failure
 from .store import Bucket, OutboxEvent, StoreConflictError, TaskRecord, TaskStore, TooManyActiveTasksError
 
 log = logging.getLogger("main.tasks")
@@ -215,6 +216,9 @@ class TaskService:
             return record
         if report is None:
             return record
+        if isinstance(report, TaskError):
+            # Said on this read, not stored: the task is where its workflow left it until that goes on or ends.
+            return msgspec.structs.replace(record, error=report)
         if report.result is not None and report.result.objects:
             try:
                 problem = await self._objects_problem(record.id, report.result)
@@ -228,7 +232,9 @@ class TaskService:
         _, current = await self.apply(record.id, report)
         return current
 
-    async def _state_from_temporal(self, record: TaskRecord) -> TaskReport | None:
+    async def _state_from_temporal(self, record: TaskRecord) -> TaskReport | TaskError | None:
+        """The task's state as its workflow has it; a TaskError when the workflow is stuck (its workflow tasks
+        keep failing, so it answers no query); None when there is no workflow."""
         handle = self.temporal.get_workflow_handle(workflow_id_for(record.id))
         try:
             description = await handle.describe()
@@ -237,6 +243,9 @@ class TaskService:
                 return None
             raise
         status = description.status
+        if status == WorkflowExecutionStatus.RUNNING and is_stalled(description):
+            reason = await last_task_failure(self.temporal, description) or "its workflow tasks keep failing"
+            return TaskError("stalled", f"stalled: {reason}")
         if status == WorkflowExecutionStatus.RUNNING:
             state: TaskReport = await handle.query("task_state", result_type=TaskReport)
             return state
@@ -246,8 +255,19 @@ class TaskService:
             return result
         if status == WorkflowExecutionStatus.CANCELED:
             return TaskReport(status="cancelled", error=TaskError("cancelled", "the task was cancelled"))
+        if status == WorkflowExecutionStatus.TIMED_OUT:
+            return TaskReport(status="failed", error=await self._timed_out(description))
         name = status.name.lower() if status is not None else "unknown"
         return TaskReport(status="failed", error=TaskError(f"workflow_{name}", f"the task's workflow {name}", True))
+
+    async def _timed_out(self, description: WorkflowExecutionDescription) -> TaskError:
+        timeout = execution_timeout(description)
+        message = "the task's workflow did not finish within its execution timeout"
+        message += f" ({timeout})" if timeout is not None else ""
+        reason = await last_task_failure(self.temporal, description)
+        if reason is not None:
+            message += f"; it was stalled: {reason}"
+        return TaskError("workflow_timed_out", message, True)
 
     async def list(
         self, owner: str, integration: str | None, status: str | None, limit: int, offset: int

@@ -18,7 +18,8 @@ final, copies the result into object storage (provider links expire), and sends 
 - A user's refresh (update ``refresh``) and a provider callback (signal ``callback``) only wake the poll loop:
   the loop is the one place that queries the provider and concludes the task, so nothing concludes twice, and
   a callback's body is never trusted.
-- Cancel: the provider's job is cancelled (a provider without a cancel endpoint keeps it: the task says so).
+- Cancel: a copy in progress is stopped first (waited for, so it stores nothing after the final report), then the
+  provider's job is cancelled (a provider without a cancel endpoint keeps it: the task says so).
 - Every ``polls_per_run`` polls the workflow continues as new, so a job of any length keeps a bounded history;
   the workflow id stays the same, so main's queries, updates and cancels reach the current run.
 - It ends only once every message handler has answered.
@@ -54,7 +55,17 @@ with workflow.unsafe.imports_passed_through():
     from .job_slots import GRANTED_SIGNAL, TaskSlot
     from .settings import Env, SettingsError
     from .tasks import StoredObject, TaskEnvelope, TaskError, TaskReport, TaskResult
-    from .workflow_kit import Step, TaskWorkflow, cancelled, execute, failed, running, start, succeeded
+    from .workflow_kit import (
+        Step,
+        TaskWorkflow,
+        cancelled,
+        execute,
+        execution_timeout,
+        failed,
+        running,
+        start,
+        succeeded,
+    )
 
 Q = TypeVar("Q")
 V = TypeVar("V")
@@ -64,6 +75,10 @@ REFRESH_UPDATE = "refresh"
 CALLBACK_SIGNAL = "callback"
 # Runs that started before job slots existed neither take nor give back one.
 JOB_SLOTS_PATCH = "job-slots"
+
+
+# The default and the longest deadline a worker may set: the workflows' execution timeout allows no more.
+DEADLINE_SECONDS = 7200.0
 
 
 # --- types stored in Temporal history: they accept unknown fields -------------------------------------------
@@ -76,17 +91,18 @@ class PollPolicy(msgspec.Struct, frozen=True):
     initial_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     backoff: Annotated[float, msgspec.Meta(ge=1)] = 1.5
     max_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = 7200.0
+    deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] = DEADLINE_SECONDS
     polls_per_run: Annotated[int, msgspec.Meta(ge=1)] = 100
 
     @classmethod
     def from_env(cls, env: Env, prefix: str) -> PollPolicy:
         """A worker's policy: ``<prefix>_POLL_INITIAL_SECONDS``, ``_POLL_BACKOFF``, ``_POLL_MAX_SECONDS``,
-        ``_DEADLINE_SECONDS`` and ``_POLLS_PER_RUN``, each defaulting to the field's default."""
+        ``_DEADLINE_SECONDS`` (at most ``DEADLINE_SECONDS``) and ``_POLLS_PER_RUN``, each defaulting to the
+        field's default."""
         defaults = cls()
         try:
             # The constructor does not check Meta constraints; convert does, naming the field.
-            return msgspec.convert(
+            policy = msgspec.convert(
                 {
                     "initial_seconds": env.get_float(f"{prefix}_POLL_INITIAL_SECONDS", defaults.initial_seconds),
                     "backoff": env.get_float(f"{prefix}_POLL_BACKOFF", defaults.backoff),
@@ -98,6 +114,12 @@ class PollPolicy(msgspec.Struct, frozen=True):
             )
         except msgspec.ValidationError as exc:
             raise SettingsError(f"{prefix}_POLL_* / {prefix}_DEADLINE_SECONDS settings: {exc}") from exc
+        if policy.deadline_seconds > DEADLINE_SECONDS:
+            raise SettingsError(
+                f"{prefix}_DEADLINE_SECONDS is {policy.deadline_seconds:g}: at most {DEADLINE_SECONDS:g} "
+                "(the workflows' execution timeout allows no more)"
+            )
+        return policy
 
 
 class PollState(msgspec.Struct, frozen=True):
@@ -265,9 +287,21 @@ class Job(Generic[V]):
                 start_to_close=self.copy_timeout,
                 heartbeat=timedelta(seconds=60),
                 retry=self.copy_retry,
+                stores_objects=True,
                 provider_call=False,
             ),
         )
+
+    @property
+    def execution_timeout(self) -> timedelta:
+        """The execution timeout of a workflow that runs this job: every submit attempt and the waits between
+        them, the longest deadline, a query in flight then, and the copy or the cancel that follows."""
+        submit, query, cancel, copy = self.steps()
+        delay, growth, cap = self.submit_backoff
+        waits = sum(min(delay * growth**n, cap) for n in range(self.submit_attempts - 1))
+        submitting = self.submit_attempts * submit.longest + timedelta(seconds=waits)
+        concluding = query.longest + max(copy.longest, cancel.longest)
+        return execution_timeout(submitting + timedelta(seconds=DEADLINE_SECONDS) + concluding)
 
     def note(self, outcome: CancelOutcome | None) -> str:
         if not self.can_cancel:

@@ -5,7 +5,8 @@ result, and returns where the result is (never its bytes). Temporal retries it w
 policy. The workflow maps the outcome: success -> ``succeeded``; a final provider answer (a code in the retry
 policy's ``non_retryable_error_types``, or a non-retryable error) -> ``failed`` at once with the provider's
 reason; retries exhausted -> ``failed``, retryable, naming the last cause; past the deadline ->
-``deadline_exceeded``; cancel -> ``cancelled``. Then it sends the one final report.
+``deadline_exceeded``; cancel -> ``cancelled``, once the activity has stopped (it could otherwise store the result
+after the final report removed the task's objects). Then it sends the one final report.
 
 An integration supplies its types, its ``Call`` and a function that turns the activity's result into the
 task's result; its workflow's ``run`` is one line:
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Generic, TypeVar
 
 from temporalio import workflow
@@ -32,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     import msgspec
 
     from .tasks import TaskEnvelope, TaskReport, TaskResult
-    from .workflow_kit import Step, TaskWorkflow, cancelled, execute, failed, running, succeeded
+    from .workflow_kit import Step, TaskWorkflow, cancelled, execute, execution_timeout, failed, running, succeeded
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -71,6 +73,11 @@ class Call:
     def final_errors(self) -> tuple[str, ...]:
         return tuple(self.step.retry.non_retryable_error_types or ())
 
+    @property
+    def execution_timeout(self) -> timedelta:
+        """The execution timeout of a workflow that makes this call."""
+        return execution_timeout(self.step.longest)
+
 
 class SyncCallWorkflow(TaskWorkflow):
     async def call(
@@ -78,7 +85,8 @@ class SyncCallWorkflow(TaskWorkflow):
     ) -> TaskReport:
         self._state = running()
         try:
-            done = await execute(call.step, CallInput(input.task, input.job), result_type)
+            step = replace(call.step, stores_objects=True)
+            done = await execute(step, CallInput(input.task, input.job), result_type)
         except ActivityError as err:
             outcome = cancelled() if is_cancelled_exception(err) else failure(err, call)
         except asyncio.CancelledError:

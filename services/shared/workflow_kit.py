@@ -15,12 +15,17 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from .reporting import REPORT_ACTIVITY, ReportInput
     from .tasks import ReportOutcome, TaskEnvelope, TaskError, TaskReport, TaskResult, is_terminal
 
 R = TypeVar("R")
+
+# A cancel waits until an activity that stores objects has stopped (``Step.stores_objects``). Before this patch it
+# did not: the final report removed the task's objects while such an activity could still store one.
+CANCEL_WAITS = "cancel-waits"
 
 
 def provider_queue(task_queue: str) -> str:
@@ -43,6 +48,23 @@ class Step:
     # The activity calls the provider's API, so it runs on the provider queue and each attempt counts against
     # the provider's rate. Only the kits' own steps (reports, slots, copies from a provider's media links) do not.
     provider_call: bool = True
+    # The activity stores objects: a cancel waits until it has stopped, so that it cannot store one after the
+    # task's final report has removed them.
+    stores_objects: bool = False
+
+    @property
+    def longest(self) -> timedelta:
+        """The most all attempts together can take: ``schedule_to_close``, else every attempt's
+        ``start_to_close`` and the retry delays between them. A step must be bounded one way or the other."""
+        if self.schedule_to_close is not None:
+            return self.schedule_to_close
+        attempts = self.retry.maximum_attempts
+        if attempts < 1:
+            raise ValueError(f"step {self.activity}: unlimited attempts need a schedule_to_close")
+        first = self.retry.initial_interval
+        cap = self.retry.maximum_interval or 100 * first
+        waits = (min(first * self.retry.backoff_coefficient**n, cap) for n in range(attempts - 1))
+        return attempts * self.start_to_close + sum(waits, timedelta())
 
 
 def start(step: Step, input: Any, result_type: type[R]) -> workflow.ActivityHandle[R]:
@@ -56,10 +78,18 @@ def start(step: Step, input: Any, result_type: type[R]) -> workflow.ActivityHand
         heartbeat_timeout=step.heartbeat,
         schedule_to_close_timeout=step.schedule_to_close,
         retry_policy=step.retry,
+        cancellation_type=_cancellation(step),
         # The task's priority and its user's fairness key, which main started the workflow with (continued runs
         # keep them): the queue orders backlogged activities by them.
         priority=info.priority,
     )
+
+
+def _cancellation(step: Step) -> ActivityCancellationType:
+    # Runs that scheduled the step before the patch went on at once after the cancel: they replay that way.
+    if step.stores_objects and workflow.patched(CANCEL_WAITS):
+        return ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+    return ActivityCancellationType.TRY_CANCEL
 
 
 async def execute(step: Step, input: Any, result_type: type[R]) -> R:
@@ -75,6 +105,16 @@ REPORT = Step(
     schedule_to_close=timedelta(minutes=30),
     provider_call=False,
 )
+
+
+# Beyond a workflow's own longest run: room for workers that restart or are briefly short.
+EXECUTION_MARGIN = timedelta(minutes=15)
+
+
+def execution_timeout(longest: timedelta) -> timedelta:
+    """The execution timeout of a workflow whose work (its final report aside) takes at most ``longest``: a
+    workflow stuck on failing workflow tasks (a bug, a non-deterministic change) ends by then."""
+    return longest + REPORT.longest + EXECUTION_MARGIN
 
 
 async def report(task_id: str, state: TaskReport) -> ReportOutcome | None:

@@ -20,7 +20,6 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from services.main.app import create_app
-from services.main.settings import MainSettings
 from services.shared.discovery import Discovery, Integration
 from services.shared.manifest import Manifest
 from services.shared.outbound import Outbound
@@ -29,6 +28,7 @@ from services.shared.storage import ObjectStore
 from services.shared.submit_poll import CALLBACK_SIGNAL, PollPolicy
 from services.shared.tasks import workflow_id_for
 from tests.fakes import MemoryStore, Reports
+from tests.kits.main_settings import CALLBACK_KEY, kit_main_settings
 from tests.stack import serve, signals_heard, wait_for
 from tests.temporal_env import serving
 
@@ -41,9 +41,6 @@ NAME = "kit-poll"
 ALICE = {"Authorization": "Bearer alice-key"}
 # Polls an hour apart: within a test only a refresh or a callback makes the workflow look.
 SLOW = PollPolicy(initial_seconds=3600, backoff=1, max_seconds=3600, deadline_seconds=86400)
-
-
-CALLBACK_KEY = "callback-key-of-this-test"
 
 
 @dataclass
@@ -99,23 +96,7 @@ class MainObjects(ObjectStore):
 @pytest.fixture
 async def stack(env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
     queue = str(uuid.uuid4())
-    settings = MainSettings.from_env(
-        {
-            "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-            "DEVELOPMENT_MODE": "true",
-            "S3_ACCESS_KEY": "access",
-            "S3_SECRET_KEY": "secret",
-            "REPORT_TOKEN": "report-token",
-            "NATS_MAIN_PASSWORD": "nats-password",
-            "CALLBACK_KEY": CALLBACK_KEY,
-            "API_KEYS": "alice-key:alice,bob-key:bob",
-            "REALTIME_SECRET": "realtime-secret",
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/main.db",
-            "MAIN_PUBLIC_URL": "http://main.test",
-            # Nothing listens there: main's events stay in its outbox, which these tests do not look at.
-            "NATS_URL": "nats://127.0.0.1:9",
-        }
-    )
+    settings = kit_main_settings(env.client.service_client.config.target_host, tmp_path)
     manifest = Manifest(name=NAME, task_queue=queue, description="the kit's submit-poll test integration")
     integration = Integration("poll_app", Path(poll_app.__file__).parent, manifest, poll_app.__name__)
     provider = Provider()

@@ -371,6 +371,20 @@ async def test_media_is_real_and_expires(clocked: Client, clock: FakeClock) -> N
     assert (await clocked.get("/_media/cgt-unknown.mp4")).status_code == 404
 
 
+async def test_request_faults_on_media(clocked: Client, clock: FakeClock) -> None:
+    task_id = await create(clocked, "a slow download --dur 2")
+    other = await create(clocked, "a quick download --dur 2")
+    clock.advance(5)
+    fault = {"provider": "ark", "kind": "503", "route": "media", "match": "slow download", "count": 2}
+    assert (await clocked.post("/_sim/faults", json=fault)).status_code == 200
+    assert (await clocked.get(f"/_media/{other}.mp4")).status_code == 200  # another task's prompt
+    for _ in range(2):
+        ark_error(await clocked.get(f"/_media/{task_id}.mp4"), 503, "ServiceUnavailable", "ServiceUnavailable")
+    assert (await clocked.get(f"/_media/{task_id}.mp4")).status_code == 200
+    stats = (await clocked.get("/_sim/stats")).json()
+    assert stats["responses"]["ark"]["media"] == {"200": 2, "503": 2}
+
+
 async def test_no_last_frame_unless_asked(clocked: Client, clock: FakeClock) -> None:
     task_id = await create(clocked, "no frame please")
     clock.advance(1)

@@ -11,7 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from services.shared.tasks import StoredObject, TaskReport, TaskResult
     from services.shared.workflow_kit import Step
 
-    from ..schemas import PROCESS_ACTIVITY, EchoInput, EchoRequest
+    from ..schemas import MAX_DELAY_SECONDS, PROCESS_ACTIVITY, EchoInput, EchoRequest
 
 PROCESS = Call(
     Step(
@@ -24,6 +24,17 @@ PROCESS = Call(
 )
 
 
+def with_delay(seconds: float) -> Call:
+    """The call of a request that asks for ``seconds`` of work: every attempt gets them on top of its minute."""
+    return replace(
+        PROCESS, step=replace(PROCESS.step, start_to_close=PROCESS.step.start_to_close + timedelta(seconds=seconds))
+    )
+
+
+# The call of the longest request: what the execution timeout allows for.
+SLOWEST = with_delay(MAX_DELAY_SECONDS)
+
+
 def result(request: EchoRequest, stored: StoredObject) -> TaskResult:
     return TaskResult(objects={"text": stored}, data={"length": len(request.message)})
 
@@ -32,7 +43,4 @@ def result(request: EchoRequest, stored: StoredObject) -> TaskResult:
 class EchoWorkflow(SyncCallWorkflow):
     @workflow.run
     async def run(self, input: EchoInput) -> TaskReport:
-        # The activity works for the requested delay, on top of the minute every attempt gets.
-        limit = PROCESS.step.start_to_close + timedelta(seconds=input.job.delay_seconds)
-        call = replace(PROCESS, step=replace(PROCESS.step, start_to_close=limit))
-        return await self.call(input, call, StoredObject, result)
+        return await self.call(input, with_delay(input.job.delay_seconds), StoredObject, result)

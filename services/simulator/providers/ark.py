@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 AnyRequest = Request[Any, Any, Any]
 TASKS_PATH = "/api/v3/contents/generations/tasks"
-ROUTES = frozenset({"create_task", "get_task", "list_tasks", "delete_task"})
+# "media": the downloads behind a succeeded task's video and last-frame links.
+ROUTES = frozenset({"create_task", "get_task", "list_tasks", "delete_task", "media"})
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "expired"})
 RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9")
@@ -314,8 +315,8 @@ class Ark(StandIn):
             operation_id="ArkMedia",
             description="Video ({id}.mp4) or last frame ({id}-last.png) of a succeeded task, until the link expires.",
         )
-        async def media(name: FromPath[str]) -> Response[bytes]:
-            return await self._media_response(name)
+        async def media(name: FromPath[str], request: AnyRequest) -> Response[bytes]:
+            return await self._media_response(name, request)
 
         return [create_task, list_tasks, get_task, delete_task, media]
 
@@ -427,9 +428,15 @@ class Ark(StandIn):
 
     # --- media -----------------------------------------------------------------------------------------------
 
-    async def _media_response(self, name: str) -> Response[bytes]:
+    async def _media_response(self, name: str, request: AnyRequest) -> Response[bytes]:
         stats = self.shared.stats
         stats.request(self.name, "media", self.shared.clock())
+        task = self._tasks.get(_media_name(name)[0] or "")
+        decision = self.shared.faults.decide(self.name, "media", task.request.prompt if task else None)
+        if decision.fault is not None:
+            response = await self.fault_response(decision.fault, await self.shared.incoming(request))
+            stats.response(self.name, "media", response.status_code or 200)
+            return response
         try:
             media = await self.media(name)
         except ControlError as error:

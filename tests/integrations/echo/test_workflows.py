@@ -40,7 +40,8 @@ class Recorder(Reports):
             self.attempts += 1
             self.started.set()
             if self.release is not None:
-                await self.release.wait()
+                # Heartbeating, as the real activity does: a cancel reaches it, and the workflow waits for that.
+                await self.kit().heartbeating(self.release.wait())
             if self.attempts <= self.fail_attempts:
                 raise RuntimeError("provider hiccup")
             return StoredObject(f"tasks/{input.task.id}/echo.txt", "text/plain", len(input.job.message))

@@ -75,7 +75,8 @@ class Recorder(Reports):
         self.inputs.append(input)
         self.started.set()
         if self.release is not None:
-            await self.release.wait()
+            # Heartbeating, as the real activity does: a cancel reaches it, and the workflow waits for that.
+            await self.kit().heartbeating(self.release.wait())
         if self.always is not None:
             raise self.always()
         if self.attempts <= len(self.failures):

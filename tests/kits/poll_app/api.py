@@ -10,7 +10,7 @@ import msgspec
 from services.main.kit import ProviderCallback, submit_poll_api
 
 from .schemas import Request
-from .workflows import KitPollWorkflow
+from .workflows import JOB, KitPollWorkflow
 
 
 class _Challenge(msgspec.Struct):
@@ -26,4 +26,9 @@ def challenge(body: bytes) -> dict[str, Any] | None:
     return {"challenge": said} if said is not None else None
 
 
-api = submit_poll_api(Request, KitPollWorkflow.run, callback=ProviderCallback(challenge=challenge))
+api = submit_poll_api(
+    Request,
+    KitPollWorkflow.run,
+    execution_timeout=JOB.execution_timeout,
+    callback=ProviderCallback(challenge=challenge),
+)
