@@ -116,11 +116,12 @@ class TaskService:
         self.relay.wake()
         return record, True
 
-    async def start(self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any) -> None:
+    async def start(self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any) -> bool:
         """Start the task's workflow: up to MAIN_START_ATTEMPTS attempts of at most MAIN_START_TIMEOUT_SECONDS each.
         The workflow id is the task's, and its policies make a repeated start harmless: a running workflow is
-        returned as it is (USE_EXISTING), a closed one is never run again (REJECT_DUPLICATE: raises
-        ``WorkflowAlreadyStartedError``, not retried). Raises ``StartFailedError`` when every attempt failed."""
+        returned as it is (USE_EXISTING), a closed one is never run again (REJECT_DUPLICATE). False when the
+        workflow had already run and closed (started by an earlier attempt or call). Raises ``StartFailedError``
+        when every attempt failed."""
         attempts = self.settings.start_attempts
         reached = False
         for attempt in range(1, attempts + 1):
@@ -139,9 +140,9 @@ class TaskService:
                         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                         execution_timeout=api.execution_timeout,
                     )
-                return
+                return True
             except WorkflowAlreadyStartedError:
-                raise
+                return False
             except Exception as exc:
                 # Only a client that never connected is sure its request went nowhere.
                 reached = reached or not temporal_unreachable(exc)
@@ -149,6 +150,7 @@ class TaskService:
                     raise StartFailedError(exc, reached) from exc
                 log.info("start of task %s's workflow, attempt %d of %d: %r", record.id, attempt, attempts, exc)
                 await asyncio.sleep(min(START_BACKOFF_SECONDS * 2 ** (attempt - 1), 2.0))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def start_stored(self, record: TaskRecord) -> TaskRecord:
         """Start the workflow of a task that is queued in the store (the reconciler's way): its request is read back
@@ -159,23 +161,18 @@ class TaskService:
             return record
         integration, api = mounted
         request = msgspec.json.decode(msgspec.json.encode(record.input), type=api.request_type)
-        try:
-            await self.start(record, integration, api, request)
-        except WorkflowAlreadyStartedError:
-            # Its workflow ran and closed while the task stayed queued (reports lost): take its outcome.
-            return await self.sync(record)
-        return record
+        # A workflow that ran and closed while the task stayed queued (its reports lost): take its outcome.
+        return record if await self.start(record, integration, api, request) else await self.sync(record)
 
     async def _start_again(
         self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any
     ) -> TaskRecord:
         try:
-            await self.start(record, integration, api, request)
-        except WorkflowAlreadyStartedError:
-            return await self.sync(record)
+            started = await self.start(record, integration, api, request)
         except StartFailedError as exc:
             log.warning("workflow of task %s still not started; left to the reconciler: %r", record.id, exc)
-        return record
+            return record
+        return record if started else await self.sync(record)
 
     def _callback_url(self, integration: Integration, record: TaskRecord) -> str | None:
         if record.callback_secret is None:
