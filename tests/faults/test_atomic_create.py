@@ -1,6 +1,6 @@
 """Create is atomic from the user's side, and the reconciler finishes what a crash or an operator left: main SIGKILLed
 between a task's insert and its workflow start; a start that timed out after Temporal accepted it; a running image
-workflow terminated from the Temporal CLI."""
+workflow terminated from the Temporal CLI; a running workflow whose task row is gone."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from deploy.local import LocalStack
+from services.main.store import tasks_table
 from services.shared.tasks import objects_prefix, workflow_id_for
 from tests.stack import wait_for
 
@@ -112,3 +114,26 @@ async def test_an_image_workflow_terminated_from_the_cli_ends_its_task_and_loses
     expected = ("workflow_terminated", f"the task's workflow terminated: {reason}")
     assert (record.error.code, record.error.message) == expected
     await scenario.check([task])
+
+
+async def test_a_workflow_whose_task_row_is_gone_is_terminated_and_its_objects_removed(scenario: Platform) -> None:
+    [task] = await scenario.create([echo("alice", "its row goes missing", delay_seconds=120)])
+    await scenario.apis["alice"].wait_status(task.id, {"running"})
+    stray = f"{objects_prefix(task.id)}partial.txt"
+    await scenario.objects.put_bytes(stray, b"half", "text/plain")
+    # The row is lost (a store restored from an older backup, say), with no event.
+    async with scenario.store.engine.begin() as conn:
+        await conn.execute(tasks_table.delete().where(tasks_table.c.id == task.id))
+    del scenario.created[task.id]
+    handle = scenario.temporal.get_workflow_handle(workflow_id_for(task.id))
+
+    async def terminated() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.TERMINATED
+
+    await wait_for(terminated, 30, "the reconciler to terminate the workflow", interval=0.2)
+
+    async def removed() -> bool:
+        return not await scenario.objects.list_keys(objects_prefix(task.id))
+
+    await wait_for(removed, 30, "the reconciler to remove the task's objects", interval=0.2)
+    assert await workflow_runs(scenario, task.id) == 1
