@@ -18,8 +18,9 @@ import httpx
 from temporalio.client import Client
 
 from integrations.nanobanana2_image.schemas import ImageJob
-from integrations.nanobanana2_image.workflows.provider import SIMULATOR_API_KEY, GeminiClient, GeminiSettings
+from integrations.nanobanana2_image.workflows.provider import GeminiClient, GeminiSettings
 from services.shared.http_link import HttpLink
+from services.shared.settings import ProviderEndpoint, simulator_api_key
 
 from .harness import (
     BENCH_KEY,
@@ -182,7 +183,7 @@ async def through_sdk(bench: Bench, count: int) -> AsyncRun:
 
 async def direct(bench: Bench, count: int) -> tuple[float, float, ProviderLoad]:
     """(seconds until all answered, connection-seconds held, calls in flight at the provider)."""
-    settings = GeminiSettings(base_url=bench.stack.simulator_url, api_key=SIMULATOR_API_KEY)
+    settings = GeminiSettings(ProviderEndpoint(bench.stack.simulator_url, simulator_api_key("gemini")))
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     async with httpx.AsyncClient(limits=limits) as http:
         gemini = GeminiClient(http, settings)

@@ -1,7 +1,7 @@
 """What the hand-written baselines (``sdk_*.py``: one Temporal workflow and activity; ``celery_app.py``: one
 Celery task) share, written the way a team without the platform would: the provider's documented HTTP call with
 a plain JSON body, the image taken from the answer, one object stored in the S3 server with the ``minio`` client.
-Settings come from the environment the benchmark's stack gives every process (``GEMINI_BASE_URL`` points at the
+Settings come from the environment the benchmark's stack gives every process (``PROVIDER_SIMULATOR_URL`` is the
 simulator). Not imported by workflow code."""
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        base = os.environ["GEMINI_BASE_URL"].rstrip("/")
+        base = os.environ["PROVIDER_SIMULATOR_URL"].rstrip("/")
         return cls(
             generate_url=f"{base}/v1beta/models/{MODEL}:generateContent",
-            api_key=os.environ.get("GEMINI_API_KEY") or SIMULATOR_KEY,
+            api_key=SIMULATOR_KEY,
             s3_endpoint=os.environ["S3_ENDPOINT"],
             s3_access_key=os.environ["S3_ACCESS_KEY"],
             s3_secret_key=os.environ["S3_SECRET_KEY"],

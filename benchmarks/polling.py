@@ -135,9 +135,7 @@ async def modelled_job(env: WorkflowEnvironment, minutes: int, callbacks: bool) 
     ):
         handle = await env.client.start_workflow(
             FangzhouVideoWorkflow.run,
-            VideoInput(
-                TaskEnvelope("bench"), VideoRequest(prompt="a paper boat"), callback_url="https://main.example/cb"
-            ),
+            VideoInput(TaskEnvelope("bench"), VideoRequest(prompt="a paper boat")),
             id=f"bench-polling-{uuid.uuid4()}",
             task_queue=queue,
             execution_timeout=timedelta(days=3),

@@ -14,7 +14,13 @@ import yaml
 from . import catalog, config
 from .errors import DeployError
 from .paths import COMPOSE_FILE, CONFIG_FILE
-from .services import PROVIDERS, compose_app_services, compose_dev_services, discover_integrations, worker_name
+from .services import (
+    compose_app_services,
+    compose_dev_services,
+    discover_integrations,
+    provider_variables,
+    worker_name,
+)
 from .spec import ComposeContext, ComposeService
 
 PROJECT_NAME = "async-task-platform"
@@ -74,7 +80,7 @@ def build_dev(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {"services": compose_dev_services(_context(environ))}
 
 
-def _header(document: Mapping[str, Any], blacklist: str) -> str:
+def _header(document: Mapping[str, Any], ctx: ComposeContext) -> str:
     images = sorted(
         {m.group(1) for svc in document["services"].values() for m in re.finditer(r"\$\{(\w+):-", svc["image"])}
     )
@@ -86,7 +92,8 @@ def _header(document: Mapping[str, Any], blacklist: str) -> str:
             for m in re.finditer(r"\$\{(\w+_HOST_PORT):-", port)
         }
     )
-    keys = sorted(key for key, _ in PROVIDERS.values())
+    keys = sorted({provider_variables(i)[0] for i in ctx.integrations if provider_variables(i)})
+    blacklist = ",".join(ctx.blacklist)
     lines = [
         "# GENERATED FILE - do not edit. Regenerate with `deploy-tool render` (CI runs `deploy-tool render --check`).",
         "# Sources: deploy/middleware.json (enabled middleware), deploy/catalog.py, deploy/services.py and the",
@@ -116,8 +123,7 @@ def _dump(document: Mapping[str, Any]) -> str:
 
 def render(config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None) -> str:
     document = build(config_path, environ)
-    _, blacklist = discover_integrations(environ)
-    return _header(document, ",".join(blacklist)) + "\n" + _dump(document)
+    return _header(document, _context(environ)) + "\n" + _dump(document)
 
 
 def render_dev(environ: Mapping[str, str] | None = None) -> str:
@@ -125,7 +131,8 @@ def render_dev(environ: Mapping[str, str] | None = None) -> str:
         "# GENERATED FILE - do not edit. Regenerate with `deploy-tool render`.\n"
         "# The development override of compose.yaml, which `deploy-tool up` (./dev up) uses:\n"
         f"#   docker compose -f compose.yaml -f {DEV_FILE_NAME} up -d\n"
-        "# It adds the provider simulator and points each provider worker without a key at it.\n"
+        "# It adds the provider simulator, tells each provider worker where it is (used when no key is set) and lets\n"
+        "# the worker fetch the simulator's media links.\n"
     )
     return header + "\n" + _dump(build_dev(environ))
 

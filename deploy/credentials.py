@@ -39,11 +39,13 @@ GENERATORS: dict[str, Callable[[], str]] = {
     **{name: lambda: secrets.token_urlsafe(32) for name in PASSWORDS},
     # main -> PostgreSQL (the scale shape's task store)
     "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(32),
+    # main's own: the key of the tokens in providers' callback URLs
+    "CALLBACK_KEY": lambda: secrets.token_urlsafe(32),
     "S3_ACCESS_KEY": lambda: "platform-" + secrets.token_hex(8),
     "S3_SECRET_KEY": lambda: secrets.token_urlsafe(32),
 }
 # Credentials whose receiver accepts a previous value while it is rotated.
-ROTATABLE = ("REPORT_TOKEN",)
+ROTATABLE = ("REPORT_TOKEN", "CALLBACK_KEY")
 # Credentials whose receiver takes one value: rotated by replacing it and restarting the receiver with its senders
 # (NATS with main and communication; events wait in main's outbox meanwhile and clients resume with since).
 REPLACEABLE = PASSWORDS

@@ -18,7 +18,7 @@ from . import compose, paths
 from .errors import DeployError
 from .local import STACK_FILE, ComponentStatus
 from .ports import Ports
-from .services import PROVIDERS, SECRETS_SERVICE
+from .services import SECRETS_SERVICE
 from .spec import Kind
 
 API_KEY_COMMAND = ("python", "-m", "deploy.credentials", "api-key")
@@ -200,10 +200,6 @@ class DockerStack:
         """Environment for compose: the local image names from .deploy/images.env (unless set already) and host
         port overrides. Secrets are not in it: the stack's `secrets` service generates them in a volume."""
         env = with_local_images(self.compose_file, self.environ)
-        for key, base_url in PROVIDERS.values():
-            if env.get(key) and base_url not in env:
-                # An empty base URL tells the integration to use the provider's own endpoint.
-                env[base_url] = ""
         # The URLs handed to clients (presigned downloads, the websocket) follow these in compose.yaml.
         for name, port in self.port_overrides.items():
             if name in HOST_PORT_VARIABLES:

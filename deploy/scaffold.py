@@ -66,6 +66,11 @@ class Names:
         """Prefix of the worker's provider settings: ``acme_image`` -> ``ACME_IMAGE`` (``ACME_IMAGE_BASE_URL``)."""
         return self.folder.upper()
 
+    def provider(self) -> dict[str, str]:
+        """The manifest's provider section: its variables. The provider's own ``base_url`` (and a ``simulator``
+        stand-in, if one is written) are added when the real provider replaces the placeholder."""
+        return {"api_key_env": f"{self.env_prefix}_API_KEY", "base_url_env": f"{self.env_prefix}_BASE_URL"}
+
     def replace(self, text: str) -> str:
         # One pass, so a value that happens to contain a placeholder (a queue named NEW_ENV) stays as given.
         values = {
@@ -131,6 +136,7 @@ def render(names: Names) -> dict[Path, str]:
         "task_queue": names.queue,
         "description": names.description,
         "pattern": names.pattern,
+        "provider": names.provider(),
     }
     files[Path("integrations", names.folder, "manifest.json")] = (
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"

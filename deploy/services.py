@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from services.shared.discovery import Discovery, DiscoveryError, Integration, discover, parse_blacklist
 from services.shared.event_stream import PUBLISHER, READER
 from services.shared.manifest import slug
-from services.shared.settings import DEVELOPMENT_MODE, Env, TemporalSettings, password_variable
+from services.shared.settings import DEVELOPMENT_MODE, PROVIDER_SIMULATOR_URL, Env, TemporalSettings, password_variable
 
 from .catalog import APP_IMAGE, APP_UID, CATALOG, Middleware, healthcheck, published, secrets_volume
 from .credentials import COMPOSE_STORE, SERVICE_SECRETS, secret_file
@@ -21,11 +21,10 @@ from .probe import http_health, task_queue_pollers
 from .spec import ComposeContext, ComposeService, Health, LocalContext, ProcessSpec, Secrets
 
 APP_BUILD = {"context": ".", "dockerfile": "docker/app.Dockerfile"}
-# Each provider integration's credential and base URL (unset: the provider's own endpoint).
-PROVIDERS: dict[str, tuple[str, str]] = {
-    "nanobanana2-image": ("GEMINI_API_KEY", "GEMINI_BASE_URL"),
-    "fangzhouVideoGeneration": ("ARK_API_KEY", "ARK_BASE_URL"),
-}
+# What a worker whose provider has a simulator stand-in also reads: the simulator's URL (explicitly given, it
+# replaces a missing key) and the outbound rules that let it fetch the simulator's media links. Set by the local
+# stack and the development override only; production compose leaves them unset (no simulator, nothing private).
+SIMULATED_PROVIDER = (PROVIDER_SIMULATOR_URL, "OUTBOUND_ALLOW_HTTP", "OUTBOUND_ALLOWED_HOSTS")
 TEMPORAL_CLIENT = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")
 S3_CLIENT = ("S3_ENDPOINT", "S3_BUCKET", "S3_SECURE")
 S3_KEYS = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
@@ -116,6 +115,8 @@ APP_SERVICES = (
                 "REPORT_TOKEN_PREVIOUS",
                 password_variable(PUBLISHER),
                 "POSTGRES_PASSWORD",
+                "CALLBACK_KEY",
+                "CALLBACK_KEY_PREVIOUS",
                 *S3_KEYS,
             ),
         ),
@@ -130,10 +131,26 @@ def worker_name(integration: Integration) -> str:
     return f"worker-{slug(integration.name)}"
 
 
+def provider_variables(integration: Integration) -> tuple[str, ...]:
+    """The variables of the integration's provider, as its manifest declares them: key and base URL."""
+    provider = integration.manifest.provider
+    return () if provider is None else (provider.api_key_env, provider.base_url_env)
+
+
 def worker_contract(integration: Integration) -> Contract:
     """A worker reads Temporal, object storage, main's internal address and its own provider's settings only."""
-    provider = PROVIDERS.get(integration.name, ())
-    return Contract((*TEMPORAL_CLIENT, *S3_CLIENT, "MAIN_INTERNAL_URL", *provider), ("REPORT_TOKEN", *S3_KEYS))
+    platform = Contract((*TEMPORAL_CLIENT, *S3_CLIENT, "MAIN_INTERNAL_URL"), ("REPORT_TOKEN", *S3_KEYS))
+    provider = provider_variables(integration)
+    taken = sorted(set(provider) & {*platform.settings, *platform.secrets, *SIMULATED_PROVIDER})
+    if taken:
+        raise DeployError(f"integration {integration.name}: its provider variables {taken} are the platform's own")
+    simulated = SIMULATED_PROVIDER if _simulator(integration) is not None else ()
+    return Contract((*platform.settings, *provider, *simulated), platform.secrets)
+
+
+def _simulator(integration: Integration) -> str | None:
+    provider = integration.manifest.provider
+    return None if provider is None else provider.simulator
 
 
 def worker_built() -> bool:
@@ -152,13 +169,14 @@ def discover_integrations(environ: Mapping[str, str] | None = None) -> tuple[Dis
 # --- local mode ----------------------------------------------------------------------------------------------
 
 
-def _local_values(ctx: LocalContext, middleware: Sequence[Middleware]) -> dict[str, str]:
+def _local_values(
+    ctx: LocalContext, middleware: Sequence[Middleware], integrations: Sequence[Integration]
+) -> dict[str, str]:
     """The value of every setting our local processes read, secrets included."""
     # SQLite unless a middleware (PostgreSQL) gives main another store.
     values: dict[str, str] = {"DATABASE_URL": f"sqlite+aiosqlite:///{ctx.state_dir / 'main.db'}"}
     for m in middleware:
         values.update(m.local_app_env(ctx))
-    simulator_url = ctx.url(ctx.ports.simulator)
     values.update(
         {
             "MAIN_INTERNAL_URL": ctx.url(ctx.ports.main_internal),
@@ -176,14 +194,14 @@ def _local_values(ctx: LocalContext, middleware: Sequence[Middleware]) -> dict[s
     for name in ("INTEGRATIONS_BLACKLIST", "MAIN_WORKERS"):
         if ctx.environ.get(name):
             values[name] = ctx.environ[name]
-    for key, base_url in PROVIDERS.values():
-        if ctx.environ.get(key):
-            values[key] = ctx.environ[key]
-            if ctx.environ.get(base_url):
-                values[base_url] = ctx.environ[base_url]
-        else:
-            # Without a key the integration talks to the simulator.
-            values[base_url] = simulator_url
+    # A provider key given by the caller is used (with its base URL, when given); without one, the simulator stands in.
+    for name in {n for i in integrations for n in provider_variables(i)}:
+        if ctx.environ.get(name):
+            values[name] = ctx.environ[name]
+    values[PROVIDER_SIMULATOR_URL] = ctx.url(ctx.ports.simulator)
+    # The simulator's media links are plain http on this host.
+    values["OUTBOUND_ALLOW_HTTP"] = "true"
+    values["OUTBOUND_ALLOWED_HOSTS"] = f"{ctx.host}:{ctx.ports.simulator}"
     # Keys given by the caller (e.g. tests with several users) are served next to the dev key.
     secrets = Secrets(ctx.secrets.values, ctx.environ.get("API_KEYS", ""))
     # A middleware that is not used (PostgreSQL in the single shape) gives its secrets to nobody.
@@ -209,12 +227,8 @@ def local_env(contract: Contract, values: Mapping[str, str]) -> dict[str, str]:
 def local_environment(ctx: LocalContext, middleware: Sequence[Middleware]) -> dict[str, str]:
     """The caller's environment plus every setting of every one of our services: what tests start extra service
     processes with (includes secrets: do not log it)."""
-    values = _local_values(ctx, middleware)
-    env = dict(ctx.environ)
-    for key, _ in PROVIDERS.values():
-        if key not in values:
-            env.pop(key, None)
-    return {**env, **values, "PYTHONUNBUFFERED": "1"}
+    discovery, _ = discover_integrations(ctx.environ)
+    return {**ctx.environ, **_local_values(ctx, middleware, discovery.integrations), "PYTHONUNBUFFERED": "1"}
 
 
 # In the scale shape, a second replica of each of these runs beside the first (``<name>-2``, ports ``<field>_2``
@@ -225,7 +239,7 @@ REPLICATED = ("main", "communication")
 def local_app_processes(
     ctx: LocalContext, middleware: Sequence[Middleware], integrations: Sequence[Integration]
 ) -> list[ProcessSpec]:
-    values = _local_values(ctx, middleware)
+    values = _local_values(ctx, middleware, integrations)
     specs: list[ProcessSpec] = []
     for service in APP_SERVICES:
         replicas = 2 if ctx.shape == "scale" and service.name in REPLICATED else 1
@@ -319,10 +333,9 @@ def _compose_values(
         values[f"{service.env_prefix}_PORT"] = str(service.container_port)
         if service.internal is not None:
             values[f"{service.env_prefix}_INTERNAL_PORT"] = str(service.internal[1])
-    for key, base_url in PROVIDERS.values():
-        values[key] = f"${{{key}:-}}"
-        # Empty: the provider's own endpoint.
-        values[base_url] = f"${{{base_url}:-}}"
+    for integration in ctx.integrations:
+        # From the host's environment; an empty base URL is the provider's own (its manifest's).
+        values.update({name: f"${{{name}:-}}" for name in provider_variables(integration)})
     return values
 
 
@@ -443,7 +456,7 @@ def compose_app_services(
 
 def compose_dev_services(ctx: ComposeContext) -> dict[str, ComposeService]:
     """The development override (compose.dev.yaml, used by `deploy-tool up`): the provider simulator, and the
-    provider workers pointed at it unless a provider key is set."""
+    provider workers told where it is (used unless a provider key is set) and allowed to fetch its media links."""
     simulator = SERVICES["simulator"]
     values = {
         "SIMULATOR_HOST": "0.0.0.0",
@@ -463,14 +476,17 @@ def compose_dev_services(ctx: ComposeContext) -> dict[str, ComposeService]:
             "restart": "unless-stopped",
         }
     }
-    simulator_url = f"http://{simulator.name}:{simulator.container_port}"
+    simulator_host = f"{simulator.name}:{simulator.container_port}"
     for integration in ctx.integrations:
-        if integration.name not in PROVIDERS:
+        if _simulator(integration) is None:
             continue
-        _, base_url = PROVIDERS[integration.name]
         services[worker_name(integration)] = {
-            # `-` not `:-`: an empty base URL (set by `deploy-tool up` when a key is given) means the provider's own.
-            "environment": {base_url: f"${{{base_url}-{simulator_url}}}"},
+            # A key from the host's environment wins; without one the worker talks to the simulator.
+            "environment": {
+                PROVIDER_SIMULATOR_URL: f"http://{simulator_host}",
+                "OUTBOUND_ALLOW_HTTP": "true",
+                "OUTBOUND_ALLOWED_HOSTS": simulator_host,
+            },
             "depends_on": {simulator.name: {"condition": "service_healthy"}},
         }
     return services

@@ -1,4 +1,4 @@
-"""Stand-ins for what a worker's activities talk to besides the provider: main's report API and object storage."""
+"""Stand-ins for what a worker's activities talk to besides the provider: main's internal API and object storage."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import IO
 from temporalio import activity
 
 from services.shared.activity_kit import ActivityKit
+from services.shared.outbound import Outbound
 from services.shared.reporting import REPORT_ACTIVITY, ReportInput
 from services.shared.storage import ObjectStore
 from services.shared.tasks import ReportOutcome, TaskReport, is_terminal
@@ -26,15 +27,17 @@ class MemoryStore(ObjectStore):
 
 
 class Reports:
-    """main's report API as activities see it: the running report an activity sends through the activity kit
+    """main's internal API as activities see it: the running report an activity sends through the activity kit
     (``kit()``), and a workflow's reports through the shared report activity (``report_task``, registered under
     its real name). Like main, it applies a report only while the task is not terminal and when it changes
-    something: ``reports`` holds the applied ones in order (the task's events), ``sent`` every one."""
+    something: ``reports`` holds the applied ones in order (the task's events), ``sent`` every one. A task's
+    callback URL is ``callback_urls[task_id]`` (None when not set)."""
 
     def __init__(self) -> None:
         self.reports: list[TaskReport] = []
         self.sent: list[TaskReport] = []
         self.store = MemoryStore()
+        self.callback_urls: dict[str, str] = {}
         self._current: dict[str, TaskReport] = {}
 
     async def report(self, task_id: str, report: TaskReport) -> ReportOutcome:
@@ -46,12 +49,17 @@ class Reports:
         self.reports.append(report)
         return ReportOutcome(applied=True, status=report.status)
 
+    async def callback_url(self, task_id: str) -> str | None:
+        return self.callback_urls.get(task_id)
+
     @activity.defn(name=REPORT_ACTIVITY)
     async def report_task(self, input: ReportInput) -> ReportOutcome:
         return await self.report(input.task_id, input.report)
 
-    def kit(self, heartbeat_seconds: float = 0.05, report_within: float = 10.0) -> ActivityKit:
-        return ActivityKit(self.store, self, heartbeat_seconds, report_within)
+    def kit(
+        self, heartbeat_seconds: float = 0.05, report_within: float = 10.0, outbound: Outbound | None = None
+    ) -> ActivityKit:
+        return ActivityKit(self.store, self, heartbeat_seconds, report_within, outbound)
 
     def statuses(self) -> list[str]:
         return [r.status for r in self.reports]

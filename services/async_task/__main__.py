@@ -52,6 +52,7 @@ async def serve(names: list[str]) -> int:
             await run_workers(workers, stop)
         finally:
             await ctx.reporter.close()
+            await ctx.outbound.aclose()
     log.info("all workers stopped")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from services.shared.discovery import Discovery, Integration, parse_blacklist
 from services.shared.http_link import HttpLinkPool
+from services.shared.outbound import Outbound, OutboundRules
 from services.shared.reporting import ReportClient
 from services.shared.settings import Env, PlatformSettings
 from services.shared.storage import ObjectStore
@@ -45,6 +47,8 @@ class LauncherSettings:
     # Activity slots per Worker. Provider activities mostly wait on slow calls, so slots are cheap; the
     # shared HTTP pool and the report connections are sized to match (see __main__).
     max_concurrent_activities: int = 200
+    # What the activities may fetch from outside (OUTBOUND_*): by default https to public addresses only.
+    outbound: OutboundRules = field(default_factory=OutboundRules)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LauncherSettings:
@@ -60,6 +64,7 @@ class LauncherSettings:
             max_concurrent_activities=env.get_int(
                 "ASYNC_TASK_MAX_CONCURRENT_ACTIVITIES", cls.max_concurrent_activities
             ),
+            outbound=OutboundRules.from_env(env),
         )
 
 
@@ -100,7 +105,7 @@ def build_workers(
 ) -> list[Worker]:
     workers: list[Worker] = []
     for integration in integrations:
-        spec = load_spec(integration, ctx)
+        spec = load_spec(integration, dataclasses.replace(ctx, manifest=integration.manifest))
         workers.append(
             Worker(
                 client,
@@ -151,14 +156,14 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
 REPORT_TIMEOUT_SECONDS = 10.0
 
 
-def make_context(
-    settings: LauncherSettings, env: Env, http: httpx.AsyncClient, report_connections: int
-) -> WorkerContext:
-    links = HttpLinkPool(settings.main_internal_url, settings.report_token, report_connections, REPORT_TIMEOUT_SECONDS)
+def make_context(settings: LauncherSettings, env: Env, http: httpx.AsyncClient, connections: int) -> WorkerContext:
+    """What every worker_spec gets; ``connections``: report connections, and outbound ones, at most."""
+    links = HttpLinkPool(settings.main_internal_url, settings.report_token, connections, REPORT_TIMEOUT_SECONDS)
     return WorkerContext(
         settings=settings.platform,
         env=env,
         http=http,
         store=ObjectStore(settings.platform.storage),
         reporter=ReportClient(links),
+        outbound=Outbound(settings.outbound, httpx.Limits(max_connections=connections, max_keepalive_connections=20)),
     )

@@ -43,7 +43,8 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
     discovery = discovery if discovery is not None else discover(blacklist=settings.blacklist)
     apis = {i.name: (i, load_api(i)) for i in discovery.integrations}
     routers: list[Router] = [integration_router(i, api, settings) for i, api in apis.values()]
-    # The report API: on the internal listener only, for holders of the workers' report token.
+    # The report API (and the callback URLs for the submits): on the internal listener only, for holders of the
+    # workers' report token.
     internal = internal_router(
         InternalController, tokens=settings.report_tokens, max_body_bytes=settings.max_report_bytes
     )

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 
 from services.shared import realtime_token
+from services.shared.reporting import CallbackUrl
 from services.shared.tasks import ReportOutcome, TaskReport
 
 from .auth import api_key_guard, current_user
@@ -82,6 +83,11 @@ class InternalController(Controller):
         self, task_id: FromPath[str], data: JSONBody[TaskReport], tasks: NamedDependency[TaskService]
     ) -> ReportOutcome:
         return await tasks.report(task_id, data)
+
+    @post("/tasks/{task_id:str}/callback-url", status_code=200, operation_id="task_callback_url")
+    async def callback_url(self, task_id: FromPath[str], tasks: NamedDependency[TaskService]) -> CallbackUrl:
+        """Where the task's provider may call back: asked by the submit activity, right before the submit."""
+        return CallbackUrl(await tasks.callback_url(task_id))
 
 
 class RealtimeController(Controller):

@@ -4,7 +4,7 @@ An integration's ``api.py`` defines ``api = IntegrationApi(...)`` and imports no
 ``POST /api/integrations/<name>/tasks`` (typed input, 202) and ``GET .../tasks/{task_id}``, and the routes its
 pattern declares: ``POST .../tasks/{task_id}/<action>`` for each action (the submit-poll pattern's ``REFRESH``),
 and, with a ``callback``, ``POST .../tasks/{task_id}/callback`` for the provider, authenticated by the task's own
-secret. main checks users, ownership and secrets; the integration sees only the small contexts below.
+token. main checks users, ownership and tokens; the integration sees only the small contexts below.
 """
 
 from __future__ import annotations
@@ -42,20 +42,11 @@ class InputError(Exception):
 
 
 @dataclass(frozen=True)
-class StartContext:
-    """What main knows when it starts a task's workflow, beyond the task itself."""
-
-    # Where the provider may call back for this task (secret included); None unless the integration has a callback.
-    callback_url: str | None
-
-
-@dataclass(frozen=True)
 class NewTask(Generic[RequestT]):
-    """What ``build_input`` gets: the new task, the validated request, and the start context."""
+    """What ``build_input`` gets: the new task and the validated request."""
 
     task: TaskEnvelope
     request: RequestT
-    start: StartContext
 
 
 @dataclass(frozen=True)
@@ -121,8 +112,9 @@ def callback_hint(body: bytes) -> CallbackHint:
 
 @dataclass(frozen=True)
 class ProviderCallback:
-    """The provider calls back: main gives each task a secret and a callback URL, checks the secret, and signals
-    the workflow, which only wakes its poller (the body is never trusted). ``hint`` reads what the body claims,
+    """The provider calls back: main gives each task's submit a callback URL with the task's token
+    (``ActivityKit.callback_url``), checks the token, and signals the workflow, which only wakes its poller (the
+    body is never trusted). ``hint`` reads what the body claims,
     for the log; ``challenge`` answers a provider that first verifies the URL: the value to echo (as JSON) when
     the body is such a challenge, else None."""
 
@@ -166,7 +158,7 @@ def submit_poll_api(
     summary: str = "",
 ) -> IntegrationApi[RequestT]:
     """The submit-poll pattern's API: create and read, its refresh, and the provider's callback (``None`` for a
-    provider that cannot call back). The workflow's input is the task, the request and the task's callback URL."""
+    provider that cannot call back). The workflow's input is the task and the request."""
     return IntegrationApi(request_type, workflow, _job_input, check, (REFRESH,), callback, summary=summary)
 
 
@@ -175,4 +167,4 @@ def _task_input(new: NewTask[Any]) -> TaskInput[Any]:
 
 
 def _job_input(new: NewTask[Any]) -> JobInput[Any]:
-    return JobInput(new.task, new.request, callback_url=new.start.callback_url)
+    return JobInput(new.task, new.request)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import secrets
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -32,8 +31,9 @@ from services.shared.tasks import (
     workflow_id_for,
 )
 
+from .callback_tokens import callback_token
 from .errors import ApiError, not_found, temporal_unreachable
-from .kit import IntegrationApi, NewTask, StartContext
+from .kit import IntegrationApi, NewTask
 from .relay import OutboxRelay
 from .schemas import ObjectRead, OutputRead, TaskRead
 from .settings import MainSettings
@@ -62,15 +62,17 @@ class TaskService:
         temporal: Client,
         relay: OutboxRelay,
         objects: ObjectStore,
-        integrations: Mapping[str, tuple[Integration, IntegrationApi[Any]]],
+        integrations: Mapping[str, tuple[Integration, IntegrationApi[Any]]] | None = None,
     ) -> None:
         self.settings = settings
         # The integrations main serves, by name: how the reconciler starts a stored task.
-        self.integrations = integrations
+        self.integrations = dict(integrations or {})
         self.store = store
         self.temporal = temporal
         self.relay = relay
         self.objects = objects
+        # The integrations whose providers call back (their API declares a callback route).
+        self.callbacks = frozenset(name for name, (_, api) in self.integrations.items() if api.callback is not None)
 
     # -- create ---------------------------------------------------------------------------------------
 
@@ -89,7 +91,6 @@ class TaskService:
                 idempotency_key=idempotency_key,
                 request_digest=digest,
                 event=self._event,
-                callback_secret=secrets.token_urlsafe(24) if api.callback is not None else None,
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
@@ -129,11 +130,7 @@ class TaskService:
                 async with asyncio.timeout(self.settings.start_timeout_seconds):
                     await self.temporal.start_workflow(
                         api.workflow,
-                        api.build_input(
-                            NewTask(
-                                TaskEnvelope(record.id), request, StartContext(self._callback_url(integration, record))
-                            )
-                        ),
+                        api.build_input(NewTask(TaskEnvelope(record.id), request)),
                         id=workflow_id_for(record.id),
                         task_queue=integration.task_queue,
                         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -174,11 +171,17 @@ class TaskService:
             return record
         return record if started else await self.sync(record)
 
-    def _callback_url(self, integration: Integration, record: TaskRecord) -> str | None:
-        if record.callback_secret is None:
+    async def callback_url(self, task_id: str) -> str | None:
+        """Where the task's provider may call back, with the task's token (derived, never stored); None when its
+        integration takes no callbacks. Asked by the submit activity, so the URL never enters Temporal's history."""
+        record = await self.store.get(task_id)
+        if record is None:
+            raise not_found(f"task {task_id}")
+        if record.integration not in self.callbacks:
             return None
-        base = self.settings.public_url
-        return f"{base}/api/integrations/{integration.name}/tasks/{record.id}/callback?secret={record.callback_secret}"
+        token = callback_token(self.settings.callback_keys.current, record.id)
+        route = f"/api/integrations/{record.integration}/tasks/{record.id}/callback"
+        return f"{self.settings.public_url}{route}?secret={token}"
 
     # -- read -----------------------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ class MainSettings:
     report_tokens: TokenPair
     # main -> NATS: the event stream, as the NATS user that publishes events and manages the stream.
     events: EventStreamSettings
+    # main's own: the key of the tokens in providers' callback URLs (services/main/callback_tokens.py).
+    callback_keys: TokenPair
     host: str = "127.0.0.1"
     # The public listener (users) and the internal one (the report API, for the workers only).
     port: int = 8000
@@ -101,6 +103,7 @@ class MainSettings:
             realtime_secret=env.secret("REALTIME_SECRET"),
             report_tokens=env.token_pair("REPORT_TOKEN"),
             events=EventStreamSettings.from_env(env, PUBLISHER),
+            callback_keys=env.token_pair("CALLBACK_KEY"),
             host=env.get("MAIN_HOST", cls.host),
             port=port,
             internal_port=env.get_int("MAIN_INTERNAL_PORT", cls.internal_port),

@@ -49,7 +49,6 @@ tasks_table = sa.Table(
     sa.Column("provider_task_id", sa.String(256), nullable=True),
     sa.Column("idempotency_key", sa.String(256), nullable=True),
     sa.Column("request_digest", sa.String(64), nullable=True),
-    sa.Column("callback_secret", sa.String(64), nullable=True),
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -142,7 +141,6 @@ class TaskRecord(msgspec.Struct, frozen=True):
     provider_task_id: str | None
     idempotency_key: str | None
     request_digest: str | None
-    callback_secret: str | None
     version: int
     created_at: datetime
     updated_at: datetime
@@ -204,7 +202,6 @@ def _record(row: sa.Row[Any]) -> TaskRecord:
         provider_task_id=m["provider_task_id"],
         idempotency_key=m["idempotency_key"],
         request_digest=m["request_digest"],
-        callback_secret=m["callback_secret"],
         version=m["version"],
         created_at=_aware(m["created_at"]),
         updated_at=_aware(m["updated_at"]),
@@ -311,7 +308,6 @@ class TaskStore:
         idempotency_key: str | None,
         request_digest: str,
         event: EventOf,
-        callback_secret: str | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Insert a queued task and its first event; with an idempotency key already used, return that task (and
         ``False``)."""
@@ -325,7 +321,6 @@ class TaskStore:
             "progress": 0.0,
             "idempotency_key": idempotency_key,
             "request_digest": request_digest,
-            "callback_secret": callback_secret,
             "version": 0,
             "created_at": now,
             "updated_at": now,
@@ -342,7 +337,6 @@ class TaskStore:
             provider_task_id=None,
             idempotency_key=idempotency_key,
             request_digest=request_digest,
-            callback_secret=callback_secret,
             version=0,
             created_at=now,
             updated_at=now,

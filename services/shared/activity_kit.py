@@ -14,8 +14,9 @@ from typing import TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from .outbound import Outbound, OutboundRules
 from .provider_client import ProviderError, ProviderHttp
-from .reporting import RUNNING_REPORT_SECONDS, Reporter, report_running
+from .reporting import RUNNING_REPORT_SECONDS, Reporter, ask_callback_url, report_running
 from .storage import ObjectStore
 from .submit_poll import PollPolicy, Submitted
 from .tasks import StoredObject, TaskEnvelope, objects_prefix
@@ -53,11 +54,14 @@ class ActivityKit:
         reporter: Reporter,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         report_within: float = RUNNING_REPORT_SECONDS,
+        outbound: Outbound | None = None,
     ) -> None:
         self.store = store
         self.reporter = reporter
         self.heartbeat_seconds = heartbeat_seconds
         self.report_within = report_within
+        # How result URLs from outside are fetched (the worker's rules); by default https to public addresses only.
+        self.outbound = outbound or Outbound(OutboundRules())
 
     @contextlib.asynccontextmanager
     async def running(self, task: TaskEnvelope) -> AsyncIterator[None]:
@@ -72,6 +76,13 @@ class ActivityKit:
             raise
         finally:
             await asyncio.gather(reported, return_exceptions=True)
+
+    async def callback_url(self, task: TaskEnvelope) -> str | None:
+        """Where the provider may call back for this task, asked from main right before the submit. The URL carries
+        the task's callback token, so it is never part of a workflow's or an activity's input: it stays out of
+        Temporal's history. Bounded and best effort, like the running report: without an answer (main down, a task
+        main does not know) the job is submitted without a callback, and the poll still sees it end."""
+        return await ask_callback_url(self.reporter, task.id, self.report_within)
 
     async def submitted(self, task: TaskEnvelope, provider_task_id: str, poll: PollPolicy) -> Submitted:
         """The end of a submit the provider accepted. The job id goes out first as a heartbeat, so a worker lost
@@ -123,12 +134,15 @@ class ActivityKit:
         timeout_seconds: float,
         content_type: Callable[[bytes], str],
     ) -> StoredObject:
-        """Stream a provider's result URL into object storage, at most ``limit`` bytes, never all in memory.
+        """Stream a provider's result URL into object storage, at most ``limit`` bytes, never all in memory, through
+        the kit's outbound rules (a URL they refuse fails the task at once, see ``ProviderHttp.download``).
         ``content_type`` names the type from the first 16 bytes, or raises a non-retryable ``ApplicationError``
         for a file that is not what the provider promised."""
         key = object_key(task.id, stem, extension)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
-            download = source.download(url, buffer, activity.heartbeat, limit=limit, timeout_seconds=timeout_seconds)
+            download = source.download(
+                self.outbound, url, buffer, activity.heartbeat, limit=limit, timeout_seconds=timeout_seconds
+            )
             size = await self.call(download)
             buffer.seek(0)
             kind = content_type(buffer.read(16))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -17,6 +18,8 @@ class ManifestError(Exception):
 
 
 FIELD_PATTERN = r"^[a-z_][a-z0-9_]*$"
+VARIABLE_PATTERN = r"^[A-Z][A-Z0-9_]{1,127}$"
+STAND_IN_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
 # "sync-call": one slow provider call; "submit-poll": separate submit and query APIs.
 Pattern = Literal["sync-call", "submit-poll", "internal"]
 
@@ -52,6 +55,30 @@ class ConsoleHints(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             )
 
 
+class ProviderDeclaration(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The provider an integration's worker calls: the variables that configure it (the deploy tool gives them to
+    that worker only), where the provider is, and the simulator stand-in that speaks its API. The worker reads them
+    through ``services.shared.settings.ProviderEndpoint``."""
+
+    # Holds the provider's API key (or ``<NAME>_FILE`` a file with it). Without a key the worker does not start,
+    # unless PROVIDER_SIMULATOR_URL names the simulator and ``simulator`` is set.
+    api_key_env: Annotated[str, msgspec.Meta(pattern=VARIABLE_PATTERN)]
+    # Overrides ``base_url`` (a proxy, a regional endpoint).
+    base_url_env: Annotated[str, msgspec.Meta(pattern=VARIABLE_PATTERN)]
+    # The provider's own https base URL; without one, the variable ``base_url_env`` must be set.
+    base_url: str | None = None
+    # The stand-in of services/simulator/providers/ that serves this provider's API (its ``name``).
+    simulator: Annotated[str, msgspec.Meta(pattern=STAND_IN_PATTERN)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.api_key_env == self.base_url_env:
+            raise ValueError(f"api_key_env and base_url_env must differ, both are {self.api_key_env}")
+        if self.base_url is not None:
+            parts = urlsplit(self.base_url)
+            if parts.scheme != "https" or not parts.hostname or self.base_url.endswith("/"):
+                raise ValueError(f"base_url must be https://host[/path], no trailing slash, got {self.base_url!r}")
+
+
 class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # The name users see in URLs (/api/integrations/<name>/...) and in compose service names.
     name: Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
@@ -61,6 +88,8 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # A disabled integration is discovered but never served; `disabled_reason` says why.
     disabled_reason: str | None = None
     console: ConsoleHints | None = None
+    # Set for an integration that calls an outside provider.
+    provider: ProviderDeclaration | None = None
 
 
 def load_manifest(path: Path) -> Manifest:

@@ -48,6 +48,8 @@ class OutboundRules:
     allowed_hosts: tuple[str, ...] = ()
     allowed_networks: tuple[Network, ...] = ()
     max_redirects: int = 5
+    # The longest one fetch may take, its whole body included (a large video over a slow link).
+    max_fetch_seconds: float = 900.0
 
     @classmethod
     def from_env(cls, env: Env) -> OutboundRules:
@@ -62,10 +64,11 @@ class OutboundRules:
             allow_http=env.get_bool("OUTBOUND_ALLOW_HTTP", cls.allow_http),
             allowed_hosts=tuple(hosts),
             allowed_networks=tuple(networks),
-            max_redirects=env.get_int("OUTBOUND_MAX_REDIRECTS", cls.max_redirects),
+            max_redirects=env.get_int("OUTBOUND_MAX_REDIRECTS", cls.max_redirects, minimum=0),
+            max_fetch_seconds=env.get_float("OUTBOUND_MAX_FETCH_SECONDS", cls.max_fetch_seconds),
         )
-        if rules.max_redirects < 0:
-            raise SettingsError("OUTBOUND_MAX_REDIRECTS must not be negative")
+        if rules.max_fetch_seconds <= 0:
+            raise SettingsError("OUTBOUND_MAX_FETCH_SECONDS must be positive")
         return rules
 
     def check_url(self, url: str) -> None:
@@ -161,18 +164,43 @@ def client(rules: OutboundRules, limits: httpx.Limits | None = None) -> httpx.As
     return httpx.AsyncClient(transport=_CheckedTransport(rules, limits), follow_redirects=False, trust_env=False)
 
 
+class Outbound:
+    """A process's way out to outside URLs: its rules and one client that keeps to them, made on first use."""
+
+    def __init__(self, rules: OutboundRules, limits: httpx.Limits | None = None) -> None:
+        self.rules = rules
+        self._limits = limits
+        self._http: httpx.AsyncClient | None = None
+
+    def fetch(
+        self, url: str, *, step_seconds: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        """:func:`fetch` with this client and these rules, within the rules' ``max_fetch_seconds``."""
+        if self._http is None:
+            self._http = client(self.rules, self._limits)
+        return fetch(self._http, url, self.rules, time_limit=self.rules.max_fetch_seconds, step_seconds=step_seconds)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+
 @contextlib.asynccontextmanager
 async def fetch(
-    http: httpx.AsyncClient, url: str, rules: OutboundRules, *, time_limit: float
+    http: httpx.AsyncClient, url: str, rules: OutboundRules, *, time_limit: float, step_seconds: float | None = None
 ) -> AsyncIterator[httpx.Response]:
     """GET ``url`` (from :func:`client`), following redirects one by one, each checked like the first, and yield the
     final response with its body unread (read it with :func:`read_bounded`). The whole fetch, body included, must
-    end within ``time_limit`` seconds; raises OutboundError, or httpx errors when the server fails."""
+    end within ``time_limit`` seconds, and each step (connect, each read) within ``step_seconds`` when given;
+    raises OutboundError, or httpx errors when the server fails."""
+    step = (
+        httpx.USE_CLIENT_DEFAULT if step_seconds is None else httpx.Timeout(step_seconds, connect=min(step_seconds, 10))
+    )
     try:
         async with asyncio.timeout(time_limit):
             for _ in range(rules.max_redirects + 1):
                 rules.check_url(url)
-                request = http.build_request("GET", url)
+                request = http.build_request("GET", url, timeout=step)
                 response = await http.send(request, stream=True)
                 location = response.headers.get("location")
                 if response.status_code not in REDIRECTS or location is None:

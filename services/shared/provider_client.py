@@ -14,9 +14,10 @@ from typing import IO, Any, TypeVar
 import httpx
 import msgspec
 
+from .outbound import Outbound, OutboundError, read_bounded
+
 T = TypeVar("T")
 
-CHUNK_BYTES = 256 * 1024
 _MAX_MESSAGE = 500
 
 
@@ -98,7 +99,7 @@ class ProviderHttp:
     """One provider's HTTP calls with their failures as ``ProviderError``: ``error`` maps a non-2xx answer,
     ``unavailable`` is the code of a transport failure, ``uncertain`` that of a submit that may have reached the
     provider, and ``media`` the prefix of download failures (``<media>_unavailable``, ``_unreachable``,
-    ``_too_large``)."""
+    ``_too_large``, ``_url_not_allowed``, ``_too_many_redirects``, ``_fetch_timeout``)."""
 
     def __init__(
         self,
@@ -175,14 +176,23 @@ class ProviderHttp:
         )
 
     async def download(
-        self, url: str, sink: IO[bytes], progress: Callable[[], None], *, limit: int, timeout_seconds: float
+        self,
+        outbound: Outbound,
+        url: str,
+        sink: IO[bytes],
+        progress: Callable[[], None],
+        *,
+        limit: int,
+        timeout_seconds: float,
     ) -> int:
-        """Stream a media URL the provider handed out into ``sink``, at most ``limit`` bytes; the byte count.
-        Such URLs are presigned: no credentials are sent with them. An expired or revoked link is final."""
+        """Stream a media URL the provider handed out into ``sink``, at most ``limit`` bytes; the byte count. The URL
+        comes from outside, so it is fetched through ``outbound`` (its rules: https, public addresses, each redirect
+        checked, the whole fetch bounded); ``timeout_seconds`` bounds each wait for the next bytes. Such URLs are
+        presigned: no credentials are sent with them. An expired or revoked link is final, and so is a URL the
+        rules refuse (``<media>_url_not_allowed``, ``_too_many_redirects``)."""
         size = 0
         try:
-            stream = self.http.stream("GET", url, timeout=_timeout(timeout_seconds), follow_redirects=True)
-            async with stream as response:
+            async with outbound.fetch(url, step_seconds=timeout_seconds) as response:
                 if response.status_code in (401, 403, 404, 410):
                     raise ProviderError(
                         f"{self._media}_unavailable",
@@ -197,23 +207,20 @@ class ProviderHttp:
                         retryable=True,
                         status=response.status_code,
                     )
-                declared = response.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > limit:
-                    raise self._too_large(limit)
-                async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                async for chunk in read_bounded(response, limit):
                     size += len(chunk)
-                    if size > limit:
-                        raise self._too_large(limit)
                     sink.write(chunk)
                     progress()
+        except OutboundError as exc:
+            # Only a fetch that ran out of time may go better another time.
+            retryable = exc.code == "fetch_timeout"
+            message = f"{self.label}'s media link: {exc.message}"
+            raise ProviderError(f"{self._media}_{exc.code}", message, retryable=retryable) from exc
         except httpx.HTTPError as exc:
             raise ProviderError(
                 f"{self._media}_unreachable", f"downloading {self.label}'s media failed: {exc!r}", retryable=True
             ) from exc
         return size
-
-    def _too_large(self, limit: int) -> ProviderError:
-        return ProviderError(f"{self._media}_too_large", f"the media is larger than {limit} bytes", retryable=False)
 
 
 def _timeout(seconds: float) -> httpx.Timeout:

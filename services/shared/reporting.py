@@ -4,7 +4,8 @@ kept-alive connections (``http_link.HttpLinkPool``), as many as the worker has a
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import msgspec
 from temporalio import activity
@@ -19,14 +20,27 @@ if TYPE_CHECKING:
 
 REPORT_ACTIVITY = "report_task"
 
+T = TypeVar("T")
+
 
 class ReportInput(msgspec.Struct, frozen=True):
     task_id: str
     report: TaskReport
 
 
+class CallbackUrl(msgspec.Struct, frozen=True):
+    """main's answer to ``POST /internal/tasks/{id}/callback-url``; None when the task's integration takes no
+    callbacks."""
+
+    url: str | None
+
+
 class Reporter(Protocol):
+    """main's internal API as activities use it."""
+
     async def report(self, task_id: str, report: TaskReport) -> ReportOutcome: ...
+
+    async def callback_url(self, task_id: str) -> str | None: ...
 
 
 # How long the activity that starts the provider work tries to tell main that the task is running.
@@ -42,20 +56,31 @@ async def report_running(
     cancel), so a report that cannot be delivered neither fails nor repeats the provider work; main then learns
     the state at read time from the workflow's ``task_state`` query. Repeating it is harmless: main applies a
     running report that changes nothing as no change, with no event."""
+    await _best_effort(f"running report for task {task_id}", lambda: reporter.report(task_id, report), within)
+
+
+async def ask_callback_url(reporter: Reporter, task_id: str, within: float = RUNNING_REPORT_SECONDS) -> str | None:
+    """The task's callback URL from main, as ``report_running`` delivers its report: bounded, never raising; None
+    when main does not answer in time or refuses."""
+    return await _best_effort(f"callback URL of task {task_id}", lambda: reporter.callback_url(task_id), within)
+
+
+async def _best_effort(what: str, ask: Callable[[], Awaitable[T]], within: float) -> T | None:
+    """``ask`` main until it answers, for at most ``within`` seconds; a refusal is not asked again."""
     try:
         async with asyncio.timeout(within):
             while True:
                 try:
-                    await reporter.report(task_id, report)
-                    return
+                    return await ask()
                 except ApplicationError as exc:
-                    activity.logger.warning("running report for task %s rejected: %s", task_id, exc)
-                    return
+                    activity.logger.warning("%s rejected: %s", what, exc)
+                    return None
                 except Exception as exc:
-                    activity.logger.info("running report for task %s not delivered yet: %r", task_id, exc)
+                    activity.logger.info("%s not delivered yet: %r", what, exc)
                 await asyncio.sleep(RUNNING_REPORT_INTERVAL_SECONDS)
     except TimeoutError:
-        activity.logger.warning("running report for task %s not delivered within %ss", task_id, within)
+        activity.logger.warning("%s not delivered within %ss", what, within)
+    return None
 
 
 class ReportClient:
@@ -64,10 +89,20 @@ class ReportClient:
 
     async def report(self, task_id: str, report: TaskReport) -> ReportOutcome:
         """Raises ``LinkError`` when main could not be reached (retried by the activity's policy)."""
-        status, body = await self._links.post(f"/internal/tasks/{task_id}/report", msgspec.json.encode(report))
+        path = f"/internal/tasks/{task_id}/report"
+        answer = await self._post(path, msgspec.json.encode(report), f"report for task {task_id}")
+        return msgspec.json.decode(answer, type=ReportOutcome)
+
+    async def callback_url(self, task_id: str) -> str | None:
+        """Where the provider calls back for the task (main derives its token), or None."""
+        answer = await self._post(f"/internal/tasks/{task_id}/callback-url", b"{}", f"callback URL of task {task_id}")
+        return msgspec.json.decode(answer, type=CallbackUrl).url
+
+    async def _post(self, path: str, body: bytes, what: str) -> bytes:
+        status, answer = await self._links.post(path, body)
         if status == 200:
-            return msgspec.json.decode(body, type=ReportOutcome)
-        detail = f"report for task {task_id} rejected by main: HTTP {status} {body[:300].decode(errors='replace')}"
+            return answer
+        detail = f"{what} rejected by main: HTTP {status} {answer[:300].decode(errors='replace')}"
         if status in (408, 429) or status >= 500:
             # main is restarting or overloaded: let the activity retry policy try again.
             raise RuntimeError(detail)

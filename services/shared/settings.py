@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .manifest import ProviderDeclaration
+
 # Values that shipped as defaults or appear in documentation and tests: a secret with one of them is public.
 DEVELOPMENT_SECRETS = frozenset(
     {"dev-internal-token", "dev-realtime-secret", "dev-api-key", "minioadmin", "sim-gemini-key", "sim-ark-key"}
@@ -21,6 +23,9 @@ DEVELOPMENT_SECRETS = frozenset(
 MIN_SECRET_BYTES = 32
 # Set only by the tests and the local stack: development and short secrets are then accepted.
 DEVELOPMENT_MODE = "DEVELOPMENT_MODE"
+# Set only by the local stack, the tests and the development override: a provider worker without its key talks to
+# the provider simulator at this URL instead of refusing to start.
+PROVIDER_SIMULATOR_URL = "PROVIDER_SIMULATOR_URL"
 
 
 class SettingsError(Exception):
@@ -295,3 +300,48 @@ class EventStreamSettings:
 def password_variable(nats_user: str) -> str:
     """The secret a service connecting to NATS as ``nats_user`` reads its password from."""
     return f"NATS_{nats_user.upper()}_PASSWORD"
+
+
+def simulator_api_key(stand_in: str) -> str:
+    """The key the provider simulator accepts for a stand-in unless told otherwise (``SIMULATOR_<NAME>_API_KEY``);
+    published, so accepted only in development mode."""
+    return f"sim-{stand_in}-key"
+
+
+@dataclass(frozen=True)
+class ProviderEndpoint:
+    """Where a worker reaches its integration's provider, and with which key: read from the variables the
+    integration's manifest declares (``provider``)."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    # The provider simulator stands in for the provider (PROVIDER_SIMULATOR_URL, no key given).
+    simulated: bool = False
+
+    @classmethod
+    def from_env(cls, env: Env, provider: ProviderDeclaration) -> ProviderEndpoint:
+        """The key (``api_key_env``, or its ``_FILE``) and the base URL (``base_url_env``, else the manifest's).
+        Without a key the worker does not start: no base URL, not even one that is not the provider's, makes a
+        keyless worker talk to a stand-in. Only PROVIDER_SIMULATOR_URL, set explicitly, does."""
+        key_name, url_name = provider.api_key_env, provider.base_url_env
+        api_key = env.from_file(key_name)
+        if api_key is not None:
+            if api_key in DEVELOPMENT_SECRETS and not env.development:
+                raise SettingsError(f"{key_name} is a published development value (the simulator's key)")
+            # A manifest without the provider's own URL (a scaffolded integration): the variable is required.
+            default = provider.base_url if provider.base_url is not None else env.get(url_name)
+            return cls(env.get_http_url(url_name, default), api_key)
+        simulator = env.optional(PROVIDER_SIMULATOR_URL)
+        if simulator is None:
+            raise SettingsError(
+                f"environment variable {key_name} (or {key_name}_FILE) is required: the worker calls the provider "
+                f"with it; to run against the provider simulator instead, set {PROVIDER_SIMULATOR_URL}"
+            )
+        if provider.simulator is None:
+            raise SettingsError(
+                f"environment variable {key_name} (or {key_name}_FILE) is required: no simulator stand-in serves this "
+                f"provider, so {PROVIDER_SIMULATOR_URL} cannot replace it"
+            )
+        return cls(
+            env.get_http_url(PROVIDER_SIMULATOR_URL, simulator), simulator_api_key(provider.simulator), simulated=True
+        )

@@ -113,17 +113,17 @@ class JobInput(msgspec.Struct, Generic[Q], frozen=True):
 
     task: TaskEnvelope
     request: Q | None
-    # main's per-task callback URL (secret included), given to the provider.
-    callback_url: str | None = None
     # None: the worker's policy (its settings), decided by the submit activity.
     poll: PollPolicy | None = None
     resume: PollState | None = None
 
 
 class SubmitInput(msgspec.Struct, Generic[Q], frozen=True):
+    """The submit activity's input. main's callback URL for the task is not in it: it carries the task's callback
+    token, so the activity asks main for it (``ActivityKit.callback_url``) and it never enters Temporal's history."""
+
     task: TaskEnvelope
     request: Q
-    callback_url: str | None
     poll: PollPolicy | None
     # Sent to a provider that deduplicates submits; None when the provider has no idempotency key.
     idempotency_key: str | None = None
@@ -335,7 +335,7 @@ class SubmitPollWorkflow(TaskWorkflow):
         assert input.request is not None, "a first run carries the request"
         step = job.steps()[0]
         key = input.task.id if job.idempotent_submit else None
-        submit = SubmitInput(input.task, input.request, input.callback_url, input.poll, key)
+        submit = SubmitInput(input.task, input.request, input.poll, key)
         delay, growth, cap = job.submit_backoff
         for attempt in range(1, job.submit_attempts + 1):
             handle = start(step, submit, Submitted)

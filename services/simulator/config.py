@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from services.shared.settings import Env, SettingsError
+from services.shared.settings import Env, SettingsError, simulator_api_key
 
 from .faults import FaultRules, FaultSpec
 from .providers import stand_ins
@@ -100,12 +100,8 @@ class RuntimeConfig:
         return f"RuntimeConfig({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
 
 
-def _default_api_key(stand_in: str) -> str:
-    return f"sim-{stand_in}-key"
-
-
 def _default_api_keys() -> dict[str, tuple[str, ...]]:
-    return {s.name: (_default_api_key(s.name),) for s in stand_ins()}
+    return {s.name: (simulator_api_key(s.name),) for s in stand_ins()}
 
 
 class SimulatorSettings(msgspec.Struct, frozen=True):
@@ -150,7 +146,8 @@ class SimulatorSettings(msgspec.Struct, frozen=True):
             port=env.get_int("SIMULATOR_PORT", 8002),
             public_url=(env.optional("SIMULATOR_PUBLIC_URL") or "").rstrip("/"),
             api_keys={
-                s.name: _keys(env, f"SIMULATOR_{s.name.upper()}_API_KEY", _default_api_key(s.name)) for s in stand_ins()
+                s.name: _keys(env, f"SIMULATOR_{s.name.upper()}_API_KEY", simulator_api_key(s.name))
+                for s in stand_ins()
             },
             log_level=env.get("SIMULATOR_LOG_LEVEL", "info"),
             runtime=runtime,

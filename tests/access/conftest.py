@@ -19,8 +19,7 @@ async def provider_worker(stack: LocalStack, worker_env: dict[str, str]) -> Asyn
     env = {k: v for k, v in worker_env.items() if k not in ("GEMINI_API_KEY", "ARK_API_KEY")}
     env.update(
         {
-            "GEMINI_BASE_URL": stack.simulator_url,
-            "ARK_BASE_URL": stack.simulator_url,
+            "PROVIDER_SIMULATOR_URL": stack.simulator_url,
             "ARK_POLL_INITIAL_SECONDS": "0.5",
             "ARK_POLL_BACKOFF": "1.5",
             "ARK_POLL_MAX_SECONDS": "2",

@@ -1,8 +1,10 @@
-"""The Ark callback route takes no API key, only the task's own secret: without it, or with any other, it is refused
-and the task's workflow hears nothing."""
+"""The Ark callback route takes no API key, only the task's own token: without it, or with any other, it is refused
+and the task's workflow hears nothing. main derives the token and stores it nowhere: neither main's task store nor
+the workflow's Temporal history holds it."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 
 import httpx
@@ -97,5 +99,14 @@ async def test_callback_needs_the_tasks_own_secret(
         accepted = await anonymous.post(f"{route}/{first['id']}/callback", params={"secret": secrets[0]}, json=body)
         assert (accepted.status_code, accepted.json()) == (200, {"accepted": True})
     assert await callbacks_heard(temporal, first["workflow_id"]) == heard + 1
+
+    # Ark got the token; main's store and Temporal's history never had it.
+    history = await temporal.get_workflow_handle(first["workflow_id"]).fetch_history()
+    recorded = b"".join(event.SerializeToString() for event in history.events)
+    assert first["id"].encode() in recorded
+    assert secrets[0].encode() not in recorded and b"/callback" not in recorded
+    with sqlite3.connect(stack.state_dir / "main.db") as db:
+        row = db.execute("SELECT * FROM tasks WHERE id = ?", (first["id"],)).fetchone()
+    assert row is not None and secrets[0] not in repr(row)
     for task in (first, second):
         assert (await alice.http.post(f"/api/tasks/{task['id']}/cancel")).status_code == 202

@@ -24,6 +24,7 @@ STRONG = {
     "REPORT_TOKEN": "report-token-0123456789abcdef012345",
     "NATS_MAIN_PASSWORD": "nats-main-0123456789abcdef0123456789",
     "NATS_COMMUNICATION_PASSWORD": "nats-communication-0123456789abcdef",
+    "CALLBACK_KEY": "callback-key-0123456789abcdef012345",
     "SIMULATOR_GEMINI_API_KEY": "gemini-key-0123456789abcdef0123456",
     "SIMULATOR_ARK_API_KEY": "ark-key-0123456789abcdef0123456789",
 }
@@ -40,6 +41,8 @@ CASES = [
     (("services.main",), "REPORT_TOKEN_PREVIOUS", SHORT),
     (("services.main",), "NATS_MAIN_PASSWORD", SHORT),
     (("services.main",), "POSTGRES_PASSWORD", SHORT),
+    (("services.main",), "CALLBACK_KEY", ""),
+    (("services.main",), "CALLBACK_KEY_PREVIOUS", "dev-internal-token"),
     (("services.communication",), "REALTIME_SECRET", "dev-realtime-secret"),
     (("services.communication",), "NATS_COMMUNICATION_PASSWORD", ""),
     (("services.async_task", "echo"), "REPORT_TOKEN", ""),

@@ -56,7 +56,12 @@ async def test_each_integration_gets_its_own_worker_and_queue(
     # With an empty blacklist the example integration is served too: every integration, one Worker each.
     names = [i.name for i in discover(blacklist=()).integrations]
     assert {"echo", "example"} <= set(names)
-    env = {**worker_env, "INTEGRATIONS_BLACKLIST": "", "EXAMPLE_BASE_URL": example_provider}
+    env = {
+        **worker_env,
+        "INTEGRATIONS_BLACKLIST": "",
+        "EXAMPLE_BASE_URL": example_provider,
+        "EXAMPLE_API_KEY": "example-provider-key",
+    }
     launcher = Launcher(env, [], stack.state_dir / "all-workers.log")
     try:
         await launcher.wait_serving()

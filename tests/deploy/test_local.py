@@ -146,13 +146,15 @@ def test_service_environment_contract(tmp_path: Path) -> None:
     assert env["NATS_COMMUNICATION_PASSWORD"] == secrets.nats_password(READER)
     # PostgreSQL is not used: its password goes to nobody.
     assert "POSTGRES_PASSWORD" not in env
+    assert env["CALLBACK_KEY"] == secrets["CALLBACK_KEY"]
     assert env["REALTIME_SECRET"] == secrets.realtime_secret
     assert env["DEVELOPMENT_MODE"] == "true"
     assert env["API_KEYS"] == f"{secrets.dev_api_key}:dev"
     assert env["DATABASE_URL"] == f"sqlite+aiosqlite:///{tmp_path / 'main.db'}"
-    # No provider keys: both integrations talk to the simulator.
-    assert env["GEMINI_BASE_URL"] == env["ARK_BASE_URL"] == "http://127.0.0.1:8002"
-    assert "GEMINI_API_KEY" not in env and "INTEGRATIONS_BLACKLIST" not in env
+    # No provider keys: the simulator, named explicitly, stands in; its plain-http media links may be fetched.
+    assert env["PROVIDER_SIMULATOR_URL"] == "http://127.0.0.1:8002"
+    assert (env["OUTBOUND_ALLOW_HTTP"], env["OUTBOUND_ALLOWED_HOSTS"]) == ("true", "127.0.0.1:8002")
+    assert not {"GEMINI_API_KEY", "GEMINI_BASE_URL", "ARK_API_KEY", "ARK_BASE_URL", "INTEGRATIONS_BLACKLIST"} & set(env)
     assert env["PATH"] == "/usr/bin"
 
 
@@ -167,6 +169,13 @@ def test_provider_keys_and_blacklist_pass_through(tmp_path: Path) -> None:
     assert env["GEMINI_API_KEY"] == "g-key" and env["GEMINI_BASE_URL"] == "https://gemini.example"
     assert env["ARK_API_KEY"] == "a-key" and "ARK_BASE_URL" not in env
     assert env["INTEGRATIONS_BLACKLIST"] == "example*,echo"
+    # Each worker gets its own provider's variables, from its manifest, and only those.
+    stack = LocalStack(tmp_path, Ports(), middleware=["temporal", "minio"], environ=environ)
+    specs = {s.name: s.env for s in stack.specs()}
+    assert specs["worker-nanobanana2-image"]["GEMINI_API_KEY"] == "g-key"
+    assert specs["worker-fangzhou-video-generation"]["ARK_API_KEY"] == "a-key"
+    assert "ARK_API_KEY" not in specs["worker-nanobanana2-image"]
+    assert "GEMINI_API_KEY" not in specs["worker-fangzhou-video-generation"]
 
 
 def test_api_keys_from_the_caller_are_served_next_to_the_dev_key(tmp_path: Path) -> None:
@@ -192,9 +201,12 @@ def test_each_local_process_gets_its_own_contract(tmp_path: Path) -> None:
     assert specs["worker-echo"].env["REPORT_TOKEN"] == secrets.report_token
     assert not any(name.startswith("NATS_") for name in specs["worker-echo"].env)
     assert "API_KEYS" not in specs["worker-echo"].env
-    assert "GEMINI_BASE_URL" not in specs["worker-echo"].env
-    assert specs["worker-nanobanana2-image"].env["GEMINI_BASE_URL"] == stack.simulator_url
-    assert "ARK_BASE_URL" not in specs["worker-nanobanana2-image"].env
+    assert not {"GEMINI_BASE_URL", "PROVIDER_SIMULATOR_URL", "OUTBOUND_ALLOWED_HOSTS"} & set(specs["worker-echo"].env)
+    image = specs["worker-nanobanana2-image"].env
+    assert image["PROVIDER_SIMULATOR_URL"] == stack.simulator_url
+    assert image["OUTBOUND_ALLOWED_HOSTS"] == stack.simulator_url.removeprefix("http://")
+    assert not {"GEMINI_API_KEY", "GEMINI_BASE_URL", "ARK_BASE_URL"} & set(image)
+    assert "CALLBACK_KEY" in specs["main"].env and "CALLBACK_KEY" not in image
     assert specs["main"].ports == (8000, 8010) and specs["communication"].ports == (8001, 8011)
 
 

@@ -100,12 +100,18 @@ def test_each_service_reads_only_its_contract(config_copy: Path) -> None:
     assert files["communication"] == {"REALTIME_SECRET_FILE", "NATS_COMMUNICATION_PASSWORD_FILE"}
     assert files["worker-echo"] == {"REPORT_TOKEN_FILE", "S3_ACCESS_KEY_FILE", "S3_SECRET_KEY_FILE"}
     assert files["main"] >= {"API_KEYS_FILE", "REPORT_TOKEN_FILE", "NATS_MAIN_PASSWORD_FILE", "S3_SECRET_KEY_FILE"}
+    assert files["main"] >= {"CALLBACK_KEY_FILE", "CALLBACK_KEY_PREVIOUS_FILE"}
+    assert not any("CALLBACK_KEY" in v for name, f in files.items() if name != "main" for v in f)
     # PostgreSQL is not enabled: nobody reads its password.
     assert not any("POSTGRES_PASSWORD_FILE" in f for f in files.values())
     # NATS reads its users (both services' passwords) from the file the secrets service writes.
     assert services["nats"]["command"][:2] == ["-c", "/run/secrets/nats_auth"]
     assert "NATS_AUTH" in " ".join(services["secrets"]["command"])
-    assert "GEMINI_API_KEY" in services["worker-nanobanana2-image"]["environment"]
+    # A provider worker gets the variables its manifest declares, from the host; the production file names no
+    # simulator and allows no private fetch.
+    image = services["worker-nanobanana2-image"]["environment"]
+    assert (image["GEMINI_API_KEY"], image["GEMINI_BASE_URL"]) == ("${GEMINI_API_KEY:-}", "${GEMINI_BASE_URL:-}")
+    assert not {"PROVIDER_SIMULATOR_URL", "OUTBOUND_ALLOW_HTTP", "OUTBOUND_ALLOWED_HOSTS"} & set(image)
     for name in ("worker-echo", "worker-fangzhou-video-generation", "main", "communication"):
         assert "GEMINI_API_KEY" not in services[name]["environment"], name
     assert "ARK_API_KEY" not in services["worker-nanobanana2-image"]["environment"]
@@ -131,9 +137,13 @@ def test_the_simulator_is_only_in_the_development_override(config_copy: Path) ->
         "SIMULATOR_HOST": "0.0.0.0",
         "SIMULATOR_PORT": "8002",
     }
-    assert override["worker-nanobanana2-image"]["environment"] == {
-        "GEMINI_BASE_URL": "${GEMINI_BASE_URL-http://simulator:8002}"
-    }
+    for worker in ("worker-nanobanana2-image", "worker-fangzhou-video-generation"):
+        assert override[worker]["environment"] == {
+            "PROVIDER_SIMULATOR_URL": "http://simulator:8002",
+            "OUTBOUND_ALLOW_HTTP": "true",
+            "OUTBOUND_ALLOWED_HOSTS": "simulator:8002",
+        }
+        assert override[worker]["depends_on"] == {"simulator": {"condition": "service_healthy"}}
     assert "worker-echo" not in override
 
 

@@ -48,7 +48,7 @@ class Workers:
 def simulator_env(stack: LocalStack, worker_env: dict[str, str]) -> dict[str, str]:
     """The worker environment, always aimed at the simulator (even when the caller has a real key)."""
     env = {k: v for k, v in worker_env.items() if k != "GEMINI_API_KEY"}
-    return {**env, "GEMINI_BASE_URL": stack.simulator_url}
+    return {**env, "PROVIDER_SIMULATOR_URL": stack.simulator_url}
 
 
 @pytest.fixture(scope="module")
@@ -258,10 +258,10 @@ async def test_bad_input_gets_a_4xx_naming_the_field(alice: Api, body: dict[str,
 async def test_a_worker_without_a_key_for_google_stops_naming_the_variable(
     stack: LocalStack, worker_env: dict[str, str]
 ) -> None:
-    env = {k: v for k, v in worker_env.items() if not k.startswith("GEMINI_")}
+    env = {k: v for k, v in worker_env.items() if not k.startswith("GEMINI_") and k != "PROVIDER_SIMULATOR_URL"}
     launcher = Launcher(env, [NAME], stack.state_dir / "nanobanana2-no-key.log")
     try:
         assert launcher.proc.wait(30) == 2
-        assert "environment variable GEMINI_API_KEY is required" in launcher.output()
+        assert "environment variable GEMINI_API_KEY (or GEMINI_API_KEY_FILE) is required" in launcher.output()
     finally:
         launcher.kill()

@@ -60,7 +60,7 @@ async def test_storage_down_during_uploads(fault_stack: LocalStack, scenario: Pl
             return await attempt_running(scenario, task)
 
         # Once a retry of its upload is under way again on the worker.
-        await wait_for(retrying, 30, f"task {task.id}'s upload to be retried", interval=0.1)
+        await wait_for(retrying, 60, f"task {task.id}'s upload to be retried", interval=0.1)
         cancel = await scenario.apis[task.job.user].http.post(f"/api/tasks/{task.id}/cancel")
         assert cancel.status_code == 202, cancel.text
 

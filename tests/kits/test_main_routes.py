@@ -1,10 +1,11 @@
 """main's generic routes for the submit-poll pattern, through the minimal integration (``poll_app``): main's real
 app served in this process, the workflow on a Temporal test server with the real activities, an in-process
-provider. The callback needs the task's own secret and echoes the provider's URL challenge; refresh is the
-pattern's action."""
+provider. The callback needs the task's own token, which main derives and stores nowhere (neither the task store
+nor the workflow's history holds it), and echoes the provider's URL challenge; refresh is the pattern's action."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from litestar import Litestar
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -23,6 +25,7 @@ from services.main.app import create_app
 from services.main.settings import MainSettings
 from services.shared.discovery import Discovery, Integration
 from services.shared.manifest import Manifest
+from services.shared.outbound import Outbound
 from services.shared.settings import StorageSettings
 from services.shared.storage import ObjectStore
 from services.shared.submit_poll import CALLBACK_SIGNAL, PollPolicy
@@ -32,7 +35,7 @@ from tests.stack import serve, signals_heard, wait_for
 
 from . import poll_app
 from .poll_app.activities import AppActivities
-from .poll_app.provider import Provider
+from .poll_app.provider import LINKS, Provider
 from .poll_app.workflows import KitPollKeyedWorkflow, KitPollTightWorkflow, KitPollWorkflow
 
 NAME = "kit-poll"
@@ -41,11 +44,16 @@ ALICE = {"Authorization": "Bearer alice-key"}
 SLOW = PollPolicy(initial_seconds=3600, backoff=1, max_seconds=3600, deadline_seconds=86400)
 
 
+CALLBACK_KEY = "callback-key-of-this-test"
+
+
 @dataclass
 class Stack:
     main: httpx.AsyncClient
     temporal: Client
     provider: Provider
+    # main's SQLite file.
+    database: Path
 
     async def create(self) -> dict[str, Any]:
         response = await self.main.post(f"/api/integrations/{NAME}/tasks", json={"prompt": "a kite"}, headers=ALICE)
@@ -63,6 +71,18 @@ class Stack:
 
     async def callbacks_heard(self, task_id: str) -> int:
         return await signals_heard(self.temporal, workflow_id_for(task_id), CALLBACK_SIGNAL)
+
+
+class MainReports(Reports):
+    """main's internal API for the activities: the reports are the fake's, a task's callback URL is the one main's
+    own service gives the internal route (this test serves only main's public listener)."""
+
+    app: Litestar | None = None
+
+    async def callback_url(self, task_id: str) -> str | None:
+        assert self.app is not None
+        url: str | None = await self.app.state.tasks.callback_url(task_id)
+        return url
 
 
 class MainObjects(ObjectStore):
@@ -88,6 +108,7 @@ async def stack(env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.Mo
             "S3_SECRET_KEY": "secret",
             "REPORT_TOKEN": "report-token",
             "NATS_MAIN_PASSWORD": "nats-password",
+            "CALLBACK_KEY": CALLBACK_KEY,
             "API_KEYS": "alice-key:alice,bob-key:bob",
             "REALTIME_SECRET": "realtime-secret",
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/main.db",
@@ -99,8 +120,9 @@ async def stack(env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.Mo
     manifest = Manifest(name=NAME, task_queue=queue, description="the kit's submit-poll test integration")
     integration = Integration("poll_app", Path(poll_app.__file__).parent, manifest, poll_app.__name__)
     provider = Provider()
-    reports = Reports()
-    activities = AppActivities(reports.kit(), provider.client(), SLOW)
+    reports = MainReports()
+    outbound = Outbound(LINKS)
+    activities = AppActivities(reports.kit(outbound=outbound), provider.client(), SLOW)
     worker = Worker(
         env.client,
         task_queue=queue,
@@ -115,9 +137,10 @@ async def stack(env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.Mo
         workflow_runner=WORKFLOW_RUNNER,
     )
     monkeypatch.setattr("services.main.app.ObjectStore", lambda storage: MainObjects(storage, reports.store))
-    app = create_app(settings, Discovery([integration]))
-    async with worker, serve(app) as url, httpx.AsyncClient(base_url=url) as main:
-        yield Stack(main, env.client, provider)
+    app = reports.app = create_app(settings, Discovery([integration]))
+    async with worker, provider.serving(), serve(app) as url, httpx.AsyncClient(base_url=url) as main:
+        yield Stack(main, env.client, provider, tmp_path / "main.db")
+    await outbound.aclose()
 
 
 def callback_path(url: str) -> tuple[str, str]:
@@ -168,6 +191,27 @@ async def test_the_callback_needs_the_tasks_own_secret_and_only_wakes_the_workfl
 
     await wait_for(heard, 30, "the workflow to hear the callback")
     assert (await stack.main.get(f"/api/tasks/{task['id']}", headers=ALICE)).json()["status"] == "running"
+
+
+async def test_the_callback_token_is_stored_nowhere(stack: Stack) -> None:
+    task = await stack.create()
+    _, token = callback_path(await stack.submitted(task["id"]))
+    accepted = await stack.main.post(
+        f"/api/integrations/{NAME}/tasks/{task['id']}/callback", params={"secret": token}, json={}
+    )
+    assert accepted.status_code == 200
+    # The history as Temporal stores it: payloads are the raw bytes of their JSON in it.
+    history = await stack.temporal.get_workflow_handle(workflow_id_for(task["id"])).fetch_history()
+    recorded = b"".join(event.SerializeToString() for event in history.events)
+    assert task["id"].encode() in recorded and b"a kite" in recorded
+    for secret in (token, CALLBACK_KEY):
+        assert secret.encode() not in recorded
+    assert b"/callback" not in recorded
+    with sqlite3.connect(stack.database) as db:
+        rows = db.execute("SELECT * FROM tasks").fetchall()
+    stored = repr(rows)
+    assert task["id"] in stored
+    assert token not in stored and CALLBACK_KEY not in stored
 
 
 async def test_the_callback_echoes_the_providers_challenge_without_waking_the_workflow(stack: Stack) -> None:

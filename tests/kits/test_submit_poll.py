@@ -5,8 +5,10 @@ report API and object storage as fakes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from temporalio import activity
@@ -16,13 +18,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from services.async_task.launcher import WORKFLOW_RUNNER
+from services.shared.outbound import Outbound
 from services.shared.submit_poll import CALLBACK_SIGNAL, REFRESH_UPDATE, CallbackHint, JobRef, PollPolicy
 from services.shared.tasks import ReportOutcome, StoredObject, TaskEnvelope, TaskError, TaskReport
 from tests.fakes import Reports
 from tests.stack import wait_for
 
 from .poll_app.activities import AppActivities
-from .poll_app.provider import Provider
+from .poll_app.provider import LINKS, Provider
 from .poll_app.schemas import NAMES, AppInput, ProviderJob, Request
 from .poll_app.workflows import KitPollKeyedWorkflow, KitPollTightWorkflow, KitPollWorkflow
 
@@ -35,7 +38,8 @@ class Noted(AppActivities):
     """The real activities, noting when each query was scheduled (workflow time) and by which run."""
 
     def __init__(self, reports: Reports, provider: Provider) -> None:
-        super().__init__(reports.kit(), provider.client(), PollPolicy())
+        self.outbound = Outbound(LINKS)
+        super().__init__(reports.kit(outbound=self.outbound), provider.client(), PollPolicy())
         self.queries: list[tuple[float, str]] = []
 
     @activity.defn(name=NAMES.query)
@@ -61,20 +65,27 @@ class App:
         self.queue = str(uuid.uuid4())
         self.handle: WorkflowHandle[object, TaskReport] | None = None
 
-    def worker(self) -> Worker:
+    @contextlib.asynccontextmanager
+    async def worker(self) -> AsyncIterator[None]:
+        """The worker running, and the provider's result links served."""
         acts = self.activities
-        return Worker(
+        worker = Worker(
             self.env.client,
             task_queue=self.queue,
             workflows=[KitPollWorkflow, KitPollKeyedWorkflow, KitPollTightWorkflow],
             activities=[self.reports.report_task, acts.submit, acts.query, acts.cancel, acts.copy_result],
             workflow_runner=WORKFLOW_RUNNER,
         )
+        try:
+            async with self.provider.serving(), worker:
+                yield
+        finally:
+            await self.activities.outbound.aclose()
 
     async def start(self, workflow: str = "KitPollWorkflow") -> WorkflowHandle[object, TaskReport]:
         self.handle = await self.env.client.start_workflow(
             workflow,
-            AppInput(TaskEnvelope("t1"), Request("a kite"), callback_url="https://main.example/cb", poll=self.poll),
+            AppInput(TaskEnvelope("t1"), Request("a kite"), poll=self.poll),
             id=str(uuid.uuid4()),
             task_queue=self.queue,
             result_type=TaskReport,
@@ -120,6 +131,19 @@ async def test_a_failed_download_is_retried_with_a_new_link(env: WorkflowEnviron
     assert result.status == "succeeded"
     # Each attempt of the copy asked for its own link: an expired one is never reused.
     assert len(set(provider.links)) == 2
+
+
+async def test_a_result_link_into_our_own_networks_fails_the_task_at_once(env: WorkflowEnvironment) -> None:
+    # The activities' rules allow plain http to 127.0.0.1 only: the metadata address is refused, never retried.
+    provider = Provider(done_after=1, link_to="http://169.254.169.254/latest/meta-data/")
+    app = App(env, provider)
+    result = await app.run()
+    assert result.status == "failed" and result.error is not None
+    assert (result.error.code, result.error.retryable) == ("acme_media_url_not_allowed", False)
+    assert "169.254.169.254" in result.error.message
+    assert len(provider.links) == 1
+    assert app.reports.store.objects == {}
+    assert app.reports.statuses() == ["running", "failed"]
 
 
 async def test_without_an_idempotency_key_an_uncertain_submit_is_never_sent_again(env: WorkflowEnvironment) -> None:

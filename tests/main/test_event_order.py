@@ -57,6 +57,7 @@ async def test_a_report_that_overtakes_the_create_is_published_after_the_queued_
                 "S3_SECRET_KEY": "secret",
                 "REPORT_TOKEN": "t",
                 "NATS_MAIN_PASSWORD": "n",
+                "CALLBACK_KEY": "c",
                 "API_KEYS": "k:alice",
                 "REALTIME_SECRET": "r",
             }

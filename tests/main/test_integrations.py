@@ -22,6 +22,7 @@ def openapi(blacklist: tuple[str, ...]) -> dict[str, Any]:
             "API_KEYS": "k:alice",
             "REPORT_TOKEN": "r",
             "NATS_MAIN_PASSWORD": "n",
+            "CALLBACK_KEY": "c",
             "REALTIME_SECRET": "s",
             "S3_ACCESS_KEY": "a",
             "S3_SECRET_KEY": "s",

@@ -15,6 +15,7 @@ REQUIRED = {
     "API_KEYS": "user-key-0123456789abcdef0123456789:alice",
     "REALTIME_SECRET": "realtime-secret-0123456789abcdef0123",
     "REPORT_TOKEN": "report-token-0123456789abcdef012345",
+    "CALLBACK_KEY": "callback-key-0123456789abcdef012345",
     "NATS_MAIN_PASSWORD": "nats-main-0123456789abcdef0123456789",
     "S3_ACCESS_KEY": "platform-0123456789",
     "S3_SECRET_KEY": "s3-secret-0123456789abcdef0123456789",

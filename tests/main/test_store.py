@@ -352,7 +352,7 @@ async def test_migrating_again_changes_nothing(task_store: TaskStore) -> None:
     assert (await task_store.get(task_id)) is not None
     async with task_store.engine.connect() as conn:
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0003_leases"
+    assert version == "0004_leases"
 
 
 async def test_a_store_from_before_migrations_keeps_its_tasks(database_url: str) -> None:

@@ -121,6 +121,9 @@ def test_render_gives_each_its_worker(copy: Path) -> None:
     for generated, worker in zip(GENERATED, ("worker-scaffold-image", "worker-scaffold-video"), strict=True):
         assert services[worker]["command"] == ["python", "-m", "services.async_task", generated.name]
         assert services[worker]["healthcheck"]["test"][-1] == generated.queue
+        # Its provider's variables, from its manifest: nothing in deploy/ names them.
+        prefix = generated.folder.upper()
+        assert {f"{prefix}_API_KEY", f"{prefix}_BASE_URL"} <= set(services[worker]["environment"])
 
 
 def test_scaffolding_again_overwrites_nothing(copy: Path) -> None:

@@ -103,6 +103,8 @@ def test_render_wires_every_file_and_leaves_no_placeholder(pattern: str) -> None
         "task_queue": "acme-thing",
         "description": names.description,
         "pattern": pattern,
+        # Its variables; the provider's own base URL is the one the agent adds with the real contract.
+        "provider": {"api_key_env": "ACME_THING_API_KEY", "base_url_env": "ACME_THING_BASE_URL"},
     }
     worker = files[Path("integrations/acme_thing/workflows/worker.py")]
     assert "class" not in worker and "AcmeThingWorkflow" in worker

@@ -17,6 +17,7 @@ from services.shared.discovery import (
     discover,
     parse_blacklist,
 )
+from services.simulator.providers import stand_ins as simulator_stand_ins
 from tests.broken_examples import BROKEN_EXAMPLES, add_broken_examples, copy_with_broken_examples
 from tests.stack import Launcher, free_port
 
@@ -114,6 +115,7 @@ async def test_broken_examples_do_not_break_main(broken_copy: Path, tmp_path: Pa
         "API_KEYS": "discovery-key:alice",
         "REPORT_TOKEN": "discovery-report-token",
         "NATS_MAIN_PASSWORD": "discovery-nats-password",
+        "CALLBACK_KEY": "discovery-callback-key",
         "REALTIME_SECRET": "discovery-realtime-secret",
         "S3_ACCESS_KEY": "discovery",
         "S3_SECRET_KEY": "discovery-secret",
@@ -174,23 +176,44 @@ def test_broken_layouts_are_all_reported_by_name(root: Path) -> None:
     assert len(raised.value.problems) == 5
 
 
+PROVIDER = {"api_key_env": "ACME_API_KEY", "base_url_env": "ACME_BASE_URL", "base_url": "https://api.acme.example"}
+
+
 @pytest.mark.parametrize(
-    ("console", "problem"),
+    ("section", "value", "problem"),
     [
-        ({"fields": []}, "label"),
-        ({"label": "X", "fields": [{"name": "prompt", "widget": "slider"}]}, "widget"),
-        ({"label": "X", "fields": [{"name": "Prompt"}]}, "name"),
-        ({"label": "X", "fields": [{"name": "a"}, {"name": "a"}]}, "more than once: ['a']"),
-        ({"label": "X", "colour": "red"}, "colour"),
+        ("console", {"fields": []}, "label"),
+        ("console", {"label": "X", "fields": [{"name": "prompt", "widget": "slider"}]}, "widget"),
+        ("console", {"label": "X", "fields": [{"name": "Prompt"}]}, "name"),
+        ("console", {"label": "X", "fields": [{"name": "a"}, {"name": "a"}]}, "more than once: ['a']"),
+        ("console", {"label": "X", "colour": "red"}, "colour"),
+        ("provider", {"base_url_env": "ACME_BASE_URL"}, "api_key_env"),
+        ("provider", {**PROVIDER, "api_key_env": "acme_key"}, "api_key_env"),
+        ("provider", {**PROVIDER, "base_url_env": "ACME_API_KEY"}, "must differ"),
+        ("provider", {**PROVIDER, "base_url": "http://api.acme.example"}, "https"),
+        ("provider", {**PROVIDER, "base_url": "https://api.acme.example/"}, "trailing slash"),
+        ("provider", {**PROVIDER, "simulator": "Acme Sim"}, "simulator"),
+        ("provider", {**PROVIDER, "key": "sk-1"}, "key"),
     ],
 )
-def test_console_hints_are_validated(root: Path, console: dict[str, object], problem: str) -> None:
+def test_console_hints_and_provider_declarations_are_validated(
+    root: Path, section: str, value: dict[str, object], problem: str
+) -> None:
     path = make_integration(root, "hinted")
     manifest = json.loads((path / "manifest.json").read_text())
-    (path / "manifest.json").write_text(json.dumps({**manifest, "console": console}))
+    (path / "manifest.json").write_text(json.dumps({**manifest, section: value}))
     with pytest.raises(DiscoveryError) as raised:
         discover(root)
-    assert "hinted" in str(raised.value) and "console" in str(raised.value) and problem in str(raised.value)
+    assert "hinted" in str(raised.value) and section in str(raised.value) and problem in str(raised.value)
+
+
+def test_each_declared_simulator_is_a_stand_in_of_the_simulator() -> None:
+    declared = {i.name: i.manifest.provider for i in discover(blacklist=()).integrations}
+    stand_ins = {s.name for s in simulator_stand_ins()}
+    for name, provider in declared.items():
+        if provider is not None and provider.simulator is not None:
+            assert provider.simulator in stand_ins, name
+    assert {p.simulator for p in declared.values() if p is not None} >= {"gemini", "ark"}
 
 
 def test_duplicate_task_queues_and_names_are_errors(root: Path) -> None:

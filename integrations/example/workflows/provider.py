@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import msgspec
@@ -24,27 +24,30 @@ from services.shared.provider_client import (
     retry_after,
     said,
 )
-from services.shared.settings import Env, SettingsError
+from services.shared.settings import Env, ProviderEndpoint, SettingsError
+
+TIMEOUT_VARIABLE = "EXAMPLE_TIMEOUT_SECONDS"
 
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    base_url: str
-    api_key: str | None = field(default=None, repr=False)
+    """The worker's settings. The provider's address and key come from the variables the manifest declares
+    (``provider``: ``ProviderEndpoint``):
+    EXAMPLE_BASE_URL,
+    EXAMPLE_API_KEY;
+    and TIMEOUT_VARIABLE bounds one call."""
+
+    endpoint: ProviderEndpoint
     # Bound on one call; slow providers can take minutes.
     timeout_seconds: float = 300.0
 
     @classmethod
-    def from_env(cls, env: Env) -> ProviderSettings:
-        """The worker's settings:
-        EXAMPLE_BASE_URL (required),
-        EXAMPLE_API_KEY (sent as a Bearer token when set),
-        EXAMPLE_TIMEOUT_SECONDS (one call)."""
-        name = "EXAMPLE_TIMEOUT_SECONDS"
-        timeout = env.get_float(name, cls.timeout_seconds)
-        if timeout <= 0:
-            raise SettingsError(f"{name} must be positive, got {timeout:g}")
-        return cls(env.get("EXAMPLE_BASE_URL").rstrip("/"), env.optional("EXAMPLE_API_KEY"), timeout)
+    def from_env(cls, env: Env, endpoint: ProviderEndpoint) -> ProviderSettings:
+        return cls(endpoint, env.get_float(TIMEOUT_VARIABLE, cls.timeout_seconds))
+
+    def __post_init__(self) -> None:
+        if self.timeout_seconds <= 0:
+            raise SettingsError(f"{TIMEOUT_VARIABLE} must be positive, got {self.timeout_seconds:g}")
 
 
 class _Generated(msgspec.Struct, frozen=True):
@@ -77,13 +80,13 @@ class ProviderClient:
         self._settings = settings
 
     async def generate(self, prompt: str) -> Generated:
-        key = self._settings.api_key
+        endpoint = self._settings.endpoint
         response = await self._http.send(
             "POST",
-            f"{self._settings.base_url}/v1/generate",
+            f"{endpoint.base_url}/v1/generate",
             timeout_seconds=self._settings.timeout_seconds,
             json={"prompt": prompt},
-            headers={"Authorization": f"Bearer {key}"} if key else {},
+            headers={"Authorization": f"Bearer {endpoint.api_key}"},
         )
         try:
             body = msgspec.json.decode(response.content, type=_Generated)

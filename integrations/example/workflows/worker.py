@@ -8,8 +8,8 @@ from .workflows import ExampleWorkflow
 
 
 def worker_spec(ctx: WorkerContext) -> WorkerSpec:
-    # Settings are read once, here: a missing base URL stops the worker at start-up, naming the variable.
-    provider = ProviderClient(ctx.http, ProviderSettings.from_env(ctx.env))
+    # Settings are read once, here: a missing key (or base URL) stops the worker at start-up, naming the variable.
+    provider = ProviderClient(ctx.http, ProviderSettings.from_env(ctx.env, ctx.provider_endpoint()))
     # Every workflow, and every activity they run (the shared report activity too).
     return WorkerSpec(
         workflows=[ExampleWorkflow],

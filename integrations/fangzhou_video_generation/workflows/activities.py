@@ -37,7 +37,7 @@ class FangzhouActivities:
     async def submit(self, input: VideoSubmit) -> Submitted:
         poll = input.poll or self._settings.poll
         model = input.request.model or self._settings.model
-        body = create_body(input.request, model, input.callback_url, expires_after(poll))
+        body = create_body(input.request, model, await self._kit.callback_url(input.task), expires_after(poll))
         provider_task_id = await self._kit.call(self._ark.create(body))
         activity.logger.info("task %s submitted to Ark as %s (%s)", input.task.id, provider_task_id, model)
         return await self._kit.submitted(input.task, provider_task_id, poll)

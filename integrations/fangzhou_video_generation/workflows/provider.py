@@ -12,17 +12,12 @@ import httpx
 import msgspec
 
 from services.shared.provider_client import ErrorDetail, ProviderError, ProviderHttp, envelope_error
-from services.shared.settings import Env, SettingsError
+from services.shared.settings import Env, ProviderEndpoint, SettingsError
 from services.shared.submit_poll import PollPolicy
 
 from ..schemas import ArkTaskView, VideoRequest
 
-ARK_BASE_URL = "https://ark.cn-beijing.volces.com"
 TASKS_PATH = "/api/v3/contents/generations/tasks"
-DEFAULT_MODEL = "doubao-seedance-1-0-pro-250528"
-# The key the provider simulator accepts by default (SIMULATOR_ARK_API_KEY); used only when ARK_BASE_URL is
-# set and ARK_API_KEY is not, which is how the local stack points a keyless worker at the simulator.
-SIMULATOR_API_KEY = "sim-ark-key"
 # Ark's bounds for execution_expires_after.
 MIN_EXPIRES_AFTER = 3600
 MAX_EXPIRES_AFTER = 259_200
@@ -30,34 +25,31 @@ MAX_EXPIRES_AFTER = 259_200
 
 @dataclass(frozen=True)
 class ArkSettings:
-    base_url: str
-    api_key: str = field(repr=False)
-    model: str = DEFAULT_MODEL
+    """The worker's Ark settings. Ark's address and key come from the manifest's provider variables (ARK_BASE_URL,
+    ARK_API_KEY: ``ProviderEndpoint``); the rest from ``ARK_*`` here."""
+
+    endpoint: ProviderEndpoint
+    model: str = "doubao-seedance-1-0-pro-250528"
     poll: PollPolicy = field(default_factory=PollPolicy)
     request_timeout_seconds: float = 30.0
+    # Each wait for the next bytes of a media download.
     media_timeout_seconds: float = 60.0
     max_video_bytes: int = 512 * 1024 * 1024
 
     @classmethod
-    def from_env(cls, env: Env) -> ArkSettings:
-        base_url = env.optional("ARK_BASE_URL")
-        api_key = env.optional("ARK_API_KEY")
-        if api_key is None:
-            if base_url is None:
-                raise SettingsError(
-                    "environment variable ARK_API_KEY is required for Ark itself; "
-                    "without a key, set ARK_BASE_URL to the provider simulator"
-                )
-            api_key = SIMULATOR_API_KEY
+    def from_env(cls, env: Env, endpoint: ProviderEndpoint) -> ArkSettings:
         return cls(
-            base_url=(base_url or ARK_BASE_URL).rstrip("/"),
-            api_key=api_key,
-            model=env.get("ARK_MODEL", DEFAULT_MODEL),
+            endpoint=endpoint,
+            model=env.get("ARK_MODEL", cls.model),
             poll=PollPolicy.from_env(env, "ARK"),
-            request_timeout_seconds=env.get_float("ARK_REQUEST_TIMEOUT_SECONDS", 30.0),
-            media_timeout_seconds=env.get_float("ARK_MEDIA_TIMEOUT_SECONDS", 60.0),
-            max_video_bytes=env.get_int("ARK_MAX_VIDEO_BYTES", 512 * 1024 * 1024),
+            request_timeout_seconds=env.get_float("ARK_REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds),
+            media_timeout_seconds=env.get_float("ARK_MEDIA_TIMEOUT_SECONDS", cls.media_timeout_seconds),
+            max_video_bytes=env.get_int("ARK_MAX_VIDEO_BYTES", cls.max_video_bytes, minimum=1),
         )
+
+    def __post_init__(self) -> None:
+        if self.request_timeout_seconds <= 0 or self.media_timeout_seconds <= 0:
+            raise SettingsError("ARK_REQUEST_TIMEOUT_SECONDS and ARK_MEDIA_TIMEOUT_SECONDS must be positive")
 
 
 # --- Ark's wire format ---------------------------------------------------------------------------------------
@@ -137,8 +129,8 @@ class ArkClient:
         codes = {"unavailable": "ark_unreachable", "uncertain": "ark_submit_uncertain", "media": "ark_media"}
         self.http = ProviderHttp(http, "Ark", envelope_error, **codes)
         self._settings = settings
-        self._tasks_url = f"{settings.base_url}{TASKS_PATH}"
-        self._headers = {"Authorization": f"Bearer {settings.api_key}"}
+        self._tasks_url = f"{settings.endpoint.base_url}{TASKS_PATH}"
+        self._headers = {"Authorization": f"Bearer {settings.endpoint.api_key}"}
 
     async def create(self, body: dict[str, Any]) -> str:
         """Create a task; its id. Ark has no idempotency key: once the request may have reached Ark, a failure is

@@ -9,7 +9,7 @@ from .workflows import FangzhouVideoWorkflow
 
 def worker_spec(ctx: WorkerContext) -> WorkerSpec:
     # Read once, when the worker starts: Ark's address, key, default model and the poll policy.
-    settings = ArkSettings.from_env(ctx.env)
+    settings = ArkSettings.from_env(ctx.env, ctx.provider_endpoint())
     ark = FangzhouActivities(ctx.activity_kit(), ArkClient(ctx.http, settings), settings)
     return WorkerSpec(
         workflows=[FangzhouVideoWorkflow],

@@ -14,21 +14,16 @@ import base64
 import binascii
 import re
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import msgspec
 
 from services.shared.provider_client import ProviderError, ProviderHttp, is_transient, said
-from services.shared.settings import Env, SettingsError
+from services.shared.settings import Env, ProviderEndpoint, SettingsError
 
 from ..schemas import ImageJob
-
-GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com"
-DEFAULT_MODEL = "gemini-3.1-flash-image-preview"
-# The key the provider simulator accepts unless told otherwise (SIMULATOR_GEMINI_API_KEY); used only when no
-# GEMINI_API_KEY is set and GEMINI_BASE_URL points somewhere other than Google.
-SIMULATOR_API_KEY = "sim-gemini-key"
 
 # Finish reasons that mean the output was withheld by a safety or policy filter.
 _FILTERED_REASONS = frozenset(
@@ -47,36 +42,27 @@ _DURATION = re.compile(r"(?P<seconds>\d+(?:\.\d+)?)s")
 _MAX_MESSAGE = 500
 
 
-class GeminiSettings(msgspec.Struct, frozen=True):
-    base_url: str
-    api_key: str
-    model: str = DEFAULT_MODEL
+@dataclass(frozen=True)
+class GeminiSettings:
+    """The worker's Gemini settings. Google's address and key come from the manifest's provider variables
+    (GEMINI_BASE_URL, GEMINI_API_KEY: ``ProviderEndpoint``); GEMINI_MODEL and GEMINI_TIMEOUT_SECONDS from here."""
+
+    endpoint: ProviderEndpoint
+    model: str = "gemini-3.1-flash-image-preview"
     # Bound on one generateContent call; large images can take minutes.
     timeout_seconds: float = 300.0
 
     @classmethod
-    def from_env(cls, env: Env) -> GeminiSettings:
-        """GEMINI_API_KEY, GEMINI_BASE_URL (unset or empty: Google's endpoint), GEMINI_MODEL,
-        GEMINI_TIMEOUT_SECONDS. Without a key only a non-Google base URL (the simulator) makes sense."""
-        base_url = (env.optional("GEMINI_BASE_URL") or GOOGLE_BASE_URL).rstrip("/")
-        api_key = env.optional("GEMINI_API_KEY")
-        if api_key is None:
-            if base_url == GOOGLE_BASE_URL:
-                raise SettingsError(
-                    "environment variable GEMINI_API_KEY is required when GEMINI_BASE_URL is Google's endpoint "
-                    "(set GEMINI_BASE_URL to the provider simulator to run without a key)"
-                )
-            api_key = SIMULATOR_API_KEY
-        timeout = env.get_float("GEMINI_TIMEOUT_SECONDS", 300.0)
-        if timeout <= 0:
-            raise SettingsError(f"environment variable GEMINI_TIMEOUT_SECONDS must be positive, got {timeout}")
+    def from_env(cls, env: Env, endpoint: ProviderEndpoint) -> GeminiSettings:
         return cls(
-            base_url=base_url, api_key=api_key, model=env.get("GEMINI_MODEL", DEFAULT_MODEL), timeout_seconds=timeout
+            endpoint=endpoint,
+            model=env.get("GEMINI_MODEL", cls.model),
+            timeout_seconds=env.get_float("GEMINI_TIMEOUT_SECONDS", cls.timeout_seconds),
         )
 
-    def __repr__(self) -> str:
-        # Keep the key out of logs and tracebacks.
-        return f"GeminiSettings(base_url={self.base_url!r}, model={self.model!r})"
+    def __post_init__(self) -> None:
+        if self.timeout_seconds <= 0:
+            raise SettingsError(f"GEMINI_TIMEOUT_SECONDS must be positive, got {self.timeout_seconds:g}")
 
 
 # --- the parts of Google's answer we read (camelCase on the wire; unknown fields are ignored) ---------------
@@ -161,7 +147,7 @@ class GeminiClient:
 
     @property
     def url(self) -> str:
-        return f"{self.settings.base_url}/v1beta/models/{self.settings.model}:generateContent"
+        return f"{self.settings.endpoint.base_url}/v1beta/models/{self.settings.model}:generateContent"
 
     async def generate(self, job: ImageJob) -> GeneratedContent:
         response = await self._http.send(
@@ -169,7 +155,7 @@ class GeminiClient:
             self.url,
             timeout_seconds=self.settings.timeout_seconds,
             content=msgspec.json.encode(request_body(job)),
-            headers={"x-goog-api-key": self.settings.api_key, "Content-Type": "application/json"},
+            headers={"x-goog-api-key": self.settings.endpoint.api_key, "Content-Type": "application/json"},
         )
         return parse_response(response.content)
 

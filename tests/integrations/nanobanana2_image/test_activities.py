@@ -20,7 +20,7 @@ from integrations.nanobanana2_image.schemas import GeneratedImage, GenerateInput
 from integrations.nanobanana2_image.workflows.activities import ImageActivities
 from integrations.nanobanana2_image.workflows.provider import GeminiClient, GeminiSettings
 from services.shared.activity_kit import ActivityKit
-from services.shared.settings import StorageSettings
+from services.shared.settings import ProviderEndpoint, StorageSettings
 from services.shared.storage import ObjectStore
 from services.shared.tasks import TaskEnvelope
 from services.simulator.config import RuntimeConfig, SimulatorSettings
@@ -66,7 +66,7 @@ def activities(
     heartbeat_seconds: float = 2.0,
     reports: Reports | None = None,
 ) -> ImageActivities:
-    settings = GeminiSettings(base_url=base_url, api_key=api_key, model=model, timeout_seconds=timeout)
+    settings = GeminiSettings(ProviderEndpoint(base_url, api_key), model=model, timeout_seconds=timeout)
     client = GeminiClient(http, settings)
     return ImageActivities(ActivityKit(store, reports or Reports(), heartbeat_seconds), client)
 

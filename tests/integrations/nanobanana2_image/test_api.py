@@ -21,7 +21,7 @@ from integrations.nanobanana2_image.schemas import (
     ReferenceImage,
 )
 from integrations.nanobanana2_image.workflows.workflows import NanoBanana2ImageWorkflow
-from services.main.kit import InputError, NewTask, StartContext
+from services.main.kit import InputError, NewTask
 from services.shared.media_types import sniff_image_type
 from services.shared.tasks import TaskEnvelope
 from services.simulator.media import encode_png, render_rows
@@ -58,7 +58,7 @@ def test_defaults_and_the_workflow_input_with_normalised_reference_images() -> N
         }
     )
     check(request)
-    built = build_input(NewTask(TaskEnvelope("abc"), request, StartContext(callback_url=None)))
+    built = build_input(NewTask(TaskEnvelope("abc"), request))
     jpeg_b64 = base64.b64encode(JPEG).decode()
     assert built == ImageTaskInput(
         task=TaskEnvelope("abc"),

@@ -12,19 +12,20 @@ import pytest
 
 from integrations.nanobanana2_image.schemas import ImageJob, InlineImage
 from integrations.nanobanana2_image.workflows.provider import (
-    GOOGLE_BASE_URL,
     GeminiClient,
     GeminiSettings,
     parse_response,
     png_dimensions,
 )
+from services.shared.discovery import discover
 from services.shared.provider_client import ProviderError
-from services.shared.settings import Env, SettingsError
+from services.shared.settings import Env, ProviderEndpoint, SettingsError
 from services.simulator.media import encode_png, render_rows
 
 PNG = encode_png(6, 4, render_rows(6, 4, (1, 2, 3), (4, 5, 6), 2))
 JOB = ImageJob("a fox in snow", "9:16", "2K", (InlineImage("image/png", base64.b64encode(PNG).decode()),))
-SETTINGS = GeminiSettings(base_url="http://gemini.test", api_key="k-123", model="gemini-3.1-flash-image-preview")
+SETTINGS = GeminiSettings(ProviderEndpoint("http://gemini.test", "k-123"), model="gemini-3.1-flash-image-preview")
+PROVIDER = discover().get("nanobanana2-image").manifest.provider
 
 
 def image_part(data: bytes = PNG, thought: bool = False) -> dict[str, Any]:
@@ -70,30 +71,38 @@ def replying(status: int, content: bytes) -> Callable[[httpx.Request], httpx.Res
 # --- settings --------------------------------------------------------------------------------------------
 
 
-def test_settings_default_to_the_simulator_key_when_pointed_away_from_google() -> None:
-    settings = GeminiSettings.from_env(Env({"GEMINI_BASE_URL": "http://127.0.0.1:8002/"}))
-    assert settings.base_url == "http://127.0.0.1:8002"
-    assert settings.api_key == "sim-gemini-key"
-    assert settings.model == "gemini-3.1-flash-image-preview"
-    assert settings.timeout_seconds == 300.0
+def endpoint(environ: dict[str, str]) -> ProviderEndpoint:
+    assert PROVIDER is not None
+    return ProviderEndpoint.from_env(Env(environ), PROVIDER)
 
 
-def test_settings_use_google_when_a_key_is_set_and_the_base_url_is_unset_or_empty() -> None:
+def test_the_manifest_declares_google_and_its_variables() -> None:
     for environ in ({"GEMINI_API_KEY": "real"}, {"GEMINI_API_KEY": "real", "GEMINI_BASE_URL": ""}):
-        settings = GeminiSettings.from_env(Env(environ))
-        assert (settings.base_url, settings.api_key) == (GOOGLE_BASE_URL, "real")
+        assert endpoint(environ) == ProviderEndpoint("https://generativelanguage.googleapis.com", "real")
+    assert endpoint({"GEMINI_API_KEY": "real", "GEMINI_BASE_URL": "https://proxy.example/"}).base_url == (
+        "https://proxy.example"
+    )
+
+
+def test_without_a_key_only_the_explicit_simulator_setting_stands_in() -> None:
+    for environ in ({}, {"GEMINI_BASE_URL": "http://127.0.0.1:8002"}):
+        with pytest.raises(SettingsError, match=r"GEMINI_API_KEY .*PROVIDER_SIMULATOR_URL"):
+            endpoint(environ)
+    simulated = endpoint({"PROVIDER_SIMULATOR_URL": "http://127.0.0.1:8002/"})
+    assert simulated == ProviderEndpoint("http://127.0.0.1:8002", "sim-gemini-key", simulated=True)
+
+
+def test_settings_read_the_model_and_timeout_and_keep_the_key_out_of_repr() -> None:
+    found = endpoint({"GEMINI_API_KEY": "real-key-value"})
+    defaults = GeminiSettings.from_env(Env({}), found)
+    assert (defaults.model, defaults.timeout_seconds) == ("gemini-3.1-flash-image-preview", 300.0)
     custom = GeminiSettings.from_env(
-        Env({"GEMINI_API_KEY": "real", "GEMINI_MODEL": "gemini-3-pro-image-preview", "GEMINI_TIMEOUT_SECONDS": "90"})
+        Env({"GEMINI_MODEL": "gemini-3-pro-image-preview", "GEMINI_TIMEOUT_SECONDS": "90"}), found
     )
     assert (custom.model, custom.timeout_seconds) == ("gemini-3-pro-image-preview", 90.0)
-    assert "real" not in repr(custom)
-
-
-def test_settings_without_a_key_for_google_or_with_a_bad_timeout_name_the_variable() -> None:
-    with pytest.raises(SettingsError, match="GEMINI_API_KEY"):
-        GeminiSettings.from_env(Env({}))
+    assert "real-key-value" not in repr(custom)
     with pytest.raises(SettingsError, match="GEMINI_TIMEOUT_SECONDS"):
-        GeminiSettings.from_env(Env({"GEMINI_API_KEY": "k", "GEMINI_TIMEOUT_SECONDS": "0"}))
+        GeminiSettings.from_env(Env({"GEMINI_TIMEOUT_SECONDS": "0"}), found)
 
 
 # --- request and success ---------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ class AppActivities:
 
     @activity.defn(name=NAMES.submit)
     async def submit(self, input: AppSubmit) -> Submitted:
-        create = self._client.create(input.request.prompt, input.idempotency_key, input.callback_url)
+        callback_url = await self._kit.callback_url(input.task)
+        create = self._client.create(input.request.prompt, input.idempotency_key, callback_url)
         job_id = await self._kit.call(create)
         return await self._kit.submitted(input.task, job_id, input.poll or self._poll)
 

@@ -1,19 +1,29 @@
-"""The provider's client, and the provider itself (in process, through httpx's mock transport)."""
+"""The provider's client, and the provider itself: its API in process (through httpx's mock transport), its result
+links on a port of 127.0.0.1 (``serving``), where the copy fetches them through the outbound rules, as it would
+fetch a real provider's."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
 import msgspec
+from litestar import Litestar, Response, get
+from litestar.params import FromPath
 
+from services.shared.outbound import OutboundRules
 from services.shared.provider_client import ProviderError, ProviderHttp, is_transient, retry_after, said
+from tests.stack import serve
 
 from .schemas import ProviderJob
 
 BASE = "http://acme.test"
+# What the activities' outbound rules allow: the result links' server, plain http on 127.0.0.1.
+LINKS = OutboundRules(allow_http=True, allowed_hosts=("127.0.0.1",))
 
 
 def http_error(response: httpx.Response) -> ProviderError:
@@ -64,7 +74,7 @@ class Provider:
     """``submits``: what each POST /jobs does, in order: ``ok``; ``lost`` (created, but the answer never comes:
     the client times out reading it); ``slow`` (created, answered after 3 s); ``429``. Then ``ok``. A job is
     ``working`` until ``finish``, or until it has been read ``done_after`` times; ``broken_links``: how many
-    downloads fail before one succeeds."""
+    downloads fail before one succeeds; ``link_to``: a URL handed out instead of its own links."""
 
     submits: list[str] = field(default_factory=list[str])
     done_after: int | None = None
@@ -76,6 +86,9 @@ class Provider:
     callback_urls: dict[str, str | None] = field(default_factory=dict[str, str | None])
     links: list[str] = field(default_factory=list[str])
     broken_links: int = 0
+    link_to: str | None = None
+    # Where the result links are served (``serving``).
+    files_url: str = "http://127.0.0.1:9"
 
     def client(self) -> Client:
         return Client(httpx.AsyncClient(transport=httpx.MockTransport(self.answer)))
@@ -105,13 +118,8 @@ class Provider:
                 return httpx.Response(429, text="slow down", headers={"Retry-After": "3"})
             return httpx.Response(200, json={"id": job_id})
         job_id = path.split("/")[2]
-        if request.url.host == "files.test":
-            if self.broken_links:
-                self.broken_links -= 1
-                return httpx.Response(503, text="try again")
-            return httpx.Response(200, content=f"result of {job_id}".encode())
         if path.endswith("/link"):
-            self.links.append(f"http://files.test/jobs/{job_id}?token={len(self.links)}")
+            self.links.append(self.link_to or f"{self.files_url}/jobs/{job_id}?token={len(self.links)}")
             return httpx.Response(200, json={"url": self.links[-1]})
         if request.method == "DELETE":
             self.deleted.append(job_id)
@@ -121,3 +129,20 @@ class Provider:
         if self.done_after is not None and self.reads >= self.done_after and self.jobs[job_id] == "working":
             self.jobs[job_id] = "done"
         return httpx.Response(200, json={"id": job_id, "state": self.jobs[job_id]})
+
+    def files(self) -> Litestar:
+        @get("/jobs/{job_id:str}")
+        async def download(job_id: FromPath[str]) -> Response[bytes]:
+            if self.broken_links:
+                self.broken_links -= 1
+                return Response(b"try again", status_code=503)
+            return Response(f"result of {job_id}".encode(), media_type="text/plain")
+
+        return Litestar([download])
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """The result links, served while inside."""
+        async with serve(self.files()) as url:
+            self.files_url = url
+            yield
