@@ -99,6 +99,8 @@ class TaskService:
                 # The create that made it may not have started its workflow: this retry does (harmless if it did).
                 record = await self._start_again(record, integration, api, request)
             return record, False
+        # The `queued` event is committed with the task, before the workflow starts: an activity's `running`
+        # report, however early, commits after it and so follows it in the stream.
         try:
             await self.start(record, integration, api, request)
         except StartFailedError as exc:

@@ -17,9 +17,11 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from deploy.local import LocalStack
+from services.main.migrate import MIGRATIONS
 from services.main.store import OutboxEvent, StoreConflictError, TaskRecord, TaskStore, metadata, tasks_table
 from services.shared.tasks import StoredObject, TaskError, TaskReport, TaskResult
 from tests.stack import wait_for
@@ -352,12 +354,15 @@ async def test_migrating_again_changes_nothing(task_store: TaskStore) -> None:
     assert (await task_store.get(task_id)) is not None
     async with task_store.engine.connect() as conn:
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0004_leases"
+    assert version == ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 async def test_a_store_from_before_migrations_keeps_its_tasks(database_url: str) -> None:
-    """A store created by the code before migrations existed (the tasks table alone) is adopted, not rebuilt."""
+    """A store created by the code before migrations existed (the tasks table alone, with the callback secret it had
+    then) is adopted, not rebuilt."""
     store = TaskStore.from_url(database_url)
+    old_table = tasks_table.to_metadata(sa.MetaData())
+    old_table.append_column(sa.Column("callback_secret", sa.String(64), nullable=True))
     created = datetime.now(UTC)
     row = {
         "id": "old-task",
@@ -366,15 +371,16 @@ async def test_a_store_from_before_migrations_keeps_its_tasks(database_url: str)
         "status": "succeeded",
         "input": b"{}",
         "version": 2,
+        "callback_secret": "stored-in-the-old-days",
         "created_at": created,
         "updated_at": created,
     }
     try:
         async with store.engine.begin() as conn:
-            await conn.run_sync(lambda sync: tasks_table.create(sync))
+            await conn.run_sync(lambda sync: old_table.create(sync))
             # An index of a later migration, which that code did not create.
             await conn.execute(sa.text("DROP INDEX ix_tasks_queued"))
-            await conn.execute(tasks_table.insert(), row)
+            await conn.execute(old_table.insert(), row)
         await store.migrate()
         old = await store.get("old-task")
         assert old is not None
