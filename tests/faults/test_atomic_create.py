@@ -26,6 +26,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
 
 
+def marked(text: str) -> tuple[Job, str]:
+    """An echo job of alice's, and its message (unique): the mark a fault hook acts on."""
+    job = echo("alice", text)
+    return job, str(job.body["message"])
+
+
 async def stored_tasks_with(platform: Platform, user: str, message: str) -> list[str]:
     records, _ = await platform.store.list(owner=user, integration=ECHO, status=None, limit=100, offset=0)
     return [r.id for r in records if r.input.get("message") == message]
@@ -39,8 +45,7 @@ async def workflow_runs(platform: Platform, task_id: str) -> int:
 async def test_a_main_killed_between_insert_and_start_leaves_a_task_the_reconciler_runs_once(
     fault_stack: LocalStack, scenario: Platform, tmp_path: Path
 ) -> None:
-    job = echo("alice", "killed between insert and start")
-    mark = str(job.body["message"])
+    job, mark = marked("killed between insert and start")
     async with hooked_main(fault_stack, tmp_path / "main.log", KILL_AFTER_INSERT_MARK=mark) as hooked:
         with pytest.raises(httpx.TransportError):
             await scenario.apis["alice"].create(ECHO, job.body)
@@ -65,8 +70,7 @@ async def test_a_main_killed_between_insert_and_start_leaves_a_task_the_reconcil
 async def test_a_start_that_timed_out_after_temporal_accepted_it_gives_one_workflow_task_and_result(
     fault_stack: LocalStack, scenario: Platform, tmp_path: Path
 ) -> None:
-    job = echo("alice", "a start that timed out")
-    mark = str(job.body["message"])
+    job, mark = marked("a start that timed out")
     async with hooked_main(fault_stack, tmp_path / "main.log", START_TIMES_OUT_MARK=mark) as hooked:
         response = await scenario.apis["alice"].create(ECHO, job.body)
         assert response.status_code == 202, response.text
