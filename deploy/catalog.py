@@ -14,7 +14,7 @@ import signal
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,7 +25,7 @@ from .errors import DeployError, UsageError
 from .nats_auth import AUTH_FILE, PASSWORDS, authorization
 from .ports import WEED_GRPC_OFFSET
 from .probe import http_health, postgres_ready, s3_client, s3_health, temporal_health
-from .spec import ComposeService, LocalContext, ProcessSpec
+from .spec import ComposeService, LocalContext, ProcessSpec, Shape
 
 RESULTS_BUCKET = "task-results"
 # Host address published container ports bind to; set PUBLISH_IP=0.0.0.0 to expose them beyond this machine.
@@ -34,6 +34,9 @@ APP_IMAGE = "${APP_IMAGE:-async-task-platform:dev}"
 # The user of the application image (docker/app.Dockerfile): owner of the secret files it reads.
 APP_UID = 10001
 S3_KEYS = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
+# How a client reaches a Temporal other than the dev server (services/shared/settings.py: TemporalSettings).
+TEMPORAL_TLS_SETTINGS = ("TEMPORAL_TLS", "TEMPORAL_TLS_CA", "TEMPORAL_TLS_CERT", "TEMPORAL_TLS_SERVER_NAME")
+TEMPORAL_SECRETS = ("TEMPORAL_TLS_KEY", "TEMPORAL_API_KEY")
 SECRETS_READY = {"secrets": {"condition": "service_completed_successfully"}}
 
 
@@ -79,6 +82,10 @@ class Middleware(ABC):
     def compose_secrets(self) -> tuple[str, ...]:
         """Secrets our services need for this middleware: generated when compose runs it, from the host when not."""
         return ()
+
+    def compose_external_env(self) -> dict[str, str]:
+        """Not run by compose (it runs elsewhere): what our services take from the host's environment instead."""
+        return {key: f"${{{key}}}" for key in (*self.compose_app_env(), *self.compose_secrets())}
 
     def compose_secret_readers(self) -> dict[str, tuple[int, tuple[str, ...]]]:
         """This middleware's compose services that read generated secrets: service -> (user id, secret names)."""
@@ -138,10 +145,9 @@ class Temporal(Middleware):
                     "/data/temporal.db",
                     *self._pragma_args(),
                 ],
-                "ports": [
-                    published("TEMPORAL_HOST_PORT", self.GRPC, self.GRPC),
-                    published("TEMPORAL_UI_HOST_PORT", self.UI, self.UI),
-                ],
+                # The UI only: the frontend's gRPC port has no authentication, and only the stack's own services
+                # (and `docker compose exec temporal temporal ...`) talk to it.
+                "ports": [published("TEMPORAL_UI_HOST_PORT", self.UI, self.UI)],
                 "volumes": ["temporal-data:/data"],
                 "healthcheck": healthcheck(
                     ["CMD", "temporal", "operator", "cluster", "health", "--address", f"127.0.0.1:{self.GRPC}"]
@@ -162,6 +168,11 @@ class Temporal(Middleware):
 
     def compose_ready(self) -> dict[str, str]:
         return {"temporal": "service_healthy"}
+
+    def compose_external_env(self) -> dict[str, str]:
+        # A cluster of its own or Temporal Cloud: besides its address and namespace, TLS or an API key if it needs them.
+        optional = {key: f"${{{key}:-}}" for key in (*TEMPORAL_TLS_SETTINGS, *TEMPORAL_SECRETS)}
+        return {**super().compose_external_env(), **optional}
 
     def local_process(self, ctx: LocalContext) -> ProcessSpec:
         p = ctx.ports
@@ -591,6 +602,15 @@ def get(name: str) -> Middleware:
         return CATALOG[name]
     except KeyError:
         raise UsageError(f"unknown middleware {name!r}; known: {', '.join(CATALOG)}") from None
+
+
+# What a shape runs besides the enabled middleware: several main processes share one store, on PostgreSQL.
+SHAPE_MIDDLEWARE: dict[Shape, tuple[str, ...]] = {"single": (), "scale": ("postgres",)}
+
+
+def for_shape(names: Iterable[str], shape: Shape) -> list[str]:
+    """The middleware a stack of ``shape`` runs, in catalog order: ``names`` and what the shape adds."""
+    return in_catalog_order({*names, *SHAPE_MIDDLEWARE[shape]})
 
 
 def in_catalog_order(names: list[str] | tuple[str, ...] | set[str]) -> list[str]:

@@ -42,8 +42,9 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
 
 
 def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    # Quote anything with a colon or a variable, so no YAML reader takes "0:0" or "8000:8000" for a number.
-    style = "'" if (":" in data or "$" in data) else None
+    # A file's content (a config) as a block, as it is; anything else with a colon or a variable quoted, so no
+    # YAML reader takes "0:0" or "8000:8000" for a number.
+    style = "|" if "\n" in data else "'" if (":" in data or "$" in data) else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
@@ -56,22 +57,29 @@ def _context(environ: Mapping[str, str] | None) -> ComposeContext:
     return ComposeContext(integrations=tuple(sorted(discovery.integrations, key=worker_name)), blacklist=blacklist)
 
 
+def middleware(config_path: Path = CONFIG_FILE) -> list[catalog.Middleware]:
+    """What compose runs: the enabled middleware and what the scale shape adds (PostgreSQL), in catalog order."""
+    return [catalog.CATALOG[name] for name in catalog.for_shape(config.load(config_path).enabled, "scale")]
+
+
 def build(config_path: Path = CONFIG_FILE, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The compose document as data: the stack as it runs in production, with generated secrets."""
-    enabled = config.load(config_path).middleware()
+    """The compose document as data: the stack as it runs in production, with generated secrets. It is the scale
+    shape (PostgreSQL, main and communication behind the front door), so the same file runs one replica of each or,
+    with `docker compose up --scale main=N ...`, several."""
+    enabled = middleware(config_path)
     disabled = [m for m in catalog.CATALOG.values() if m not in enabled and m.external_when_disabled]
-    ctx = _context(environ)
-    app_services, volumes = compose_app_services(ctx, enabled, disabled)
-    services: dict[str, ComposeService] = {"secrets": app_services.pop("secrets")}
-    volumes.add("task-store")
+    apps = compose_app_services(_context(environ), enabled, disabled)
+    services: dict[str, ComposeService] = {"secrets": apps.services.pop("secrets")}
+    volumes = set(apps.volumes)
     for m in enabled:
         services.update(m.compose_services())
         volumes.update(m.compose_volumes())
-    services.update(app_services)
+    services.update(apps.services)
     return {
         "name": PROJECT_NAME,
         "services": services,
         "volumes": {name: {} for name in sorted(volumes)},
+        "configs": apps.configs,
     }
 
 
@@ -107,10 +115,14 @@ def _header(document: Mapping[str, Any], ctx: ComposeContext) -> str:
         "#   docker compose run --rm secrets python -m deploy.credentials api-key",
         f"# API_KEYS (key:user,...) adds users. Provider keys: {', '.join(keys)} (a worker without its key exits).",
         "# The provider simulator is in the development override compose.dev.yaml (what `deploy-tool up` uses).",
-        "# Published ports bind to PUBLISH_IP (default 127.0.0.1); host ports are set with",
-        f"# {', '.join(host_ports)}.",
-        "# URLs handed to clients follow them: S3_PUBLIC_ENDPOINT (presigned downloads) and REALTIME_PUBLIC_URL",
-        "# (websocket) default to localhost and the published ports; MAIN_PUBLIC_URL (provider callbacks) to http://main:8000.",
+        "# The scale shape: PostgreSQL, NATS, and nginx as the front door of every main and communication replica",
+        "# (/api, /console, /docs -> main; /ws -> communication; presigned downloads -> MinIO). One replica of each by",
+        "# default; more with `docker compose up -d --scale main=2 --scale communication=2 --scale worker-echo=2`.",
+        "# Published ports bind to PUBLISH_IP (default 127.0.0.1): the front door, the Temporal UI and MinIO; host",
+        f"# ports are set with {', '.join(host_ports)}.",
+        "# URLs main hands out go through the front door: S3_PUBLIC_ENDPOINT (presigned downloads) and",
+        "# REALTIME_PUBLIC_URL (websocket) default to localhost and its published port, MAIN_PUBLIC_URL (provider",
+        "# callbacks) to http://front-door:8000.",
     ]
     return "\n".join(lines) + "\n"
 

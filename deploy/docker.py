@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import compose, paths
+from . import compose, front_door, paths
 from .errors import DeployError
 from .local import STACK_FILE, ComponentStatus
 from .ports import Ports
@@ -25,9 +25,8 @@ API_KEY_COMMAND = ("python", "-m", "deploy.credentials", "api-key")
 
 # --port NAME=N in docker mode sets the published host port through these compose variables.
 HOST_PORT_VARIABLES = {
-    "main": "MAIN_HOST_PORT",
-    "communication": "COMMUNICATION_HOST_PORT",
-    "temporal": "TEMPORAL_HOST_PORT",
+    # main, communication and the presigned downloads: all through the front door.
+    "main": "FRONT_DOOR_HOST_PORT",
     "temporal_ui": "TEMPORAL_UI_HOST_PORT",
     "s3": "MINIO_HOST_PORT",
     "s3_console": "MINIO_CONSOLE_HOST_PORT",
@@ -325,12 +324,11 @@ class DockerStack:
         services = stack_services(self.compose_file)
         port = {name: env.get(var) or str(Ports().as_dict()[name]) for name, var in HOST_PORT_VARIABLES.items()}
         lines = []
-        for name in ("main", "communication"):
-            if name in services:
-                lines.append(f"  {name}: http://localhost:{port[name]}")
+        if front_door.NAME in services:
+            url = f"http://localhost:{port['main']}"
+            lines.append(f"  front door: {url} (API, {url}/console, {url}/docs; websocket {url}/ws)")
         if "temporal" in services:
             lines.append(f"  Temporal UI: http://localhost:{port['temporal_ui']}")
-            lines.append(f"  Temporal gRPC: localhost:{port['temporal']}")
         if "minio" in services:
             lines.append(f"  MinIO: http://localhost:{port['s3']} (console http://localhost:{port['s3_console']})")
         lines.append(f"  dev API key (user dev): {self.api_key()}")

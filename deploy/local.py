@@ -96,10 +96,7 @@ class LocalStack:
         recorded_shape = self._recorded.get("shape")
         self.shape: Shape = next((s for s in SHAPES if s == (shape or recorded_shape)), "single")
         chosen = config.load(config_path).enabled if middleware is None else [catalog.get(m).name for m in middleware]
-        if self.shape == "scale":
-            # Several main processes share one store: PostgreSQL.
-            chosen = [*chosen, "postgres"]
-        self.middleware_names = tuple(catalog.in_catalog_order(chosen))
+        self.middleware_names = tuple(catalog.for_shape(chosen, self.shape))
         self._out = out
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._secrets: Secrets | None = None
@@ -554,7 +551,7 @@ class LocalStack:
         lines = []
         for service in APP_SERVICES:
             for name, field in ((service.name, service.port_field), (f"{service.name}-2", f"{service.port_field}_2")):
-                if name in running and service.published:
+                if name in running and service.public:
                     lines.append(f"  {name}: {ctx.url(getattr(self.ports, field))}")
         for name in self.middleware_names:
             if name in running:

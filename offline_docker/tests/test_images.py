@@ -139,6 +139,61 @@ def test_minio_compat_image_rejects_a_short_password(docker_images: DockerImages
     assert "at least 8 characters" in result.stderr
 
 
+def test_nginx_image_serves_a_config_from_conf_d_in_the_foreground(docker_images: DockerImages, tmp_path: Path) -> None:
+    image = docker_images.images["NGINX_IMAGE"]
+    conf = tmp_path / "site.conf"
+    conf.write_text("server { listen 8000; location = /healthz { return 200 'ok'; } location / { return 404; } }\n")
+    options = ("-p", "127.0.0.1::8000", "-v", f"{conf}:/etc/nginx/conf.d/site.conf:ro")
+    with running_container(image, options=options) as container:
+        port = published_port(container, 8000)
+        wait_until(
+            lambda: _http_status(f"http://127.0.0.1:{port}/healthz") == 200,
+            timeout=30,
+            what="GET /healthz -> 200",
+            describe=lambda: container_logs(container),
+        )
+        assert _http_status(f"http://127.0.0.1:{port}/anything") == 404
+        # The command is nginx in the foreground, as in the official image; the check compose runs works here.
+        assert docker("exec", container, "healthcheck", "http://127.0.0.1:8000/healthz", check=False).returncode == 0
+        assert "nginx" in docker("exec", container, "cat", "/proc/1/cmdline").stdout
+        # The access log goes to the container's output.
+        assert "GET /anything" in container_logs(container)
+
+
+def test_postgres_image_creates_the_database_with_a_password_from_a_file(docker_images: DockerImages) -> None:
+    image = docker_images.images["POSTGRES_IMAGE"]
+    password = f"pw-{uuid.uuid4().hex}"
+    env = ("-e", "POSTGRES_USER=owner", "-e", "POSTGRES_DB=main", "-e", "POSTGRES_PASSWORD_FILE=/tmp/password")
+    # The file is given after the container exists, as a secret volume would be filled: start it with a shell first.
+    start = f"printf %s {password} > /tmp/password && exec docker-entrypoint postgres"
+    with running_container(image, "sh", "-c", start, options=("-p", "127.0.0.1::5432", *env)) as container:
+        wait_until(
+            lambda: docker("exec", container, "pg_isready", "-U", "owner", "-d", "main", check=False).returncode == 0,
+            timeout=60,
+            what="pg_isready",
+            describe=lambda: container_logs(container),
+        )
+        assert docker("exec", container, "id", "-u").stdout.strip() == "999"
+        port = published_port(container, 5432)
+
+        async def query(secret: str) -> object:
+            import asyncpg
+
+            connection = await asyncpg.connect(
+                host="127.0.0.1", port=port, user="owner", password=secret, database="main", timeout=10
+            )
+            try:
+                return await connection.fetchval("SELECT current_database()")
+            finally:
+                await connection.close()
+
+        import asyncio
+
+        assert asyncio.run(query(password)) == "main"
+        with pytest.raises(Exception, match="password authentication failed"):
+            asyncio.run(query("not-the-password"))
+
+
 def test_second_bootstrap_reuses_every_image(docker_images: DockerImages) -> None:
     before = {variable: image_id(tag) for variable, tag in docker_images.images.items()}
     messages: list[str] = []

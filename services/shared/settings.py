@@ -173,17 +173,55 @@ class TokenPair:
 
 @dataclass(frozen=True)
 class TemporalSettings:
+    """Where Temporal is and how to reach it: the dev server by default; any cluster or Temporal Cloud with TLS (the
+    CA that signed the server's certificate, a client certificate for mutual TLS) or an API key. Applied in one
+    place, ``services/shared/temporal.py: connect``."""
+
     address: str = "127.0.0.1:7233"
     namespace: str = "default"
     ui_url: str = "http://localhost:8233"
+    # On by itself when a CA, a client certificate or an API key is given; TEMPORAL_TLS=true alone trusts the
+    # system's CAs.
+    tls: bool = False
+    # PEM, from the variable or the file its _FILE variant names. No CA: the system's roots.
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = field(default=None, repr=False)
+    # The name the server's certificate must carry, when it is not the host of the address.
+    tls_server_name: str | None = None
+    # Sent as `Authorization: Bearer` with every call (Temporal Cloud's API keys).
+    api_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Env) -> TemporalSettings:
-        return cls(
+        ca, cert, key = (env.from_file(f"TEMPORAL_TLS_{part}") for part in ("CA", "CERT", "KEY"))
+        api_key = env.optional_secret("TEMPORAL_API_KEY")
+        server_name = env.optional("TEMPORAL_TLS_SERVER_NAME")
+        implied = any(value is not None for value in (ca, cert, api_key, server_name))
+        settings = cls(
             address=env.get("TEMPORAL_ADDRESS", cls.address),
             namespace=env.get("TEMPORAL_NAMESPACE", cls.namespace),
             ui_url=env.get("TEMPORAL_UI_URL", cls.ui_url),
+            tls=env.get_bool("TEMPORAL_TLS", cls.tls or implied),
+            tls_ca=ca,
+            tls_cert=cert,
+            tls_key=key,
+            tls_server_name=server_name,
+            api_key=api_key,
         )
+        if not settings.tls and implied:
+            raise SettingsError(
+                "TEMPORAL_TLS=false, but TEMPORAL_TLS_CA, TEMPORAL_TLS_CERT, TEMPORAL_TLS_SERVER_NAME or "
+                "TEMPORAL_API_KEY is set: they need TLS"
+            )
+        if (cert is None) != (key is None):
+            raise SettingsError(
+                "TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (the client certificate and its key)"
+            )
+        for name, pem in (("TEMPORAL_TLS_CA", ca), ("TEMPORAL_TLS_CERT", cert), ("TEMPORAL_TLS_KEY", key)):
+            if pem is not None and "-----BEGIN " not in pem:
+                raise SettingsError(f"{name} must be PEM (-----BEGIN ...), or {name}_FILE a PEM file")
+        return settings
 
 
 @dataclass(frozen=True)

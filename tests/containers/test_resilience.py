@@ -91,7 +91,7 @@ async def test_data_survives_down_and_up(compose_stack: ComposeStack, alice: Api
 
     again = Api(compose_stack.main_url, "alice")
     try:
-        after = await again.task(before["id"])  # the task store (SQLite on task-store)
+        after = await again.task(before["id"])  # the task store (PostgreSQL on postgres-data)
         assert after["status"] == "succeeded"
         assert after["output"]["objects"]["text"]["key"] == before["output"]["objects"]["text"]["key"]
         async with httpx.AsyncClient() as anonymous:  # the object (minio-data), freshly presigned

@@ -17,8 +17,8 @@ from minio import Minio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from deploy import config
-from deploy.catalog import S3_KEYS
+from deploy import compose
+from deploy.catalog import S3_KEYS, TEMPORAL_SECRETS, TEMPORAL_TLS_SETTINGS
 from deploy.services import SERVICES, unused_middleware, worker_contract, worker_name
 from services.shared import realtime_token
 from services.shared.discovery import discover, parse_blacklist
@@ -44,6 +44,8 @@ OTHERS = {
     "temporal": {"PATH"},
     # Its users come from the file the secrets service writes (-c /run/secrets/nats_auth), nothing from the environment.
     "nats": set(),
+    # Its configuration is a compose config (a file), nothing from the environment.
+    "front-door": set(),
     "postgres": {"POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD_FILE"},
 }
 # From inside the communication container: what its NATS user may do (prints one line per attempt).
@@ -100,9 +102,14 @@ def contract_variables(service: str) -> set[str]:
         return OTHERS[service]
     integrations = {worker_name(i): i for i in discover(blacklist=parse_blacklist(None)).integrations}
     contract = worker_contract(integrations[service]) if service in integrations else SERVICES[service].contract
-    # A middleware compose does not run and nobody expects elsewhere (PostgreSQL, unless enabled) gives no secret.
-    unused = {name for m in unused_middleware(config.load().middleware()) for name in m.compose_secrets()}
-    return {*contract.settings, *(f"{name}_FILE" for name in contract.secrets if name not in unused)}
+    # A middleware compose does not run and nobody expects elsewhere gives no secret.
+    running = compose.middleware()
+    unused = {name for m in unused_middleware(running) for name in m.compose_secrets()}
+    # Temporal's dev server, run by compose, is reached in plain gRPC: no TLS setting or API key is passed.
+    if any(m.name == "temporal" for m in running):
+        unused |= {*TEMPORAL_TLS_SETTINGS, *TEMPORAL_SECRETS}
+    settings = {name for name in contract.settings if name not in unused}
+    return {*settings, *(f"{name}_FILE" for name in contract.secrets if name not in unused)}
 
 
 def test_each_container_holds_exactly_its_contract(compose_stack: ComposeStack) -> None:
@@ -110,7 +117,14 @@ def test_each_container_holds_exactly_its_contract(compose_stack: ComposeStack) 
     assert set(containers) == set(compose_stack.services())
     secret_values = [
         compose_stack.secret(name)
-        for name in ("REALTIME_SECRET", "REPORT_TOKEN", "NATS_MAIN_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY")
+        for name in (
+            "REALTIME_SECRET",
+            "REPORT_TOKEN",
+            "NATS_MAIN_PASSWORD",
+            "CALLBACK_KEY",
+            "S3_ACCESS_KEY",
+            "S3_SECRET_KEY",
+        )
     ]
     secret_values.append(compose_stack.secret("NATS_COMMUNICATION_PASSWORD", service="communication"))
     dev_key = compose_stack.secret("API_KEYS").split(",")[0].split(":")[0]
@@ -131,14 +145,14 @@ def test_each_container_holds_exactly_its_contract(compose_stack: ComposeStack) 
 
 def test_the_internal_listeners_are_not_reachable_from_the_host(compose_stack: ComposeStack) -> None:
     containers = inspected(compose_stack)
-    for service, internal, public in (("main", 8010, 8000), ("communication", 8011, 8001)):
-        ports = containers[service]["NetworkSettings"]["Ports"]
-        assert ports.get(f"{internal}/tcp") is None, (service, ports)
-        assert ports[f"{public}/tcp"], (service, ports)
+    # main and communication publish nothing: the front door is the way in, and it has no route to 8010 or 8011.
+    for service, internal in (("main", 8010), ("communication", 8011)):
+        ports = containers[service]["NetworkSettings"]["Ports"] or {}
+        assert not any(hosts for hosts in ports.values()), (service, ports)
         assert compose_stack.run("port", service, str(internal), check=False).returncode != 0
     for service, container in containers.items():
         bound = {port for port, hosts in (container["NetworkSettings"]["Ports"] or {}).items() if hosts}
-        assert not bound & {"8010/tcp", "8011/tcp", "8002/tcp"}, service
+        assert not bound & {"8010/tcp", "8011/tcp", "8002/tcp", "4222/tcp", "5432/tcp"}, service
 
 
 async def test_the_secrets_that_shipped_as_defaults_open_nothing(compose_stack: ComposeStack) -> None:
@@ -153,7 +167,7 @@ async def test_the_secrets_that_shipped_as_defaults_open_nothing(compose_stack: 
                     continue
                 response = await http.request(method, concrete, headers=dev, json={})
                 assert response.status_code == 401, (method, path, response.text)
-        # The report API is not on the public listener, with the old shared token or any other.
+        # The report API is not behind the front door, with the old shared token or any other.
         for token in ("dev-internal-token", compose_stack.secret("REPORT_TOKEN")):
             report = await http.post(
                 f"/internal/tasks/{uuid.uuid4()}/report",

@@ -1,6 +1,7 @@
-"""The compose stack as `docker compose up` runs it: every service healthy, only the user-facing ports published
-(on this run's host ports), init everywhere, data on named volumes, and URLs handed to clients that work from the
-host. Also: once `./dev images` has run, the deploy tool finds the local images by itself."""
+"""The compose stack as `docker compose up` runs it: every service healthy, only the front door, the Temporal UI
+and MinIO published (on this run's host ports), init everywhere, data on named volumes, and URLs handed to clients
+that work from the host, all through the front door. Also: once `./dev images` has run, the deploy tool finds the
+local images by itself."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from .conftest import ComposeStack
 # The first test may have to start the engine and build every image (minutes on a fresh machine).
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
-PUBLISHED = {"main": {8000}, "communication": {8001}, "temporal": {7233, 8233}, "minio": {9000, 9001}}
+# Temporal's 7233 only through the tests' own override (temporal-port.yaml).
+PUBLISHED = {"front-door": {8000}, "temporal": {7233, 8233}, "minio": {9000, 9001}}
 
 
 def test_every_service_runs_healthy_with_a_worker_per_integration(compose_stack: ComposeStack) -> None:
@@ -38,7 +40,8 @@ def test_every_service_runs_healthy_with_a_worker_per_integration(compose_stack:
             assert (row["State"], row["ExitCode"]) == ("exited", 0), row  # create-bucket, one-shot
     integrations = discover(blacklist=parse_blacklist(None)).integrations
     assert {f"worker-{slug(i.name)}" for i in integrations} == {n for n in services if n.startswith("worker-")}
-    assert {"main", "communication", "temporal", "nats", "minio", "create-bucket", "simulator"} <= set(services)
+    expected = {"main", "communication", "front-door", "temporal", "nats", "postgres", "minio", "create-bucket"}
+    assert {*expected, "simulator"} <= set(services)
 
 
 def test_only_user_facing_ports_are_published_on_the_chosen_host_ports(compose_stack: ComposeStack) -> None:
@@ -51,7 +54,7 @@ def test_only_user_facing_ports_are_published_on_the_chosen_host_ports(compose_s
                 host_port = compose_stack.compose.get_service_port(row["Service"], publisher["TargetPort"])
                 assert host_port == publisher["PublishedPort"]
     assert published == PUBLISHED
-    assert compose_stack.compose.get_service_port("main", 8000) == compose_stack.ports["main"]
+    assert compose_stack.compose.get_service_port("front-door", 8000) == compose_stack.ports["main"]
     assert compose_stack.compose.get_service_port("minio", 9000) == compose_stack.ports["s3"]
 
 
@@ -77,9 +80,11 @@ def test_init_everywhere_and_state_on_named_volumes(compose_stack: ComposeStack)
         "temporal": {"temporal-data"},
         "minio": {"minio-data"},
         "nats": {"nats-data"},
-        "main": {"task-store"},
+        "postgres": {"postgres-data"},
     }
-    readers = {name for name in compose_stack.services() if name not in ("secrets", "temporal", "simulator")}
+    readers = {
+        name for name in compose_stack.services() if name not in ("secrets", "temporal", "simulator", "front-door")
+    }
     assert {service: names for service, names in secrets.items() if service != "secrets"} == {
         name: {f"secrets-{name}"} for name in readers
     }
@@ -93,7 +98,10 @@ async def test_urls_handed_to_clients_work_from_the_host(compose_stack: ComposeS
     events = await alice.socket()  # connects to that URL and reads the greeting
     await events.close()
     async with httpx.AsyncClient(base_url=compose_stack.main_url) as client:
+        # The front door's own health; main's console and API docs behind it.
         assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/console")).status_code == 200
+        assert (await client.get("/docs/openapi.json")).status_code == 200
     # The Temporal UI link of a task points at this run's published UI port.
     created = await alice.create("echo", {"message": "links"})
     assert created.status_code == 202, created.text
@@ -108,7 +116,7 @@ def test_deploy_tool_finds_the_bootstrapped_images(docker_images: DockerImages, 
     mode, reason = choose_mode("auto", COMPOSE_FILE, {})
     assert mode == "docker", reason
     env = DockerStack(tmp_path, environ={}).compose_env()
-    for variable in ("APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE", "NATS_IMAGE"):
+    for variable in ("APP_IMAGE", "TEMPORAL_IMAGE", "MINIO_IMAGE", "NATS_IMAGE", "NGINX_IMAGE", "POSTGRES_IMAGE"):
         assert env[variable] == docker_images.images[variable]
     # The environment still wins over the file, as with `docker compose --env-file`.
     assert DockerStack(tmp_path, environ={"APP_IMAGE": "mine:1"}).compose_env()["APP_IMAGE"] == "mine:1"

@@ -51,8 +51,8 @@ async def _run_task(
 
 
 async def _download(stack: ComposeStack, stored: dict[str, Any]) -> bytes:
-    # Presigned for the MinIO port published on this host, and fetched with no credentials at all.
-    assert urlsplit(stored["url"]).netloc == stack.s3_endpoint, stored["url"]
+    # Presigned for the front door's port on this host, which passes it on to MinIO; fetched with no credentials.
+    assert urlsplit(stored["url"]).netloc == urlsplit(stack.main_url).netloc, stored["url"]
     async with httpx.AsyncClient(timeout=60) as anonymous:
         response = await anonymous.get(stored["url"])
     assert response.status_code == 200, response.text[:500]
@@ -90,7 +90,8 @@ async def test_fangzhou_video_generation(compose_stack: ComposeStack, alice: Api
     assert data[4:8] == b"ftyp", data[:16]
     assert video["key"] in compose_stack.object_keys(f"tasks/{task['id']}/")
 
-    # Ark's callbacks reached main from the simulator's container (MAIN_PUBLIC_URL is http://main:8000).
+    # Ark's callbacks reached main through the front door from the simulator's container (MAIN_PUBLIC_URL is
+    # http://front-door:8000).
     script = (
         "import json, sys, urllib.request\n"
         "url = 'http://127.0.0.1:8002/_sim/ark/tasks/' + sys.argv[1]\n"
@@ -98,7 +99,7 @@ async def test_fangzhou_video_generation(compose_stack: ComposeStack, alice: Api
     )
     shown = compose_stack.run("exec", "-T", "simulator", "python", "-c", script, task["provider_task_id"])
     ark_task = json.loads(shown.stdout)
-    assert ark_task["callback_url"].startswith("http://main:8000/"), ark_task["callback_url"]
+    assert ark_task["callback_url"].startswith("http://front-door:8000/"), ark_task["callback_url"]
     delivered = [c for c in ark_task["callbacks"] if c["delivered"]]
     assert delivered, ark_task["callbacks"]
     assert all(c["last_status_code"] == 200 for c in delivered), delivered

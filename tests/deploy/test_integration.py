@@ -131,6 +131,7 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
             "REPORT_TOKEN",
             "NATS_MAIN_PASSWORD",
             "NATS_COMMUNICATION_PASSWORD",
+            "CALLBACK_KEY",
             "REALTIME_SECRET",
             "S3_SECRET_KEY",
         ):

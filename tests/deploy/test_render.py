@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,15 +40,17 @@ def test_rendered_services(config_copy: Path) -> None:
     services = document["services"]
     integrations = discover(blacklist=parse_blacklist(os.environ.get("INTEGRATIONS_BLACKLIST"))).integrations
     workers = {f"worker-{slug(i.name)}": i for i in integrations}
-    expected = ["secrets", "temporal", "minio", "create-bucket", "nats", "communication", "main", *sorted(workers)]
+    # The scale shape: PostgreSQL besides the enabled middleware, and the front door last.
+    middleware = ["temporal", "minio", "create-bucket", "nats", "postgres"]
+    expected = ["secrets", *middleware, "communication", "main", *sorted(workers), "front-door"]
     assert list(services) == expected
     assert document["name"] == "async-task-platform"
-    readers = {"minio", "create-bucket", "nats", "communication", "main", *workers}
+    readers = {"minio", "create-bucket", "nats", "postgres", "communication", "main", *workers}
     assert set(document["volumes"]) == {
         "temporal-data",
         "minio-data",
         "nats-data",
-        "task-store",
+        "postgres-data",
         "secrets",
         *(f"secrets-{name}" for name in readers),
     }
@@ -57,11 +60,19 @@ def test_rendered_services(config_copy: Path) -> None:
         assert ":latest" not in service["image"] and "}" in service["image"], name
         if name not in ("create-bucket", "secrets"):
             assert "healthcheck" in service, name
-    # Only user-facing ports are published.
-    published = {name for name, service in services.items() if "ports" in service}
-    assert published == {"temporal", "minio", "main", "communication"}
+    # Only the front door, Temporal's UI and MinIO are published: main and communication can run as many replicas.
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert published == {
+        "front-door": ["${PUBLISH_IP:-127.0.0.1}:${FRONT_DOOR_HOST_PORT:-8000}:8000"],
+        "temporal": ["${PUBLISH_IP:-127.0.0.1}:${TEMPORAL_UI_HOST_PORT:-8233}:8233"],
+        "minio": [
+            "${PUBLISH_IP:-127.0.0.1}:${MINIO_HOST_PORT:-9000}:9000",
+            "${PUBLISH_IP:-127.0.0.1}:${MINIO_CONSOLE_HOST_PORT:-9001}:9001",
+        ],
+    }
     assert services["main"]["build"] == {"context": ".", "dockerfile": "docker/app.Dockerfile"}
-    assert services["main"]["volumes"] == ["task-store:/data", "secrets-main:/run/secrets:ro"]
+    assert services["main"]["volumes"] == ["secrets-main:/run/secrets:ro"]
+    assert services["main"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
     assert services["main"]["depends_on"]["temporal"] == {"condition": "service_healthy"}
     assert services["main"]["depends_on"]["create-bucket"] == {"condition": "service_completed_successfully"}
     for worker, integration in workers.items():
@@ -71,12 +82,51 @@ def test_rendered_services(config_copy: Path) -> None:
     assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
     assert env["S3_ENDPOINT"] == "minio:9000"
     assert env["S3_BUCKET"] == "task-results"
-    assert env["DATABASE_URL"] == "sqlite+aiosqlite:////data/main.db"
+    assert env["DATABASE_URL"] == "postgresql+asyncpg://postgres@postgres:5432/main"
+    assert env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
     assert env["NATS_URL"] == "nats://nats:4222"
     assert services["main"]["depends_on"]["nats"] == {"condition": "service_healthy"}
-    # PostgreSQL is not enabled: nobody is told to find it elsewhere.
-    assert all("DATABASE_URL" not in s.get("environment", {}) for n, s in services.items() if n != "main")
     assert env["REPORT_TOKEN_FILE"] == "/run/secrets/report_token"
+    # What main hands out leads through the front door.
+    assert env["REALTIME_PUBLIC_URL"] == "${REALTIME_PUBLIC_URL:-ws://localhost:${FRONT_DOOR_HOST_PORT:-8000}/ws}"
+    assert env["S3_PUBLIC_ENDPOINT"] == "${S3_PUBLIC_ENDPOINT:-localhost:${FRONT_DOOR_HOST_PORT:-8000}}"
+    assert env["MAIN_PUBLIC_URL"] == "${MAIN_PUBLIC_URL:-http://front-door:8000}"
+    # The dev server is reached in plain gRPC: no TLS setting is passed while compose runs it.
+    assert not any(name.startswith("TEMPORAL_TLS") or name == "TEMPORAL_API_KEY" for name in env)
+
+
+def test_the_front_door_routes_the_public_paths_to_the_replicas(config_copy: Path) -> None:
+    document = _load(compose.render(config_copy))
+    door = document["services"]["front-door"]
+    assert door["image"] == "${NGINX_IMAGE:-nginx:1.28.0-alpine}"
+    assert door["configs"] == [{"source": "front-door", "target": "/etc/nginx/conf.d/front-door.conf"}]
+    assert door["depends_on"] == {
+        "main": {"condition": "service_healthy"},
+        "communication": {"condition": "service_healthy"},
+    }
+    # compose interpolates the content: every nginx variable is written `$$`.
+    config_text = compose.interpolate(document["configs"]["front-door"]["content"], {})
+    assert "$$" not in config_text
+    routes = dict(re.findall(r"location (?:= )?(\S+) \{[^}]*?(?:proxy_pass (\S+);|return)", config_text))
+    assert routes == {
+        "/api/": "$main",
+        "/console": "$main",
+        "/docs": "$main",
+        "/ws": "$communication",
+        "/task-results/": "$objects",
+        "/healthz": "",
+        "/": "",
+    }
+    assert (
+        "set $main http://main:8000;" in config_text and "set $communication http://communication:8001;" in config_text
+    )
+    # Re-resolved every few seconds, so replicas that come and go are followed; main's limits at the edge.
+    assert "resolver 127.0.0.11 valid=5s" in config_text
+    assert "client_max_body_size 4194304;" in config_text
+    assert "client_header_timeout 10s;" in config_text and "client_body_timeout 30s;" in config_text
+    assert "proxy_set_header Upgrade $http_upgrade;" in config_text
+    # Nothing reaches an internal listener.
+    assert "8010" not in config_text and "8011" not in config_text
 
 
 def test_no_secret_is_written_into_the_compose_file(config_copy: Path) -> None:
@@ -102,8 +152,8 @@ def test_each_service_reads_only_its_contract(config_copy: Path) -> None:
     assert files["main"] >= {"API_KEYS_FILE", "REPORT_TOKEN_FILE", "NATS_MAIN_PASSWORD_FILE", "S3_SECRET_KEY_FILE"}
     assert files["main"] >= {"CALLBACK_KEY_FILE", "CALLBACK_KEY_PREVIOUS_FILE"}
     assert not any("CALLBACK_KEY" in v for name, f in files.items() if name != "main" for v in f)
-    # PostgreSQL is not enabled: nobody reads its password.
-    assert not any("POSTGRES_PASSWORD_FILE" in f for f in files.values())
+    # Only main and PostgreSQL itself read PostgreSQL's password.
+    assert {name for name, f in files.items() if "POSTGRES_PASSWORD_FILE" in f} == {"main", "postgres"}
     # NATS reads its users (both services' passwords) from the file the secrets service writes.
     assert services["nats"]["command"][:2] == ["-c", "/run/secrets/nats_auth"]
     assert "NATS_AUTH" in " ".join(services["secrets"]["command"])
@@ -119,14 +169,13 @@ def test_each_service_reads_only_its_contract(config_copy: Path) -> None:
     for name, service in services.items():
         mounts = [v for v in service.get("volumes", []) if v.startswith("secrets")]
         if name == "secrets":
-            readers = {f"secrets-{n}" for n in services if n not in ("secrets", "temporal")}
+            readers = {f"secrets-{n}" for n in services if n not in ("secrets", "temporal", "front-door")}
             assert {m.split(":")[0] for m in mounts} == {"secrets", *readers}
         elif files[name]:
             assert mounts == [f"secrets-{name}:/run/secrets:ro"], name
             assert services[name]["depends_on"].get("secrets") or name == "create-bucket", name
-    # Internal listeners are never published.
-    assert services["main"]["ports"] == ["${PUBLISH_IP:-127.0.0.1}:${MAIN_HOST_PORT:-8000}:8000"]
-    assert services["communication"]["ports"] == ["${PUBLISH_IP:-127.0.0.1}:${COMMUNICATION_HOST_PORT:-8001}:8001"]
+    # main and communication publish nothing, their internal listeners least of all.
+    assert "ports" not in services["main"] and "ports" not in services["communication"]
 
 
 def test_the_simulator_is_only_in_the_development_override(config_copy: Path) -> None:
@@ -156,6 +205,24 @@ def test_render_without_a_middleware_drops_its_services(config_copy: Path) -> No
     assert services["main"]["environment"]["S3_ENDPOINT"] == "${S3_ENDPOINT}"
     assert services["main"]["environment"]["S3_SECRET_KEY"] == "${S3_SECRET_KEY}"
     assert "S3_SECRET_KEY_FILE" not in services["main"]["environment"]
+    # Downloads are then signed for wherever that storage is: the front door has no route to it.
+    assert services["main"]["environment"]["S3_PUBLIC_ENDPOINT"] == "${S3_PUBLIC_ENDPOINT}"
+    assert "/task-results/" not in _load(compose.render(config_copy))["configs"]["front-door"]["content"]
+
+
+def test_render_against_a_temporal_cluster_or_temporal_cloud(config_copy: Path) -> None:
+    """Without the dev server, our services take Temporal's address, and TLS or an API key, from the host."""
+    config.remove("temporal", config_copy)
+    services = _load(compose.render(config_copy))["services"]
+    assert "temporal" not in services
+    for name in ("main", "worker-echo"):
+        env = services[name]["environment"]
+        assert env["TEMPORAL_ADDRESS"] == "${TEMPORAL_ADDRESS}"
+        for optional in ("TEMPORAL_TLS", "TEMPORAL_TLS_CA", "TEMPORAL_TLS_CERT", "TEMPORAL_TLS_SERVER_NAME"):
+            assert env[optional] == f"${{{optional}:-}}", (name, optional)
+        assert env["TEMPORAL_TLS_KEY"] == "${TEMPORAL_TLS_KEY:-}"
+        assert env["TEMPORAL_API_KEY"] == "${TEMPORAL_API_KEY:-}"
+    assert "TEMPORAL_API_KEY" not in services["communication"]["environment"]
 
 
 def test_render_check_reports_stale_and_current(

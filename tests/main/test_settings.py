@@ -17,6 +17,7 @@ REQUIRED = {
     "REPORT_TOKEN": "report-token-0123456789abcdef012345",
     "CALLBACK_KEY": "callback-key-0123456789abcdef012345",
     "NATS_MAIN_PASSWORD": "nats-main-0123456789abcdef0123456789",
+    "CALLBACK_KEY": "callback-key-0123456789abcdef012345",
     "S3_ACCESS_KEY": "platform-0123456789",
     "S3_SECRET_KEY": "s3-secret-0123456789abcdef0123456789",
 }
