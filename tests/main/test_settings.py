@@ -15,7 +15,6 @@ REQUIRED = {
     "API_KEYS": "user-key-0123456789abcdef0123456789:alice",
     "REALTIME_SECRET": "realtime-secret-0123456789abcdef0123",
     "REPORT_TOKEN": "report-token-0123456789abcdef012345",
-    "CALLBACK_KEY": "callback-key-0123456789abcdef012345",
     "NATS_MAIN_PASSWORD": "nats-main-0123456789abcdef0123456789",
     "CALLBACK_KEY": "callback-key-0123456789abcdef012345",
     "S3_ACCESS_KEY": "platform-0123456789",
