@@ -113,10 +113,22 @@ class Temporal(Middleware):
     IMAGE = "${TEMPORAL_IMAGE:-temporalio/temporal:1.9.1}"
     # The default rollback-journal mode with full sync makes the dev server about 3x slower.
     SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+    # Tasks carry a priority and their user as fairness key (services/shared/tasks.py): fairness dispatch is off
+    # by default and needs the new matcher (which priority uses too). A task queue's backlog is ordered only
+    # within each of its partitions, and pollers take from them in turn: one server gains nothing from
+    # partitions, so with one partition the order is the order by priority and fair share (measured, see
+    # prompt/output/flow-control.md).
+    DYNAMIC_CONFIG = (
+        "matching.useNewMatcher=true",
+        "matching.enableFairness=true",
+        "matching.numTaskqueueReadPartitions=1",
+        "matching.numTaskqueueWritePartitions=1",
+    )
     GRPC, UI, HTTP, METRICS = 7233, 8233, 7243, 7244
 
-    def _pragma_args(self) -> list[str]:
-        return [arg for pragma in self.SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)]
+    def _server_args(self) -> list[str]:
+        pragmas = [arg for pragma in self.SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)]
+        return [*pragmas, *(arg for value in self.DYNAMIC_CONFIG for arg in ("--dynamic-config-value", value))]
 
     def compose_services(self) -> dict[str, ComposeService]:
         return {
@@ -143,7 +155,7 @@ class Temporal(Middleware):
                     str(self.METRICS),
                     "--db-filename",
                     "/data/temporal.db",
-                    *self._pragma_args(),
+                    *self._server_args(),
                 ],
                 # The UI only: the frontend's gRPC port has no authentication, and only the stack's own services
                 # (and `docker compose exec temporal temporal ...`) talk to it.
@@ -192,7 +204,7 @@ class Temporal(Middleware):
             str(p.temporal_metrics),
             "--db-filename",
             str(ctx.state_dir / "temporal.db"),
-            *self._pragma_args(),
+            *self._server_args(),
         )
         return ProcessSpec(
             name=self.name,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from services.shared.discovery import Discovery, DiscoveryError, Integration, discover, parse_blacklist
 from services.shared.event_stream import PUBLISHER, READER
-from services.shared.manifest import slug
+from services.shared.manifest import settings_prefix, slug
 from services.shared.settings import DEVELOPMENT_MODE, PROVIDER_SIMULATOR_URL, Env, TemporalSettings, password_variable
 
 from . import front_door
@@ -146,6 +146,12 @@ def worker_name(integration: Integration) -> str:
     return f"worker-{slug(integration.name)}"
 
 
+def limit_settings(integration: Integration) -> tuple[str, str]:
+    """The overrides of the limits an integration's manifest declares (``launcher.provider_limits``)."""
+    prefix = settings_prefix(integration.name)
+    return f"{prefix}_REQUESTS_PER_SECOND", f"{prefix}_MAX_CONCURRENT_JOBS"
+
+
 def provider_variables(integration: Integration) -> tuple[str, ...]:
     """The variables of the integration's provider, as its manifest declares them: key and base URL."""
     provider = integration.manifest.provider
@@ -153,7 +159,8 @@ def provider_variables(integration: Integration) -> tuple[str, ...]:
 
 
 def worker_contract(integration: Integration) -> Contract:
-    """A worker reads Temporal, object storage, main's internal address and its own provider's settings only."""
+    """A worker reads Temporal, object storage, main's internal address, its own provider's settings and its
+    provider's limits only."""
     platform = Contract(
         (*TEMPORAL_CLIENT, *S3_CLIENT, "MAIN_INTERNAL_URL"), ("REPORT_TOKEN", *S3_KEYS, *TEMPORAL_SECRETS)
     )
@@ -162,7 +169,7 @@ def worker_contract(integration: Integration) -> Contract:
     if taken:
         raise DeployError(f"integration {integration.name}: its provider variables {taken} are the platform's own")
     simulated = SIMULATED_PROVIDER if _simulator(integration) is not None else ()
-    return Contract((*platform.settings, *provider, *simulated), platform.secrets)
+    return Contract((*platform.settings, *provider, *simulated, *limit_settings(integration)), platform.secrets)
 
 
 def _simulator(integration: Integration) -> str | None:
@@ -287,7 +294,10 @@ def local_app_processes(
                 )
             )
     for integration in integrations:
-        specs.append(_local_worker(ctx, local_env(worker_contract(integration), values), integration))
+        # A limit set in the caller's environment overrides the manifest's.
+        limits = {name: ctx.environ[name] for name in limit_settings(integration) if ctx.environ.get(name)}
+        env = local_env(worker_contract(integration), {**values, **limits})
+        specs.append(_local_worker(ctx, env, integration))
     return specs
 
 
@@ -355,6 +365,8 @@ def _compose_values(
     for integration in ctx.integrations:
         # From the host's environment; an empty base URL is the provider's own (its manifest's).
         values.update({name: f"${{{name}:-}}" for name in provider_variables(integration)})
+        # Empty: the manifest's limit.
+        values.update({name: f"${{{name}:-}}" for name in limit_settings(integration)})
     return values
 
 

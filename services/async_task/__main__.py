@@ -41,14 +41,15 @@ async def serve(names: list[str]) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     slots = settings.max_concurrent_activities
-    # Every activity slot of every Worker in this process may hold one provider connection or one report.
-    connections = slots * len(integrations)
+    # Every activity slot of every Worker in this process (two per integration: its task queue and its provider
+    # queue) may hold one provider connection or one report.
+    connections = slots * 2 * len(integrations)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits) as http:
         ctx = make_context(settings, Env(), http, connections)
         try:
             workers = build_workers(client, integrations, ctx, settings.shutdown_timeout, slots)
-            log.info("serving %d integration(s): %s", len(workers), ", ".join(i.name for i in integrations))
+            log.info("serving %d integration(s): %s", len(integrations), ", ".join(i.name for i in integrations))
             await run_workers(workers, stop)
         finally:
             await ctx.reporter.close()

@@ -1,4 +1,5 @@
-"""The async task component: one Temporal Worker per integration, each on that integration's task queue."""
+"""The async task component: for each integration, one Temporal Worker on its task queue (its workflows, reports
+and other activities) and one on its provider queue (its provider calls, rate-limited by the Temporal server)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import asyncio
 import dataclasses
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -17,11 +19,15 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from services.shared.discovery import Discovery, Integration, parse_blacklist
 from services.shared.http_link import HttpLinkPool
+from services.shared.job_slot_activities import JobSlotActivities
+from services.shared.job_slots import JobSlotsWorkflow
+from services.shared.manifest import ProviderLimits, settings_prefix
 from services.shared.outbound import Outbound, OutboundRules
 from services.shared.reporting import ReportClient
-from services.shared.settings import Env, PlatformSettings
+from services.shared.settings import Env, PlatformSettings, SettingsError
 from services.shared.storage import ObjectStore
 from services.shared.worker_kit import WorkerContext, WorkerSpec
+from services.shared.workflow_kit import provider_queue
 
 log = logging.getLogger("async_task")
 
@@ -96,6 +102,64 @@ def load_spec(integration: Integration, ctx: WorkerContext) -> WorkerSpec:
     return spec
 
 
+def task_queue_workers(
+    client: Client,
+    task_queue: str,
+    workflows: Sequence[type],
+    activities: Sequence[Callable[..., Any]],
+    limits: ProviderLimits,
+    *,
+    shutdown_timeout: timedelta,
+    max_concurrent_activities: int,
+    identity: str | None = None,
+) -> list[Worker]:
+    """The two Workers that serve one integration's task queue: its workflows (and the job slots workflow) on
+    the queue itself, and its provider queue, where the server dispatches at most ``requests_per_second``
+    activities a second over all pollers. Both register every activity: where an activity runs is the workflow's
+    choice (``Step.provider_call``), and an activity scheduled on the task queue before it had a provider queue
+    still finds a worker."""
+    registered = [*activities, *_slot_activities(client, task_queue, limits)]
+    options: dict[str, Any] = {
+        "graceful_shutdown_timeout": shutdown_timeout,
+        "max_concurrent_activities": max_concurrent_activities,
+        "identity": identity,
+    }
+    return [
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[*workflows, JobSlotsWorkflow],
+            activities=registered,
+            workflow_runner=WORKFLOW_RUNNER,
+            **options,
+        ),
+        Worker(
+            client,
+            task_queue=provider_queue(task_queue),
+            activities=registered,
+            max_task_queue_activities_per_second=limits.requests_per_second,
+            **options,
+        ),
+    ]
+
+
+def _slot_activities(client: Client, task_queue: str, limits: ProviderLimits) -> list[Callable[..., Any]]:
+    slots = JobSlotActivities(client, task_queue, limits.max_concurrent_jobs)
+    return [slots.ask, slots.closed]
+
+
+def provider_limits(integration: Integration, env: Env) -> ProviderLimits:
+    """The manifest's limits with the environment's overrides, each checked like the manifest's value."""
+    declared = integration.manifest.limits
+    prefix = settings_prefix(integration.name)
+    rate_name, jobs_name = f"{prefix}_REQUESTS_PER_SECOND", f"{prefix}_MAX_CONCURRENT_JOBS"
+    rate = env.get_float(rate_name, 0.0) if env.optional(rate_name) else declared.requests_per_second
+    jobs = env.get_int(jobs_name, 0, minimum=1) if env.optional(jobs_name) else declared.max_concurrent_jobs
+    if rate is not None and rate <= 0:
+        raise SettingsError(f"environment variable {rate_name} must be positive, got {rate}")
+    return ProviderLimits(rate, jobs)
+
+
 def build_workers(
     client: Client,
     integrations: Sequence[Integration],
@@ -106,24 +170,26 @@ def build_workers(
     workers: list[Worker] = []
     for integration in integrations:
         spec = load_spec(integration, dataclasses.replace(ctx, manifest=integration.manifest))
-        workers.append(
-            Worker(
-                client,
-                task_queue=integration.task_queue,
-                workflows=list(spec.workflows),
-                activities=list(spec.activities),
-                workflow_runner=WORKFLOW_RUNNER,
-                graceful_shutdown_timeout=shutdown_timeout,
-                max_concurrent_activities=max_concurrent_activities,
-                identity=f"{integration.name}@{_hostname()}",
-            )
+        limits = provider_limits(integration, ctx.env)
+        workers += task_queue_workers(
+            client,
+            integration.task_queue,
+            spec.workflows,
+            spec.activities,
+            limits,
+            identity=f"{integration.name}@{_hostname()}",
+            shutdown_timeout=shutdown_timeout,
+            max_concurrent_activities=max_concurrent_activities,
         )
         log.info(
-            "worker ready: integration=%s task_queue=%s workflows=%s activities=%d",
+            "worker ready: integration=%s task_queue=%s workflows=%s activities=%d requests_per_second=%s "
+            "max_concurrent_jobs=%s",
             integration.name,
             integration.task_queue,
             ",".join(w.__name__ for w in spec.workflows),
             len(spec.activities),
+            limits.requests_per_second or "unlimited",
+            limits.max_concurrent_jobs or "uncapped",
         )
     return workers
 

@@ -24,6 +24,7 @@ from .controllers import (
     HealthController,
     IntegrationController,
     InternalController,
+    LimitsController,
     RealtimeController,
     TaskController,
 )
@@ -85,6 +86,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         route_handlers=[
             TaskController,
             IntegrationController,
+            LimitsController,
             internal,
             RealtimeController,
             HealthController,

@@ -1,5 +1,5 @@
-"""main's own routes: tasks across integrations, the mounted integrations, the internal report API, realtime tokens,
-health."""
+"""main's own routes: tasks across integrations, the mounted integrations, the caller's limits, the internal report
+API, realtime tokens, health."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from services.shared import realtime_token
 from services.shared.reporting import CallbackUrl
 from services.shared.tasks import ReportOutcome, TaskReport
 
-from .auth import api_key_guard, current_user
-from .schemas import Health, IntegrationList, RealtimeToken, TaskPage, TaskRead
+from .auth import api_key_guard, api_key_id, current_user
+from .schemas import Health, IntegrationList, Limits, RealtimeToken, TaskPage, TaskRead
 from .service import TaskService
 
 StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -88,6 +88,16 @@ class InternalController(Controller):
     async def callback_url(self, task_id: FromPath[str], tasks: NamedDependency[TaskService]) -> CallbackUrl:
         """Where the task's provider may call back: asked by the submit activity, right before the submit."""
         return CallbackUrl(await tasks.callback_url(task_id))
+
+
+class LimitsController(Controller):
+    path = "/api/limits"
+    tags = ["limits"]
+    guards = [api_key_guard]
+
+    @get("/", operation_id="read_limits", summary="Your limits and how much of them you use now")
+    async def read_limits(self, request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]) -> Limits:
+        return await tasks.limits(current_user(request), api_key_id(request))
 
 
 class RealtimeController(Controller):

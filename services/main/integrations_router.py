@@ -15,9 +15,9 @@ from services.shared.discovery import Integration
 from services.shared.http_errors import ApiError, not_found
 from services.shared.manifest import slug
 from services.shared.submit_poll import CALLBACK_SIGNAL
-from services.shared.tasks import is_terminal, workflow_id_for
+from services.shared.tasks import DEFAULT_PRIORITY, HIGHEST_PRIORITY, LOWEST_PRIORITY, is_terminal, workflow_id_for
 
-from .auth import api_key_guard, current_user
+from .auth import api_key_guard, api_key_id, current_user
 from .body_limits import max_json_bytes
 from .callback_tokens import accepts
 from .kit import InputError, IntegrationApi, ProviderCallback, TaskAction, TaskHandle
@@ -39,10 +39,41 @@ def load_api(integration: Integration) -> IntegrationApi[Any]:
     return api
 
 
-def create_body_limit(api: IntegrationApi[Any], settings: MainSettings) -> int:
+TaskPriority = Annotated[
+    int,
+    msgspec.Meta(
+        ge=HIGHEST_PRIORITY,
+        le=LOWEST_PRIORITY,
+        description=f"{HIGHEST_PRIORITY} runs first, {LOWEST_PRIORITY} last (default {DEFAULT_PRIORITY}); "
+        "how urgent a priority a user may give is a setting of main's",
+    ),
+]
+# What every create body takes beside the integration's own request fields.
+CREATE_OPTIONS: list[tuple[str, Any, Any]] = [("priority", TaskPriority, DEFAULT_PRIORITY)]
+
+
+def create_body_type(request_type: type[Any]) -> type[msgspec.Struct]:
+    """The create route's body: the integration's request with main's options added (same name, so the schema
+    reads as the integration's own)."""
+    clash = {name for name, _, _ in CREATE_OPTIONS} & set(request_type.__struct_fields__)
+    if clash:
+        raise TypeError(f"{request_type.__name__}: fields {sorted(clash)} are main's create options")
+    return msgspec.defstruct(
+        request_type.__name__, CREATE_OPTIONS, bases=(request_type,), module=request_type.__module__
+    )
+
+
+def split_create_body(body: Any, request_type: type[Any]) -> tuple[Any, int]:
+    """The integration's request and main's priority from a create body."""
+    request = request_type(**{name: getattr(body, name) for name in request_type.__struct_fields__})
+    priority: int = body.priority
+    return request, priority
+
+
+def create_body_limit(body_type: type[Any], settings: MainSettings) -> int:
     """A create route's body limit: the largest body its request schema admits, at most MAIN_MAX_CREATE_BODY_BYTES
     (a request must fit into the workflow's input, which Temporal bounds)."""
-    derived = max_json_bytes(api.request_type)
+    derived = max_json_bytes(body_type)
     ceiling = settings.max_create_body_bytes
     return ceiling if derived is None else min(derived, ceiling)
 
@@ -50,6 +81,7 @@ def create_body_limit(api: IntegrationApi[Any], settings: MainSettings) -> int:
 def integration_router(integration: Integration, api: IntegrationApi[Any], settings: MainSettings) -> Router:
     name = integration.name
     op = slug(name).replace("-", "_")
+    body_type = create_body_type(api.request_type)
 
     async def create_task(
         data: Any,
@@ -66,14 +98,17 @@ def integration_router(integration: Integration, api: IntegrationApi[Any], setti
         ] = None,
     ) -> Response[TaskRead]:
         user = current_user(request)
+        await tasks.take_request(api_key_id(request))
+        task_request, priority = split_create_body(data, api.request_type)
         try:
-            record, _ = await tasks.create(user, integration, api, data, idempotency_key)
+            record, _ = await tasks.create(user, integration, api, task_request, idempotency_key, priority)
         except InputError as exc:
             raise ApiError(422, "invalid_input", f"invalid request: {exc}", details={"field": exc.field}) from exc
         return Response(tasks.read(record), status_code=202, headers={"Location": f"/api/tasks/{record.id}"})
 
-    # The body type is the integration's own input Struct, so validation and the OpenAPI schema follow it.
-    create_task.__annotations__["data"] = Annotated[api.request_type, Body()]
+    # The body type is the integration's own input Struct (with main's options), so validation and the OpenAPI
+    # schema follow it.
+    create_task.__annotations__["data"] = Annotated[body_type, Body()]
 
     async def read_task(
         task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
@@ -89,7 +124,7 @@ def integration_router(integration: Integration, api: IntegrationApi[Any], setti
             summary=f"Create a {name} task",
             description=api.summary or integration.manifest.description,
             tags=[name],
-            request_max_body_size=create_body_limit(api, settings),
+            request_max_body_size=create_body_limit(body_type, settings),
             # Before the body is parsed: an anonymous client gets 401, whatever it sends.
             guards=[api_key_guard],
         )(create_task),
@@ -110,7 +145,9 @@ def action_route(name: str, op: str, action: TaskAction) -> HTTPRouteHandler:
     async def run_action(
         task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
     ) -> TaskRead:
-        record = await tasks.get_for(current_user(request), task_id, integration=name, sync=False)
+        user = current_user(request)
+        await tasks.take_request(api_key_id(request))
+        record = await tasks.get_for(user, task_id, integration=name, sync=False)
         if is_terminal(record.status):
             return tasks.read(record)
         await action.run(TaskHandle(task_id, tasks.temporal.get_workflow_handle(workflow_id_for(task_id))))

@@ -74,3 +74,27 @@ class IntegrationRead(msgspec.Struct, frozen=True):
 
 class IntegrationList(msgspec.Struct, frozen=True):
     items: list[IntegrationRead]
+
+
+class ActiveTasks(msgspec.Struct, frozen=True):
+    """Tasks queued or running at once: your limit, and how many you have."""
+
+    limit: int
+    used: int
+
+
+class RequestRate(msgspec.Struct, frozen=True):
+    """Your API key's token bucket for creates and task actions (refresh): refilled at ``per_second``, holding at
+    most ``burst``; ``available`` requests may be sent at once now."""
+
+    per_second: float
+    burst: int
+    available: float
+
+
+class Limits(msgspec.Struct, frozen=True):
+    active_tasks: ActiveTasks
+    requests: RequestRate
+    # The most urgent priority you may give a task (1 is the most urgent), and the one a task gets without one.
+    highest_priority: int
+    default_priority: int

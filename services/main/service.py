@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,7 @@ from services.shared.discovery import Integration
 from services.shared.events import TaskEvent
 from services.shared.storage import ObjectStore
 from services.shared.tasks import (
+    DEFAULT_PRIORITY,
     ReportOutcome,
     TaskEnvelope,
     TaskError,
@@ -28,6 +31,7 @@ from services.shared.tasks import (
     TaskResult,
     is_terminal,
     object_key_problem,
+    temporal_priority,
     workflow_id_for,
 )
 
@@ -35,9 +39,9 @@ from .callback_tokens import callback_token
 from .errors import ApiError, not_found, temporal_unreachable
 from .kit import IntegrationApi, NewTask
 from .relay import OutboxRelay
-from .schemas import ObjectRead, OutputRead, TaskRead
+from .schemas import ActiveTasks, Limits, ObjectRead, OutputRead, RequestRate, TaskRead
 from .settings import MainSettings
-from .store import OutboxEvent, StoreConflictError, TaskRecord, TaskStore
+from .store import Bucket, OutboxEvent, StoreConflictError, TaskRecord, TaskStore, TooManyActiveTasksError
 
 log = logging.getLogger("main.tasks")
 
@@ -52,6 +56,15 @@ class StartFailedError(Exception):
     def __init__(self, cause: BaseException, may_have_reached: bool) -> None:
         super().__init__(repr(cause))
         self.may_have_reached = may_have_reached
+
+
+def request_digest(input_json: Any, priority: int) -> str:
+    """What an ``Idempotency-Key`` is bound to: the request and its priority. The default priority adds nothing, so
+    tasks created before priorities existed keep their digest."""
+    encoded = msgspec.json.encode(input_json, order="sorted")
+    if priority != DEFAULT_PRIORITY:
+        encoded += b"\npriority=%d" % priority
+    return hashlib.sha256(encoded).hexdigest()
 
 
 class TaskService:
@@ -77,12 +90,26 @@ class TaskService:
     # -- create ---------------------------------------------------------------------------------------
 
     async def create(
-        self, owner: str, integration: Integration, api: IntegrationApi[Any], request: Any, idempotency_key: str | None
+        self,
+        owner: str,
+        integration: Integration,
+        api: IntegrationApi[Any],
+        request: Any,
+        idempotency_key: str | None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> tuple[TaskRecord, bool]:
+        highest = self.settings.highest_priority_for(owner)
+        if priority < highest:
+            raise ApiError(
+                403,
+                "priority_not_allowed",
+                f"priority: {priority} is more urgent than you may ask for (at most {highest})",
+                details={"field": "priority", "highest": highest},
+            )
         if api.check is not None:
             api.check(request)
         input_json = msgspec.to_builtins(request)
-        digest = hashlib.sha256(msgspec.json.encode(input_json, order="sorted")).hexdigest()
+        digest = request_digest(input_json, priority)
         try:
             record, created = await self.store.create(
                 integration=integration.name,
@@ -91,18 +118,30 @@ class TaskService:
                 idempotency_key=idempotency_key,
                 request_digest=digest,
                 event=self._event,
+                max_active=self.settings.max_active_tasks_for(owner),
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
+        except TooManyActiveTasksError as exc:
+            limit = self.settings.max_active_tasks_for(owner)
+            retry_after = self.settings.active_tasks_retry_after_seconds
+            raise ApiError(
+                429,
+                "too_many_active_tasks",
+                f"you have {limit} tasks queued or running, as many as you may; create more once some have finished",
+                retryable=True,
+                details={"limit": limit, "retry_after_seconds": retry_after},
+                headers={"Retry-After": str(retry_after)},
+            ) from exc
         if not created:
             if record.status == "queued":
                 # The create that made it may not have started its workflow: this retry does (harmless if it did).
-                record = await self._start_again(record, integration, api, request)
+                record = await self._start_again(record, integration, api, request, priority)
             return record, False
         # The `queued` event is committed with the task, before the workflow starts: an activity's `running`
         # report, however early, commits after it and so follows it in the stream.
         try:
-            await self.start(record, integration, api, request)
+            await self.start(record, integration, api, request, priority)
         except StartFailedError as exc:
             if exc.may_have_reached:
                 # The workflow may be running: the task stays, queued, and the reconciler (or an idempotent retry)
@@ -119,12 +158,20 @@ class TaskService:
         self.relay.wake()
         return record, True
 
-    async def start(self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any) -> bool:
+    async def start(
+        self,
+        record: TaskRecord,
+        integration: Integration,
+        api: IntegrationApi[Any],
+        request: Any,
+        priority: int = DEFAULT_PRIORITY,
+    ) -> bool:
         """Start the task's workflow: up to MAIN_START_ATTEMPTS attempts of at most MAIN_START_TIMEOUT_SECONDS each.
         The workflow id is the task's, and its policies make a repeated start harmless: a running workflow is
         returned as it is (USE_EXISTING), a closed one is never run again (REJECT_DUPLICATE). False when the
         workflow had already run and closed (started by an earlier attempt or call). Raises ``StartFailedError``
         when every attempt failed."""
+        task = TaskEnvelope(record.id, priority=priority, user=record.owner)
         attempts = self.settings.start_attempts
         reached = False
         for attempt in range(1, attempts + 1):
@@ -132,9 +179,10 @@ class TaskService:
                 async with asyncio.timeout(self.settings.start_timeout_seconds):
                     await self.temporal.start_workflow(
                         api.workflow,
-                        api.build_input(NewTask(TaskEnvelope(record.id), request)),
+                        api.build_input(NewTask(task, request)),
                         id=workflow_id_for(record.id),
                         task_queue=integration.task_queue,
+                        priority=temporal_priority(task),
                         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                         execution_timeout=api.execution_timeout,
@@ -153,7 +201,8 @@ class TaskService:
 
     async def start_stored(self, record: TaskRecord) -> TaskRecord:
         """Start the workflow of a task that is queued in the store (the reconciler's way): its request is read back
-        from the task's stored input. A task of an integration main no longer serves is left as it is."""
+        from the task's stored input. The store keeps no priority: the workflow gets the default one. A task of an
+        integration main no longer serves is left as it is."""
         mounted = self.integrations.get(record.integration)
         if mounted is None:
             log.warning("task %s: integration %r is not served here; not started", record.id, record.integration)
@@ -164,14 +213,51 @@ class TaskService:
         return record if await self.start(record, integration, api, request) else await self.sync(record)
 
     async def _start_again(
-        self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any
+        self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any, priority: int
     ) -> TaskRecord:
         try:
-            started = await self.start(record, integration, api, request)
+            started = await self.start(record, integration, api, request, priority)
         except StartFailedError as exc:
             log.warning("workflow of task %s still not started; left to the reconciler: %r", record.id, exc)
             return record
         return record if started else await self.sync(record)
+
+    # -- limits ---------------------------------------------------------------------------------------
+
+    @property
+    def _bucket(self) -> Bucket:
+        return Bucket(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
+
+    async def take_request(self, key_id: str) -> None:
+        """Count a create or a task action against the API key's rate limit; 429 when its bucket is empty."""
+        wait = await self.store.take_token(key_id, self._bucket, time.time())
+        if wait is None:
+            return
+        retry_after = max(1, math.ceil(wait))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many requests with this API key: at most {self.settings.rate_limit_per_second:g} a second "
+            f"(bursts of {self.settings.rate_limit_burst})",
+            retryable=True,
+            details={"retry_after_seconds": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    async def limits(self, owner: str, key_id: str) -> Limits:
+        bucket = self._bucket
+        return Limits(
+            active_tasks=ActiveTasks(
+                limit=self.settings.max_active_tasks_for(owner), used=await self.store.active_tasks(owner)
+            ),
+            requests=RequestRate(
+                per_second=bucket.per_second,
+                burst=bucket.burst,
+                available=await self.store.tokens(key_id, bucket, time.time()),
+            ),
+            highest_priority=self.settings.highest_priority_for(owner),
+            default_priority=DEFAULT_PRIORITY,
+        )
 
     async def callback_url(self, task_id: str) -> str | None:
         """Where the task's provider may call back, with the task's token (derived, never stored); None when its

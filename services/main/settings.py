@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
@@ -9,6 +9,7 @@ from sqlalchemy.exc import ArgumentError
 from services.shared.discovery import parse_blacklist
 from services.shared.event_stream import PUBLISHER
 from services.shared.settings import Env, EventStreamSettings, PlatformSettings, ServerLimits, SettingsError, TokenPair
+from services.shared.tasks import HIGHEST_PRIORITY, LOWEST_PRIORITY
 
 
 def parse_api_keys(raw: str, env: Env) -> dict[str, str]:
@@ -21,6 +22,36 @@ def parse_api_keys(raw: str, env: Env) -> dict[str, str]:
         env.check_secret("API_KEYS", key, f"the key of user {user}")
         keys[key] = user
     return keys
+
+
+def _int_within(name: str, raw: str, lowest: int, highest: int | None = None) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: must be an integer, got {raw!r}") from exc
+    if value < lowest or (highest is not None and value > highest):
+        bounds = f"{lowest} to {highest}" if highest is not None else f"at least {lowest}"
+        raise SettingsError(f"{name}: must be {bounds}, got {value}")
+    return value
+
+
+def _priority(name: str, raw: str) -> int:
+    return _int_within(name, raw, HIGHEST_PRIORITY, LOWEST_PRIORITY)
+
+
+def _positive(name: str, raw: str) -> int:
+    return _int_within(name, raw, 1)
+
+
+def parse_per_user(name: str, raw: str, value_of: Callable[[str, str], int]) -> dict[str, int]:
+    """A per-user override such as ``MAIN_USER_HIGHEST_PRIORITY``: ``user:1,user2:4``."""
+    found: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        user, sep, value = item.rpartition(":")
+        if not sep or not user:
+            raise SettingsError(f"{name} must look like 'user:1,user2:4'")
+        found[user] = value_of(name, value)
+    return found
 
 
 def database_url(env: Env, default: str) -> str:
@@ -92,6 +123,20 @@ class MainSettings:
     max_body_bytes: int = 64 * 1024
     max_report_bytes: int = 1024 * 1024
     max_create_body_bytes: int = 4 * 1024 * 1024
+    # The most urgent priority a user may give a task (1 runs first); beyond it a create is refused (403).
+    highest_priority: int = HIGHEST_PRIORITY
+    # Users allowed another one than highest_priority.
+    user_highest_priority: dict[str, int] = field(default_factory=dict[str, int])
+    # Tasks a user may have queued or running at once; beyond it a create is refused (429), and told to come back
+    # after active_tasks_retry_after_seconds.
+    max_active_tasks: int = 500
+    # Users allowed another one than max_active_tasks.
+    user_max_active_tasks: dict[str, int] = field(default_factory=dict[str, int])
+    active_tasks_retry_after_seconds: int = 5
+    # Each API key's token bucket for creates and task actions (refresh): refilled at rate_limit_per_second, holding
+    # at most rate_limit_burst.
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 200
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MainSettings:
@@ -127,9 +172,32 @@ class MainSettings:
             max_body_bytes=env.get_int("MAIN_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
             max_report_bytes=env.get_int("MAIN_MAX_REPORT_BYTES", cls.max_report_bytes, minimum=1),
             max_create_body_bytes=env.get_int("MAIN_MAX_CREATE_BODY_BYTES", cls.max_create_body_bytes, minimum=1),
+            highest_priority=_priority(
+                "MAIN_HIGHEST_PRIORITY", env.get("MAIN_HIGHEST_PRIORITY", str(cls.highest_priority))
+            ),
+            user_highest_priority=parse_per_user(
+                "MAIN_USER_HIGHEST_PRIORITY", env.raw("MAIN_USER_HIGHEST_PRIORITY") or "", _priority
+            ),
+            max_active_tasks=env.get_int("MAIN_MAX_ACTIVE_TASKS", cls.max_active_tasks, minimum=1),
+            user_max_active_tasks=parse_per_user(
+                "MAIN_USER_MAX_ACTIVE_TASKS", env.raw("MAIN_USER_MAX_ACTIVE_TASKS") or "", _positive
+            ),
+            active_tasks_retry_after_seconds=env.get_int(
+                "MAIN_ACTIVE_TASKS_RETRY_AFTER_SECONDS", cls.active_tasks_retry_after_seconds, minimum=1
+            ),
+            rate_limit_per_second=env.get_float("MAIN_RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second),
+            rate_limit_burst=env.get_int("MAIN_RATE_LIMIT_BURST", cls.rate_limit_burst, minimum=1),
         )
 
+    def highest_priority_for(self, user: str) -> int:
+        return self.user_highest_priority.get(user, self.highest_priority)
+
+    def max_active_tasks_for(self, user: str) -> int:
+        return self.user_max_active_tasks.get(user, self.max_active_tasks)
+
     def __post_init__(self) -> None:
+        if self.rate_limit_per_second <= 0:
+            raise SettingsError(f"MAIN_RATE_LIMIT_PER_SECOND must be above 0, got {self.rate_limit_per_second}")
         for name in ("start_timeout_seconds", "reconcile_interval_seconds", "reconcile_lookback_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"MAIN_{name.upper()} must be positive")

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -76,6 +77,22 @@ outbox_table = sa.Table(
     implicit_returning=False,
     sqlite_autoincrement=True,
 )
+# Kept by create, apply_report and delete in the transactions that change a task's status.
+usage_table = sa.Table(
+    "user_usage",
+    metadata,
+    sa.Column("owner", sa.String(128), primary_key=True),
+    sa.Column("active_tasks", sa.Integer, nullable=False),
+)
+
+rate_buckets_table = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("counted_at", sa.Float, nullable=False),
+)
+
 leases_table = sa.Table(
     "leases",
     metadata,
@@ -85,6 +102,8 @@ leases_table = sa.Table(
 )
 # Any constant shared by every main process: the key of the PostgreSQL advisory lock one relay holds at a time.
 RELAY_LOCK_KEY = 0x6D61696E0002
+# The limit of create's ``max_active=None``: the count is kept all the same.
+_NO_LIMIT = 2**31 - 1
 # On SQLite, sent events are deleted together, at most this many or this late.
 SENT_FLUSH_ROWS = 500
 SENT_FLUSH_SECONDS = 0.2
@@ -104,6 +123,37 @@ _UNSENT = (
     .order_by(outbox_table.c.seq)
     .limit(sa.bindparam("limit"))
 )
+# One conditional UPDATE takes from an allowance: on PostgreSQL a concurrent writer waits for the row and the
+# condition is evaluated again on the row it committed, on SQLite writers take turns; either way no two take the same.
+_TAKE_ACTIVE = (
+    usage_table.update()
+    .where(usage_table.c.owner == sa.bindparam("for_owner"), usage_table.c.active_tasks < sa.bindparam("limit"))
+    .values(active_tasks=usage_table.c.active_tasks + 1)
+    .returning(usage_table.c.active_tasks)
+)
+_RELEASE_ACTIVE = (
+    usage_table.update()
+    .where(usage_table.c.owner == sa.bindparam("for_owner"), usage_table.c.active_tasks > 0)
+    .values(active_tasks=usage_table.c.active_tasks - 1)
+)
+_ACTIVE = sa.select(usage_table.c.active_tasks).where(usage_table.c.owner == sa.bindparam("for_owner"))
+_NOW = sa.bindparam("now", type_=sa.Float)
+_RATE = sa.bindparam("rate", type_=sa.Float)
+_BURST = sa.bindparam("burst", type_=sa.Float)
+_LATER = rate_buckets_table.c.counted_at < _NOW
+# A clock behind the last refill (another replica's) adds nothing rather than taking tokens away.
+_ELAPSED = sa.case((_LATER, _NOW - rate_buckets_table.c.counted_at), else_=0.0)
+_REFILLED = sa.case(
+    (rate_buckets_table.c.tokens + _ELAPSED * _RATE > _BURST, _BURST),
+    else_=rate_buckets_table.c.tokens + _ELAPSED * _RATE,
+)
+_TAKE_TOKEN = (
+    rate_buckets_table.update()
+    .where(rate_buckets_table.c.key_id == sa.bindparam("for_key"), _REFILLED >= 1)
+    .values(tokens=_REFILLED - 1, counted_at=sa.case((_LATER, _NOW), else_=rate_buckets_table.c.counted_at))
+    .returning(rate_buckets_table.c.tokens)
+)
+_TOKENS = sa.select(_REFILLED).where(rate_buckets_table.c.key_id == sa.bindparam("for_key"))
 # Taken by whoever holds it already or when it has expired; the row itself comes with the migration.
 _TAKE_LEASE = (
     leases_table.update()
@@ -148,6 +198,18 @@ class TaskRecord(msgspec.Struct, frozen=True):
 
 class StoreConflictError(Exception):
     """An idempotency key was reused with a different request."""
+
+
+class TooManyActiveTasksError(Exception):
+    """The owner already has as many active tasks as they may."""
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A token bucket's refill rate (tokens a second) and capacity."""
+
+    per_second: float
+    burst: int
 
 
 class OutboxEvent(msgspec.Struct, frozen=True):
@@ -308,9 +370,11 @@ class TaskStore:
         idempotency_key: str | None,
         request_digest: str,
         event: EventOf,
+        max_active: int | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Insert a queued task and its first event; with an idempotency key already used, return that task (and
-        ``False``)."""
+        ``False``). The task counts against its owner's active tasks; with ``max_active`` of them already, nothing
+        is inserted (TooManyActiveTasksError)."""
         now = _now()
         values = {
             "id": str(uuid.uuid4()),
@@ -343,9 +407,14 @@ class TaskStore:
         )
         try:
             async with self._write() as conn:
+                await _insert_absent(conn, usage_table, {"owner": owner, "active_tasks": 0})
+                limit = _NO_LIMIT if max_active is None else max_active
+                if (await conn.execute(_TAKE_ACTIVE, {"for_owner": owner, "limit": limit})).first() is None:
+                    raise TooManyActiveTasksError(owner)
                 await conn.execute(_INSERT, values)
                 await _enqueue(conn, record, event(record, {"status": record.status}))
-        except IntegrityError:
+        except (IntegrityError, TooManyActiveTasksError):
+            # A retried create returns its task even when the owner is at the limit now.
             existing = await self._by_idempotency_key(owner, integration, idempotency_key)
             if existing is None:
                 raise
@@ -355,6 +424,30 @@ class TaskStore:
                 ) from None
             return existing, False
         return record, True
+
+    async def active_tasks(self, owner: str) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(_ACTIVE, {"for_owner": owner})).scalar() or 0)
+
+    async def take_token(self, key_id: str, bucket: Bucket, now: float) -> float | None:
+        """Take a token from the bucket of ``key_id`` (full when first used): None when one was taken, else the
+        seconds until one is back."""
+        params = {"for_key": key_id, "now": now, "rate": bucket.per_second, "burst": float(bucket.burst)}
+        async with self._write() as conn:
+            await _insert_absent(
+                conn, rate_buckets_table, {"key_id": key_id, "tokens": float(bucket.burst), "counted_at": now}
+            )
+            if (await conn.execute(_TAKE_TOKEN, params)).first() is not None:
+                return None
+            tokens = float((await conn.execute(_TOKENS, params)).scalar_one())
+        return (1 - tokens) / bucket.per_second
+
+    async def tokens(self, key_id: str, bucket: Bucket, now: float) -> float:
+        """The tokens in the bucket of ``key_id`` now."""
+        params = {"for_key": key_id, "now": now, "rate": bucket.per_second, "burst": float(bucket.burst)}
+        async with self.engine.connect() as conn:
+            tokens = (await conn.execute(_TOKENS, params)).scalar()
+        return float(bucket.burst) if tokens is None else float(tokens)
 
     async def _by_idempotency_key(self, owner: str, integration: str, key: str | None) -> TaskRecord | None:
         if key is None:
@@ -381,6 +474,8 @@ class TaskStore:
                 return
             record = _record(row)
             await conn.execute(_DELETE, {"task_id": task_id})
+            if not is_terminal(record.status):
+                await conn.execute(_RELEASE_ACTIVE, {"for_owner": record.owner})
             await _enqueue(conn, record, event(record, {}))
 
     # -- reconciling ----------------------------------------------------------------------------------
@@ -459,6 +554,8 @@ class TaskStore:
                         record, **changes, version=values["version"], updated_at=values["updated_at"]
                     )
                     await _enqueue(conn, current, event(current, changes))
+                    if is_terminal(current.status):
+                        await conn.execute(_RELEASE_ACTIVE, {"for_owner": current.owner})
                     return ReportOutcome(applied=True, status=current.status), current, changes
             # Another writer changed the task between our read and write (PostgreSQL, read committed): decide
             # again on fresh state.
@@ -514,6 +611,12 @@ class TaskStore:
     async def unsent_events(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(sa.select(sa.func.count()).select_from(outbox_table))).scalar_one())
+
+
+async def _insert_absent(conn: AsyncConnection, table: sa.Table, values: dict[str, Any]) -> None:
+    """Insert a row unless one with its primary key exists (both dialects spell it ON CONFLICT DO NOTHING)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    await conn.execute(insert(table).values(values).on_conflict_do_nothing())
 
 
 async def _enqueue(conn: AsyncConnection, record: TaskRecord, event: OutboxEvent) -> None:

@@ -41,8 +41,16 @@ class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
 class ApiError(HTTPException):
     """Raised by handlers, guards and services; rendered as the structured body with its status."""
 
-    def __init__(self, status_code: int, code: str, message: str, retryable: bool = False, details: Any = None):
-        super().__init__(status_code=status_code, detail=message)
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        retryable: bool = False,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(status_code=status_code, detail=message, headers=headers)
         self.code = code
         self.message = message
         self.retryable = retryable

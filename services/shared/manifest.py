@@ -55,6 +55,20 @@ class ConsoleHints(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             )
 
 
+class ProviderLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What the integration's provider allows the platform as a whole: one API key is shared by every worker and
+    replica, so these hold across all of them. The manifest's values are defaults; ``<PREFIX>_REQUESTS_PER_SECOND``
+    and ``<PREFIX>_MAX_CONCURRENT_JOBS`` override them (``<PREFIX>``: see ``settings_prefix``; read by the launcher,
+    ``provider_limits``)."""
+
+    # Provider calls per second over all workers: the Temporal server's rate limit on the integration's provider
+    # task queue. None: not limited.
+    requests_per_second: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    # Jobs in flight at the provider at once, from submit until the provider's job is final (submit-poll only).
+    # None: no cap.
+    max_concurrent_jobs: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
 class ProviderDeclaration(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The provider an integration's worker calls: the variables that configure it (the deploy tool gives them to
     that worker only), where the provider is, and the simulator stand-in that speaks its API. The worker reads them
@@ -88,6 +102,12 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # A disabled integration is discovered but never served; `disabled_reason` says why.
     disabled_reason: str | None = None
     console: ConsoleHints | None = None
+    limits: ProviderLimits = ProviderLimits()
+
+    def __post_init__(self) -> None:
+        if self.limits.max_concurrent_jobs is not None and self.pattern != "submit-poll":
+            raise ValueError("limits.max_concurrent_jobs caps provider jobs, which only submit-poll integrations have")
+
     # Set for an integration that calls an outside provider.
     provider: ProviderDeclaration | None = None
 
@@ -118,3 +138,9 @@ def declared_name(path: Path) -> str | None:
 def slug(name: str) -> str:
     """A lower-case form of the integration name usable as a compose service or process name."""
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def settings_prefix(name: str) -> str:
+    """The prefix of an integration's platform settings, from its name: ``fangzhouVideoGeneration`` ->
+    ``FANGZHOU_VIDEO_GENERATION``."""
+    return slug(name).upper().replace("-", "_")

@@ -3,6 +3,9 @@
 The workflow submits the job (never a second paid one), polls it with backoff until the provider's view of it is
 final, copies the result into object storage (provider links expire), and sends the one final report.
 
+- Slots: before the submit the task takes one of the integration's job slots (``job_slots``), which caps the
+  jobs in flight at the provider across every worker; it gives the slot back once the job is final there (a job
+  the provider could not cancel is watched until it is), or when the task ends without a job.
 - Submit: each attempt runs once. It is tried again only when the provider surely created nothing (it refused,
   or the request was never sent), or when the job carries the provider's idempotency key (the task id); an
   attempt that may have reached the provider otherwise fails the task as uncertain. The submit activity reports
@@ -48,6 +51,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 with workflow.unsafe.imports_passed_through():
     import msgspec
 
+    from .job_slots import GRANTED_SIGNAL, TaskSlot
     from .settings import Env, SettingsError
     from .tasks import StoredObject, TaskEnvelope, TaskError, TaskReport, TaskResult
     from .workflow_kit import Step, TaskWorkflow, cancelled, execute, failed, running, start, succeeded
@@ -58,6 +62,8 @@ V = TypeVar("V")
 # Message names main uses to reach a running workflow.
 REFRESH_UPDATE = "refresh"
 CALLBACK_SIGNAL = "callback"
+# Runs that started before job slots existed neither take nor give back one.
+JOB_SLOTS_PATCH = "job-slots"
 
 
 # --- types stored in Temporal history: they accept unknown fields -------------------------------------------
@@ -106,6 +112,8 @@ class PollState(msgspec.Struct, frozen=True):
     runs: int
     # A refresh or callback arrived just before the run continued as new: poll at once.
     wake: bool = False
+    # The task holds one of the integration's job slots.
+    slot: bool = False
 
 
 class JobInput(msgspec.Struct, Generic[Q], frozen=True):
@@ -251,11 +259,13 @@ class Job(Generic[V]):
             Step(names.submit, start_to_close=self.submit_timeout, retry=RetryPolicy(maximum_attempts=1)),
             Step(names.query, start_to_close=timedelta(seconds=20), retry=self.query_retry),
             Step(names.cancel, start_to_close=timedelta(seconds=30), retry=_policy(1, 10, 3)),
+            # A download from the provider's media link, not a call of its API.
             Step(
                 names.copy,
                 start_to_close=self.copy_timeout,
                 heartbeat=timedelta(seconds=60),
                 retry=self.copy_retry,
+                provider_call=False,
             ),
         )
 
@@ -290,6 +300,12 @@ class SubmitPollWorkflow(TaskWorkflow):
         self._finished = False
         self._queries_started = 0
         self._queries_done = 0
+        self._slot = TaskSlot()
+        # The provider's job may still be in flight there: from its submit until a poll saw it final.
+        self._job_open = False
+        # The poll policy and deadline of the job, once it is submitted.
+        self._policy = PollPolicy()
+        self._deadline: float | None = None
 
     @workflow.update(name=REFRESH_UPDATE)
     async def refresh(self) -> TaskReport:
@@ -305,6 +321,10 @@ class SubmitPollWorkflow(TaskWorkflow):
         workflow.logger.info("provider callback (claims %s for %s): querying", hint.status, hint.provider_task_id)
         self._wake = True
 
+    @workflow.signal(name=GRANTED_SIGNAL)
+    def job_slot(self) -> None:
+        self._slot.granted()
+
     async def run_job(self, input: JobInput[Q], job: Job[V]) -> TaskReport:
         resume = input.resume
         try:
@@ -312,8 +332,13 @@ class SubmitPollWorkflow(TaskWorkflow):
                 self._provider_task_id = resume.provider_task_id
                 self._state = running(resume.provider_task_id)
                 self._wake = resume.wake
+                self._slot = TaskSlot("held" if resume.slot else "none")
+                self._job_open = True
+                self._policy, self._deadline = resume.poll, resume.deadline
                 outcome = await self._poll(input, job, resume)
             else:
+                if workflow.patched(JOB_SLOTS_PATCH):
+                    await self._slot.take(input.task)
                 started = await self._submit(input, job)
                 if isinstance(started, TaskReport):
                     outcome = started
@@ -329,7 +354,11 @@ class SubmitPollWorkflow(TaskWorkflow):
         if outcome.provider_task_id is None and self._provider_task_id is not None:
             outcome = msgspec.structs.replace(outcome, provider_task_id=self._provider_task_id)
         self._finished = True
-        return await self.finish(input.task, outcome)
+        report = await self.finish(input.task, outcome)
+        if self._job_open and self._slot.state == "held":
+            await self._watch_until_final(input.task, job)
+        await self._slot.give_back()
+        return report
 
     async def _submit(self, input: JobInput[Q], job: Job[V]) -> PollState | TaskReport:
         assert input.request is not None, "a first run carries the request"
@@ -346,6 +375,7 @@ class SubmitPollWorkflow(TaskWorkflow):
             except asyncio.CancelledError:
                 with contextlib.suppress(ActivityError):
                     self._provider_task_id = (await handle).provider_task_id
+                    self._job_open = True
                 raise
             except ActivityError as err:
                 cause = err.cause
@@ -371,14 +401,17 @@ class SubmitPollWorkflow(TaskWorkflow):
 
     def _started(self, submitted: Submitted) -> PollState:
         self._provider_task_id = submitted.provider_task_id
+        self._job_open = True
         poll = submitted.poll
+        self._policy, self._deadline = poll, workflow.now().timestamp() + poll.deadline_seconds
         return PollState(
             provider_task_id=submitted.provider_task_id,
             poll=poll,
-            deadline=workflow.now().timestamp() + poll.deadline_seconds,
+            deadline=self._deadline,
             delay=poll.initial_seconds,
             polls=0,
             runs=1,
+            slot=self._slot.state == "held",
         )
 
     async def _poll(self, input: JobInput[Q], job: Job[V], state: PollState) -> TaskReport:
@@ -409,6 +442,9 @@ class SubmitPollWorkflow(TaskWorkflow):
             if found is not None:
                 verdict = job.verdict(found)
                 if verdict.state != "pending":
+                    # The provider is done with the job: its slot is free before the result is copied.
+                    self._job_open = False
+                    await self._slot.give_back()
                     return await self._conclude(input.task, job, found, verdict)
             self._queries_done += 1
             if not woken:
@@ -425,9 +461,24 @@ class SubmitPollWorkflow(TaskWorkflow):
                 raise
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
+                # The job can no longer be followed.
+                self._job_open = False
                 return activity_failure(err, f"{job.codes}_query_failed")
             workflow.logger.warning("querying job %s failed for now: %s", provider_task_id, cause or err)
             return None
+
+    async def _watch_until_final(self, task: TaskEnvelope, job: Job[V]) -> None:
+        """After a cancel the provider could not carry out, the job still runs there and keeps its slot: poll it
+        (no more reports) until it is final, or until its deadline."""
+        assert self._provider_task_id is not None
+        deadline = self._deadline if self._deadline is not None else workflow.now().timestamp()
+        delay = self._policy.initial_seconds
+        while (left := deadline - workflow.now().timestamp()) > 0:
+            await workflow.sleep(min(delay, left))
+            found = await self._query(task, job, self._provider_task_id)
+            if isinstance(found, TaskReport) or (found is not None and job.verdict(found).state != "pending"):
+                return
+            delay = min(delay * self._policy.backoff, self._policy.max_seconds)
 
     async def _conclude(self, task: TaskEnvelope, job: Job[V], view: V, verdict: Verdict) -> TaskReport:
         if verdict.state == "succeeded":

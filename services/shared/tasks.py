@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 import msgspec
+from temporalio.common import Priority
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -22,11 +24,36 @@ def is_terminal(status: str) -> bool:
     return status in TERMINAL_STATUSES
 
 
+# Temporal's priority keys: 1 runs first, 5 last; a task that names none gets the middle one.
+HIGHEST_PRIORITY = 1
+LOWEST_PRIORITY = 5
+DEFAULT_PRIORITY = 3
+# Temporal's limit on a fairness key.
+MAX_FAIRNESS_KEY_BYTES = 64
+
+
 class TaskEnvelope(msgspec.Struct, frozen=True):
     """What every workflow and activity input carries about its task. It is stored in Temporal history, so it
-    accepts unknown fields: fields added later decode in runs that started before them."""
+    accepts unknown fields, and every field added later has a default: runs that started before it decode."""
 
     id: str
+    priority: int = DEFAULT_PRIORITY
+    # The owner: the fairness key of the task's workflow and activities, so one user's backlog cannot hold up
+    # everyone else's tasks.
+    user: str = ""
+
+
+def fairness_key(user: str) -> str:
+    """A user's fairness key: the name itself, or a digest of it when it is longer than Temporal allows."""
+    if len(user.encode()) <= MAX_FAIRNESS_KEY_BYTES:
+        return user
+    return "sha256:" + hashlib.sha256(user.encode()).hexdigest()[:48]
+
+
+def temporal_priority(task: TaskEnvelope) -> Priority:
+    """The Temporal priority of a task's workflow (and so of its activities): its priority key, then its user's
+    fair share."""
+    return Priority(priority_key=task.priority, fairness_key=fairness_key(task.user) if task.user else None)
 
 
 class TaskError(msgspec.Struct, frozen=True):

@@ -23,6 +23,12 @@ with workflow.unsafe.imports_passed_through():
 R = TypeVar("R")
 
 
+def provider_queue(task_queue: str) -> str:
+    """The task queue of an integration's provider calls: its own, so the Temporal server can limit their rate
+    across every worker (the launcher serves it with the integration's ``requests_per_second``)."""
+    return f"{task_queue}.provider"
+
+
 @dataclass(frozen=True)
 class Step:
     """An activity as a workflow schedules it: its name and options. Every kit schedules its activities
@@ -34,17 +40,25 @@ class Step:
     heartbeat: timedelta | None = None
     # Bounds all attempts together: past it the step fails and the task with it.
     schedule_to_close: timedelta | None = None
+    # The activity calls the provider's API, so it runs on the provider queue and each attempt counts against
+    # the provider's rate. Only the kits' own steps (reports, slots, copies from a provider's media links) do not.
+    provider_call: bool = True
 
 
 def start(step: Step, input: Any, result_type: type[R]) -> workflow.ActivityHandle[R]:
+    info = workflow.info()
     return workflow.start_activity(
         step.activity,
         input,
         result_type=result_type,
+        task_queue=provider_queue(info.task_queue) if step.provider_call else None,
         start_to_close_timeout=step.start_to_close,
         heartbeat_timeout=step.heartbeat,
         schedule_to_close_timeout=step.schedule_to_close,
         retry_policy=step.retry,
+        # The task's priority and its user's fairness key, which main started the workflow with (continued runs
+        # keep them): the queue orders backlogged activities by them.
+        priority=info.priority,
     )
 
 
@@ -59,6 +73,7 @@ REPORT = Step(
     start_to_close=timedelta(seconds=15),
     retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)),
     schedule_to_close=timedelta(minutes=30),
+    provider_call=False,
 )
 
 

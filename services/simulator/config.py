@@ -13,14 +13,15 @@ from services.shared.settings import Env, SettingsError, simulator_api_key
 
 from .faults import FaultRules, FaultSpec
 from .providers import stand_ins
-from .stand_in import NonNegative, NonNegativeInt
+from .stand_in import NonNegative, NonNegativeInt, Positive, PositiveInt
 
 K = TypeVar("K", bound=msgspec.Struct)
 
 
 class CommonKnobs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Run-time settings of every stand-in; each stand-in adds its own (``StandIn.knobs``) and a
-    ``<name>_latency_ms`` that wins over ``latency_ms`` for it."""
+    """Run-time settings of every stand-in; each stand-in adds its own (``StandIn.knobs``), a ``<name>_latency_ms``
+    that wins over ``latency_ms`` for it, and its quota: ``<name>_requests_per_second`` (unset: none) with
+    ``<name>_burst`` (unset: one second's worth)."""
 
     # Added to every provider request before it is handled.
     latency_ms: NonNegativeInt = 0
@@ -30,13 +31,17 @@ class CommonKnobs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 @functools.cache
 def _knob_types() -> tuple[type[msgspec.Struct], ...]:
-    latency = msgspec.defstruct(
-        "Latency",
-        [(f"{s.name}_latency_ms", NonNegativeInt | None, None) for s in stand_ins()],
-        frozen=True,
-        forbid_unknown_fields=True,
-    )
-    types: tuple[type[msgspec.Struct], ...] = (CommonKnobs, latency, *(s.knobs for s in stand_ins()))
+    each = [
+        field
+        for s in stand_ins()
+        for field in (
+            (f"{s.name}_latency_ms", NonNegativeInt | None, None),
+            (f"{s.name}_requests_per_second", Positive | None, None),
+            (f"{s.name}_burst", PositiveInt | None, None),
+        )
+    ]
+    per_stand_in = msgspec.defstruct("PerStandIn", each, frozen=True, forbid_unknown_fields=True)
+    types: tuple[type[msgspec.Struct], ...] = (CommonKnobs, per_stand_in, *(s.knobs for s in stand_ins()))
     owners: dict[str, str] = {}
     for kind in types:
         for name in kind.__struct_fields__:
@@ -82,6 +87,14 @@ class RuntimeConfig:
     def latency_for(self, provider: str) -> float:
         specific = self._values[f"{provider}_latency_ms"]
         return float(self._values["latency_ms"] if specific is None else specific) / 1000
+
+    def quota_for(self, provider: str) -> tuple[float, int] | None:
+        """A stand-in's quota as (requests per second, burst), or None when it has none."""
+        rate = self._values[f"{provider}_requests_per_second"]
+        if rate is None:
+            return None
+        burst = self._values[f"{provider}_burst"]
+        return float(rate), int(burst if burst is not None else max(1, round(rate)))
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self._values)

@@ -70,6 +70,7 @@ class Simulator:
         stats: dict[str, Any] = {
             "requests": self.shared.stats.requests(),
             "responses": self.shared.stats.responses(),
+            "requests_per_second": self.shared.stats.per_second(),
         }
         for stand_in in self.stand_ins:
             stats.update(stand_in.stats())
@@ -85,6 +86,7 @@ class Simulator:
             await stand_in.reset()
         self.shared.faults.reset()
         self.shared.stats.reset()
+        self.shared.quota_buckets.clear()
         self.shared.config = self.settings.runtime
         self._queue_startup_faults()
 

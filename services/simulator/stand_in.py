@@ -8,6 +8,7 @@ environment, the ``/_sim`` API) is shared and needs no change for a new stand-in
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, ClassVar
@@ -22,6 +23,8 @@ from .state import Incoming, Shared, request_fault_response
 
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class NoKnobs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -76,14 +79,20 @@ class StandIn(ABC):
         authenticate: Callable[[Incoming], None],
         handle: Callable[[Incoming], Awaitable[Response[bytes]]],
     ) -> Response[bytes]:
-        """One provider request: counted, delayed by the configured latency, authenticated, handled; a
-        ProviderError raised on the way becomes the provider's error answer."""
+        """One provider request: counted, authenticated, held to the quota (a 429 in the provider's words, with
+        ``Retry-After``), delayed by the configured latency, handled; a ProviderError raised on the way becomes the
+        provider's error answer."""
         stats = self.shared.stats
-        stats.request(self.name, route)
+        stats.request(self.name, route, self.shared.clock())
         try:
-            await self.shared.latency(self.name)
             authenticate(incoming)
-            response = await handle(incoming)
+            wait = self.shared.over_quota(self.name)
+            await self.shared.latency(self.name)
+            if wait is None:
+                response = await handle(incoming)
+            else:
+                response = self.errors.rate_limited(None).response()
+                response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
         except ProviderError as error:
             response = error.response()
         stats.response(self.name, route, response.status_code or 200)

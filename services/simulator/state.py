@@ -42,6 +42,25 @@ class Shared:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     clock: Callable[[], float] = time.time
 
+    # Per stand-in: (tokens, when last counted) of its quota's bucket.
+    quota_buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def over_quota(self, provider: str) -> float | None:
+        """None when a request fits the stand-in's quota (a token bucket: ``requests_per_second``, holding at most
+        ``burst``), and takes its token; else the seconds until one is free."""
+        quota = self.config.quota_for(provider)
+        if quota is None:
+            return None
+        rate, burst = quota
+        now = self.clock()
+        tokens, then = self.quota_buckets.get(provider, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - then) * rate)
+        if tokens < 1:
+            self.quota_buckets[provider] = (tokens, now)
+            return (1 - tokens) / rate
+        self.quota_buckets[provider] = (tokens - 1, now)
+        return None
+
     async def latency(self, provider: str) -> None:
         delay = self.config.latency_for(provider)
         if delay > 0:

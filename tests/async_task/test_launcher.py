@@ -27,13 +27,11 @@ from tests.stack import Api, Launcher, serve, wait_for
 pytestmark = pytest.mark.integration
 
 
-async def pollers(client: Client, queue: str) -> set[str]:
+async def pollers(
+    client: Client, queue: str, kind: TaskQueueType.ValueType = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+) -> set[str]:
     response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace="default",
-            task_queue=TaskQueue(name=queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
+        DescribeTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=queue), task_queue_type=kind)
     )
     return {p.identity for p in response.pollers}
 
@@ -94,6 +92,9 @@ async def test_each_integration_gets_its_own_worker_and_queue(
         await handle.terminate("test cleanup")
         assert {p.split("@")[0] for p in await pollers(temporal, "echo")} >= {"echo"}
         assert {p.split("@")[0] for p in await pollers(temporal, "example")} == {"example"}
+        # Its provider calls have a queue of their own, served by the integration's second Worker.
+        activity_pollers = await pollers(temporal, "example.provider", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+        assert {p.split("@")[0] for p in activity_pollers} == {"example"}
     finally:
         assert launcher.terminate(30) == 0
 

@@ -29,6 +29,15 @@ def test_catalog_has_temporal_minio_nats_and_postgres() -> None:
         assert entry.summary
 
 
+# What priority and fairness need from the dev server (tests/flow_control checks that they take effect).
+FAIR_DISPATCH = (
+    "matching.useNewMatcher=true",
+    "matching.enableFairness=true",
+    "matching.numTaskqueueReadPartitions=1",
+    "matching.numTaskqueueWritePartitions=1",
+)
+
+
 def test_unknown_middleware_names_the_known_ones() -> None:
     with pytest.raises(UsageError, match="known: temporal, minio, nats, postgres") as info:
         catalog.get("redis")
@@ -44,6 +53,8 @@ def test_temporal_local_process(tmp_path: Path) -> None:
     assert argv[argv.index("--db-filename") + 1] == str(tmp_path / "temporal.db")
     pragmas = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--sqlite-pragma"]
     assert pragmas == ["journal_mode=wal", "synchronous=normal"]
+    dynamic = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--dynamic-config-value"]
+    assert dynamic == list(FAIR_DISPATCH)
     # Every port explicit, so nothing the dev server picks at random can collide with ours.
     for flag, port in (("--port", 7233), ("--ui-port", 8233), ("--http-port", 7243), ("--metrics-port", 7244)):
         assert argv[argv.index(flag) + 1] == str(port)
@@ -94,6 +105,7 @@ def test_temporal_compose_service() -> None:
     assert command[command.index("--ip") + 1] == "0.0.0.0"
     assert command[command.index("--db-filename") + 1] == "/data/temporal.db"
     assert "journal_mode=wal" in command and "synchronous=normal" in command
+    assert [command[i + 1] for i, arg in enumerate(command) if arg == "--dynamic-config-value"] == list(FAIR_DISPATCH)
     assert temporal["volumes"] == ["temporal-data:/data"]
     assert temporal["healthcheck"]["test"][1:5] == ["temporal", "operator", "cluster", "health"]
     # The UI only: the frontend's gRPC port has no authentication.

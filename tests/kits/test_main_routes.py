@@ -18,9 +18,7 @@ import pytest
 from litestar import Litestar
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.async_task.launcher import WORKFLOW_RUNNER
 from services.main.app import create_app
 from services.main.settings import MainSettings
 from services.shared.discovery import Discovery, Integration
@@ -32,6 +30,7 @@ from services.shared.submit_poll import CALLBACK_SIGNAL, PollPolicy
 from services.shared.tasks import workflow_id_for
 from tests.fakes import MemoryStore, Reports
 from tests.stack import serve, signals_heard, wait_for
+from tests.temporal_env import serving
 
 from . import poll_app
 from .poll_app.activities import AppActivities
@@ -123,18 +122,11 @@ async def stack(env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.Mo
     reports = MainReports()
     outbound = Outbound(LINKS)
     activities = AppActivities(reports.kit(outbound=outbound), provider.client(), SLOW)
-    worker = Worker(
+    worker = serving(
         env.client,
-        task_queue=queue,
-        workflows=[KitPollWorkflow, KitPollKeyedWorkflow, KitPollTightWorkflow],
-        activities=[
-            reports.report_task,
-            activities.submit,
-            activities.query,
-            activities.cancel,
-            activities.copy_result,
-        ],
-        workflow_runner=WORKFLOW_RUNNER,
+        queue,
+        [KitPollWorkflow, KitPollKeyedWorkflow, KitPollTightWorkflow],
+        [reports.report_task, activities.submit, activities.query, activities.cancel, activities.copy_result],
     )
     monkeypatch.setattr("services.main.app.ObjectStore", lambda storage: MainObjects(storage, reports.store))
     app = reports.app = create_app(settings, Discovery([integration]))

@@ -15,14 +15,14 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.async_task.launcher import WORKFLOW_RUNNER
+from services.shared.manifest import ProviderLimits
 from services.shared.outbound import Outbound
 from services.shared.submit_poll import CALLBACK_SIGNAL, REFRESH_UPDATE, CallbackHint, JobRef, PollPolicy
 from services.shared.tasks import ReportOutcome, StoredObject, TaskEnvelope, TaskError, TaskReport
 from tests.fakes import Reports
 from tests.stack import wait_for
+from tests.temporal_env import serving
 
 from .poll_app.activities import AppActivities
 from .poll_app.provider import LINKS, Provider
@@ -56,8 +56,10 @@ class App:
         provider: Provider,
         poll: PollPolicy = FAST,
         reports: Reports | None = None,
+        limits: ProviderLimits | None = None,
     ) -> None:
         self.env = env
+        self.limits = limits
         self.provider = provider
         self.poll = poll
         self.reports = reports or Reports()
@@ -69,12 +71,12 @@ class App:
     async def worker(self) -> AsyncIterator[None]:
         """The worker running, and the provider's result links served."""
         acts = self.activities
-        worker = Worker(
+        worker = serving(
             self.env.client,
-            task_queue=self.queue,
-            workflows=[KitPollWorkflow, KitPollKeyedWorkflow, KitPollTightWorkflow],
-            activities=[self.reports.report_task, acts.submit, acts.query, acts.cancel, acts.copy_result],
-            workflow_runner=WORKFLOW_RUNNER,
+            self.queue,
+            [KitPollWorkflow, KitPollKeyedWorkflow, KitPollTightWorkflow],
+            [self.reports.report_task, acts.submit, acts.query, acts.cancel, acts.copy_result],
+            self.limits,
         )
         try:
             async with self.provider.serving(), worker:

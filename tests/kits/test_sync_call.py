@@ -5,6 +5,7 @@ statuses and in 200 envelopes, main's report API and object storage as fakes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from datetime import timedelta
@@ -13,13 +14,12 @@ import pytest
 from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from services.async_task.launcher import WORKFLOW_RUNNER
 from services.shared.sync_call import SyncCallWorkflow
 from services.shared.tasks import ReportOutcome, StoredObject, TaskEnvelope, TaskError, TaskReport
 from tests.fakes import Reports
 from tests.stack import wait_for
+from tests.temporal_env import serving
 
 from .sync_app.activities import AppActivities
 from .sync_app.provider import Provider
@@ -50,13 +50,12 @@ class App:
         self.activities = Scheduled(self.reports, provider, report_within)
         self.queue = str(uuid.uuid4())
 
-    def worker(self) -> Worker:
-        return Worker(
+    def worker(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return serving(
             self.env.client,
-            task_queue=self.queue,
-            workflows=[KitSyncWorkflow, KitSyncDeadlineWorkflow],
-            activities=[self.reports.report_task, self.activities.call],
-            workflow_runner=WORKFLOW_RUNNER,
+            self.queue,
+            [KitSyncWorkflow, KitSyncDeadlineWorkflow],
+            [self.reports.report_task, self.activities.call],
         )
 
     async def start(self, workflow: type[SyncCallWorkflow] = KitSyncWorkflow) -> WorkflowHandle[object, TaskReport]:

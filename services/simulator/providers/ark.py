@@ -25,7 +25,7 @@ import secrets
 import string
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -429,7 +429,7 @@ class Ark(StandIn):
 
     async def _media_response(self, name: str) -> Response[bytes]:
         stats = self.shared.stats
-        stats.request(self.name, "media")
+        stats.request(self.name, "media", self.shared.clock())
         try:
             media = await self.media(name)
         except ControlError as error:
@@ -492,7 +492,14 @@ class Ark(StandIn):
         return [inspect_task, patch_task]
 
     def stats(self) -> dict[str, Any]:
-        return {"ark_tasks": self.snapshot()}
+        # The most tasks that were unfinished (queued or running) at once so far.
+        return {"ark_tasks": self.snapshot(), "ark_most_unfinished": _most_at_once(self._unfinished())}
+
+    def _unfinished(self) -> Iterator[tuple[float, float]]:
+        """When each task was unfinished: from its creation until its final status (its finish or a cancel)."""
+        for task in self._tasks.values():
+            end = task.finished_at if task.cancelled_at is None else min(task.cancelled_at, task.finished_at)
+            yield task.created_at, end
 
     def inspect(self, task_id: str) -> dict[str, Any]:
         task = self._tasks.get(task_id)
@@ -631,6 +638,16 @@ class Ark(StandIn):
         await asyncio.gather(*pending, return_exceptions=True)
         self._background.clear()
         self._timers.clear()
+
+
+def _most_at_once(intervals: Iterable[tuple[float, float]]) -> int:
+    """The most of the half-open intervals [start, end) that overlap at any moment."""
+    edges = sorted(edge for start, end in intervals for edge in ((start, 1), (end, -1)))
+    most = current = 0
+    for _, change in edges:
+        current += change
+        most = max(most, current)
+    return most
 
 
 def _apply_outcome(task: ArkTask, kind: str, code: str | None, message: str | None) -> None:

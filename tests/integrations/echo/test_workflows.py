@@ -8,14 +8,12 @@ import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from integrations.echo.schemas import PROCESS_ACTIVITY, EchoInput, EchoRequest, ProcessInput
 from integrations.echo.workflows.workflows import EchoWorkflow
-from services.async_task.launcher import WORKFLOW_RUNNER
 from services.shared.tasks import StoredObject, TaskEnvelope, TaskReport
 from tests.fakes import Reports
-from tests.temporal_env import time_skipping
+from tests.temporal_env import serving, time_skipping
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +48,7 @@ class Recorder(Reports):
 
 async def run(env: WorkflowEnvironment, recorder: Recorder, request: EchoRequest) -> TaskReport:
     queue = str(uuid.uuid4())
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[EchoWorkflow],
-        activities=[recorder.report_task, recorder.process],
-        workflow_runner=WORKFLOW_RUNNER,
-    ):
+    async with serving(env.client, queue, [EchoWorkflow], [recorder.report_task, recorder.process]):
         result: TaskReport = await env.client.execute_workflow(
             EchoWorkflow.run, EchoInput(TaskEnvelope("t1"), request), id=str(uuid.uuid4()), task_queue=queue
         )
@@ -92,13 +84,7 @@ async def test_cancel_reports_cancelled(env: WorkflowEnvironment) -> None:
     recorder = Recorder()
     recorder.release = asyncio.Event()
     queue = str(uuid.uuid4())
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[EchoWorkflow],
-        activities=[recorder.report_task, recorder.process],
-        workflow_runner=WORKFLOW_RUNNER,
-    ):
+    async with serving(env.client, queue, [EchoWorkflow], [recorder.report_task, recorder.process]):
         handle = await env.client.start_workflow(
             EchoWorkflow.run,
             EchoInput(TaskEnvelope("t2"), EchoRequest(message="slow", delay_seconds=600)),

@@ -14,7 +14,6 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from integrations.fangzhou_video_generation.schemas import (
     NAMES,
@@ -25,7 +24,6 @@ from integrations.fangzhou_video_generation.schemas import (
     VideoSubmit,
 )
 from integrations.fangzhou_video_generation.workflows.workflows import FangzhouVideoWorkflow
-from services.async_task.launcher import WORKFLOW_RUNNER
 from services.shared.submit_poll import (
     CALLBACK_SIGNAL,
     REFRESH_UPDATE,
@@ -39,7 +37,7 @@ from services.shared.submit_poll import (
 from services.shared.tasks import StoredObject, TaskEnvelope, TaskReport
 from tests.fakes import Reports
 from tests.stack import wait_for
-from tests.temporal_env import time_skipping
+from tests.temporal_env import serving, time_skipping
 
 ARK_ID = "cgt-20260101000000-abcde"
 REQUEST = VideoRequest(prompt="a paper boat on a rainy street", first_frame="https://example.com/boat.png")
@@ -148,12 +146,8 @@ async def run_with(
     body: Callable[[Running], Awaitable[TaskReport]] | None = None,
 ) -> TaskReport:
     queue = str(uuid.uuid4())
-    async with Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[FangzhouVideoWorkflow],
-        activities=[ark.report_task, ark.submit, ark.query, ark.cancel, ark.copy],
-        workflow_runner=WORKFLOW_RUNNER,
+    async with serving(
+        env.client, queue, [FangzhouVideoWorkflow], [ark.report_task, ark.submit, ark.query, ark.cancel, ark.copy]
     ):
         handle = await env.client.start_workflow(
             FangzhouVideoWorkflow.run,

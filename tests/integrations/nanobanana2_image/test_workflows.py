@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -13,7 +14,6 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError, TimeoutType
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from integrations.nanobanana2_image.schemas import (
     GENERATE_ACTIVITY,
@@ -25,11 +25,10 @@ from integrations.nanobanana2_image.schemas import (
     Usage,
 )
 from integrations.nanobanana2_image.workflows.workflows import GENERATE, GENERATE_RETRY, NanoBanana2ImageWorkflow
-from services.async_task.launcher import WORKFLOW_RUNNER
 from services.shared.sync_call import failure
 from services.shared.tasks import StoredObject, TaskEnvelope, TaskError, TaskReport
 from tests.fakes import Reports
-from tests.temporal_env import time_skipping
+from tests.temporal_env import serving, time_skipping
 
 JOB = ImageJob(prompt="a lighthouse at dusk", aspect_ratio="16:9", image_size="2K")
 Failure = Callable[[], BaseException]
@@ -95,14 +94,8 @@ def task_input(task_id: str, job: ImageJob) -> ImageTaskInput:
     return ImageTaskInput(TaskEnvelope(task_id), job)
 
 
-def worker(env: WorkflowEnvironment, recorder: Recorder, queue: str) -> Worker:
-    return Worker(
-        env.client,
-        task_queue=queue,
-        workflows=[NanoBanana2ImageWorkflow],
-        activities=[recorder.report_task, recorder.generate],
-        workflow_runner=WORKFLOW_RUNNER,
-    )
+def worker(env: WorkflowEnvironment, recorder: Recorder, queue: str) -> contextlib.AbstractAsyncContextManager[None]:
+    return serving(env.client, queue, [NanoBanana2ImageWorkflow], [recorder.report_task, recorder.generate])
 
 
 async def run(env: WorkflowEnvironment, recorder: Recorder, job: ImageJob = JOB) -> TaskReport:

@@ -1,7 +1,7 @@
 """Leases (one row per background job that one main process at a time runs: the reconciler), and an index on the
 queued tasks the reconciler looks for.
 
-Revision ID: 0004_leases
+Revision ID: 0005_leases
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_leases"
-down_revision = "0003_no_callback_secret"
+revision = "0005_leases"
+down_revision = "0004_limits"
 
 
 def upgrade() -> None:
