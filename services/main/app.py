@@ -30,6 +30,7 @@ from .controllers import (
 )
 from .errors import MAIN_EXCEPTION_HANDLERS
 from .integrations_router import integration_router, load_api
+from .reconciler import Reconciler
 from .relay import OutboxRelay
 from .schemas import IntegrationList, IntegrationRead
 from .service import TaskService
@@ -41,9 +42,8 @@ log = logging.getLogger("main")
 
 def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Litestar:
     discovery = discovery if discovery is not None else discover(blacklist=settings.blacklist)
-    apis = {i.name: load_api(i) for i in discovery.integrations}
-    routers: list[Router] = [integration_router(i, apis[i.name], settings) for i in discovery.integrations]
-    callbacks = [name for name, api in apis.items() if api.callback is not None]
+    apis = {i.name: (i, load_api(i)) for i in discovery.integrations}
+    routers: list[Router] = [integration_router(i, api, settings) for i, api in apis.values()]
     # The report API (and the callback URLs for the submits): on the internal listener only, for holders of the
     # workers' report token.
     internal = internal_router(
@@ -67,10 +67,14 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         relay = OutboxRelay(store, settings.events, settings.relay_batch_size, settings.relay_poll_ms / 1000)
         relay.start()
         objects = ObjectStore(settings.platform.storage)
-        app.state.tasks = TaskService(settings, store, temporal, relay, objects, callbacks)
+        app.state.tasks = tasks = TaskService(settings, store, temporal, relay, objects, apis)
+        # In every process; the one holding the store's lease does the work.
+        reconciler = Reconciler(tasks)
+        reconciler.start()
         try:
             yield
         finally:
+            await reconciler.stop()
             await relay.stop()
             await store.close()
 

@@ -9,13 +9,20 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowHistoryEventFilterType,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.shared.discovery import Integration
@@ -45,6 +52,18 @@ from .store import Bucket, OutboxEvent, StoreConflictError, TaskRecord, TaskStor
 
 log = logging.getLogger("main.tasks")
 
+# The wait before a workflow start's second attempt; doubled for each further one.
+START_BACKOFF_SECONDS = 0.2
+
+
+class StartFailedError(Exception):
+    """Every attempt to start a task's workflow failed. ``may_have_reached``: some attempt may have reached Temporal
+    (and so the workflow may run); False only when the client never connected."""
+
+    def __init__(self, cause: BaseException, may_have_reached: bool) -> None:
+        super().__init__(repr(cause))
+        self.may_have_reached = may_have_reached
+
 
 def request_digest(input_json: Any, priority: int) -> str:
     """What an ``Idempotency-Key`` is bound to: the request and its priority. The default priority adds nothing, so
@@ -63,15 +82,17 @@ class TaskService:
         temporal: Client,
         relay: OutboxRelay,
         objects: ObjectStore,
-        callbacks: Collection[str] = (),
+        integrations: Mapping[str, tuple[Integration, IntegrationApi[Any]]] | None = None,
     ) -> None:
         self.settings = settings
+        # The integrations main serves, by name: how the reconciler starts a stored task.
+        self.integrations = dict(integrations or {})
         self.store = store
         self.temporal = temporal
         self.relay = relay
         self.objects = objects
         # The integrations whose providers call back (their API declares a callback route).
-        self.callbacks = frozenset(callbacks)
+        self.callbacks = frozenset(name for name, (_, api) in self.integrations.items() if api.callback is not None)
 
     # -- create ---------------------------------------------------------------------------------------
 
@@ -120,30 +141,93 @@ class TaskService:
                 headers={"Retry-After": str(retry_after)},
             ) from exc
         if not created:
+            if record.status == "queued":
+                # The create that made it may not have started its workflow: this retry does (harmless if it did).
+                record = await self._start_again(record, integration, api, request, priority)
             return record, False
         # The `queued` event is committed with the task, before the workflow starts: an activity's `running`
         # report, however early, commits after it and so follows it in the stream.
-        task = TaskEnvelope(record.id, priority=priority, user=owner)
         try:
-            await self.temporal.start_workflow(
-                api.workflow,
-                api.build_input(NewTask(task, request)),
-                id=workflow_id_for(record.id),
-                task_queue=integration.task_queue,
-                priority=temporal_priority(task),
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                execution_timeout=api.execution_timeout,
-            )
-        except Exception as exc:
-            # Nothing half-done stays behind: the client gets a retryable error and may retry safely. A relay may
-            # have published the task's first event already; the deletion's event follows it.
+            await self.start(record, integration, api, request, priority)
+        except StartFailedError as exc:
+            if exc.may_have_reached:
+                # The workflow may be running: the task stays, queued, and the reconciler (or an idempotent retry)
+                # starts it; a start of a workflow that runs already changes nothing.
+                log.warning("workflow of task %s not confirmed started; left to the reconciler: %r", record.id, exc)
+                self.relay.wake()
+                return record, True
+            # Temporal was never reached, so nothing runs: the client gets a retryable error and may retry safely.
+            # A relay may have published the task's first event already; the deletion's event follows it.
             await self.store.delete(record.id, self._deleted_event)
             self.relay.wake()
             log.warning("could not start workflow for task %s: %r", record.id, exc)
             raise ApiError(503, "temporal_unavailable", "could not start the task; try again", True) from exc
         self.relay.wake()
         return record, True
+
+    async def start(
+        self,
+        record: TaskRecord,
+        integration: Integration,
+        api: IntegrationApi[Any],
+        request: Any,
+        priority: int = DEFAULT_PRIORITY,
+    ) -> bool:
+        """Start the task's workflow: up to MAIN_START_ATTEMPTS attempts of at most MAIN_START_TIMEOUT_SECONDS each.
+        The workflow id is the task's, and its policies make a repeated start harmless: a running workflow is
+        returned as it is (USE_EXISTING), a closed one is never run again (REJECT_DUPLICATE). False when the
+        workflow had already run and closed (started by an earlier attempt or call). Raises ``StartFailedError``
+        when every attempt failed."""
+        task = TaskEnvelope(record.id, priority=priority, user=record.owner)
+        attempts = self.settings.start_attempts
+        reached = False
+        for attempt in range(1, attempts + 1):
+            try:
+                async with asyncio.timeout(self.settings.start_timeout_seconds):
+                    await self.temporal.start_workflow(
+                        api.workflow,
+                        api.build_input(NewTask(task, request)),
+                        id=workflow_id_for(record.id),
+                        task_queue=integration.task_queue,
+                        priority=temporal_priority(task),
+                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                        execution_timeout=api.execution_timeout,
+                    )
+                return True
+            except WorkflowAlreadyStartedError:
+                return False
+            except Exception as exc:
+                # Only a client that never connected is sure its request went nowhere.
+                reached = reached or not temporal_unreachable(exc)
+                if attempt == attempts:
+                    raise StartFailedError(exc, reached) from exc
+                log.info("start of task %s's workflow, attempt %d of %d: %r", record.id, attempt, attempts, exc)
+                await asyncio.sleep(min(START_BACKOFF_SECONDS * 2 ** (attempt - 1), 2.0))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def start_stored(self, record: TaskRecord) -> TaskRecord:
+        """Start the workflow of a task that is queued in the store (the reconciler's way): its request is read back
+        from the task's stored input. The store keeps no priority: the workflow gets the default one. A task of an
+        integration main no longer serves is left as it is."""
+        mounted = self.integrations.get(record.integration)
+        if mounted is None:
+            log.warning("task %s: integration %r is not served here; not started", record.id, record.integration)
+            return record
+        integration, api = mounted
+        request = msgspec.json.decode(msgspec.json.encode(record.input), type=api.request_type)
+        # A workflow that ran and closed while the task stayed queued (its reports lost): take its outcome.
+        return record if await self.start(record, integration, api, request) else await self.sync(record)
+
+    async def _start_again(
+        self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any, priority: int
+    ) -> TaskRecord:
+        try:
+            started = await self.start(record, integration, api, request, priority)
+        except StartFailedError as exc:
+            log.warning("workflow of task %s still not started; left to the reconciler: %r", record.id, exc)
+            return record
+        return record if started else await self.sync(record)
 
     # -- limits ---------------------------------------------------------------------------------------
 
@@ -258,7 +342,10 @@ class TaskService:
         if status == WorkflowExecutionStatus.TIMED_OUT:
             return TaskReport(status="failed", error=await self._timed_out(description))
         name = status.name.lower() if status is not None else "unknown"
-        return TaskReport(status="failed", error=TaskError(f"workflow_{name}", f"the task's workflow {name}", True))
+        message = f"the task's workflow {name}"
+        if status == WorkflowExecutionStatus.TERMINATED:
+            message += await _termination_reason(handle)
+        return TaskReport(status="failed", error=TaskError(f"workflow_{name}", message, True))
 
     async def _timed_out(self, description: WorkflowExecutionDescription) -> TaskError:
         timeout = execution_timeout(description)
@@ -395,3 +482,12 @@ class TaskService:
 
     def _deleted_event(self, record: TaskRecord, _: dict[str, Any]) -> OutboxEvent:
         return self._event(msgspec.structs.replace(record, version=record.version + 1), {}, "task.deleted")
+
+
+async def _termination_reason(handle: WorkflowHandle[Any, Any]) -> str:
+    """``: <reason>`` as whoever terminated the workflow gave it, or nothing."""
+    async for event in handle.fetch_history_events(event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT):
+        reason = event.workflow_execution_terminated_event_attributes.reason
+        if reason:
+            return f": {reason}"
+    return ""

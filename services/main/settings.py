@@ -97,6 +97,17 @@ class MainSettings:
     blacklist: tuple[str, ...] = ()
     # Bound on how long a read waits for Temporal when it syncs a non-terminal task.
     sync_timeout_seconds: float = 3.0
+    # A new task's workflow start: attempts, each bounded. A start that may have reached Temporal keeps the task
+    # (queued) for the reconciler; only one that never reached it removes the task and answers 503.
+    start_attempts: int = 3
+    start_timeout_seconds: float = 3.0
+    # The reconciler (one main process at a time, under a lease in the store): how often it runs; how old a queued
+    # task (or a workflow without a task) must be before it acts; how far back it looks for terminated or timed-out
+    # workflows whose objects it removes; how many queued tasks it starts per round.
+    reconcile_interval_seconds: float = 30.0
+    reconcile_after_seconds: float = 60.0
+    reconcile_lookback_seconds: float = 6 * 3600.0
+    reconcile_batch_size: int = 200
     # Events the outbox relay publishes per round.
     relay_batch_size: int = 500
     # How often the relay looks for events without being told of a commit: those committed by another main process
@@ -147,6 +158,12 @@ class MainSettings:
             realtime_ttl_seconds=env.get_int("REALTIME_TOKEN_TTL_SECONDS", cls.realtime_ttl_seconds),
             blacklist=parse_blacklist(env.raw("INTEGRATIONS_BLACKLIST")),
             sync_timeout_seconds=env.get_float("MAIN_SYNC_TIMEOUT_SECONDS", cls.sync_timeout_seconds),
+            start_attempts=env.get_int("MAIN_START_ATTEMPTS", cls.start_attempts, minimum=1),
+            start_timeout_seconds=env.get_float("MAIN_START_TIMEOUT_SECONDS", cls.start_timeout_seconds),
+            reconcile_interval_seconds=env.get_float("MAIN_RECONCILE_INTERVAL_SECONDS", cls.reconcile_interval_seconds),
+            reconcile_after_seconds=env.get_float("MAIN_RECONCILE_AFTER_SECONDS", cls.reconcile_after_seconds),
+            reconcile_lookback_seconds=env.get_float("MAIN_RECONCILE_LOOKBACK_SECONDS", cls.reconcile_lookback_seconds),
+            reconcile_batch_size=env.get_int("MAIN_RECONCILE_BATCH_SIZE", cls.reconcile_batch_size, minimum=1),
             relay_batch_size=env.get_int("MAIN_RELAY_BATCH_SIZE", cls.relay_batch_size, minimum=1),
             relay_poll_ms=env.get_int("MAIN_RELAY_POLL_MS", cls.relay_poll_ms, minimum=1),
             access_log=env.get_bool("MAIN_ACCESS_LOG", cls.access_log),
@@ -181,5 +198,8 @@ class MainSettings:
     def __post_init__(self) -> None:
         if self.rate_limit_per_second <= 0:
             raise SettingsError(f"MAIN_RATE_LIMIT_PER_SECOND must be above 0, got {self.rate_limit_per_second}")
+        for name in ("start_timeout_seconds", "reconcile_interval_seconds", "reconcile_lookback_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"MAIN_{name.upper()} must be positive")
         if self.internal_port == self.port:
             raise SettingsError(f"MAIN_INTERNAL_PORT must differ from MAIN_PORT ({self.port})")

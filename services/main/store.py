@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -55,6 +55,12 @@ tasks_table = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("owner", "integration", "idempotency_key", name="uq_tasks_idempotency"),
     sa.Index("ix_tasks_owner_created", "owner", "created_at"),
+    sa.Index(
+        "ix_tasks_queued",
+        "created_at",
+        postgresql_where=sa.text("status = 'queued'"),
+        sqlite_where=sa.text("status = 'queued'"),
+    ),
 )
 
 
@@ -87,6 +93,13 @@ rate_buckets_table = sa.Table(
     sa.Column("counted_at", sa.Float, nullable=False),
 )
 
+leases_table = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
 # Any constant shared by every main process: the key of the PostgreSQL advisory lock one relay holds at a time.
 RELAY_LOCK_KEY = 0x6D61696E0002
 # The limit of create's ``max_active=None``: the count is kept all the same.
@@ -141,6 +154,27 @@ _TAKE_TOKEN = (
     .returning(rate_buckets_table.c.tokens)
 )
 _TOKENS = sa.select(_REFILLED).where(rate_buckets_table.c.key_id == sa.bindparam("for_key"))
+# Taken by whoever holds it already or when it has expired; the row itself comes with the migration.
+_TAKE_LEASE = (
+    leases_table.update()
+    .where(
+        leases_table.c.name == sa.bindparam("lease"),
+        sa.or_(leases_table.c.holder == sa.bindparam("me"), leases_table.c.expires_at < sa.bindparam("now")),
+    )
+    .values(holder=sa.bindparam("me"), expires_at=sa.bindparam("until"))
+)
+_RELEASE_LEASE = (
+    leases_table.update()
+    .where(leases_table.c.name == sa.bindparam("lease"), leases_table.c.holder == sa.bindparam("me"))
+    .values(expires_at=sa.bindparam("now"))
+)
+_QUEUED_BEFORE = (
+    sa.select(tasks_table)
+    .where(tasks_table.c.status == "queued", tasks_table.c.created_at < sa.bindparam("before"))
+    .order_by(tasks_table.c.created_at)
+    .limit(sa.bindparam("limit"))
+)
+_EXISTING = sa.select(tasks_table.c.id).where(tasks_table.c.id.in_(sa.bindparam("ids", expanding=True)))
 # Marking an event sent and pruning it are one statement: a sent event has no reason to stay.
 _SENT = outbox_table.delete().where(outbox_table.c.seq.in_(sa.bindparam("seqs", expanding=True)))
 
@@ -443,6 +477,35 @@ class TaskStore:
             if not is_terminal(record.status):
                 await conn.execute(_RELEASE_ACTIVE, {"for_owner": record.owner})
             await _enqueue(conn, record, event(record, {}))
+
+    # -- reconciling ----------------------------------------------------------------------------------
+
+    async def take_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease ``name`` for ``seconds`` as ``holder``; False while another holder's lease runs.
+        Expiry is compared with the clocks of the processes that take it, so ``seconds`` must exceed their skew."""
+        now = _now()
+        parameters = {"lease": name, "me": holder, "now": now, "until": now + timedelta(seconds=seconds)}
+        async with self._write() as conn:
+            taken: int = (await conn.execute(_TAKE_LEASE, parameters)).rowcount
+        return taken == 1
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Let the lease expire now, if ``holder`` still holds it: another process may take it at once."""
+        async with self._write() as conn:
+            await conn.execute(_RELEASE_LEASE, {"lease": name, "me": holder, "now": _now()})
+
+    async def queued_before(self, before: datetime, limit: int) -> list[TaskRecord]:
+        """The oldest tasks still ``queued`` that were created before ``before``."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(_QUEUED_BEFORE, {"before": before, "limit": limit})).all()
+        return [_record(r) for r in rows]
+
+    async def existing(self, task_ids: Sequence[str]) -> set[str]:
+        """Those of ``task_ids`` that are tasks in the store."""
+        if not task_ids:
+            return set()
+        async with self.engine.connect() as conn:
+            return {row[0] for row in await conn.execute(_EXISTING, {"ids": list(task_ids)})}
 
     async def list(
         self, *, owner: str, integration: str | None, status: str | None, limit: int, offset: int

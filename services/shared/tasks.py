@@ -97,8 +97,16 @@ class ReportOutcome(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
+WORKFLOW_ID_PREFIX = "task-"
+
+
 def workflow_id_for(task_id: str) -> str:
-    return f"task-{task_id}"
+    return f"{WORKFLOW_ID_PREFIX}{task_id}"
+
+
+def task_id_of(workflow_id: str) -> str | None:
+    """The task a workflow id belongs to, or None for a workflow that is not a task's."""
+    return workflow_id.removeprefix(WORKFLOW_ID_PREFIX) if workflow_id.startswith(WORKFLOW_ID_PREFIX) else None
 
 
 def objects_prefix(task_id: str) -> str:

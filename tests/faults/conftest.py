@@ -28,6 +28,8 @@ SIMULATOR_ENV = {
     "SIMULATOR_GEMINI_LATENCY_MS": "300",
     "SIMULATOR_HANG_SECONDS": "120",
 }
+# main's reconciler acts within seconds here (a task queued for 3 s, every 0.5 s), so scenarios can wait for it.
+RECONCILER_ENV = {"MAIN_RECONCILE_INTERVAL_SECONDS": "0.5", "MAIN_RECONCILE_AFTER_SECONDS": "3"}
 # What the workers of this suite run with: Ark polled every 0.5-1.5 s; a Gemini call that gets no answer within
 # 8 s is abandoned and retried (the simulator's hang would otherwise hold it for minutes).
 WORKER_ENV = {
@@ -58,6 +60,7 @@ def fault_store(request: pytest.FixtureRequest) -> str:
 def fault_stack(tmp_path_factory: pytest.TempPathFactory, fault_store: str) -> Iterator[LocalStack]:
     environ = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
     environ.update(SIMULATOR_ENV)
+    environ.update(RECONCILER_ENV)
     environ["API_KEYS"] = ",".join(f"{key}:{user}" for user, key in USERS.items())
     with running_stack(tmp_path_factory, "faults", fault_store, environ) as local:
         yield local

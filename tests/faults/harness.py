@@ -8,7 +8,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,21 @@ class Simulator:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+@contextlib.asynccontextmanager
+async def hooked_main(stack: LocalStack, log: Path, **hooks: str) -> AsyncIterator[Launcher]:
+    """The stack's main replaced by ``tests.faults.main_create_faults`` (same ports and environment, with the hooks'
+    settings added), serving; the stack's own main is started again afterwards."""
+    spec = stack.specs(["main"])[0]
+    await asyncio.to_thread(stack.stop, "main")
+    hooked = Launcher({**stack.environ, **spec.env, **hooks}, [], log, module="tests.faults.main_create_faults")
+    try:
+        await hooked.wait_answering(f"{stack.main_url}/readyz")
+        yield hooked
+    finally:
+        hooked.kill()
+        await asyncio.to_thread(stack.start, "main")
 
 
 class Workers:

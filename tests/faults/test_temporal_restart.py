@@ -33,15 +33,16 @@ async def test_temporal_restarted_mid_batch(fault_stack: LocalStack, scenario: P
 
     await asyncio.to_thread(fault_stack.stop, "temporal")
     scenario.mark("Temporal stopped")
-    # main keeps answering from its store while Temporal is away, and refuses new work with a retryable error.
+    # main keeps answering from its store while Temporal is away. A create's start may have reached the server before
+    # it went (main cannot tell), so the task is kept, queued, for the reconciler to start once Temporal is back.
     before = await asyncio.gather(*(scenario.read(t) for t in tasks))
     assert [r["id"] for r in before] == [t.id for t in tasks]
-    refused = await scenario.apis["alice"].create("echo", {"message": "while Temporal is down"})
-    scenario.mark("main answered reads from its store and refused a create")
-    assert refused.status_code == 503, refused.text
-    assert (refused.json()["code"], refused.json()["retryable"]) == ("temporal_unavailable", True)
+    kept = await scenario.create([echo("alice", "while Temporal is down")])
+    scenario.mark("main answered reads from its store and kept a create for later")
+    assert (await scenario.read(kept[0]))["status"] == "queued"
 
-    # main restarted while Temporal is away (its client has never reached Temporal): still the same answers.
+    # main restarted while Temporal is away: its client has never reached Temporal, so a create is refused with a
+    # retryable error and nothing is kept.
     await asyncio.to_thread(fault_stack.stop, "main")
     await asyncio.to_thread(fault_stack.start, "main")
     scenario.mark("main restarted without Temporal")
@@ -56,9 +57,11 @@ async def test_temporal_restarted_mid_batch(fault_stack: LocalStack, scenario: P
     ):
         assert response.status_code == 503, response.text
         assert (response.json()["code"], response.json()["retryable"]) == ("temporal_unavailable", True)
+    stored, _ = await scenario.store.list(owner=api.user, integration="echo", status=None, limit=100, offset=0)
+    assert not [r for r in stored if r.input["message"] == "while Temporal is down, again"]
     await asyncio.to_thread(fault_stack.start, "temporal")
     scenario.mark("Temporal started again")
 
     # Work created after the restart runs too.
     later = await scenario.create([echo("alice", "after the restart"), image("bob", "after the restart")])
-    await scenario.check([*tasks, *later], timeout=180)
+    await scenario.check([*tasks, *kept, *later], timeout=180)

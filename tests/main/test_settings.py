@@ -44,8 +44,21 @@ def test_the_store_password_comes_from_its_secret(tmp_path: Path) -> None:
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database URL"),
         ({"NATS_URL": "nats://main:secret@nats:4222"}, "NATS_URL must not carry credentials"),
         ({"NATS_MAIN_PASSWORD": ""}, r"NATS_MAIN_PASSWORD \(or NATS_MAIN_PASSWORD_FILE\) is required"),
+        ({"MAIN_RECONCILE_INTERVAL_SECONDS": "0"}, "MAIN_RECONCILE_INTERVAL_SECONDS must be positive"),
+        ({"MAIN_START_TIMEOUT_SECONDS": "-1"}, "MAIN_START_TIMEOUT_SECONDS must be positive"),
+        ({"MAIN_START_ATTEMPTS": "0"}, "MAIN_START_ATTEMPTS"),
     ],
-    ids=["password-for-sqlite", "short-password", "weak-password-in-url", "not-a-url", "nats-url-userinfo", "nats"],
+    ids=[
+        "password-for-sqlite",
+        "short-password",
+        "weak-password-in-url",
+        "not-a-url",
+        "nats-url-userinfo",
+        "nats",
+        "reconcile-interval",
+        "start-timeout",
+        "start-attempts",
+    ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):

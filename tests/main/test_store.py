@@ -24,6 +24,7 @@ from deploy.local import LocalStack
 from services.main.migrate import MIGRATIONS
 from services.main.store import OutboxEvent, StoreConflictError, TaskRecord, TaskStore, metadata, tasks_table
 from services.shared.tasks import StoredObject, TaskError, TaskReport, TaskResult
+from tests.stack import wait_for
 
 pytestmark = pytest.mark.every_store
 
@@ -294,6 +295,47 @@ async def relays_take_turns(database_url: str) -> None:
             await store.close()
 
 
+# -- reconciling ----------------------------------------------------------------------------------------------
+
+
+async def test_one_holder_at_a_time_takes_the_lease_until_it_expires_or_is_released(database_url: str) -> None:
+    first, second = TaskStore.from_url(database_url), TaskStore.from_url(database_url)
+    try:
+        await first.migrate()
+        assert await first.take_lease("reconciler", "a", 30)
+        assert not await second.take_lease("reconciler", "b", 30)
+        # The holder renews it; the other still cannot take it.
+        assert await first.take_lease("reconciler", "a", 30)
+        assert not await second.take_lease("reconciler", "b", 30)
+        await first.release_lease("reconciler", "a")
+        assert await second.take_lease("reconciler", "b", 0.2)
+        assert not await first.take_lease("reconciler", "a", 30)
+
+        async def expired() -> bool:
+            return await first.take_lease("reconciler", "a", 30)
+
+        await wait_for(expired, 10, "b's short lease to expire")
+        # Releasing a lease one does not hold changes nothing.
+        await second.release_lease("reconciler", "b")
+        assert not await second.take_lease("reconciler", "b", 30)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_queued_tasks_are_found_by_age_and_tasks_by_id(task_store: TaskStore) -> None:
+    older, newer = await new_task(task_store), await new_task(task_store)
+    running = await new_task(task_store)
+    await task_store.apply_report(running, TaskReport(status="running"), event)
+    after = datetime.now(UTC)
+    found = await task_store.queued_before(after, 10)
+    assert [r.id for r in found] == [older, newer]
+    assert [r.id for r in await task_store.queued_before(after, 1)] == [older]
+    assert await task_store.queued_before(found[0].created_at, 10) == []
+    assert await task_store.existing([older, running, "no-such-task"]) == {older, running}
+    assert await task_store.existing([]) == set()
+
+
 # -- migrations -----------------------------------------------------------------------------------------------
 
 
@@ -336,6 +378,8 @@ async def test_a_store_from_before_migrations_keeps_its_tasks(database_url: str)
     try:
         async with store.engine.begin() as conn:
             await conn.run_sync(lambda sync: old_table.create(sync))
+            # An index of a later migration, which that code did not create.
+            await conn.execute(sa.text("DROP INDEX ix_tasks_queued"))
             await conn.execute(old_table.insert(), row)
         await store.migrate()
         old = await store.get("old-task")
