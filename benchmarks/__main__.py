@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 
-from . import async_vs_sync, celery_vs_platform, idle_memory, main_latency, polling, push, steps, throughput
+from . import async_vs_sync, celery_vs_platform, fairness, idle_memory, main_latency, polling, push, steps, throughput
 from .harness import describe_machine, load_average
 
 BENCHMARKS = {
@@ -24,6 +24,7 @@ BENCHMARKS = {
     "celery": celery_vs_platform.run,
     "push": push.run,
     "polling": polling.run,
+    "fairness": fairness.run,
     "idle-memory": idle_memory.run,
 }
 

@@ -21,6 +21,7 @@ from typing import TypeVar
 import httpx
 
 from deploy import config
+from deploy.catalog import Middleware
 from deploy.local import LocalStack
 from deploy.ports import Ports
 from services.shared.http_link import HttpLinkPool
@@ -196,11 +197,11 @@ async def wait_until(probe: Callable[[], Awaitable[T | None]], within: float, wh
         await asyncio.sleep(interval)
 
 
-def main_clients(main_url: str, count: int) -> HttpLinkPool:
-    """``count`` kept-alive connections to main as the benchmark's user, HTTP written by hand
+def main_clients(main_url: str, count: int, key: str = BENCH_KEY) -> HttpLinkPool:
+    """``count`` kept-alive connections to main as the user of ``key`` (the benchmark's), HTTP written by hand
     (``services/shared/http_link.py``); each request takes a free one. The bare Temporal paths use the SDK's native
     client, and on 2 cores an HTTP library's own CPU would be charged to main."""
-    return HttpLinkPool(main_url, BENCH_KEY, count, timeout=60)
+    return HttpLinkPool(main_url, key, count, timeout=60)
 
 
 @dataclass
@@ -282,7 +283,13 @@ async def time_until_count(
 async def last_update(http: httpx.AsyncClient, integration: str, status: str, count: int) -> float:
     """The latest ``updated_at`` (Unix seconds) among the user's ``count`` newest tasks of ``integration`` with
     ``status``: when the last of them changed, to the millisecond, whenever it is asked."""
-    latest = 0.0
+    return max((await updates(http, integration, status, count)).values(), default=0.0)
+
+
+async def updates(http: httpx.AsyncClient, integration: str, status: str, count: int) -> dict[str, float]:
+    """The ``updated_at`` (Unix seconds) of each of the user's ``count`` newest tasks of ``integration`` with
+    ``status``, by task id."""
+    found: dict[str, float] = {}
     offset = 0
     while offset < count:
         limit = min(100, count - offset)
@@ -292,9 +299,9 @@ async def last_update(http: httpx.AsyncClient, integration: str, status: str, co
         items = response.json()["items"]
         if not items:
             break
-        latest = max([latest, *(datetime.fromisoformat(item["updated_at"]).timestamp() for item in items)])
+        found.update((item["id"], datetime.fromisoformat(item["updated_at"]).timestamp()) for item in items)
         offset += len(items)
-    return latest
+    return found
 
 
 @asynccontextmanager
@@ -302,8 +309,10 @@ async def local_stack(
     extra_env: dict[str, str] | None = None,
     components: Sequence[str] = ("middleware", "services"),
     store: str = "sqlite",
+    replacing: Sequence[Middleware] = (),
 ) -> AsyncIterator[Bench]:
-    """A stack with main on ``store`` (``sqlite`` or ``postgres``, a PostgreSQL server from the host's binaries)."""
+    """A stack with main on ``store`` (``sqlite`` or ``postgres``, a PostgreSQL server from the host's binaries),
+    running ``replacing`` instead of the catalog's middleware of the same names."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         # PostgreSQL refuses to run as root; run as root, the deploy tool starts it as the postgres user, which
         # must be able to pass through this directory.
@@ -316,6 +325,7 @@ async def local_stack(
             Ports.free(),
             components=list(components),
             middleware=[*enabled, "postgres"] if store == "postgres" else enabled,
+            replacing=replacing,
             environ=environ,
             out=sys.stderr,
         )

@@ -118,7 +118,7 @@ class Temporal(Middleware):
     # within each of its partitions, and pollers take from them in turn: one server gains nothing from
     # partitions, so with one partition the order is the order by priority and fair share (measured, see
     # prompt/output/flow-control.md).
-    DYNAMIC_CONFIG = (
+    DYNAMIC_CONFIG: ClassVar[tuple[str, ...]] = (
         "matching.useNewMatcher=true",
         "matching.enableFairness=true",
         "matching.numTaskqueueReadPartitions=1",

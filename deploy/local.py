@@ -68,10 +68,12 @@ class LocalStack:
     ``components``: names (``temporal``, ``minio``, ``simulator``, ``communication``, ``main``,
     ``worker-<slug>``) or groups (``middleware``, ``services``, ``workers``); None means all of them for
     ``up``, and what the last ``up`` started for ``status``. ``middleware``: catalog names to run instead of
-    the ones enabled in ``deploy/middleware.json``. ``ports``: None means the ports of the running stack
-    (``stack.json``) or the defaults. ``environ``: the environment our services inherit (default os.environ).
-    ``shape``: ``single`` (default), or ``scale``: PostgreSQL, and main and communication as two replicas each
-    (``main-2``, ``communication-2``); None means the shape of the running stack.
+    the ones enabled in ``deploy/middleware.json``. ``replacing``: middleware to run instead of the catalog's
+    entry of the same name (a benchmark's Temporal server with other dynamic config). ``ports``: None means the
+    ports of the running stack (``stack.json``) or the defaults. ``environ``: the environment our services
+    inherit (default os.environ). ``shape``: ``single`` (default), or ``scale``: PostgreSQL, and main and
+    communication as two replicas each (``main-2``, ``communication-2``); None means the shape of the running
+    stack.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class LocalStack:
         components: Iterable[str] | None = None,
         *,
         middleware: Iterable[str] | None = None,
+        replacing: Iterable[catalog.Middleware] = (),
         environ: Mapping[str, str] | None = None,
         out: TextIO | None = None,
         config_path: Path = paths.CONFIG_FILE,
@@ -97,6 +100,7 @@ class LocalStack:
         self.shape: Shape = next((s for s in SHAPES if s == (shape or recorded_shape)), "single")
         chosen = config.load(config_path).enabled if middleware is None else [catalog.get(m).name for m in middleware]
         self.middleware_names = tuple(catalog.for_shape(chosen, self.shape))
+        self._catalog = {**catalog.CATALOG, **{m.name: m for m in replacing}}
         self._out = out
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._secrets: Secrets | None = None
@@ -189,13 +193,13 @@ class LocalStack:
         """Every setting of every one of our services, on top of the caller's environment: what tests start extra
         service processes with (includes secrets: do not log it)."""
         ctx = self.context()
-        return local_environment(ctx, [catalog.CATALOG[m] for m in self.middleware_names])
+        return local_environment(ctx, [self._catalog[m] for m in self.middleware_names])
 
     # --- what runs ---------------------------------------------------------------------------------------
 
     def _all_specs(self, with_workers: bool) -> list[ProcessSpec]:
         ctx = self.context()
-        middleware = [catalog.CATALOG[m] for m in self.middleware_names]
+        middleware = [self._catalog[m] for m in self.middleware_names]
         specs = [m.local_process(ctx) for m in middleware]
         integrations = []
         if with_workers:
@@ -555,7 +559,7 @@ class LocalStack:
                     lines.append(f"  {name}: {ctx.url(getattr(self.ports, field))}")
         for name in self.middleware_names:
             if name in running:
-                lines += [f"  {label}: {url}" for label, url in catalog.CATALOG[name].local_urls(ctx).items()]
+                lines += [f"  {label}: {url}" for label, url in self._catalog[name].local_urls(ctx).items()]
         lines.append(f"  dev API key (user dev): {self.secrets.dev_api_key}")
         lines.append(f"  secrets: {self.state_dir / credentials.FILE_NAME}; logs: {self.log_dir}")
         return lines

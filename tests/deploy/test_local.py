@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import credentials
+from deploy import catalog, credentials
 from deploy.docker import DockerStack
 from deploy.errors import DeployError, UsageError
 from deploy.local import LocalStack
@@ -218,6 +218,22 @@ def test_component_selection(tmp_path: Path) -> None:
     assert all(s.kind == "worker" for s in stack.specs(["workers"]))
     with pytest.raises(UsageError, match="unknown component 'redis'"):
         stack.specs(["redis"])
+
+
+class OtherTemporal(catalog.Temporal):
+    DYNAMIC_CONFIG = ("matching.enableFairness=false",)
+
+
+def test_replacing_runs_the_given_middleware_instead_of_the_catalogs(tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path, Ports(), middleware=["temporal", "minio"], replacing=[OtherTemporal()])
+    temporal, minio = stack.specs(["middleware"])
+    argv = list(temporal.argv)
+    assert [argv[i + 1] for i, arg in enumerate(argv) if arg == "--dynamic-config-value"] == [
+        "matching.enableFairness=false"
+    ]
+    assert minio.argv == catalog.CATALOG["minio"].local_process(stack.context()).argv
+    # Only this stack's: the catalog keeps its own.
+    assert "matching.enableFairness=true" in catalog.CATALOG["temporal"].local_process(stack.context()).argv
 
 
 def test_status_reports_stale_pid_file_and_down_removes_it(tmp_path: Path) -> None:
