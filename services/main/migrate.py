@@ -23,7 +23,7 @@ INITIAL = "0001_tasks"
 MIGRATION_LOCK_KEY = 0x6D61696E0001
 
 
-def _upgrade(connection: sa.Connection) -> None:
+def _upgrade(connection: sa.Connection, target: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -31,11 +31,12 @@ def _upgrade(connection: sa.Connection) -> None:
     if "tasks" in tables and "alembic_version" not in tables:
         # A store created before migrations existed already has the initial schema.
         command.stamp(config, INITIAL)
-    command.upgrade(config, "head")
+    command.upgrade(config, target)
 
 
-async def upgrade(connection: AsyncConnection) -> None:
-    """Apply every missing migration on ``connection``, which is inside a write transaction."""
+async def upgrade(connection: AsyncConnection, target: str = "head") -> None:
+    """Apply every missing migration up to ``target`` (a revision; main always migrates to the newest) on
+    ``connection``, which is inside a write transaction."""
     if connection.dialect.name == "postgresql":
         await connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-    await connection.run_sync(_upgrade)
+    await connection.run_sync(_upgrade, target)

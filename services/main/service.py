@@ -124,6 +124,7 @@ class TaskService:
                 input=input_json,
                 idempotency_key=idempotency_key,
                 request_digest=digest,
+                priority=priority,
                 event=self._event,
                 max_active=self.settings.max_active_tasks_for(owner),
             )
@@ -143,12 +144,12 @@ class TaskService:
         if not created:
             if record.status == "queued":
                 # The create that made it may not have started its workflow: this retry does (harmless if it did).
-                record = await self._start_again(record, integration, api, request, priority)
+                record = await self._start_again(record, integration, api, request)
             return record, False
         # The `queued` event is committed with the task, before the workflow starts: an activity's `running`
         # report, however early, commits after it and so follows it in the stream.
         try:
-            await self.start(record, integration, api, request, priority)
+            await self.start(record, integration, api, request)
         except StartFailedError as exc:
             if exc.may_have_reached:
                 # The workflow may be running: the task stays, queued, and the reconciler (or an idempotent retry)
@@ -165,20 +166,13 @@ class TaskService:
         self.relay.wake()
         return record, True
 
-    async def start(
-        self,
-        record: TaskRecord,
-        integration: Integration,
-        api: IntegrationApi[Any],
-        request: Any,
-        priority: int = DEFAULT_PRIORITY,
-    ) -> bool:
-        """Start the task's workflow: up to MAIN_START_ATTEMPTS attempts of at most MAIN_START_TIMEOUT_SECONDS each.
-        The workflow id is the task's, and its policies make a repeated start harmless: a running workflow is
-        returned as it is (USE_EXISTING), a closed one is never run again (REJECT_DUPLICATE). False when the
-        workflow had already run and closed (started by an earlier attempt or call). Raises ``StartFailedError``
-        when every attempt failed."""
-        task = TaskEnvelope(record.id, priority=priority, user=record.owner)
+    async def start(self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any) -> bool:
+        """Start the task's workflow, at the task's priority: up to MAIN_START_ATTEMPTS attempts of at most
+        MAIN_START_TIMEOUT_SECONDS each. The workflow id is the task's, and its policies make a repeated start
+        harmless: a running workflow is returned as it is (USE_EXISTING), a closed one is never run again
+        (REJECT_DUPLICATE). False when the workflow had already run and closed (started by an earlier attempt or
+        call). Raises ``StartFailedError`` when every attempt failed."""
+        task = TaskEnvelope(record.id, priority=record.priority, user=record.owner)
         attempts = self.settings.start_attempts
         reached = False
         for attempt in range(1, attempts + 1):
@@ -208,8 +202,8 @@ class TaskService:
 
     async def start_stored(self, record: TaskRecord) -> TaskRecord:
         """Start the workflow of a task that is queued in the store (the reconciler's way): its request is read back
-        from the task's stored input. The store keeps no priority: the workflow gets the default one. A task of an
-        integration main no longer serves is left as it is."""
+        from the task's stored input, and it runs at the task's stored priority. A task of an integration main no
+        longer serves is left as it is."""
         mounted = self.integrations.get(record.integration)
         if mounted is None:
             log.warning("task %s: integration %r is not served here; not started", record.id, record.integration)
@@ -220,10 +214,10 @@ class TaskService:
         return record if await self.start(record, integration, api, request) else await self.sync(record)
 
     async def _start_again(
-        self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any, priority: int
+        self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any
     ) -> TaskRecord:
         try:
-            started = await self.start(record, integration, api, request, priority)
+            started = await self.start(record, integration, api, request)
         except StartFailedError as exc:
             log.warning("workflow of task %s still not started; left to the reconciler: %r", record.id, exc)
             return record

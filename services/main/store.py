@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.shared.tasks import (
+    DEFAULT_PRIORITY,
     TRANSITIONS,
     ReportOutcome,
     TaskError,
@@ -50,6 +51,8 @@ tasks_table = sa.Table(
     sa.Column("provider_task_id", sa.String(256), nullable=True),
     sa.Column("idempotency_key", sa.String(256), nullable=True),
     sa.Column("request_digest", sa.String(64), nullable=True),
+    # NULL for tasks created before the column existed: they have the default priority.
+    sa.Column("priority", sa.SmallInteger, nullable=True),
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -191,6 +194,8 @@ class TaskRecord(msgspec.Struct, frozen=True):
     provider_task_id: str | None
     idempotency_key: str | None
     request_digest: str | None
+    # The priority the client gave at create (1 runs first): the one its workflow is started with.
+    priority: int
     version: int
     created_at: datetime
     updated_at: datetime
@@ -264,6 +269,7 @@ def _record(row: sa.Row[Any]) -> TaskRecord:
         provider_task_id=m["provider_task_id"],
         idempotency_key=m["idempotency_key"],
         request_digest=m["request_digest"],
+        priority=DEFAULT_PRIORITY if m["priority"] is None else m["priority"],
         version=m["version"],
         created_at=_aware(m["created_at"]),
         updated_at=_aware(m["updated_at"]),
@@ -369,6 +375,7 @@ class TaskStore:
         input: dict[str, Any],
         idempotency_key: str | None,
         request_digest: str,
+        priority: int,
         event: EventOf,
         max_active: int | None = None,
     ) -> tuple[TaskRecord, bool]:
@@ -385,6 +392,7 @@ class TaskStore:
             "progress": 0.0,
             "idempotency_key": idempotency_key,
             "request_digest": request_digest,
+            "priority": priority,
             "version": 0,
             "created_at": now,
             "updated_at": now,
@@ -401,6 +409,7 @@ class TaskStore:
             provider_task_id=None,
             idempotency_key=idempotency_key,
             request_digest=request_digest,
+            priority=priority,
             version=0,
             created_at=now,
             updated_at=now,

@@ -1,6 +1,7 @@
 """Create is atomic from the user's side, and the reconciler finishes what a crash or an operator left: main SIGKILLed
-between a task's insert and its workflow start; a start that timed out after Temporal accepted it; a running image
-workflow terminated from the Temporal CLI; a running workflow whose task row is gone."""
+between a task's insert and its workflow start (the reconciler starts it at the priority it was created with); a start
+that timed out after Temporal accepted it; a running image workflow terminated from the Temporal CLI; a running
+workflow whose task row is gone."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ async def test_a_main_killed_between_insert_and_start_leaves_a_task_the_reconcil
     fault_stack: LocalStack, scenario: Platform, tmp_path: Path
 ) -> None:
     job, mark = marked("killed between insert and start")
+    # Not the default priority: the reconciler's start must take the create's from the store.
+    job = Job(job.user, job.integration, {**job.body, "priority": 1})
     async with hooked_main(fault_stack, tmp_path / "main.log", KILL_AFTER_INSERT_MARK=mark) as hooked:
         with pytest.raises(httpx.TransportError):
             await scenario.apis["alice"].create(ECHO, job.body)
@@ -53,7 +56,7 @@ async def test_a_main_killed_between_insert_and_start_leaves_a_task_the_reconcil
         # The task was committed, queued; its workflow was never started.
         [task_id] = await stored_tasks_with(scenario, "alice", mark)
         record = await scenario.store.get(task_id)
-        assert record is not None and record.status == "queued"
+        assert record is not None and (record.status, record.priority) == ("queued", 1)
         with pytest.raises(RPCError) as missing:
             await scenario.temporal.get_workflow_handle(workflow_id_for(task_id)).describe()
         assert missing.value.status == RPCStatusCode.NOT_FOUND
@@ -65,6 +68,8 @@ async def test_a_main_killed_between_insert_and_start_leaves_a_task_the_reconcil
     assert final["status"] == "succeeded"
     assert await workflow_runs(scenario, task_id) == 1
     assert await stored_tasks_with(scenario, "alice", mark) == [task_id]
+    description = await scenario.temporal.get_workflow_handle(workflow_id_for(task_id)).describe()
+    assert description.raw_description.workflow_execution_info.priority.priority_key == 1
 
 
 async def test_a_start_that_timed_out_after_temporal_accepted_it_gives_one_workflow_task_and_result(

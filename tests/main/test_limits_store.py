@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.main.store import Bucket, TaskStore, TooManyActiveTasksError
-from services.shared.tasks import TaskError, TaskReport
+from services.shared.tasks import DEFAULT_PRIORITY, TaskError, TaskReport
 
 from .test_store import RESULT, database_url, event, task_store  # noqa: F401 - fixtures
 
@@ -26,6 +26,7 @@ async def create(store: TaskStore, limit: int, owner: str = "alice", key: str | 
         input={"message": "hi"},
         idempotency_key=key,
         request_digest="d1",
+        priority=DEFAULT_PRIORITY,
         event=event,
         max_active=limit,
     )

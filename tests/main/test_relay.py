@@ -21,7 +21,7 @@ from services.main.relay import OutboxRelay
 from services.main.store import OutboxEvent, TaskRecord, TaskStore
 from services.shared import event_stream
 from services.shared.settings import EventStreamSettings
-from services.shared.tasks import TaskReport
+from services.shared.tasks import DEFAULT_PRIORITY, TaskReport
 from tests.stack import nats_settings, wait_for
 
 pytestmark = pytest.mark.integration
@@ -67,7 +67,13 @@ async def drained(store: TaskStore, timeout: float) -> None:
 
 async def new_task(store: TaskStore, owner: str = "alice") -> str:
     record, _ = await store.create(
-        integration="echo", owner=owner, input={}, idempotency_key=None, request_digest="d", event=event
+        integration="echo",
+        owner=owner,
+        input={},
+        idempotency_key=None,
+        request_digest="d",
+        priority=DEFAULT_PRIORITY,
+        event=event,
     )
     return record.id
 

@@ -21,9 +21,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from deploy.local import LocalStack
+from services.main import migrate
 from services.main.migrate import MIGRATIONS
 from services.main.store import OutboxEvent, StoreConflictError, TaskRecord, TaskStore, metadata, tasks_table
-from services.shared.tasks import StoredObject, TaskError, TaskReport, TaskResult
+from services.shared.tasks import DEFAULT_PRIORITY, StoredObject, TaskError, TaskReport, TaskResult
 from tests.stack import wait_for
 
 pytestmark = pytest.mark.every_store
@@ -71,15 +72,29 @@ async def task_store(database_url: str) -> AsyncIterator[TaskStore]:
     await store.close()
 
 
-async def new_task(store: TaskStore, key: str | None = None, digest: str = "d1", owner: str = "alice") -> str:
-    record, created = await store.create(
+async def create(
+    store: TaskStore,
+    key: str | None = None,
+    digest: str = "d1",
+    owner: str = "alice",
+    priority: int = DEFAULT_PRIORITY,
+    message: str = "hi",
+) -> tuple[TaskRecord, bool]:
+    return await store.create(
         integration="echo",
         owner=owner,
-        input={"message": "hi"},
+        input={"message": message},
         idempotency_key=key,
         request_digest=digest,
+        priority=priority,
         event=event,
     )
+
+
+async def new_task(
+    store: TaskStore, key: str | None = None, digest: str = "d1", owner: str = "alice", priority: int = DEFAULT_PRIORITY
+) -> str:
+    record, created = await create(store, key, digest, owner, priority)
     assert created
     return record.id
 
@@ -146,37 +161,32 @@ async def test_concurrent_terminal_reports_apply_exactly_once_with_one_event(tas
 
 async def test_idempotency_key_returns_the_same_task_and_rejects_a_different_request(task_store: TaskStore) -> None:
     task_id = await new_task(task_store, key="k-1")
-    again, created = await task_store.create(
-        integration="echo",
-        owner="alice",
-        input={"message": "hi"},
-        idempotency_key="k-1",
-        request_digest="d1",
-        event=event,
-    )
+    again, created = await create(task_store, "k-1")
     assert not created
     assert again.id == task_id
-    other_user, created = await task_store.create(
-        integration="echo",
-        owner="bob",
-        input={"message": "hi"},
-        idempotency_key="k-1",
-        request_digest="d1",
-        event=event,
-    )
+    other_user, created = await create(task_store, "k-1", owner="bob")
     assert created
     assert other_user.id != task_id
     with pytest.raises(StoreConflictError, match="already used with a different request"):
-        await task_store.create(
-            integration="echo",
-            owner="alice",
-            input={"message": "x"},
-            idempotency_key="k-1",
-            request_digest="d2",
-            event=event,
-        )
+        await create(task_store, "k-1", "d2", message="x")
     # One event per task created; the retried and the refused creates wrote none.
     assert sorted(e["owner"] for e in await unsent(task_store)) == ["alice", "bob"]
+
+
+async def test_a_task_keeps_the_priority_it_was_created_with(task_store: TaskStore) -> None:
+    urgent = await new_task(task_store, key="k-urgent", priority=1)
+    await new_task(task_store, priority=5)
+    record = await task_store.get(urgent)
+    assert record is not None and record.priority == 1
+    retried, created = await create(task_store, "k-urgent", priority=1)
+    assert not created and retried.priority == 1
+    # What the reconciler reads, and what a report leaves.
+    queued = await task_store.queued_before(datetime.now(UTC), 10)
+    assert sorted(r.priority for r in queued) == [1, 5]
+    _, running, _ = await task_store.apply_report(urgent, TaskReport(status="running"), event)
+    assert running.priority == 1
+    stored = await task_store.get(urgent)
+    assert stored is not None and stored.priority == 1
 
 
 async def test_unknown_task_report(task_store: TaskStore) -> None:
@@ -357,36 +367,65 @@ async def test_migrating_again_changes_nothing(task_store: TaskStore) -> None:
     assert version == ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
+def old_row(task_id: str, status: str, version: int) -> dict[str, Any]:
+    """The columns of a task row that every schema has had."""
+    created = datetime.now(UTC)
+    return {
+        "id": task_id,
+        "integration": "echo",
+        "owner": "alice",
+        "status": status,
+        "input": b"{}",
+        "version": version,
+        "created_at": created,
+        "updated_at": created,
+    }
+
+
 async def test_a_store_from_before_migrations_keeps_its_tasks(database_url: str) -> None:
     """A store created by the code before migrations existed (the tasks table alone, with the callback secret it had
     then) is adopted, not rebuilt."""
     store = TaskStore.from_url(database_url)
     old_table = tasks_table.to_metadata(sa.MetaData())
     old_table.append_column(sa.Column("callback_secret", sa.String(64), nullable=True))
-    created = datetime.now(UTC)
-    row = {
-        "id": "old-task",
-        "integration": "echo",
-        "owner": "alice",
-        "status": "succeeded",
-        "input": b"{}",
-        "version": 2,
-        "callback_secret": "stored-in-the-old-days",
-        "created_at": created,
-        "updated_at": created,
-    }
+    row = {**old_row("old-task", "succeeded", 2), "callback_secret": "stored-in-the-old-days"}
     try:
         async with store.engine.begin() as conn:
             await conn.run_sync(lambda sync: old_table.create(sync))
-            # An index of a later migration, which that code did not create.
+            # An index and a column of later migrations, which that code did not create.
             await conn.execute(sa.text("DROP INDEX ix_tasks_queued"))
+            await conn.execute(sa.text("ALTER TABLE tasks DROP COLUMN priority"))
             await conn.execute(old_table.insert(), row)
         await store.migrate()
         old = await store.get("old-task")
         assert old is not None
-        assert (old.status, old.version) == ("succeeded", 2)
+        assert (old.status, old.version, old.priority) == ("succeeded", 2, DEFAULT_PRIORITY)
         async with store.engine.connect() as conn:
             assert await conn.run_sync(schema_differences) == []
+    finally:
+        await store.close()
+
+
+async def test_a_task_stored_before_priorities_were_kept_has_the_default_one(database_url: str) -> None:
+    """A queued task of a store at 0005_leases (no priority column) is adopted by 0006_task_priority: its priority is
+    NULL, read as the default, and a new task beside it keeps its own."""
+    store = TaskStore.from_url(database_url)
+    before = sa.table("tasks", *(sa.column(c.name, c.type) for c in tasks_table.columns if c.name != "priority"))
+    row = old_row("queued-before-priorities", "queued", 0)
+    try:
+        async with store.engine.begin() as conn:
+            await migrate.upgrade(conn, "0005_leases")
+            await conn.execute(before.insert(), row)
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            stored = await conn.execute(sa.select(tasks_table.c.priority).where(tasks_table.c.id == row["id"]))
+            assert stored.scalar_one() is None
+            assert await conn.run_sync(schema_differences) == []
+        [old] = await store.queued_before(datetime.now(UTC), 10)
+        assert (old.id, old.status, old.priority) == (row["id"], "queued", DEFAULT_PRIORITY)
+        urgent = await new_task(store, priority=1)
+        record = await store.get(urgent)
+        assert record is not None and record.priority == 1
     finally:
         await store.close()
 
