@@ -46,7 +46,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         Step,
         TaskWorkflow,
         cancelled,
+        cancelled_by,
         execute,
         execution_timeout,
         failed,
@@ -382,7 +383,7 @@ class SubmitPollWorkflow(TaskWorkflow):
         except asyncio.CancelledError:
             outcome = await self._cancelled(input.task, job)
         except ActivityError as err:
-            if not is_cancelled_exception(err):
+            if not cancelled_by(err):
                 raise
             outcome = await self._cancelled(input.task, job)
         if outcome.provider_task_id is None and self._provider_task_id is not None:
@@ -491,7 +492,7 @@ class SubmitPollWorkflow(TaskWorkflow):
         try:
             return await execute(job.steps()[1], JobRef(task, provider_task_id), job.view)
         except ActivityError as err:
-            if is_cancelled_exception(err):
+            if cancelled_by(err):
                 raise
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
@@ -519,7 +520,7 @@ class SubmitPollWorkflow(TaskWorkflow):
             try:
                 copied = await execute(job.steps()[3], CopyInput(task, view), Copied)
             except ActivityError as err:
-                if is_cancelled_exception(err):
+                if cancelled_by(err):
                     raise
                 return activity_failure(err, f"{job.codes}_copy_failed")
             return succeeded(TaskResult(objects=copied.objects, data=verdict.data))

@@ -28,13 +28,23 @@ from typing import Generic, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     import msgspec
 
     from .tasks import TaskEnvelope, TaskReport, TaskResult
-    from .workflow_kit import Step, TaskWorkflow, cancelled, execute, execution_timeout, failed, running, succeeded
+    from .workflow_kit import (
+        Step,
+        TaskWorkflow,
+        cancelled,
+        cancelled_by,
+        execute,
+        execution_timeout,
+        failed,
+        running,
+        succeeded,
+    )
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -88,7 +98,7 @@ class SyncCallWorkflow(TaskWorkflow):
             step = replace(call.step, stores_objects=True)
             done = await execute(step, CallInput(input.task, input.job), result_type)
         except ActivityError as err:
-            outcome = cancelled() if is_cancelled_exception(err) else failure(err, call)
+            outcome = cancelled() if cancelled_by(err) else failure(err, call)
         except asyncio.CancelledError:
             outcome = cancelled()
         else:

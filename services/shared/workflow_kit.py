@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, RetryState, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -94,6 +94,13 @@ def _cancellation(step: Step) -> ActivityCancellationType:
 
 async def execute(step: Step, input: Any, result_type: type[R]) -> R:
     return await start(step, input, result_type)
+
+
+def cancelled_by(err: ActivityError) -> bool:
+    """The activity ended because the task was cancelled. A cancel that waits for the activity (``cancel-waits``)
+    may see it end otherwise: a worker lost meanwhile makes it time out, and no retry follows once the cancel was
+    requested (``RetryState.CANCEL_REQUESTED``). Either way the user's cancel decided the outcome."""
+    return is_cancelled_exception(err) or err.retry_state == RetryState.CANCEL_REQUESTED
 
 
 # main may be restarting or briefly unreachable: keep retrying for a while, then give up so the
