@@ -15,6 +15,14 @@ from tests.docker_fixtures import docker_images  # noqa: F401 - a fixture, share
 from tests.stack import STORES, USERS, Api, Launcher, running_stack, state_base
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With ``-n`` (pytest-xdist, ``--dist loadgroup``): the tests that use the Docker engine run on one worker, one
+    after another, as they share the engine and its images; the others are spread over the workers."""
+    for item in items:
+        if item.get_closest_marker("docker") is not None or "offline_docker" in item.path.parts:
+            item.add_marker(pytest.mark.xdist_group("docker"))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests that use the session's stack run on SQLite; those marked ``every_store`` once on each store."""
     if "main_store" in metafunc.fixturenames:
