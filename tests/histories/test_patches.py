@@ -100,8 +100,10 @@ def test_recorded_new_runs_wait(path: str) -> None:
 async def test_a_new_run_stops_the_activity_before_it_ends(
     echo_worker: Launcher, alice: Api, temporal: Client, objects: ObjectStore
 ) -> None:
-    # The activity stores its object after 2 s: a cancel that does not wait for it would leave that object behind.
-    created = await alice.create("echo", {"message": "cancelled before it is stored", "delay_seconds": 2})
+    # The activity stores its object after 20 s, far longer than a cancel takes to reach it through its heartbeats
+    # (a shorter run could finish first on a loaded host): a cancel that does not wait for it would leave that object
+    # behind.
+    created = await alice.create("echo", {"message": "cancelled before it is stored", "delay_seconds": 20})
     assert created.status_code == 202, created.text
     task_id = created.json()["id"]
     handle = temporal.get_workflow_handle(workflow_id_for(task_id))
