@@ -30,6 +30,7 @@ from .controllers import (
 )
 from .errors import MAIN_EXCEPTION_HANDLERS
 from .integrations_router import integration_router, load_api
+from .platform_worker import PlatformWorker
 from .reconciler import Reconciler
 from .relay import OutboxRelay
 from .schemas import IntegrationList, IntegrationRead
@@ -71,9 +72,12 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         # In every process; the one holding the store's lease does the work.
         reconciler = Reconciler(tasks)
         reconciler.start()
+        platform = PlatformWorker(temporal, workflows=[], activities=[])
+        platform.start()
         try:
             yield
         finally:
+            await platform.stop()
             await reconciler.stop()
             await relay.stop()
             await store.close()

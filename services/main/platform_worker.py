@@ -1,0 +1,70 @@
+"""The platform's own Temporal worker, in every main process: the workflows that belong to no integration (webhook
+deliveries, the retention sweep) run on the ``platform`` task queue, their activities with main's store and object
+storage at hand. It runs beside the API, never in a request's path: a slow receiver or a long sweep holds up no
+request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+log = logging.getLogger("main.platform_worker")
+
+PLATFORM_TASK_QUEUE = "platform"
+# Between attempts to reach Temporal when main started before it.
+RETRY_SECONDS = 2.0
+
+
+class PlatformWorker:
+    def __init__(self, temporal: Client, workflows: Sequence[type], activities: Sequence[Callable[..., Any]]) -> None:
+        self._temporal = temporal
+        self._workflows = list(workflows)
+        self._activities = list(activities)
+        self._task: asyncio.Task[None] | None = None
+        self._worker: Worker | None = None
+
+    def start(self) -> None:
+        if not self._workflows and not self._activities:
+            # Nothing to serve: no poller at all.
+            return
+        self._task = asyncio.create_task(self._run(), name="platform-worker")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            # Lets running activities finish their attempt (bounded by the worker's graceful timeout).
+            with contextlib.suppress(Exception):
+                await self._worker.shutdown()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        # main's client is lazy (main serves while Temporal comes up); a worker needs a connected one.
+        while True:
+            try:
+                await self._temporal.service_client.check_health()
+                break
+            except Exception as exc:
+                log.info("platform worker waits for Temporal: %r", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+        while True:
+            self._worker = Worker(
+                self._temporal,
+                task_queue=PLATFORM_TASK_QUEUE,
+                workflows=self._workflows,
+                activities=self._activities,
+            )
+            log.info("platform worker serving task queue %s", PLATFORM_TASK_QUEUE)
+            try:
+                await self._worker.run()
+                return
+            except Exception as exc:
+                # A fatal worker error (Temporal away for too long): a new worker takes over.
+                log.warning("platform worker stopped: %r; starting again", exc)
+                await asyncio.sleep(RETRY_SECONDS)
