@@ -14,7 +14,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The revision that equals the schema main created before it had migrations.
@@ -34,9 +33,9 @@ def _upgrade(connection: sa.Connection, target: str) -> None:
     command.upgrade(config, target)
 
 
-async def upgrade(connection: AsyncConnection, target: str = "head") -> None:
+def upgrade(connection: sa.Connection, target: str = "head") -> None:
     """Apply every missing migration up to ``target`` (a revision; main always migrates to the newest) on
     ``connection``, which is inside a write transaction."""
     if connection.dialect.name == "postgresql":
-        await connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-    await connection.run_sync(_upgrade, target)
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    _upgrade(connection, target)

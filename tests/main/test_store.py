@@ -414,7 +414,7 @@ async def test_a_task_stored_before_priorities_were_kept_has_the_default_one(dat
     row = old_row("queued-before-priorities", "queued", 0)
     try:
         async with store.engine.begin() as conn:
-            await migrate.upgrade(conn, "0005_leases")
+            await conn.run_sync(migrate.upgrade, "0005_leases")
             await conn.execute(before.insert(), row)
         await store.migrate()
         async with store.engine.connect() as conn:
