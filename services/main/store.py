@@ -1,6 +1,7 @@
-"""The task store: every task, persisted, and the outbox of events its changes produce. SQLAlchemy Core on an
-async engine, so SQLite (the default) and PostgreSQL (several main replicas) run the same code; the schema comes
-from Alembic migrations (``migrate.py``). State changes use compare-and-set on ``version``, which makes concurrent
+"""The task store: every task, persisted, and the outbox of events its changes produce. SQLAlchemy Core, so SQLite
+(the default) and PostgreSQL (several main replicas) run the same code: each write transaction is a function of a
+connection, which ``TaskStore._transaction`` runs on the async engine (PostgreSQL) or the store's SQLite thread;
+reads use the async engine. The schema comes from Alembic migrations (``migrate.py``). State changes use compare-and-set on ``version``, which makes concurrent
 reports for one task apply once on either database, and each applied change writes its event to the outbox in the
 same transaction: an event exists exactly when its change was committed."""
 
