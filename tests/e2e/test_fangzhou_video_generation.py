@@ -311,3 +311,23 @@ async def test_invalid_combinations_are_rejected(alice: Api) -> None:
     assert (lonely.status_code, lonely.json()["details"]) == (422, {"field": "last_frame"})
     unknown = await alice.create(NAME, {"prompt": "p", "fps": 30})
     assert unknown.status_code == 400
+
+
+async def test_deleting_a_running_task_cancels_its_ark_job(worker: Worker, alice: Api, sim: Simulator) -> None:
+    # Ark cancels a job while it is queued: this one stays queued.
+    before = await sim.config()
+    await sim.config(ark_queue_seconds=300)
+    try:
+        task = await create(alice, {"prompt": unique("a film nobody wants any more"), "duration": 2})
+        provider_task_id = await submitted(alice, task["id"])
+    finally:
+        await sim.config(ark_queue_seconds=before["ark_queue_seconds"])
+    response = await alice.http.delete(f"/api/tasks/{task['id']}")
+    assert response.status_code == 204, response.text
+    assert (await alice.http.get(f"/api/tasks/{task['id']}")).status_code == 404
+
+    async def cancelled_on_ark() -> bool:
+        final: str = (await sim.ark_task(provider_task_id))["final_status"]
+        return final == "cancelled"
+
+    await wait_for(cancelled_on_ark, 30, f"Ark job {provider_task_id} to be cancelled")
