@@ -259,16 +259,22 @@ async def test_callback_wakes_the_workflow(worker: Worker, alice: Api, sim: Simu
     assert (late.status_code, late.json()) == (200, {"accepted": False})
 
 
-async def test_cancel_while_queued_cancels_on_ark(worker: Worker, alice: Api, sim: Simulator) -> None:
-    events = await alice.socket()
+async def queued_on_ark(api: Api, sim: Simulator, prompt: str) -> tuple[dict[str, Any], str]:
+    """A task whose Ark job stays queued (Ark cancels a job only while it is queued), and the job's id."""
     before = await sim.config()
     await sim.config(ark_queue_seconds=300)
     try:
-        task = await create(alice, {"prompt": unique("a queue that never moves"), "duration": 2})
-        provider_task_id = await submitted(alice, task["id"])
+        task = await create(api, {"prompt": unique(prompt), "duration": 2})
+        provider_task_id = await submitted(api, task["id"])
     finally:
         await sim.config(ark_queue_seconds=before["ark_queue_seconds"])
     assert (await sim.ark_task(provider_task_id))["task"]["status"] == "queued"
+    return task, provider_task_id
+
+
+async def test_cancel_while_queued_cancels_on_ark(worker: Worker, alice: Api, sim: Simulator) -> None:
+    events = await alice.socket()
+    task, provider_task_id = await queued_on_ark(alice, sim, "a queue that never moves")
 
     response = await alice.http.post(f"/api/tasks/{task['id']}/cancel")
     assert response.status_code == 202, response.text
@@ -314,14 +320,7 @@ async def test_invalid_combinations_are_rejected(alice: Api) -> None:
 
 
 async def test_deleting_a_running_task_cancels_its_ark_job(worker: Worker, alice: Api, sim: Simulator) -> None:
-    # Ark cancels a job while it is queued: this one stays queued.
-    before = await sim.config()
-    await sim.config(ark_queue_seconds=300)
-    try:
-        task = await create(alice, {"prompt": unique("a film nobody wants any more"), "duration": 2})
-        provider_task_id = await submitted(alice, task["id"])
-    finally:
-        await sim.config(ark_queue_seconds=before["ark_queue_seconds"])
+    task, provider_task_id = await queued_on_ark(alice, sim, "a film nobody wants any more")
     response = await alice.http.delete(f"/api/tasks/{task['id']}")
     assert response.status_code == 204, response.text
     assert (await alice.http.get(f"/api/tasks/{task['id']}")).status_code == 404

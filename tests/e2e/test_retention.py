@@ -31,7 +31,8 @@ INTERVAL = timedelta(days=30)
 
 
 @pytest.fixture(scope="module")
-def short_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """This module's stack, in place of the session's (so the ``alice`` fixture talks to it)."""
     environ = {
         **os.environ,
         "API_KEYS": ",".join(f"{key}:{user}" for user, key in USERS.items()),
@@ -43,28 +44,21 @@ def short_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 
 
 @pytest.fixture(scope="module")
-async def worker(short_stack: LocalStack) -> AsyncIterator[Launcher]:
-    launcher = Launcher(short_stack.service_env(), ["echo"], short_stack.state_dir / "echo-worker.log")
+async def worker(stack: LocalStack) -> AsyncIterator[Launcher]:
+    launcher = Launcher(stack.service_env(), ["echo"], stack.state_dir / "echo-worker.log")
     await launcher.wait_serving()
     yield launcher
     launcher.kill()
 
 
 @pytest.fixture
-async def alice(short_stack: LocalStack) -> AsyncIterator[Api]:
-    api = Api(short_stack, "alice")
-    yield api
-    await api.close()
+async def temporal(stack: LocalStack) -> Client:
+    return await connect(TemporalSettings(address=stack.temporal_address))
 
 
 @pytest.fixture
-async def temporal(short_stack: LocalStack) -> Client:
-    return await connect(TemporalSettings(address=short_stack.temporal_address))
-
-
-@pytest.fixture
-def objects(short_stack: LocalStack) -> ObjectStore:
-    return ObjectStore(StorageSettings.from_env(Env(short_stack.service_env())))
+def objects(stack: LocalStack) -> ObjectStore:
+    return ObjectStore(StorageSettings.from_env(Env(stack.service_env())))
 
 
 def bucket_lifecycle(objects: ObjectStore) -> list[tuple[str | None, str | None, int | None]] | None:
@@ -140,13 +134,13 @@ async def test_one_run_purges_what_finished_before_the_retention_only(
 
 
 async def test_a_main_with_other_settings_updates_the_schedule(
-    short_stack: LocalStack, temporal: Client, tmp_path_factory: pytest.TempPathFactory
+    stack: LocalStack, temporal: Client, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     schedule = temporal.get_schedule_handle(SCHEDULE_ID)
     await wait_for(schedule.describe, 60, f"main to create the schedule {SCHEDULE_ID}")
     await schedule.pause(note="paused by the test")
     other = MainProcess(
-        short_stack.service_env(),
+        stack.service_env(),
         tmp_path_factory.mktemp("retention-main") / "main.log",
         MAIN_RETENTION_INTERVAL_SECONDS=str(int(INTERVAL.total_seconds()) // 2),
     )
