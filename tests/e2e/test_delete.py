@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from temporalio.client import Client
 
 from deploy.local import LocalStack
 from services.shared.storage import ObjectStore
-from services.shared.tasks import objects_prefix
+from services.shared.tasks import TaskReport, objects_prefix, workflow_id_for
 from tests.stack import Api, Launcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.every_store]
@@ -80,13 +81,16 @@ async def test_a_deleted_task_is_gone_and_silent(
     await events.close()
 
 
-async def test_deleting_a_running_task_cancels_it(echo_worker: Launcher, alice: Api) -> None:
+async def test_deleting_a_running_task_cancels_it(echo_worker: Launcher, alice: Api, temporal: Client) -> None:
     events = await alice.socket()
     task = (await alice.create("echo", {"message": "stop me", "delay_seconds": 600})).json()
     await events.until(task["id"], "running")
     response = await alice.http.delete(f"/api/tasks/{task['id']}")
     assert response.status_code == 204, response.text
     assert (await alice.http.get(f"/api/tasks/{task['id']}")).status_code == 404
+    # The workflow ends cancelled, having sent its last report (acknowledged, whether before or after the tombstone).
+    report = await temporal.get_workflow_handle(workflow_id_for(task["id"]), result_type=TaskReport).result()
+    assert report.status == "cancelled"
     marker = (await alice.create("echo", {"message": "marker"})).json()
     seen = [e for e in await events.until(marker["id"], "queued") if e.get("task_id") == task["id"]]
     # Whatever the cancellation reported before the tombstone, the tombstone's event comes last.
