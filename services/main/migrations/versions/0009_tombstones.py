@@ -19,7 +19,7 @@ FINISHED = sa.text("status IN ('succeeded', 'failed', 'cancelled')")
 def upgrade() -> None:
     # Nullable without a default: both databases add it without rewriting the table.
     op.add_column("tasks", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
-    # Partial: a task enters it once, when it finishes (a terminal task's updated_at never changes again).
+    # Partial: a task enters it when it finishes; its updated_at changes only once more, if it is deleted.
     op.create_index("ix_tasks_finished", "tasks", ["updated_at"], postgresql_where=FINISHED, sqlite_where=FINISHED)
 
 
