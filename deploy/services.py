@@ -120,6 +120,7 @@ APP_SERVICES = (
                 "DATABASE_URL",
                 "INTEGRATIONS_BLACKLIST",
                 "MAIN_WORKERS",
+                "MAIN_RETENTION_DAYS",
                 "NATS_URL",
             ),
             (
@@ -352,6 +353,8 @@ def _compose_values(
             "REALTIME_PUBLIC_URL": f"${{REALTIME_PUBLIC_URL:-ws://{entry}/ws}}",
             "INTEGRATIONS_BLACKLIST": ",".join(ctx.blacklist),
             "MAIN_WORKERS": "${MAIN_WORKERS:-1}",
+            # Unset or empty: main's own default.
+            "MAIN_RETENTION_DAYS": "${MAIN_RETENTION_DAYS:-}",
         }
     )
     if any(m.name == "minio" for m in enabled):

@@ -33,6 +33,8 @@ from .integrations_router import integration_router, load_api
 from .platform_worker import PlatformWorker
 from .reconciler import Reconciler
 from .relay import OutboxRelay
+from .retention import Retention
+from .retention_workflow import RetentionWorkflow
 from .schemas import IntegrationList, IntegrationRead
 from .service import TaskService
 from .settings import MainSettings
@@ -72,7 +74,13 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         # In every process; the one holding the store's lease does the work.
         reconciler = Reconciler(tasks)
         reconciler.start()
-        platform = PlatformWorker(temporal, workflows=[], activities=[])
+        retention = Retention(tasks)
+        platform = PlatformWorker(
+            settings.platform.temporal,
+            workflows=[RetentionWorkflow],
+            activities=[retention.purge],
+            setups=[retention.ensure_schedule, retention.ensure_lifecycle],
+        )
         platform.start()
         try:
             yield

@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 
@@ -53,6 +53,17 @@ class TaskController(Controller):
         self, task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
     ) -> TaskRead:
         return tasks.read(await tasks.cancel(current_user(request), task_id))
+
+    @delete(
+        "/{task_id:str}",
+        status_code=204,
+        operation_id="delete_task",
+        summary="Delete a task: cancel it if it runs, remove its files and input; afterwards it reads as absent",
+    )
+    async def delete_task(
+        self, task_id: FromPath[str], request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
+    ) -> None:
+        await tasks.delete(current_user(request), task_id)
 
 
 class IntegrationController(Controller):

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio.service import RPCError, RPCStatusCode
 
-from services.shared.tasks import WORKFLOW_ID_PREFIX, is_terminal, objects_prefix, task_id_of
+from services.shared.tasks import WORKFLOW_ID_PREFIX, is_terminal, task_id_of
 
 from .service import TaskService
 
@@ -107,7 +107,7 @@ class Reconciler:
                 except RPCError as exc:
                     if exc.status != RPCStatusCode.NOT_FOUND:
                         raise
-                await self._tasks.objects.delete_prefix(objects_prefix(task_id))
+                await self._tasks.discard_objects(task_id, "has no task")
 
     async def _clean_closed(self) -> None:
         since = datetime.now(UTC) - timedelta(seconds=self._settings.reconcile_lookback_seconds)
@@ -127,6 +127,4 @@ class Reconciler:
                     continue
             if record is not None and record.status == "succeeded":
                 continue
-            removed = await self._tasks.objects.delete_prefix(objects_prefix(task_id))
-            if removed:
-                log.info("reconciler: task %s's workflow closed early; removed %d object(s)", task_id, removed)
+            await self._tasks.discard_objects(task_id, "closed early")

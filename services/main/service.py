@@ -37,6 +37,7 @@ from services.shared.tasks import (
     TaskResult,
     is_terminal,
     object_key_problem,
+    objects_prefix,
     temporal_priority,
     workflow_id_for,
 )
@@ -48,7 +49,15 @@ from .relay import OutboxRelay
 from .schemas import ActiveTasks, Limits, ObjectRead, OutputRead, RequestRate, TaskRead
 from .settings import MainSettings
 from .stalls import execution_timeout, is_stalled, last_task_failure
-from .store import Bucket, OutboxEvent, StoreConflictError, TaskRecord, TaskStore, TooManyActiveTasksError
+from .store import (
+    Bucket,
+    OutboxEvent,
+    StoreConflictError,
+    TaskDeletedError,
+    TaskRecord,
+    TaskStore,
+    TooManyActiveTasksError,
+)
 
 log = logging.getLogger("main.tasks")
 
@@ -130,6 +139,13 @@ class TaskService:
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
+        except TaskDeletedError as exc:
+            raise ApiError(
+                409,
+                "task_deleted",
+                f"Idempotency-Key {idempotency_key!r} was used for task {exc.record.id}, which was deleted; "
+                "create with another key",
+            ) from exc
         except TooManyActiveTasksError as exc:
             limit = self.settings.max_active_tasks_for(owner)
             retry_after = self.settings.active_tasks_retry_after_seconds
@@ -362,10 +378,10 @@ class TaskService:
         exist; otherwise it is refused with 422 naming the key, and nothing is applied or published."""
         if report.result is not None and report.result.objects:
             record = await self.store.get(task_id)
-            if record is None:
-                raise not_found(f"task {task_id}")
-            # A finished task takes no report at all (apply says so), whatever objects it names.
-            problem = None if is_terminal(record.status) else await self._objects_problem(task_id, report.result)
+            # A finished task takes no report at all, nor does a deleted one (None here): apply says so, whatever
+            # objects it names (and apply answers 404 for a task that does not exist).
+            finished = record is None or is_terminal(record.status)
+            problem = None if finished else await self._objects_problem(task_id, report.result)
             if problem is not None:
                 key, message = problem
                 raise ApiError(422, "invalid_object_key", message, details={"key": key})
@@ -391,6 +407,14 @@ class TaskService:
             outcome, record, _ = await self.store.apply_report(task_id, report, self._event)
         except KeyError:
             raise not_found(f"task {task_id}") from None
+        except TaskDeletedError as exc:
+            # Acknowledged, so the worker does not retry it, and nothing changes: a deleted task has no more events.
+            # Its last report (the cancellation's, or an activity's that was not cancelled in time) may follow
+            # uploads that landed after the delete: they are removed (an object store away fails the report, which
+            # the worker retries).
+            if is_terminal(report.status):
+                await self.discard_objects(task_id, "is deleted")
+            return ReportOutcome(applied=False, status=exc.record.status, reason="the task was deleted"), exc.record
         if outcome.applied:
             self.relay.wake()
         return outcome, record
@@ -399,6 +423,44 @@ class TaskService:
         record = await self.get_for(owner, task_id, sync=False)
         if is_terminal(record.status):
             raise ApiError(409, "task_terminal", f"task {task_id} is already {record.status}")
+        await self._cancel_workflow(task_id)
+        return await self.sync(record)
+
+    async def delete(self, owner: str, task_id: str) -> None:
+        """Delete a task: a running one is cancelled first (as ``cancel`` does, so the provider's job is cancelled
+        where the integration can), its objects are removed, and a tombstone is left, with its input and result
+        erased. Afterwards the task is absent to every read, its reports change nothing, and it has no more events
+        (the tombstone's ``task.deleted`` is its last)."""
+        record = await self.get_for(owner, task_id, sync=False)
+        if not is_terminal(record.status):
+            await self._cancel_workflow(task_id)
+        # Before the tombstone, so an object store that is away fails the delete (503) and a retry deletes it all.
+        try:
+            await self.discard_objects(task_id, "is being deleted")
+        except Exception as exc:
+            log.warning("task %s: objects not removed: %r", task_id, exc)
+            raise ApiError(503, "storage_unavailable", "could not remove the task's files; try again", True) from exc
+        if not await self.store.tombstone(task_id, self._tombstone_event):
+            # Deleted meanwhile by another request.
+            raise not_found(f"task {task_id}")
+        self.relay.wake()
+        # An upload that landed between the two: what remains after this is removed with the task's last report,
+        # or with the tombstone by retention.
+        try:
+            await self.discard_objects(task_id, "is deleted")
+        except Exception as exc:
+            log.warning("task %s: objects after the delete not removed yet: %r", task_id, exc)
+
+    async def discard_objects(self, task_id: str, why: str) -> int:
+        """Remove every object under the task's prefix (a task that keeps no objects: deleted, purged, or ended
+        without succeeding); how many there were."""
+        removed = await self.objects.delete_prefix(objects_prefix(task_id))
+        if removed:
+            log.info("task %s %s: removed %d object(s)", task_id, why, removed)
+        return removed
+
+    async def _cancel_workflow(self, task_id: str) -> None:
+        """Ask the task's workflow to cancel (nothing to do when it does not run), and give it a moment to end."""
         handle = self.temporal.get_workflow_handle(workflow_id_for(task_id))
         try:
             await handle.cancel()
@@ -406,10 +468,9 @@ class TaskService:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise ApiError(503, "temporal_unavailable", "could not cancel the task; try again", True) from exc
         # The workflow reports `cancelled` itself; give it a moment so the answer usually shows it.
-        # Any outcome is fine here: the sync below reads the real state.
+        # Any outcome is fine here: whoever goes on reads the real state.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(handle.result(), self.settings.sync_timeout_seconds)
-        return await self.sync(record)
 
     # -- present --------------------------------------------------------------------------------------
 
@@ -421,7 +482,7 @@ class TaskService:
             integration=record.integration,
             status=record.status,
             input=record.input,
-            output=self._output(record.result) if record.result else None,
+            output=self._output(record.result, record.updated_at) if record.result else None,
             error=record.error,
             progress=record.progress,
             provider_task_id=record.provider_task_id,
@@ -437,9 +498,17 @@ class TaskService:
             },
         )
 
-    def _output(self, result: TaskResult) -> OutputRead:
-        expiry = self.settings.platform.storage.url_expiry_seconds
-        expires_at = datetime.now(UTC) + timedelta(seconds=expiry)
+    def _output(self, result: TaskResult, finished_at: datetime) -> OutputRead:
+        """The result as clients read it, with presigned URLs that expire after S3_URL_EXPIRY_SECONDS, or when
+        retention purges the task finished at ``finished_at``, whichever comes first."""
+        now = datetime.now(UTC)
+        expires_at = now + timedelta(seconds=self.settings.platform.storage.url_expiry_seconds)
+        retention = self.settings.retention
+        if retention is not None:
+            expires_at = min(expires_at, finished_at + retention)
+        # A URL is valid for a second at least (a task past its retention is purged at the sweep's next run).
+        expiry = max(1, math.floor((expires_at - now).total_seconds()))
+        expires_at = now + timedelta(seconds=expiry)
         return OutputRead(
             objects={
                 name: ObjectRead(
@@ -459,7 +528,7 @@ class TaskService:
         payload: dict[str, Any] = {}
         for field, value in changes.items():
             if field == "result":
-                payload["output"] = msgspec.to_builtins(self._output(value))
+                payload["output"] = msgspec.to_builtins(self._output(value, record.updated_at))
             else:
                 payload[field] = msgspec.to_builtins(value)
         event = TaskEvent(
@@ -476,6 +545,10 @@ class TaskService:
 
     def _deleted_event(self, record: TaskRecord, _: dict[str, Any]) -> OutboxEvent:
         return self._event(msgspec.structs.replace(record, version=record.version + 1), {}, "task.deleted")
+
+    def _tombstone_event(self, record: TaskRecord, _: dict[str, Any]) -> OutboxEvent:
+        # The tombstone's version is counted already.
+        return self._event(record, {}, "task.deleted")
 
 
 async def _termination_reason(handle: WorkflowHandle[Any, Any]) -> str:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -137,6 +138,14 @@ class MainSettings:
     # at most rate_limit_burst.
     rate_limit_per_second: float = 20.0
     rate_limit_burst: int = 200
+    # How long a finished task (its objects, its tombstone) and an unsent event are kept, in days (fractions
+    # allowed); 0 keeps them forever. A week by default: long enough for a result to be fetched, and for an outage
+    # of NATS (whose unsent events it purges too) to be fixed. An hour, as Replicate keeps a prediction, is 0.0417.
+    # The purge runs every retention_interval_seconds as the Temporal schedule ``platform-retention``
+    # (services/main/retention.py), retention_batch_size tasks per transaction.
+    retention_days: float = 7.0
+    retention_interval_seconds: float = 600.0
+    retention_batch_size: int = 200
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MainSettings:
@@ -187,6 +196,9 @@ class MainSettings:
             ),
             rate_limit_per_second=env.get_float("MAIN_RATE_LIMIT_PER_SECOND", cls.rate_limit_per_second),
             rate_limit_burst=env.get_int("MAIN_RATE_LIMIT_BURST", cls.rate_limit_burst, minimum=1),
+            retention_days=env.get_float("MAIN_RETENTION_DAYS", cls.retention_days),
+            retention_interval_seconds=env.get_float("MAIN_RETENTION_INTERVAL_SECONDS", cls.retention_interval_seconds),
+            retention_batch_size=env.get_int("MAIN_RETENTION_BATCH_SIZE", cls.retention_batch_size, minimum=1),
         )
 
     def highest_priority_for(self, user: str) -> int:
@@ -195,10 +207,22 @@ class MainSettings:
     def max_active_tasks_for(self, user: str) -> int:
         return self.user_max_active_tasks.get(user, self.max_active_tasks)
 
+    @property
+    def retention(self) -> timedelta | None:
+        """How long finished tasks are kept; None: forever."""
+        return timedelta(days=self.retention_days) if self.retention_days > 0 else None
+
     def __post_init__(self) -> None:
         if self.rate_limit_per_second <= 0:
             raise SettingsError(f"MAIN_RATE_LIMIT_PER_SECOND must be above 0, got {self.rate_limit_per_second}")
-        for name in ("start_timeout_seconds", "reconcile_interval_seconds", "reconcile_lookback_seconds"):
+        if self.retention_days < 0:
+            raise SettingsError(f"MAIN_RETENTION_DAYS must be 0 (keep forever) or positive, got {self.retention_days}")
+        for name in (
+            "start_timeout_seconds",
+            "reconcile_interval_seconds",
+            "reconcile_lookback_seconds",
+            "retention_interval_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"MAIN_{name.upper()} must be positive")
         if self.internal_port == self.port:

@@ -1,9 +1,10 @@
 """The task store: every task, persisted, and the outbox of events its changes produce. SQLAlchemy Core, so SQLite
 (the default) and PostgreSQL (several main replicas) run the same code: each write transaction is a function of a
 connection, which ``TaskStore._transaction`` runs on the async engine (PostgreSQL) or the store's SQLite thread;
-reads use the async engine. The schema comes from Alembic migrations (``migrate.py``). State changes use compare-and-set on ``version``, which makes concurrent
-reports for one task apply once on either database, and each applied change writes its event to the outbox in the
-same transaction: an event exists exactly when its change was committed."""
+reads use the async engine. The schema comes from Alembic migrations (``migrate.py``). State changes use
+compare-and-set on ``version``, which makes concurrent reports for one task apply once on either database, and each
+applied change writes its event to the outbox in the same transaction: an event exists exactly when its change was
+committed."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ from services.shared.tasks import (
 from . import migrate
 
 metadata = sa.MetaData()
+# The terminal statuses, as the partial index of finished tasks spells them (the retention purge's query).
+_FINISHED = sa.text("status IN ('succeeded', 'failed', 'cancelled')")
 
 tasks_table = sa.Table(
     "tasks",
@@ -58,6 +61,8 @@ tasks_table = sa.Table(
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Set when its owner deleted the task: a tombstone, read as absent (see ``TaskStore.tombstone``).
+    sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("owner", "integration", "idempotency_key", name="uq_tasks_idempotency"),
     sa.Index("ix_tasks_owner_created", "owner", "created_at"),
     sa.Index(
@@ -66,6 +71,7 @@ tasks_table = sa.Table(
         postgresql_where=sa.text("status = 'queued'"),
         sqlite_where=sa.text("status = 'queued'"),
     ),
+    sa.Index("ix_tasks_finished", "updated_at", postgresql_where=_FINISHED, sqlite_where=_FINISHED),
 )
 
 
@@ -180,6 +186,32 @@ _QUEUED_BEFORE = (
     .limit(sa.bindparam("limit"))
 )
 _EXISTING = sa.select(tasks_table.c.id).where(tasks_table.c.id.in_(sa.bindparam("ids", expanding=True)))
+_FINISHED_BEFORE = (
+    sa.select(tasks_table.c.id)
+    .where(_FINISHED, tasks_table.c.updated_at < sa.bindparam("before"))
+    .order_by(tasks_table.c.updated_at)
+    .limit(sa.bindparam("limit"))
+)
+# Checked again in the DELETE: a task is purged only while it is still what the purge selected.
+_PURGE = tasks_table.delete().where(
+    tasks_table.c.id.in_(sa.bindparam("ids", expanding=True)),
+    _FINISHED,
+    tasks_table.c.updated_at < sa.bindparam("before"),
+)
+# The unsent events of those of the tasks that are gone.
+_PURGE_EVENTS_OF = outbox_table.delete().where(
+    outbox_table.c.task_id.in_(sa.bindparam("ids", expanding=True)),
+    ~sa.exists().where(tasks_table.c.id == outbox_table.c.task_id),
+)
+_PURGE_EVENTS_BEFORE = outbox_table.delete().where(
+    outbox_table.c.seq.in_(
+        sa.select(outbox_table.c.seq)
+        .where(outbox_table.c.created_at < sa.bindparam("before"))
+        .order_by(outbox_table.c.seq)
+        .limit(sa.bindparam("limit"))
+        .scalar_subquery()
+    )
+)
 # Marking an event sent and pruning it are one statement: a sent event has no reason to stay.
 _SENT = outbox_table.delete().where(outbox_table.c.seq.in_(sa.bindparam("seqs", expanding=True)))
 
@@ -209,6 +241,14 @@ class StoreConflictError(Exception):
 
 class TooManyActiveTasksError(Exception):
     """The owner already has as many active tasks as they may."""
+
+
+class TaskDeletedError(Exception):
+    """The task was deleted by its owner: only its tombstone is left (``record``, its input and result erased)."""
+
+    def __init__(self, record: TaskRecord) -> None:
+        super().__init__(f"task {record.id} was deleted")
+        self.record = record
 
 
 @dataclass(frozen=True)
@@ -457,9 +497,14 @@ class TaskStore:
             await self._transaction(insert)
         except (IntegrityError, TooManyActiveTasksError):
             # A retried create returns its task even when the owner is at the limit now.
-            existing = await self._by_idempotency_key(owner, integration, idempotency_key)
-            if existing is None:
+            row = await self._by_idempotency_key(owner, integration, idempotency_key)
+            if row is None:
                 raise
+            existing = _record(row)
+            if row.deleted_at is not None:
+                # The key stays bound to its deleted task until retention purges the tombstone: a retried create
+                # neither brings the task back nor makes a new one the client would take for it.
+                raise TaskDeletedError(existing) from None
             if existing.request_digest != request_digest:
                 raise StoreConflictError(
                     f"Idempotency-Key {idempotency_key!r} was already used with a different request"
@@ -494,7 +539,8 @@ class TaskStore:
             tokens = (await conn.execute(_TOKENS, params)).scalar()
         return float(bucket.burst) if tokens is None else float(tokens)
 
-    async def _by_idempotency_key(self, owner: str, integration: str, key: str | None) -> TaskRecord | None:
+    async def _by_idempotency_key(self, owner: str, integration: str, key: str | None) -> Any:
+        """The row (tombstones too) of the task made with this key, or None."""
         if key is None:
             return None
         query = sa.select(tasks_table).where(
@@ -503,13 +549,13 @@ class TaskStore:
             tasks_table.c.idempotency_key == key,
         )
         async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return _record(row) if row else None
+            return (await conn.execute(query)).first()
 
     async def get(self, task_id: str) -> TaskRecord | None:
+        """The task, or None when there is none or only its tombstone."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(_BY_ID, {"task_id": task_id})).first()
-        return _record(row) if row else None
+        return _record(row) if row and row.deleted_at is None else None
 
     async def delete(self, task_id: str, event: EventOf) -> None:
         """Remove a task, with an event saying so: clients may already have heard of it."""
@@ -525,6 +571,73 @@ class TaskStore:
             _enqueue(conn, record, event(record, {}))
 
         await self._transaction(remove)
+
+    async def tombstone(self, task_id: str, event: EventOf) -> bool:
+        """Leave only a tombstone of a task, with an event saying so (the task's last): its input, result and error
+        are erased, and a task that had not finished ends ``cancelled`` (its workflow was asked to cancel), which
+        frees its place among its owner's active tasks. Every later read takes it as absent, and a report for it
+        changes nothing (``apply_report`` raises ``TaskDeletedError``). False when there is no task (or only a
+        tombstone) to delete."""
+
+        def bury(conn: sa.Connection) -> bool | None:
+            row = conn.execute(_BY_ID, {"task_id": task_id}).first()
+            if row is None or row.deleted_at is not None:
+                return False
+            record = _record(row)
+            now = _now()
+            status: TaskStatus = record.status if is_terminal(record.status) else "cancelled"
+            values = {
+                "status": status,
+                "input": msgspec.json.encode({}),
+                "result": None,
+                "error": None,
+                "version": record.version + 1,
+                "updated_at": now,
+                "deleted_at": now,
+            }
+            parameters = {**values, "where_id": task_id, "where_version": record.version}
+            if conn.execute(_COMPARE_AND_SET, parameters).rowcount != 1:
+                return None
+            current = msgspec.structs.replace(
+                record, status=status, input={}, result=None, error=None, version=record.version + 1, updated_at=now
+            )
+            _enqueue(conn, current, event(current, {}))
+            if not is_terminal(record.status):
+                conn.execute(_RELEASE_ACTIVE, {"for_owner": record.owner})
+            return True
+
+        while True:
+            buried = await self._transaction(bury)
+            if buried is not None:
+                return buried
+            # A report changed the task between the read and the write (PostgreSQL): delete what it is now.
+
+    # -- retention ------------------------------------------------------------------------------------
+
+    async def finished_before(self, before: datetime, limit: int) -> list[str]:
+        """The ids of at most ``limit`` tasks (tombstones too) that finished before ``before``, oldest first."""
+        async with self.engine.connect() as conn:
+            return [row[0] for row in await conn.execute(_FINISHED_BEFORE, {"before": before, "limit": limit})]
+
+    async def purge(self, task_ids: Sequence[str], before: datetime) -> int:
+        """Remove those of ``task_ids`` that still finished before ``before``, and their unsent events; how many
+        tasks were removed."""
+        if not task_ids:
+            return 0
+        ids = list(task_ids)
+
+        def remove(conn: sa.Connection) -> int:
+            removed: int = conn.execute(_PURGE, {"ids": ids, "before": before}).rowcount
+            conn.execute(_PURGE_EVENTS_OF, {"ids": ids})
+            return removed
+
+        return await self._transaction(remove)
+
+    async def purge_events_before(self, before: datetime, limit: int) -> int:
+        """Remove at most ``limit`` of the unsent events written before ``before``; how many were removed."""
+        parameters = {"before": before, "limit": limit}
+        removed: int = await self._transaction(lambda conn: conn.execute(_PURGE_EVENTS_BEFORE, parameters).rowcount)
+        return removed
 
     # -- reconciling ----------------------------------------------------------------------------------
 
@@ -548,7 +661,8 @@ class TaskStore:
         return [_record(r) for r in rows]
 
     async def existing(self, task_ids: Sequence[str]) -> set[str]:
-        """Those of ``task_ids`` that are tasks in the store."""
+        """Those of ``task_ids`` that are tasks in the store, tombstones included: the workflow of a deleted task
+        was asked to cancel, and is let end its cancellation (which may cancel the provider's job)."""
         if not task_ids:
             return set()
         async with self.engine.connect() as conn:
@@ -557,7 +671,7 @@ class TaskStore:
     async def list(
         self, *, owner: str, integration: str | None, status: str | None, limit: int, offset: int
     ) -> tuple[list[TaskRecord], int]:
-        where = [tasks_table.c.owner == owner]
+        where = [tasks_table.c.owner == owner, tasks_table.c.deleted_at.is_(None)]
         if integration:
             where.append(tasks_table.c.integration == integration)
         if status:
@@ -588,6 +702,8 @@ class TaskStore:
             if row is None:
                 raise KeyError(task_id)
             record = _record(row)
+            if row.deleted_at is not None:
+                raise TaskDeletedError(record)
             changes, reason = decide(record, report)
             if not changes:
                 return ReportOutcome(applied=False, status=record.status, reason=reason), record, {}

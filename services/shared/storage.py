@@ -10,13 +10,17 @@ from datetime import timedelta
 from typing import IO, BinaryIO, cast
 
 from minio import Minio
+from minio.commonconfig import ENABLED, Filter
 from minio.error import S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from temporalio import activity
 
 from .settings import StorageSettings
 
 # How often an upload running inside an activity heartbeats.
 UPLOAD_HEARTBEAT_SECONDS = 1.0
+# What an S3 server without bucket lifecycle configuration answers.
+LIFECYCLE_UNSUPPORTED = frozenset({"NotImplemented", "NotSupported"})
 
 
 class ObjectStore:
@@ -92,6 +96,37 @@ class ObjectStore:
                 if key is not None:
                     self._client.remove_object(self.bucket, key)
             return len(keys)
+
+        return await asyncio.to_thread(run)
+
+    async def expire_after(self, rule_id: str, prefix: str, days: int | None) -> bool:
+        """Keep the bucket's lifecycle rule ``rule_id``: objects under ``prefix`` expire ``days`` after they were
+        written; None removes the rule. The bucket's other rules stay. False when the server keeps no lifecycle
+        configuration (it answers that it does not implement it)."""
+
+        def run() -> bool:
+            try:
+                config = self._client.get_bucket_lifecycle(self.bucket)
+                others = [rule for rule in (config.rules if config else []) if rule.rule_id != rule_id]
+                ours = [rule for rule in (config.rules if config else []) if rule.rule_id == rule_id]
+                current = [
+                    (r.rule_filter.prefix if r.rule_filter else None, r.expiration.days if r.expiration else None)
+                    for r in ours
+                ]
+                if current == ([] if days is None else [(prefix, days)]):
+                    return True
+                if days is not None:
+                    rule = Rule(ENABLED, Filter(prefix=prefix), rule_id, expiration=Expiration(days=days))
+                    others.append(rule)
+                if others:
+                    self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig(others))
+                else:
+                    self._client.delete_bucket_lifecycle(self.bucket)
+            except S3Error as exc:
+                if exc.code in LIFECYCLE_UNSUPPORTED:
+                    return False
+                raise
+            return True
 
         return await asyncio.to_thread(run)
 

@@ -109,9 +109,13 @@ def task_id_of(workflow_id: str) -> str | None:
     return workflow_id.removeprefix(WORKFLOW_ID_PREFIX) if workflow_id.startswith(WORKFLOW_ID_PREFIX) else None
 
 
+# Every task's objects are under it (the bucket's lifecycle rule names it).
+OBJECTS_ROOT = "tasks/"
+
+
 def objects_prefix(task_id: str) -> str:
     """Where a task's produced files live in object storage: every integration stores its objects under it."""
-    return f"tasks/{task_id}/"
+    return f"{OBJECTS_ROOT}{task_id}/"
 
 
 MAX_OBJECT_KEY_CHARS = 1024

@@ -259,16 +259,22 @@ async def test_callback_wakes_the_workflow(worker: Worker, alice: Api, sim: Simu
     assert (late.status_code, late.json()) == (200, {"accepted": False})
 
 
-async def test_cancel_while_queued_cancels_on_ark(worker: Worker, alice: Api, sim: Simulator) -> None:
-    events = await alice.socket()
+async def queued_on_ark(api: Api, sim: Simulator, prompt: str) -> tuple[dict[str, Any], str]:
+    """A task whose Ark job stays queued (Ark cancels a job only while it is queued), and the job's id."""
     before = await sim.config()
     await sim.config(ark_queue_seconds=300)
     try:
-        task = await create(alice, {"prompt": unique("a queue that never moves"), "duration": 2})
-        provider_task_id = await submitted(alice, task["id"])
+        task = await create(api, {"prompt": unique(prompt), "duration": 2})
+        provider_task_id = await submitted(api, task["id"])
     finally:
         await sim.config(ark_queue_seconds=before["ark_queue_seconds"])
     assert (await sim.ark_task(provider_task_id))["task"]["status"] == "queued"
+    return task, provider_task_id
+
+
+async def test_cancel_while_queued_cancels_on_ark(worker: Worker, alice: Api, sim: Simulator) -> None:
+    events = await alice.socket()
+    task, provider_task_id = await queued_on_ark(alice, sim, "a queue that never moves")
 
     response = await alice.http.post(f"/api/tasks/{task['id']}/cancel")
     assert response.status_code == 202, response.text
@@ -311,3 +317,16 @@ async def test_invalid_combinations_are_rejected(alice: Api) -> None:
     assert (lonely.status_code, lonely.json()["details"]) == (422, {"field": "last_frame"})
     unknown = await alice.create(NAME, {"prompt": "p", "fps": 30})
     assert unknown.status_code == 400
+
+
+async def test_deleting_a_running_task_cancels_its_ark_job(worker: Worker, alice: Api, sim: Simulator) -> None:
+    task, provider_task_id = await queued_on_ark(alice, sim, "a film nobody wants any more")
+    response = await alice.http.delete(f"/api/tasks/{task['id']}")
+    assert response.status_code == 204, response.text
+    assert (await alice.http.get(f"/api/tasks/{task['id']}")).status_code == 404
+
+    async def cancelled_on_ark() -> bool:
+        final: str = (await sim.ark_task(provider_task_id))["final_status"]
+        return final == "cancelled"
+
+    await wait_for(cancelled_on_ark, 30, f"Ark job {provider_task_id} to be cancelled")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,9 @@ def test_the_store_password_comes_from_its_secret(tmp_path: Path) -> None:
         ({"MAIN_RECONCILE_INTERVAL_SECONDS": "0"}, "MAIN_RECONCILE_INTERVAL_SECONDS must be positive"),
         ({"MAIN_START_TIMEOUT_SECONDS": "-1"}, "MAIN_START_TIMEOUT_SECONDS must be positive"),
         ({"MAIN_START_ATTEMPTS": "0"}, "MAIN_START_ATTEMPTS"),
+        ({"MAIN_RETENTION_DAYS": "-1"}, r"MAIN_RETENTION_DAYS must be 0 \(keep forever\) or positive"),
+        ({"MAIN_RETENTION_DAYS": "a week"}, "MAIN_RETENTION_DAYS must be a number"),
+        ({"MAIN_RETENTION_INTERVAL_SECONDS": "0"}, "MAIN_RETENTION_INTERVAL_SECONDS must be positive"),
     ],
     ids=[
         "password-for-sqlite",
@@ -58,8 +62,17 @@ def test_the_store_password_comes_from_its_secret(tmp_path: Path) -> None:
         "reconcile-interval",
         "start-timeout",
         "start-attempts",
+        "negative-retention",
+        "retention-not-a-number",
+        "retention-interval",
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         MainSettings.from_env({**REQUIRED, **env})
+
+
+def test_retention_is_in_days_fractions_allowed_and_0_keeps_everything() -> None:
+    assert MainSettings.from_env(REQUIRED).retention == timedelta(days=7)
+    assert MainSettings.from_env({**REQUIRED, "MAIN_RETENTION_DAYS": "0.5"}).retention == timedelta(hours=12)
+    assert MainSettings.from_env({**REQUIRED, "MAIN_RETENTION_DAYS": "0"}).retention is None

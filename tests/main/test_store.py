@@ -23,7 +23,15 @@ from sqlalchemy.engine import make_url
 from deploy.local import LocalStack
 from services.main import migrate
 from services.main.migrate import MIGRATIONS
-from services.main.store import OutboxEvent, StoreConflictError, TaskRecord, TaskStore, metadata, tasks_table
+from services.main.store import (
+    OutboxEvent,
+    StoreConflictError,
+    TaskDeletedError,
+    TaskRecord,
+    TaskStore,
+    metadata,
+    tasks_table,
+)
 from services.shared.tasks import DEFAULT_PRIORITY, StoredObject, TaskError, TaskReport, TaskResult
 from tests.stack import wait_for
 
@@ -346,6 +354,52 @@ async def test_queued_tasks_are_found_by_age_and_tasks_by_id(task_store: TaskSto
     assert await task_store.existing([]) == set()
 
 
+async def test_a_tombstone_reads_as_absent_and_takes_no_report(task_store: TaskStore) -> None:
+    running = await new_task(task_store, key="k1")
+    await task_store.apply_report(running, TaskReport(status="running"), event)
+    assert await task_store.active_tasks("alice") == 1
+    assert await task_store.tombstone(running, event)
+    assert await task_store.get(running) is None
+    assert await task_store.active_tasks("alice") == 0
+    assert (await task_store.list(owner="alice", integration=None, status=None, limit=10, offset=0)) == ([], 0)
+    # Its last event is the tombstone's; a report for it raises, and writes none.
+    events = len(await unsent(task_store))
+    with pytest.raises(TaskDeletedError) as deleted:
+        await task_store.apply_report(running, TaskReport(status="succeeded", result=RESULT), event)
+    assert (deleted.value.record.status, deleted.value.record.input, deleted.value.record.result) == (
+        "cancelled",
+        {},
+        None,
+    )
+    assert len(await unsent(task_store)) == events
+    assert not await task_store.tombstone(running, event)
+    # Its idempotency key names the deleted task still, whatever the request.
+    for digest in ("d1", "d2"):
+        with pytest.raises(TaskDeletedError):
+            await create(task_store, key="k1", digest=digest)
+    # Its workflow is let end its cancellation: the reconciler finds the task.
+    assert await task_store.existing([running]) == {running}
+
+
+async def test_the_purge_takes_finished_tasks_and_tombstones_older_than_the_cutoff(task_store: TaskStore) -> None:
+    old_done, old_deleted, running, recent = [await new_task(task_store) for _ in range(4)]
+    await task_store.apply_report(old_done, TaskReport(status="succeeded", result=RESULT), event)
+    assert await task_store.tombstone(old_deleted, event)
+    await task_store.apply_report(running, TaskReport(status="running"), event)
+    cutoff = datetime.now(UTC)
+    await task_store.apply_report(recent, TaskReport(status="failed"), event)
+    found = await task_store.finished_before(cutoff, 10)
+    assert found == [old_done, old_deleted]
+    assert await task_store.finished_before(cutoff, 1) == [old_done]
+    assert await task_store.purge([*found, recent, running], cutoff) == 2
+    assert await task_store.existing([old_done, old_deleted, running, recent]) == {running, recent}
+    assert {e["task_id"] for e in await unsent(task_store)} == {running, recent}
+    # Unsent events older than the cutoff, in bounded batches.
+    assert await task_store.purge_events_before(datetime.now(UTC), 3) == 3
+    assert await task_store.purge_events_before(datetime.now(UTC), 100) == 1
+    assert await unsent(task_store) == []
+
+
 # -- migrations -----------------------------------------------------------------------------------------------
 
 
@@ -395,6 +449,8 @@ async def test_a_store_from_before_migrations_keeps_its_tasks(database_url: str)
             # An index and a column of later migrations, which that code did not create.
             await conn.execute(sa.text("DROP INDEX ix_tasks_queued"))
             await conn.execute(sa.text("ALTER TABLE tasks DROP COLUMN priority"))
+            await conn.execute(sa.text("DROP INDEX ix_tasks_finished"))
+            await conn.execute(sa.text("ALTER TABLE tasks DROP COLUMN deleted_at"))
             await conn.execute(old_table.insert(), row)
         await store.migrate()
         old = await store.get("old-task")
