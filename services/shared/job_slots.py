@@ -220,8 +220,6 @@ class TaskSlot:
         holder = workflow.info().workflow_id
         self.state = "asked"
         while self.state == "asked":
-            if until is not None and seconds_until(until) <= 0:
-                return
             asked = await execute(ASK, SlotAsk(task, holder), Asked)
             if not asked.capped:
                 self.state = "none"
@@ -230,7 +228,8 @@ class TaskSlot:
             try:
                 await workflow.wait_condition(lambda: self.state != "asked", timeout=wait)
             except TimeoutError:
-                continue
+                if until is not None and seconds_until(until) <= 0:
+                    return
 
     async def give_back(self) -> None:
         """Free the slot (or stop waiting for one). A slots workflow that cannot be reached needs no word: a

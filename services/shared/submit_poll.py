@@ -384,7 +384,7 @@ class SubmitPollWorkflow(TaskWorkflow):
                 outcome = await self._poll(input, job, resume)
             else:
                 self._task_deadline = deadline_of(input.task)
-                if workflow.patched(JOB_SLOTS_PATCH):
+                if not self._past_deadline() and workflow.patched(JOB_SLOTS_PATCH):
                     await self._slot.take(input.task, self._task_deadline)
                 if self._past_deadline():
                     started: PollState | TaskReport = deadline_exceeded(input.task, self._unsubmitted(job))

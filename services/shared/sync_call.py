@@ -29,7 +29,8 @@ from typing import Generic, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     import msgspec
@@ -137,7 +138,7 @@ def failure(err: ActivityError, call: Call) -> TaskReport:
     final = call.final_errors
     if isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in final):
         return failed(cause.type if cause.type in final else call.default_code, cause.message)
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, ActivityTimeoutError):
         what = cause.type.name.lower().replace("_", "-") if cause.type is not None else "unknown"
         code, last = call.timeout_code, f"the attempt hit its {what} timeout"
     elif isinstance(cause, ApplicationError):
