@@ -1,5 +1,5 @@
 """Task deadlines and the task timeline on the real local stack: main, Temporal, the S3 server, the simulator (Ark's
-and Gemini's HTTP contracts) and one worker process serving both provider integrations."""
+and Gemini's HTTP contracts) and a worker process for each provider integration."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 
 from deploy.local import LocalStack
 from services.shared.discovery import discover
-from tests.stack import Api, Launcher
+from tests.e2e.test_flow_control import Workers
+from tests.stack import Api
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +24,13 @@ FAST_POLL = {"ARK_POLL_INITIAL_SECONDS": "0.5", "ARK_POLL_BACKOFF": "1", "ARK_PO
 
 
 @pytest.fixture(scope="module")
-async def worker(stack: LocalStack, worker_env: dict[str, str]) -> AsyncIterator[Launcher]:
-    # Aimed at the simulator even when the caller has real keys.
-    env = {k: v for k, v in worker_env.items() if k not in ("GEMINI_API_KEY", "ARK_API_KEY")}
-    env = {**env, **FAST_POLL, "PROVIDER_SIMULATOR_URL": stack.simulator_url}
-    launcher = Launcher(env, [IMAGE, VIDEO], stack.state_dir / "lifecycle-worker.log")
-    await launcher.wait_serving()
-    yield launcher
-    launcher.kill()
+async def worker(stack: LocalStack, worker_env: dict[str, str]) -> AsyncIterator[Workers]:
+    started = Workers(stack, worker_env)
+    await started.start(IMAGE)
+    await started.start(VIDEO, **FAST_POLL)
+    yield started
+    for launcher in started.running:
+        launcher.kill()
 
 
 @pytest.fixture
@@ -68,11 +68,13 @@ async def ark_job(sim: httpx.AsyncClient, provider_task_id: str) -> dict[str, An
 
 
 async def test_a_queued_ark_job_past_its_deadline_is_cancelled_and_the_task_fails(
-    worker: Launcher, alice: Api, sim: httpx.AsyncClient
+    worker: Workers, alice: Api, sim: httpx.AsyncClient
 ) -> None:
     # A 10-s job that Ark keeps queued throughout: Ark cancels only queued jobs, so at the 3-s deadline it can.
     await sim.post("/_sim/config", json={"ark_queue_seconds": 10, "ark_run_seconds": 0})
-    task = await create(alice, VIDEO, {"prompt": unique("a deadline in the queue"), "duration": 2, "deadline_seconds": 3})
+    task = await create(
+        alice, VIDEO, {"prompt": unique("a deadline in the queue"), "duration": 2, "deadline_seconds": 3}
+    )
     assert at(task, "deadline_at") - at(task, "created_at") == timedelta(seconds=3)
     failed = await alice.wait_status(task["id"], {"failed", "succeeded", "cancelled"}, timeout=60)
     assert failed["status"] == "failed", failed
@@ -86,7 +88,7 @@ async def test_a_queued_ark_job_past_its_deadline_is_cancelled_and_the_task_fail
 
 
 async def test_a_running_ark_job_past_its_deadline_fails_the_task_and_runs_on_at_ark(
-    worker: Launcher, alice: Api, sim: httpx.AsyncClient
+    worker: Workers, alice: Api, sim: httpx.AsyncClient
 ) -> None:
     # Running from the start for 10 s: Ark refuses to cancel a running job (409), so it runs on there.
     await sim.post("/_sim/config", json={"ark_queue_seconds": 0, "ark_run_seconds": 10})
@@ -100,7 +102,7 @@ async def test_a_running_ark_job_past_its_deadline_fails_the_task_and_runs_on_at
     assert at(failed, "finished_at") < at(failed, "created_at") + timedelta(seconds=10)
 
 
-async def test_an_image_call_past_its_deadline_is_cancelled_and_the_task_fails(worker: Launcher, alice: Api) -> None:
+async def test_an_image_call_past_its_deadline_is_cancelled_and_the_task_fails(worker: Workers, alice: Api) -> None:
     # Gemini answers after 10 s; the task may take 2.
     task = await create(alice, IMAGE, {"prompt": unique("a slow picture [sim:slow=10]"), "deadline_seconds": 2})
     failed = await alice.wait_status(task["id"], {"failed", "succeeded"}, timeout=60)
@@ -125,7 +127,7 @@ async def test_a_deadline_out_of_bounds_is_refused_naming_the_field(alice: Api) 
             assert error["message"].startswith("deadline_seconds: ")
 
 
-async def test_an_idempotency_key_is_bound_to_the_deadline(worker: Launcher, alice: Api) -> None:
+async def test_an_idempotency_key_is_bound_to_the_deadline(worker: Workers, alice: Api) -> None:
     key = uuid.uuid4().hex
     body = {"prompt": unique("one picture"), "image_size": "512", "deadline_seconds": 60}
     first = await alice.create(IMAGE, body, **{"Idempotency-Key": key})
@@ -136,7 +138,7 @@ async def test_an_idempotency_key_is_bound_to_the_deadline(worker: Launcher, ali
     assert other.json()["code"] == "idempotency_conflict"
 
 
-async def test_the_timeline_is_set_in_order_and_counts_each_attempt(worker: Launcher, alice: Api) -> None:
+async def test_the_timeline_is_set_in_order_and_counts_each_attempt(worker: Workers, alice: Api) -> None:
     default = {i.name: i.manifest.deadline.default_seconds for i in discover().integrations}
     # One failed generateContent, then a success: two attempts of the call.
     image = await create(alice, IMAGE, {"prompt": unique("a lighthouse [sim:500x1]"), "image_size": "512"})
