@@ -25,8 +25,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from services.shared.discovery import DEFAULT_BLACKLIST, blacklisted
-from services.shared.manifest import NAME_PATTERN, QUEUE_PATTERN
+from services.shared.manifest import NAME_PATTERN, QUEUE_PATTERN, Deadlines
 
 from .errors import DeployError
 from .paths import REPO_ROOT
@@ -136,6 +138,8 @@ def render(names: Names) -> dict[Path, str]:
         "task_queue": names.queue,
         "description": names.description,
         "pattern": names.pattern,
+        # The platform's defaults, written out so that the new integration's author sees what to tune.
+        "deadline": msgspec.to_builtins(Deadlines()),
         "provider": names.provider(),
     }
     files[Path("integrations", names.folder, "manifest.json")] = (

@@ -22,7 +22,7 @@ from .body_limits import max_json_bytes
 from .callback_tokens import accepts
 from .kit import InputError, IntegrationApi, ProviderCallback, TaskAction, TaskHandle
 from .schemas import TaskRead
-from .service import TaskService
+from .service import CreateOptions, TaskService
 from .settings import MainSettings
 
 
@@ -48,8 +48,22 @@ TaskPriority = Annotated[
         "how urgent a priority a user may give is a setting of main's",
     ),
 ]
+# Not bounded in the schema: the maximum is the integration's, and main answers a value out of bounds with a 422
+# naming the field (see ``TaskService.create``), not the 400 of a body that does not parse.
+TaskDeadline = Annotated[
+    float | None,
+    msgspec.Meta(
+        description="seconds from this create until the task must be done, more than 0 and at most the integration's "
+        "maximum (its manifest's deadline.max_seconds); without it, the integration's default. Time spent queued "
+        "counts. Past it the provider job is cancelled where the provider allows and the task fails "
+        "deadline_exceeded"
+    ),
+]
 # What every create body takes beside the integration's own request fields.
-CREATE_OPTIONS: list[tuple[str, Any, Any]] = [("priority", TaskPriority, DEFAULT_PRIORITY)]
+CREATE_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("priority", TaskPriority, DEFAULT_PRIORITY),
+    ("deadline_seconds", TaskDeadline, None),
+]
 
 
 def create_body_type(request_type: type[Any]) -> type[msgspec.Struct]:
@@ -63,11 +77,10 @@ def create_body_type(request_type: type[Any]) -> type[msgspec.Struct]:
     )
 
 
-def split_create_body(body: Any, request_type: type[Any]) -> tuple[Any, int]:
-    """The integration's request and main's priority from a create body."""
+def split_create_body(body: Any, request_type: type[Any]) -> tuple[Any, CreateOptions]:
+    """The integration's request and main's options from a create body."""
     request = request_type(**{name: getattr(body, name) for name in request_type.__struct_fields__})
-    priority: int = body.priority
-    return request, priority
+    return request, CreateOptions(priority=body.priority, deadline_seconds=body.deadline_seconds)
 
 
 def create_body_limit(body_type: type[Any], settings: MainSettings) -> int:
@@ -99,9 +112,9 @@ def integration_router(integration: Integration, api: IntegrationApi[Any], setti
     ) -> Response[TaskRead]:
         user = current_user(request)
         await tasks.take_request(api_key_id(request))
-        task_request, priority = split_create_body(data, api.request_type)
+        task_request, options = split_create_body(data, api.request_type)
         try:
-            record, _ = await tasks.create(user, integration, api, task_request, idempotency_key, priority)
+            record, _ = await tasks.create(user, integration, api, task_request, idempotency_key, options)
         except InputError as exc:
             raise ApiError(422, "invalid_input", f"invalid request: {exc}", details={"field": exc.field}) from exc
         return Response(tasks.read(record), status_code=202, headers={"Location": f"/api/tasks/{record.id}"})

@@ -39,6 +39,13 @@ class TaskRead(msgspec.Struct, frozen=True):
     # Goes up by one with every applied change; events carry the same number.
     version: int
     links: dict[str, str]
+    # The timeline: when the task must be done (its create plus its deadline), when it first became running and
+    # when it reached its terminal state; null when not (yet) so, or for tasks from before the timeline.
+    deadline_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    # Attempts at the provider work (sync-call: each try of the call; submit-poll: each submit, not the polls).
+    provider_attempts: int | None
 
 
 class TaskPage(msgspec.Struct, frozen=True):

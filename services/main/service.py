@@ -10,6 +10,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,12 +75,23 @@ class StartFailedError(Exception):
         self.may_have_reached = may_have_reached
 
 
-def request_digest(input_json: Any, priority: int) -> str:
-    """What an ``Idempotency-Key`` is bound to: the request and its priority. The default priority adds nothing, so
-    tasks created before priorities existed keep their digest."""
+@dataclass(frozen=True)
+class CreateOptions:
+    """main's options of a create, beside the integration's request."""
+
+    priority: int = DEFAULT_PRIORITY
+    # None: the integration's default deadline.
+    deadline_seconds: float | None = None
+
+
+def request_digest(input_json: Any, options: CreateOptions) -> str:
+    """What an ``Idempotency-Key`` is bound to: the request and main's options as the client gave them. An option
+    left out adds nothing, so tasks created before an option existed keep their digest."""
     encoded = msgspec.json.encode(input_json, order="sorted")
-    if priority != DEFAULT_PRIORITY:
-        encoded += b"\npriority=%d" % priority
+    if options.priority != DEFAULT_PRIORITY:
+        encoded += b"\npriority=%d" % options.priority
+    if options.deadline_seconds is not None:
+        encoded += b"\ndeadline_seconds=" + repr(options.deadline_seconds).encode()
     return hashlib.sha256(encoded).hexdigest()
 
 
@@ -112,8 +124,9 @@ class TaskService:
         api: IntegrationApi[Any],
         request: Any,
         idempotency_key: str | None,
-        priority: int = DEFAULT_PRIORITY,
+        options: CreateOptions = CreateOptions(),
     ) -> tuple[TaskRecord, bool]:
+        priority = options.priority
         highest = self.settings.highest_priority_for(owner)
         if priority < highest:
             raise ApiError(
@@ -122,10 +135,11 @@ class TaskService:
                 f"priority: {priority} is more urgent than you may ask for (at most {highest})",
                 details={"field": "priority", "highest": highest},
             )
+        deadline_seconds = _deadline_seconds(integration, options.deadline_seconds)
         if api.check is not None:
             api.check(request)
         input_json = msgspec.to_builtins(request)
-        digest = request_digest(input_json, priority)
+        digest = request_digest(input_json, options)
         try:
             record, created = await self.store.create(
                 integration=integration.name,
@@ -134,6 +148,7 @@ class TaskService:
                 idempotency_key=idempotency_key,
                 request_digest=digest,
                 priority=priority,
+                deadline_seconds=deadline_seconds,
                 event=self._event,
                 max_active=self.settings.max_active_tasks_for(owner),
             )
@@ -188,7 +203,8 @@ class TaskService:
         harmless: a running workflow is returned as it is (USE_EXISTING), a closed one is never run again
         (REJECT_DUPLICATE). False when the workflow had already run and closed (started by an earlier attempt or
         call). Raises ``StartFailedError`` when every attempt failed."""
-        task = TaskEnvelope(record.id, priority=record.priority, user=record.owner)
+        deadline = record.deadline_at.timestamp() if record.deadline_at is not None else None
+        task = TaskEnvelope(record.id, priority=record.priority, user=record.owner, deadline=deadline)
         attempts = self.settings.start_attempts
         reached = False
         for attempt in range(1, attempts + 1):
@@ -496,6 +512,10 @@ class TaskService:
                 "integration": f"/api/integrations/{record.integration}/tasks/{record.id}",
                 "temporal_ui": f"{temporal.ui_url}/namespaces/{temporal.namespace}/workflows/{workflow_id}",
             },
+            deadline_at=record.deadline_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            provider_attempts=record.provider_attempts,
         )
 
     def _output(self, result: TaskResult, finished_at: datetime) -> OutputRead:
@@ -549,6 +569,21 @@ class TaskService:
     def _tombstone_event(self, record: TaskRecord, _: dict[str, Any]) -> OutboxEvent:
         # The tombstone's version is counted already.
         return self._event(record, {}, "task.deleted")
+
+
+def _deadline_seconds(integration: Integration, asked: float | None) -> float:
+    """A create's deadline: the one asked for, within the integration's bounds (else 422), or its default."""
+    bounds = integration.manifest.deadline
+    if asked is None:
+        return bounds.default_seconds
+    if not 0 < asked <= bounds.max_seconds:
+        raise ApiError(
+            422,
+            "invalid_input",
+            f"deadline_seconds: must be more than 0 and at most {bounds.max_seconds:g} for {integration.name}",
+            details={"field": "deadline_seconds", "max_seconds": bounds.max_seconds},
+        )
+    return asked
 
 
 async def _termination_reason(handle: WorkflowHandle[Any, Any]) -> str:

@@ -58,6 +58,11 @@ tasks_table = sa.Table(
     sa.Column("request_digest", sa.String(64), nullable=True),
     # NULL for tasks created before the column existed: they have the default priority.
     sa.Column("priority", sa.SmallInteger, nullable=True),
+    # The timeline (migration 0008_timeline); NULL in tasks created before it: not known.
+    sa.Column("deadline_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("provider_attempts", sa.Integer, nullable=True),
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -233,6 +238,13 @@ class TaskRecord(msgspec.Struct, frozen=True):
     version: int
     created_at: datetime
     updated_at: datetime
+    # When the task must be done (its create plus its deadline); None for tasks created before deadlines.
+    deadline_at: datetime | None = None
+    # When main first learned the task was running, and when it reached its terminal state.
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # Attempts at the provider work, as the attempts reported them; None for tasks created before it was counted.
+    provider_attempts: int | None = None
 
 
 class StoreConflictError(Exception):
@@ -315,11 +327,21 @@ def _record(row: sa.Row[Any]) -> TaskRecord:
         version=m["version"],
         created_at=_aware(m["created_at"]),
         updated_at=_aware(m["updated_at"]),
+        deadline_at=_aware_or_none(m["deadline_at"]),
+        started_at=_aware_or_none(m["started_at"]),
+        finished_at=_aware_or_none(m["finished_at"]),
+        provider_attempts=m["provider_attempts"],
     )
 
 
-def decide(record: TaskRecord, report: TaskReport) -> tuple[dict[str, Any], str]:
-    """The changed fields a report would apply to a task (empty when it must be ignored) and why not."""
+def _aware_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _aware(value)
+
+
+def decide(record: TaskRecord, report: TaskReport, now: datetime) -> tuple[dict[str, Any], str]:
+    """The changed fields a report applied at ``now`` would make to a task (empty when it must be ignored) and why
+    not. The timeline follows the status: ``started_at`` when it first becomes running, ``finished_at`` when it
+    ends; ``provider_attempts`` only goes up (attempts report out of order)."""
     if is_terminal(record.status):
         return {}, f"task is already {record.status}"
     if report.status not in TRANSITIONS[record.status]:
@@ -331,7 +353,13 @@ def decide(record: TaskRecord, report: TaskReport) -> tuple[dict[str, Any], str]
         changes["progress"] = report.progress
     if report.provider_task_id and report.provider_task_id != record.provider_task_id:
         changes["provider_task_id"] = report.provider_task_id
+    attempts = report.provider_attempts
+    if attempts is not None and (record.provider_attempts is None or attempts > record.provider_attempts):
+        changes["provider_attempts"] = attempts
+    if report.status == "running" and record.started_at is None:
+        changes["started_at"] = now
     if is_terminal(report.status):
+        changes["finished_at"] = now
         if report.result is not None:
             changes["result"] = report.result
         if report.error is not None:
@@ -448,11 +476,13 @@ class TaskStore:
         priority: int,
         event: EventOf,
         max_active: int | None = None,
+        deadline_seconds: float | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Insert a queued task and its first event; with an idempotency key already used, return that task (and
         ``False``). The task counts against its owner's active tasks; with ``max_active`` of them already, nothing
-        is inserted (TooManyActiveTasksError)."""
+        is inserted (TooManyActiveTasksError). Its deadline is ``deadline_seconds`` from now (none without it)."""
         now = _now()
+        deadline_at = None if deadline_seconds is None else now + timedelta(seconds=deadline_seconds)
         values = {
             "id": str(uuid.uuid4()),
             "integration": integration,
@@ -466,6 +496,8 @@ class TaskStore:
             "version": 0,
             "created_at": now,
             "updated_at": now,
+            "deadline_at": deadline_at,
+            "provider_attempts": 0,
         }
         record = TaskRecord(
             id=str(values["id"]),
@@ -483,6 +515,8 @@ class TaskStore:
             version=0,
             created_at=now,
             updated_at=now,
+            deadline_at=deadline_at,
+            provider_attempts=0,
         )
 
         def insert(conn: sa.Connection) -> None:
@@ -704,10 +738,11 @@ class TaskStore:
             record = _record(row)
             if row.deleted_at is not None:
                 raise TaskDeletedError(record)
-            changes, reason = decide(record, report)
+            now = _now()
+            changes, reason = decide(record, report, now)
             if not changes:
                 return ReportOutcome(applied=False, status=record.status, reason=reason), record, {}
-            values: dict[str, Any] = {"version": record.version + 1, "updated_at": _now()}
+            values: dict[str, Any] = {"version": record.version + 1, "updated_at": now}
             for field, value in changes.items():
                 values[field] = msgspec.json.encode(value) if field in ("result", "error") else value
             parameters = {**values, "where_id": task_id, "where_version": record.version}

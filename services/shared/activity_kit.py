@@ -9,7 +9,7 @@ import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -18,7 +18,7 @@ from .outbound import Outbound, OutboundRules
 from .provider_client import ProviderError, ProviderHttp
 from .reporting import RUNNING_REPORT_SECONDS, Reporter, ask_callback_url, report_running
 from .storage import ObjectStore
-from .submit_poll import PollPolicy, Submitted
+from .submit_poll import PollPolicy, SubmitInput, Submitted
 from .tasks import StoredObject, TaskEnvelope, objects_prefix
 from .workflow_kit import running
 
@@ -68,7 +68,8 @@ class ActivityKit:
         """Around the provider work of a sync-call activity: the running report goes out meanwhile, and is
         delivered (or given up, within its bound) before the activity ends, so main hears it before the
         workflow's final report."""
-        reported = asyncio.ensure_future(report_running(self.reporter, task.id, running(), self.report_within))
+        state = running(provider_attempts=activity.info().attempt)
+        reported = asyncio.ensure_future(report_running(self.reporter, task.id, state, self.report_within))
         try:
             yield
         except asyncio.CancelledError:
@@ -84,13 +85,14 @@ class ActivityKit:
         main does not know) the job is submitted without a callback, and the poll still sees it end."""
         return await ask_callback_url(self.reporter, task.id, self.report_within)
 
-    async def submitted(self, task: TaskEnvelope, provider_task_id: str, poll: PollPolicy) -> Submitted:
+    async def submitted(self, input: SubmitInput[Any], provider_task_id: str, poll: PollPolicy) -> Submitted:
         """The end of a submit the provider accepted. The job id goes out first as a heartbeat, so a worker lost
-        from here on still hands it to the workflow; then main hears the task is running, with the job id. Never
-        raises, so nothing here can fail or repeat the submit."""
+        from here on still hands it to the workflow; then main hears the task is running, with the job id and the
+        submit attempt it took. Never raises, so nothing here can fail or repeat the submit."""
         submitted = Submitted(provider_task_id, poll)
         activity.heartbeat(submitted)
-        await report_running(self.reporter, task.id, running(provider_task_id), self.report_within)
+        state = running(provider_task_id, provider_attempts=input.attempt)
+        await report_running(self.reporter, input.task.id, state, self.report_within)
         return submitted
 
     async def heartbeating(self, work: Awaitable[T]) -> T:

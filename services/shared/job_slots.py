@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     import msgspec
 
     from .tasks import TaskEnvelope
-    from .workflow_kit import Step, execute
+    from .workflow_kit import Step, execute, seconds_until
 
 WORKFLOW = "JobSlotsWorkflow"
 ASK_SIGNAL = "ask"
@@ -214,8 +214,9 @@ class TaskSlot:
         if self.state == "asked":
             self.state = "held"
 
-    async def take(self, task: TaskEnvelope) -> None:
-        """Wait for a slot (asking again every ``ASK_AGAIN``); returns at once when no cap is set."""
+    async def take(self, task: TaskEnvelope, until: float | None = None) -> None:
+        """Wait for a slot (asking again every ``ASK_AGAIN``); returns at once when no cap is set. With ``until``
+        (epoch seconds, the task's deadline) it stops waiting then, still ``asked``: ``give_back`` withdraws it."""
         holder = workflow.info().workflow_id
         self.state = "asked"
         while self.state == "asked":
@@ -223,10 +224,12 @@ class TaskSlot:
             if not asked.capped:
                 self.state = "none"
                 return
+            wait = ASK_AGAIN if until is None else min(ASK_AGAIN, timedelta(seconds=max(seconds_until(until), 0)))
             try:
-                await workflow.wait_condition(lambda: self.state != "asked", timeout=ASK_AGAIN)
+                await workflow.wait_condition(lambda: self.state != "asked", timeout=wait)
             except TimeoutError:
-                continue
+                if until is not None and seconds_until(until) <= 0:
+                    return
 
     async def give_back(self) -> None:
         """Free the slot (or stop waiting for one). A slots workflow that cannot be reached needs no word: a

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from .tasks import MAX_DEADLINE_SECONDS
+
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9-]{1,62}$"
 QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 
@@ -69,6 +71,21 @@ class ProviderLimits(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_concurrent_jobs: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
+class Deadlines(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The deadlines of the integration's tasks: a create's ``deadline_seconds`` is at most ``max_seconds``, and a
+    create without one gets ``default_seconds``. Counted from the create; past it the task fails
+    ``deadline_exceeded`` (see ``workflow_kit.time_left``)."""
+
+    default_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    max_seconds: Annotated[float, msgspec.Meta(gt=0, le=MAX_DEADLINE_SECONDS)] = MAX_DEADLINE_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.default_seconds > self.max_seconds:
+            raise ValueError(
+                f"deadline.default_seconds ({self.default_seconds:g}) exceeds max_seconds ({self.max_seconds:g})"
+            )
+
+
 class ProviderDeclaration(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The provider an integration's worker calls: the variables that configure it (the deploy tool gives them to
     that worker only), where the provider is, and the simulator stand-in that speaks its API. The worker reads them
@@ -103,6 +120,7 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     disabled_reason: str | None = None
     console: ConsoleHints | None = None
     limits: ProviderLimits = ProviderLimits()
+    deadline: Deadlines = Deadlines()
 
     def __post_init__(self) -> None:
         if self.limits.max_concurrent_jobs is not None and self.pattern != "submit-poll":

@@ -13,8 +13,9 @@ final, copies the result into object storage (provider links expire), and sends 
   provider accepted still hands it over. The submit is shielded: a cancel waits for its answer, then cancels the
   job instead of leaving it behind unseen.
 - Poll: in the workflow, with the delay growing by ``backoff`` up to ``max_seconds``; a transient query failure
-  waits for the next poll, a final one fails the task. Past the deadline the job is cancelled and the task
-  fails ``deadline_exceeded``.
+  waits for the next poll, a final one fails the task. Past the deadline (the worker's poll deadline from the
+  submit, or the task's own from its create, whichever comes first) the job is cancelled and the task fails
+  ``deadline_exceeded``; the task's deadline also ends a wait for a job slot and the submit's retries.
 - A user's refresh (update ``refresh``) and a provider callback (signal ``callback``) only wake the poll loop:
   the loop is the one place that queries the provider and concludes the task, so nothing concludes twice, and
   a callback's body is never trusted.
@@ -60,10 +61,13 @@ with workflow.unsafe.imports_passed_through():
         TaskWorkflow,
         cancelled,
         cancelled_by,
+        deadline_exceeded,
+        deadline_of,
         execute,
         execution_timeout,
         failed,
         running,
+        seconds_until,
         start,
         succeeded,
     )
@@ -158,6 +162,9 @@ class SubmitInput(msgspec.Struct, Generic[Q], frozen=True):
     poll: PollPolicy | None
     # Sent to a provider that deduplicates submits; None when the provider has no idempotency key.
     idempotency_key: str | None = None
+    # Which of the workflow's submit attempts this is (each activity runs once: the workflow retries): the task's
+    # provider attempts once the provider accepts.
+    attempt: int = 1
 
 
 class Submitted(msgspec.Struct, frozen=True):
@@ -341,6 +348,10 @@ class SubmitPollWorkflow(TaskWorkflow):
         # The poll policy and deadline of the job, once it is submitted.
         self._policy = PollPolicy()
         self._deadline: float | None = None
+        # The task's own deadline, when this run enforces one (``workflow_kit.deadline_of``).
+        self._task_deadline: float | None = None
+        # Submit attempts made (first run only: a continued run has its job).
+        self._attempts = 0
 
     @workflow.update(name=REFRESH_UPDATE)
     async def refresh(self) -> TaskReport:
@@ -372,9 +383,13 @@ class SubmitPollWorkflow(TaskWorkflow):
                 self._policy, self._deadline = resume.poll, resume.deadline
                 outcome = await self._poll(input, job, resume)
             else:
-                if workflow.patched(JOB_SLOTS_PATCH):
-                    await self._slot.take(input.task)
-                started = await self._submit(input, job)
+                self._task_deadline = deadline_of(input.task)
+                if not self._past_deadline() and workflow.patched(JOB_SLOTS_PATCH):
+                    await self._slot.take(input.task, self._task_deadline)
+                if self._past_deadline():
+                    started: PollState | TaskReport = deadline_exceeded(input.task, self._unsubmitted(job))
+                else:
+                    started = await self._submit(input, job)
                 if isinstance(started, TaskReport):
                     outcome = started
                 else:
@@ -388,6 +403,8 @@ class SubmitPollWorkflow(TaskWorkflow):
             outcome = await self._cancelled(input.task, job)
         if outcome.provider_task_id is None and self._provider_task_id is not None:
             outcome = msgspec.structs.replace(outcome, provider_task_id=self._provider_task_id)
+        if self._attempts:
+            outcome = msgspec.structs.replace(outcome, provider_attempts=self._attempts)
         self._finished = True
         report = await self.finish(input.task, outcome)
         if self._job_open and self._slot.state == "held":
@@ -399,9 +416,12 @@ class SubmitPollWorkflow(TaskWorkflow):
         assert input.request is not None, "a first run carries the request"
         step = job.steps()[0]
         key = input.task.id if job.idempotent_submit else None
-        submit = SubmitInput(input.task, input.request, input.poll, key)
         delay, growth, cap = job.submit_backoff
         for attempt in range(1, job.submit_attempts + 1):
+            if self._past_deadline():
+                return deadline_exceeded(input.task, self._unsubmitted(job))
+            self._attempts = attempt
+            submit = SubmitInput(input.task, input.request, input.poll, key, attempt)
             handle = start(step, submit, Submitted)
             try:
                 # Shielded: once sent, the provider may accept the job whatever we do, so a cancel waits for the
@@ -429,6 +449,8 @@ class SubmitPollWorkflow(TaskWorkflow):
                     return activity_failure(err, f"{job.codes}_submit_failed")
                 asked = cause.next_retry_delay if isinstance(cause, ApplicationError) else None
                 wait = asked or timedelta(seconds=delay)
+                if self._task_deadline is not None:
+                    wait = min(wait, timedelta(seconds=max(seconds_until(self._task_deadline), 0)))
                 workflow.logger.info("submit attempt %d failed (%s); next in %s", attempt, cause, wait)
                 await workflow.sleep(wait)
                 delay = min(delay * growth, cap)
@@ -438,7 +460,10 @@ class SubmitPollWorkflow(TaskWorkflow):
         self._provider_task_id = submitted.provider_task_id
         self._job_open = True
         poll = submitted.poll
-        self._policy, self._deadline = poll, workflow.now().timestamp() + poll.deadline_seconds
+        deadline = workflow.now().timestamp() + poll.deadline_seconds
+        if self._task_deadline is not None:
+            deadline = min(deadline, self._task_deadline)
+        self._policy, self._deadline = poll, deadline
         return PollState(
             provider_task_id=submitted.provider_task_id,
             poll=poll,
@@ -528,8 +553,18 @@ class SubmitPollWorkflow(TaskWorkflow):
 
     async def _deadline_exceeded(self, task: TaskEnvelope, job: Job[V], state: PollState) -> TaskReport:
         note = job.note(await self._cancel_job(task, job, state.provider_task_id))
+        if task.deadline is not None and state.deadline >= task.deadline:
+            # The task's own deadline came first (the envelope is the same in every continued run).
+            return deadline_exceeded(task, note)
         message = f"{job.provider} did not finish within {state.poll.deadline_seconds:g} s"
         return failed("deadline_exceeded", f"{message}; {note}" if note else message, retryable=True)
+
+    def _past_deadline(self) -> bool:
+        return self._task_deadline is not None and seconds_until(self._task_deadline) <= 0
+
+    def _unsubmitted(self, job: Job[V]) -> str:
+        waited = " (it waited for a job slot)" if self._slot.state == "asked" else ""
+        return f"nothing was submitted to {job.provider}{waited}"
 
     async def _cancelled(self, task: TaskEnvelope, job: Job[V]) -> TaskReport:
         if self._provider_task_id is None:

@@ -4,9 +4,10 @@ One activity does all of the outside work: it reports the task running, calls th
 result, and returns where the result is (never its bytes). Temporal retries it with the integration's bounded
 policy. The workflow maps the outcome: success -> ``succeeded``; a final provider answer (a code in the retry
 policy's ``non_retryable_error_types``, or a non-retryable error) -> ``failed`` at once with the provider's
-reason; retries exhausted -> ``failed``, retryable, naming the last cause; past the deadline ->
-``deadline_exceeded``; cancel -> ``cancelled``, once the activity has stopped (it could otherwise store the result
-after the final report removed the task's objects). Then it sends the one final report.
+reason; retries exhausted -> ``failed``, retryable, naming the last cause; past the call's own bound
+(``schedule_to_close``) or the task's deadline -> ``deadline_exceeded`` (an attempt in flight at the task's
+deadline is cancelled and waited for); cancel -> ``cancelled``, once the activity has stopped (it could otherwise
+store the result after the final report removed the task's objects). Then it sends the one final report.
 
 An integration supplies its types, its ``Call`` and a function that turns the activity's result into the
 task's result; its workflow's ``run`` is one line:
@@ -28,7 +29,8 @@ from typing import Generic, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     import msgspec
@@ -39,10 +41,13 @@ with workflow.unsafe.imports_passed_through():
         TaskWorkflow,
         cancelled,
         cancelled_by,
-        execute,
+        deadline_exceeded,
+        deadline_of,
         execution_timeout,
         failed,
         running,
+        seconds_until,
+        start,
         succeeded,
     )
 
@@ -94,16 +99,37 @@ class SyncCallWorkflow(TaskWorkflow):
         self, input: TaskInput[J], call: Call, result_type: type[R], to_result: Callable[[J, R], TaskResult]
     ) -> TaskReport:
         self._state = running()
+        task = input.task
+        deadline = deadline_of(task)
+        left = None if deadline is None else seconds_until(deadline)
+        if left is not None and left <= 0:
+            return await self.finish(task, deadline_exceeded(task, "the provider was not called"))
+        expired = False
         try:
             step = replace(call.step, stores_objects=True)
-            done = await execute(step, CallInput(input.task, input.job), result_type)
+            handle = start(step, CallInput(task, input.job), result_type)
+            if left is not None:
+                try:
+                    await workflow.wait_condition(handle.done, timeout=left)
+                except TimeoutError:
+                    # The attempt in flight is cancelled and waited for (``stores_objects``): it stores nothing
+                    # after the final report.
+                    expired = True
+                    handle.cancel()
+                except asyncio.CancelledError:
+                    handle.cancel()
+            done = await handle
         except ActivityError as err:
-            outcome = cancelled() if cancelled_by(err) else failure(err, call)
+            if expired:
+                outcome = deadline_exceeded(task, "the provider call in flight was cancelled")
+            else:
+                outcome = cancelled() if cancelled_by(err) else failure(err, call)
         except asyncio.CancelledError:
             outcome = cancelled()
         else:
+            # An attempt that finished as the deadline passed keeps its result: it was paid for.
             outcome = succeeded(to_result(input.job, done))
-        return await self.finish(input.task, outcome)
+        return await self.finish(task, outcome)
 
 
 def failure(err: ActivityError, call: Call) -> TaskReport:
@@ -112,7 +138,7 @@ def failure(err: ActivityError, call: Call) -> TaskReport:
     final = call.final_errors
     if isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in final):
         return failed(cause.type if cause.type in final else call.default_code, cause.message)
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, ActivityTimeoutError):
         what = cause.type.name.lower().replace("_", "-") if cause.type is not None else "unknown"
         code, last = call.timeout_code, f"the attempt hit its {what} timeout"
     elif isinstance(cause, ApplicationError):

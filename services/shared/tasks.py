@@ -30,6 +30,8 @@ LOWEST_PRIORITY = 5
 DEFAULT_PRIORITY = 3
 # Temporal's limit on a fairness key.
 MAX_FAIRNESS_KEY_BYTES = 64
+# The longest deadline any task may have: the workflows' execution timeouts allow for no more.
+MAX_DEADLINE_SECONDS = 7200.0
 
 
 class TaskEnvelope(msgspec.Struct, frozen=True):
@@ -41,6 +43,9 @@ class TaskEnvelope(msgspec.Struct, frozen=True):
     # The owner: the fairness key of the task's workflow and activities, so one user's backlog cannot hold up
     # everyone else's tasks.
     user: str = ""
+    # When the task must be done (epoch seconds), counted from its create: past it the workflow stops the provider
+    # work and the task fails ``deadline_exceeded``. None: no deadline of its own (runs started before deadlines).
+    deadline: float | None = None
 
 
 def fairness_key(user: str) -> str:
@@ -87,6 +92,8 @@ class TaskReport(msgspec.Struct, frozen=True, omit_defaults=True):
     result: TaskResult | None = None
     error: TaskError | None = None
     provider_task_id: str | None = None
+    # How many attempts at the provider work were made so far (the attempt that reports counts itself).
+    provider_attempts: int | None = None
 
 
 class ReportOutcome(msgspec.Struct, frozen=True):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -26,6 +26,9 @@ R = TypeVar("R")
 # A cancel waits until an activity that stores objects has stopped (``Step.stores_objects``). Before this patch it
 # did not: the final report removed the task's objects while such an activity could still store one.
 CANCEL_WAITS = "cancel-waits"
+# A task's own deadline (``TaskEnvelope.deadline``) is enforced. Runs that started before this patch replay without
+# it, even those whose input carries one (main may have been upgraded before the workers).
+DEADLINES = "task-deadlines"
 
 
 def provider_queue(task_queue: str) -> str:
@@ -162,10 +165,33 @@ class TaskWorkflow:
         return outcome
 
 
-def running(provider_task_id: str | None = None) -> TaskReport:
+def deadline_of(task: TaskEnvelope) -> float | None:
+    """The task's deadline (epoch seconds) as this run enforces it; None when the task has none, or its run started
+    before deadlines were enforced. The deadline is absolute, set by main at the create, so time spent queued (for
+    a worker, for a job slot) counts."""
+    if task.deadline is None or not workflow.patched(DEADLINES):
+        return None
+    return task.deadline
+
+
+def seconds_until(deadline: float) -> float:
+    """Seconds from now to ``deadline`` by the workflow's clock: zero or less once it has passed."""
+    return deadline - workflow.now().timestamp()
+
+
+def deadline_exceeded(task: TaskEnvelope, note: str = "") -> TaskReport:
+    """The failed state of a task whose deadline has passed; ``note`` says what became of the provider's work."""
+    assert task.deadline is not None
+    message = f"the task was not done by its deadline ({datetime.fromtimestamp(task.deadline, UTC).isoformat()})"
+    return failed("deadline_exceeded", f"{message}; {note}" if note else message, retryable=True)
+
+
+def running(provider_task_id: str | None = None, provider_attempts: int | None = None) -> TaskReport:
     """The running state; reported by the activity that starts the provider work (with the provider's job id,
-    once there is one)."""
-    return TaskReport(status="running", progress=0.0, provider_task_id=provider_task_id)
+    once there is one, and the attempt it is)."""
+    return TaskReport(
+        status="running", progress=0.0, provider_task_id=provider_task_id, provider_attempts=provider_attempts
+    )
 
 
 def succeeded(result: TaskResult) -> TaskReport:

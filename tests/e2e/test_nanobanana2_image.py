@@ -160,7 +160,9 @@ async def test_a_worker_killed_mid_generation_still_gives_one_result_and_one_suc
     await workers.start()
 
     seen += await events.until(task["id"], "succeeded", timeout=120)
-    assert statuses(seen, task["id"]) == ["queued", "running", "succeeded"]
+    # The second attempt says running again, counting itself.
+    assert statuses(seen, task["id"]) == ["queued", "running", "running", "succeeded"]
+    assert [e["changes"].get("provider_attempts") for e in seen if e.get("task_id") == task["id"]][1:3] == [1, 2]
     # The new worker repeated the call after the heartbeat timeout: the first one was really cut off.
     assert await attempts(simulator, prompt) == 2
     await only_events_of_a_new_task_follow(alice, events)

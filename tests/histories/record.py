@@ -146,6 +146,7 @@ def _closed_activity(event: HistoryEvent) -> int | None:
 SIGNALLED = has(T.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, "provider callback (signal)")
 UPDATED = has(T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED, "refresh (update)")
 CONTINUED = has(T.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, "continue-as-new")
+CALL_CANCELLED = has(T.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED, "the call in flight cancelled")
 
 
 # --- the paths ------------------------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def echo(name: str, expect: str = "succeeded", code: str | None = None, **kw: An
 
 
 def image(name: str, tags: str = "", expect: str = "succeeded", code: str | None = None, **kw: Any) -> PathSpec:
-    body = {"prompt": unique(f"a lighthouse ({name}) {tags}"), "image_size": "512"}
+    body = {"prompt": unique(f"a lighthouse ({name}) {tags}"), "image_size": "512", **kw.pop("body", {})}
     return PathSpec(IMAGE, name, body, expect, code, **kw)
 
 
@@ -263,6 +264,13 @@ def media_fault(kind: str, count: int = 1) -> tuple[dict[str, Any], ...]:
 
 PATHS: tuple[PathSpec, ...] = (
     echo("success"),
+    echo(
+        "task-deadline",
+        "failed",
+        "deadline_exceeded",
+        body={"delay_seconds": 60, "deadline_seconds": 3},
+        shows=(CALL_CANCELLED,),
+    ),
     echo("retried", body={"fail_attempts": 2}, shows=(retried(CALLS[ECHO]),)),
     echo("failed", "failed", "echo_failed", body={"fail_attempts": 5}, shows=(retried(CALLS[ECHO]),)),
     echo("cancel-before-call", "cancelled", before_workers=True, drive=cancel_at_once, shows=(cancelled_during(None),)),
@@ -274,6 +282,14 @@ PATHS: tuple[PathSpec, ...] = (
         shows=(cancelled_during(CALLS[ECHO]),),
     ),
     image("success"),
+    image(
+        "task-deadline",
+        "[sim:slow=60]",
+        "failed",
+        "deadline_exceeded",
+        body={"deadline_seconds": 3},
+        shows=(CALL_CANCELLED,),
+    ),
     image("retried", "[sim:503x2]", shows=(retried(CALLS[IMAGE]),)),
     image("failed", "[sim:blocked]", "failed", "blocked_prompt"),
     image("retries-exhausted", "[sim:503]", "failed", "provider_unavailable", shows=(retried(CALLS[IMAGE]),)),
@@ -297,6 +313,14 @@ PATHS: tuple[PathSpec, ...] = (
     video("continue-as-new", "[sim:slow=8]", shows=(CONTINUED,)),
     video("deadline", "[sim:slow=60]", "failed", "deadline_exceeded", shows=(CONTINUED, scheduled(CANCEL))),
     video("submit-retried", "[sim:429x2]", shows=(scheduled_twice(SUBMIT),)),
+    video(
+        "task-deadline",
+        "[sim:slow=60]",
+        "failed",
+        "deadline_exceeded",
+        body={"deadline_seconds": 3},
+        shows=(scheduled(CANCEL),),
+    ),
     video(
         "query-retried",
         "[sim:slow=3]",

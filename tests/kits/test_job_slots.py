@@ -73,10 +73,15 @@ class Tasks:
     def worker(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self.app.worker()
 
-    async def start(self, task_id: str, workflow: str = "KitPollWorkflow") -> WorkflowHandle[object, TaskReport]:
+    async def start(
+        self, task_id: str, workflow: str = "KitPollWorkflow", deadline_in: float | None = None
+    ) -> WorkflowHandle[object, TaskReport]:
+        deadline = None
+        if deadline_in is not None:
+            deadline = (await self.env.get_current_time()).timestamp() + deadline_in
         return await self.env.client.start_workflow(
             workflow,
-            AppInput(TaskEnvelope(task_id), Request(task_id), poll=POLL),
+            AppInput(TaskEnvelope(task_id, deadline=deadline), Request(task_id), poll=POLL),
             id=f"task-{task_id}-{uuid.uuid4().hex[:6]}",
             task_queue=self.queue,
             result_type=TaskReport,
@@ -163,3 +168,22 @@ async def test_without_a_cap_no_slot_is_asked_for(env: WorkflowEnvironment) -> N
         assert [(await asyncio.wait_for(h.result(), 60)).status for h in handles] == ["succeeded"] * 3
     with pytest.raises(Exception, match="not found"):
         await tasks.slots()
+
+
+async def test_a_task_whose_deadline_passes_while_it_waits_for_a_slot_fails_and_stops_waiting(
+    env: WorkflowEnvironment,
+) -> None:
+    tasks = Tasks(env, limit=1)
+    async with tasks.worker():
+        first = await tasks.start("t1")
+        await tasks.submitted("t1")
+        second = await tasks.start("t2", deadline_in=60)
+        await tasks.waiting(1)
+        result = await asyncio.wait_for(second.result(), 60)
+        assert result.error is not None
+        assert result.error.code == "deadline_exceeded"
+        assert result.error.message.endswith("; nothing was submitted to Acme (it waited for a job slot)")
+        assert tasks.job_of("t2") is None
+        await tasks.waiting(0)
+        assert list((await tasks.slots()).held) == [first.id]
+        await first.cancel()

@@ -84,10 +84,17 @@ class App:
         finally:
             await self.activities.outbound.aclose()
 
-    async def start(self, workflow: str = "KitPollWorkflow") -> WorkflowHandle[object, TaskReport]:
+    async def start(
+        self, workflow: str = "KitPollWorkflow", deadline_in: float | None = None
+    ) -> WorkflowHandle[object, TaskReport]:
+        """Start the workflow; with ``deadline_in``, for a task whose deadline is that many seconds away by the
+        test server's clock (negative: already past)."""
+        deadline = None
+        if deadline_in is not None:
+            deadline = (await self.env.get_current_time()).timestamp() + deadline_in
         self.handle = await self.env.client.start_workflow(
             workflow,
-            AppInput(TaskEnvelope("t1"), Request("a kite"), poll=self.poll),
+            AppInput(TaskEnvelope("t1", deadline=deadline), Request("a kite"), poll=self.poll),
             id=str(uuid.uuid4()),
             task_queue=self.queue,
             result_type=TaskReport,
@@ -95,9 +102,9 @@ class App:
         )
         return self.handle
 
-    async def run(self, workflow: str = "KitPollWorkflow") -> TaskReport:
+    async def run(self, workflow: str = "KitPollWorkflow", deadline_in: float | None = None) -> TaskReport:
         async with self.worker():
-            return await asyncio.wait_for((await self.start(workflow)).result(), 120)
+            return await asyncio.wait_for((await self.start(workflow, deadline_in)).result(), 120)
 
     async def submitted(self) -> str:
         async def running() -> str | None:
@@ -123,7 +130,10 @@ async def test_polls_with_backoff_then_copies_the_result_with_a_fresh_link(env: 
     # 5 s, then x2 up to the 20 s cap.
     assert app.gaps() == [10, 20, 20]
     assert app.reports.statuses() == ["running", "succeeded"]
-    assert app.reports.reports[0] == TaskReport(status="running", progress=0.0, provider_task_id=job_id)
+    assert app.reports.reports[0] == TaskReport(
+        status="running", progress=0.0, provider_task_id=job_id, provider_attempts=1
+    )
+    assert result.provider_attempts == 1
     assert len(app.provider.links) == 1
 
 
@@ -295,6 +305,7 @@ async def test_cancel_cancels_the_provider_job(env: WorkflowEnvironment) -> None
         status="cancelled",
         error=TaskError("cancelled", "the task was cancelled; Acme cancelled its job"),
         provider_task_id=job_id,
+        provider_attempts=1,
     )
     assert provider.deleted == [job_id]
     assert app.reports.statuses() == ["running", "cancelled"]
@@ -354,3 +365,41 @@ async def test_continuing_as_new_bounds_each_runs_history_and_main_reaches_the_c
     # Three polls a run: every run's history is about as short as the first's.
     assert max(lengths) < 2 * lengths[0], lengths
     assert app.reports.statuses() == ["running", "succeeded"]
+
+
+async def test_past_the_tasks_deadline_the_job_is_cancelled_and_the_task_fails(env: WorkflowEnvironment) -> None:
+    # The worker's poll deadline is an hour away: the task's own, a minute from its create, comes first.
+    provider = Provider()
+    app = App(env, provider)
+    result = await app.run(deadline_in=60)
+    (job_id,) = provider.jobs
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.retryable) == ("deadline_exceeded", True)
+    assert result.error.message.startswith("the task was not done by its deadline (")
+    assert result.error.message.endswith("; Acme cancelled its job")
+    assert provider.deleted == [job_id]
+    assert (result.provider_task_id, result.provider_attempts) == (job_id, 1)
+    elapsed = app.activities.queries[-1][0] - app.activities.queries[0][0]
+    assert elapsed <= 60
+
+
+async def test_a_task_past_its_deadline_before_the_submit_submits_nothing(env: WorkflowEnvironment) -> None:
+    provider = Provider()
+    result = await App(env, provider).run(deadline_in=-1)
+    assert result.error is not None
+    assert result.error.code == "deadline_exceeded"
+    assert result.error.message.endswith("; nothing was submitted to Acme")
+    assert provider.posts == 0
+    assert result.provider_attempts is None
+
+
+async def test_the_tasks_deadline_ends_the_submits_retries(env: WorkflowEnvironment) -> None:
+    # Refused every time, 3 s apart as the provider asks: the deadline comes before the attempts run out.
+    provider = Provider(submits=["429"] * 5)
+    result = await App(env, provider).run(deadline_in=5)
+    assert result.error is not None
+    assert result.error.code == "deadline_exceeded"
+    assert result.error.message.endswith("; nothing was submitted to Acme")
+    assert 1 <= provider.posts < 5
+    assert result.provider_attempts == provider.posts

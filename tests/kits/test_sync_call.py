@@ -58,10 +58,17 @@ class App:
             [self.reports.report_task, self.activities.call],
         )
 
-    async def start(self, workflow: type[SyncCallWorkflow] = KitSyncWorkflow) -> WorkflowHandle[object, TaskReport]:
+    async def start(
+        self, workflow: type[SyncCallWorkflow] = KitSyncWorkflow, deadline_in: float | None = None
+    ) -> WorkflowHandle[object, TaskReport]:
+        """Start the workflow; with ``deadline_in``, for a task whose deadline is that many seconds away by the
+        test server's clock (negative: already past)."""
+        deadline = None
+        if deadline_in is not None:
+            deadline = (await self.env.get_current_time()).timestamp() + deadline_in
         return await self.env.client.start_workflow(
             workflow.__name__,
-            AppInput(TaskEnvelope("t1"), Job("a fox")),
+            AppInput(TaskEnvelope("t1", deadline=deadline), Job("a fox")),
             id=str(uuid.uuid4()),
             task_queue=self.queue,
             result_type=TaskReport,
@@ -85,7 +92,7 @@ async def test_success_reports_running_from_the_activity_then_the_outcome(env: W
     assert result.result.data == {"model": "acme-1", "prompt": "a fox"}
     assert app.reports.store.objects == {"tasks/t1/text.txt": (b"made: a fox", "text/plain")}
     assert app.reports.statuses() == ["running", "succeeded"]
-    assert app.reports.reports[0] == TaskReport(status="running", progress=0.0)
+    assert app.reports.reports[0] == TaskReport(status="running", progress=0.0, provider_attempts=1)
 
 
 async def test_an_error_in_a_200_envelope_is_retried_then_succeeds(env: WorkflowEnvironment) -> None:
@@ -93,9 +100,13 @@ async def test_an_error_in_a_200_envelope_is_retried_then_succeeds(env: Workflow
     result = await app.run()
     assert result.status == "succeeded"
     assert app.provider.prompts == ["a fox"] * 3
-    # Every attempt says running again; main applies it once.
-    assert [r.status for r in app.reports.sent] == ["running"] * 3 + ["succeeded"]
-    assert app.reports.statuses() == ["running", "succeeded"]
+    # Every attempt says running again, with its number: main counts the attempts.
+    assert [(r.status, r.provider_attempts) for r in app.reports.sent] == [
+        ("running", 1),
+        ("running", 2),
+        ("running", 3),
+        ("succeeded", None),
+    ]
 
 
 async def test_an_http_error_is_retried_after_the_providers_retry_after(env: WorkflowEnvironment) -> None:
@@ -131,7 +142,8 @@ async def test_retries_are_bounded_and_the_task_fails_naming_the_last_cause(env:
         "provider_unavailable", "gave up after 3 attempts; last error: Acme said 5007: not now", True
     )
     assert len(app.provider.prompts) == 3
-    assert app.reports.statuses() == ["running", "failed"]
+    # Each attempt's running report counts it.
+    assert app.reports.statuses() == ["running"] * 3 + ["failed"]
 
 
 async def test_past_the_deadline_the_task_fails_deadline_exceeded(env: WorkflowEnvironment) -> None:
@@ -145,12 +157,14 @@ async def test_past_the_deadline_the_task_fails_deadline_exceeded(env: WorkflowE
     assert len(app.provider.prompts) < 4
 
 
-async def test_cancel_stops_the_call_and_reports_cancelled(env: WorkflowEnvironment) -> None:
+# A task with a deadline far ahead waits for its call another way (until it is done or the deadline passes).
+@pytest.mark.parametrize("deadline_in", [None, 600])
+async def test_cancel_stops_the_call_and_reports_cancelled(env: WorkflowEnvironment, deadline_in: float | None) -> None:
     provider = Provider()
     provider.hold = asyncio.Event()
     app = App(env, provider)
     async with app.worker():
-        handle = await app.start()
+        handle = await app.start(deadline_in=deadline_in)
 
         async def calling() -> bool:
             return bool(provider.prompts)
@@ -207,3 +221,42 @@ async def test_the_running_report_is_applied_before_the_final_one_even_when_main
     app = App(env, Provider(), reports)
     assert (await app.run()).status == "succeeded"
     assert reports.statuses() == ["running", "succeeded"]
+
+
+async def test_past_the_tasks_deadline_the_call_in_flight_is_cancelled_and_the_task_fails(
+    env: WorkflowEnvironment,
+) -> None:
+    provider = Provider()
+    provider.hold = asyncio.Event()
+    app = App(env, provider)
+    async with app.worker():
+        handle = await app.start(deadline_in=3)
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert (result.error.code, result.error.retryable) == ("deadline_exceeded", True)
+    assert result.error.message.startswith("the task was not done by its deadline (")
+    assert result.error.message.endswith("; the provider call in flight was cancelled")
+    assert provider.prompts == ["a fox"]
+    # The attempt stopped before the final report: it stored nothing.
+    assert app.reports.store.objects == {}
+    assert app.reports.statuses() == ["running", "failed"]
+
+
+async def test_a_task_whose_deadline_passed_before_its_workflow_started_never_calls(env: WorkflowEnvironment) -> None:
+    app = App(env, Provider())
+    async with app.worker():
+        result = await asyncio.wait_for((await app.start(deadline_in=-1)).result(), 60)
+    assert result.error is not None
+    assert result.error.code == "deadline_exceeded"
+    assert result.error.message.endswith("; the provider was not called")
+    assert app.provider.prompts == []
+    assert app.reports.statuses() == ["failed"]
+
+
+async def test_a_call_done_within_the_tasks_deadline_succeeds(env: WorkflowEnvironment) -> None:
+    app = App(env, Provider(503))
+    async with app.worker():
+        result = await asyncio.wait_for((await app.start(deadline_in=600)).result(), 60)
+    assert result.status == "succeeded"
+    assert len(app.provider.prompts) == 2

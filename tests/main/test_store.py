@@ -115,11 +115,50 @@ async def unsent(store: TaskStore) -> list[dict[str, Any]]:
 # -- task state ---------------------------------------------------------------------------------------------
 
 
+async def test_the_timeline_follows_the_status_and_attempts_only_go_up(task_store: TaskStore) -> None:
+    record, _ = await task_store.create(
+        integration="echo",
+        owner="alice",
+        input={},
+        idempotency_key=None,
+        request_digest="d",
+        priority=DEFAULT_PRIORITY,
+        event=event,
+        deadline_seconds=30,
+    )
+    assert record.deadline_at is not None and (record.deadline_at - record.created_at).total_seconds() == 30
+    assert (record.started_at, record.finished_at, record.provider_attempts) == (None, None, 0)
+    _, first, _ = await task_store.apply_report(record.id, TaskReport(status="running", provider_attempts=1), event)
+    _, second, changes = await task_store.apply_report(
+        record.id, TaskReport(status="running", provider_attempts=2), event
+    )
+    assert changes == {"provider_attempts": 2}
+    # A late report of the first attempt neither takes the count back nor moves the start.
+    outcome, _, _ = await task_store.apply_report(record.id, TaskReport(status="running", provider_attempts=1), event)
+    assert not outcome.applied
+    _, done, changes = await task_store.apply_report(record.id, TaskReport(status="succeeded", result=RESULT), event)
+    assert "started_at" not in changes and changes["finished_at"] == done.finished_at
+    stored = await task_store.get(record.id)
+    assert stored == done
+    assert stored.started_at == first.started_at == second.started_at
+    assert stored.deadline_at == record.deadline_at
+    assert stored.created_at <= stored.started_at <= stored.finished_at  # type: ignore[operator]
+    assert stored.provider_attempts == 2
+
+
+async def test_a_task_that_never_ran_has_no_start(task_store: TaskStore) -> None:
+    task_id = await new_task(task_store)
+    _, record, _ = await task_store.apply_report(
+        task_id, TaskReport(status="failed", error=TaskError("deadline_exceeded", "late")), event
+    )
+    assert record.started_at is None and record.finished_at is not None
+
+
 async def test_lifecycle_and_terminal_states_never_change(task_store: TaskStore) -> None:
     task_id = await new_task(task_store)
     outcome, record, changes = await task_store.apply_report(task_id, TaskReport(status="running", progress=0.1), event)
     assert outcome.applied
-    assert changes == {"status": "running", "progress": 0.1}
+    assert changes == {"status": "running", "progress": 0.1, "started_at": record.started_at}
     outcome, record, changes = await task_store.apply_report(
         task_id, TaskReport(status="succeeded", result=RESULT), event
     )
@@ -229,9 +268,9 @@ async def test_every_applied_change_writes_its_event_in_commit_order(task_store:
     assert [(e["task_id"], e["version"], e["changes"]) for e in await unsent(task_store)] == [
         (first, 0, ["status"]),
         (second, 0, ["status"]),
-        (first, 1, ["progress", "status"]),
-        (second, 1, ["status"]),
-        (first, 2, ["result", "status"]),
+        (first, 1, ["progress", "started_at", "status"]),
+        (second, 1, ["finished_at", "status"]),
+        (first, 2, ["finished_at", "result", "status"]),
     ]
 
 
@@ -448,9 +487,9 @@ async def test_a_store_from_before_migrations_keeps_its_tasks(database_url: str)
             await conn.run_sync(lambda sync: old_table.create(sync))
             # An index and a column of later migrations, which that code did not create.
             await conn.execute(sa.text("DROP INDEX ix_tasks_queued"))
-            await conn.execute(sa.text("ALTER TABLE tasks DROP COLUMN priority"))
             await conn.execute(sa.text("DROP INDEX ix_tasks_finished"))
-            await conn.execute(sa.text("ALTER TABLE tasks DROP COLUMN deleted_at"))
+            for column in ("priority", "deadline_at", "started_at", "finished_at", "provider_attempts", "deleted_at"):
+                await conn.execute(sa.text(f"ALTER TABLE tasks DROP COLUMN {column}"))
             await conn.execute(old_table.insert(), row)
         await store.migrate()
         old = await store.get("old-task")

@@ -103,6 +103,8 @@ def test_render_wires_every_file_and_leaves_no_placeholder(pattern: str) -> None
         "task_queue": "acme-thing",
         "description": names.description,
         "pattern": pattern,
+        # The platform's default deadlines, to be tuned.
+        "deadline": {"default_seconds": 3600.0, "max_seconds": 7200.0},
         # Its variables; the provider's own base URL is the one the agent adds with the real contract.
         "provider": {"api_key_env": "ACME_THING_API_KEY", "base_url_env": "ACME_THING_BASE_URL"},
     }

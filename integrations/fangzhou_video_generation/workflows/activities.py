@@ -40,7 +40,7 @@ class FangzhouActivities:
         body = create_body(input.request, model, await self._kit.callback_url(input.task), expires_after(poll))
         provider_task_id = await self._kit.call(self._ark.create(body))
         activity.logger.info("task %s submitted to Ark as %s (%s)", input.task.id, provider_task_id, model)
-        return await self._kit.submitted(input.task, provider_task_id, poll)
+        return await self._kit.submitted(input, provider_task_id, poll)
 
     @activity.defn(name=NAMES.query)
     async def query(self, input: JobRef) -> ArkTaskView:

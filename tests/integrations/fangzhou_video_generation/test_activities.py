@@ -212,7 +212,9 @@ async def test_submit_sends_ark_the_request_and_reports_running(sim: Client) -> 
     )
     assert task["execution_expires_after"] == 7200
     # The submit is what tells main the task is running, with Ark's id.
-    assert reports.reports == [TaskReport(status="running", progress=0.0, provider_task_id=provider_task_id)]
+    assert reports.reports == [
+        TaskReport(status="running", progress=0.0, provider_task_id=provider_task_id, provider_attempts=1)
+    ]
 
     # A task main gives no callback URL is submitted without one.
     without = await inspect(sim, await submit(activities_for(sim, settings()), VideoRequest(prompt="no callback")))

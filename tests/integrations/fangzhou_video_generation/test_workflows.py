@@ -82,7 +82,7 @@ class FakeArk(Reports):
             await self.submit_release.wait()
         if self.submit_errors:
             raise self.submit_errors.pop(0)
-        return await self.kit().submitted(input.task, ARK_ID, input.poll or PollPolicy())
+        return await self.kit().submitted(input, ARK_ID, input.poll or PollPolicy())
 
     @activity.defn(name=NAMES.query)
     async def query(self, input: JobRef) -> ArkTaskView:

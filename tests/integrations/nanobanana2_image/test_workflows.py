@@ -166,7 +166,13 @@ async def test_transient_provider_errors_are_retried_then_succeed(env: WorkflowE
     result = await run(env, recorder)
     assert result.status == "succeeded"
     assert recorder.attempts == 3
-    assert [r.status for r in recorder.reports] == ["running", "succeeded"]
+    # Each attempt reports running with its number: main counts them.
+    assert [(r.status, r.provider_attempts) for r in recorder.reports] == [
+        ("running", 1),
+        ("running", 2),
+        ("running", 3),
+        ("succeeded", None),
+    ]
 
 
 async def test_a_failed_upload_is_retried(env: WorkflowEnvironment) -> None:
@@ -226,7 +232,7 @@ async def test_retries_are_bounded_and_the_task_fails_naming_the_last_cause(
     assert result.error.retryable is True
     assert result.error.message == f"gave up after 5 attempts; last error: {last}"
     assert recorder.attempts == GENERATE_RETRY.maximum_attempts == 5
-    assert [r.status for r in recorder.reports] == ["running", "failed"]
+    assert [r.status for r in recorder.reports] == ["running"] * 5 + ["failed"]
 
 
 def activity_error(cause: BaseException, retry_state: RetryState) -> ActivityError:

@@ -20,7 +20,7 @@ class AppActivities:
         callback_url = await self._kit.callback_url(input.task)
         create = self._client.create(input.request.prompt, input.idempotency_key, callback_url)
         job_id = await self._kit.call(create)
-        return await self._kit.submitted(input.task, job_id, input.poll or self._poll)
+        return await self._kit.submitted(input, job_id, input.poll or self._poll)
 
     @activity.defn(name=NAMES.query)
     async def query(self, input: JobRef) -> ProviderJob:

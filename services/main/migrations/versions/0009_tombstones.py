@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_tombstones"
-down_revision = "0006_task_priority"
+down_revision = "0008_timeline"
 
 FINISHED = sa.text("status IN ('succeeded', 'failed', 'cancelled')")
 
