@@ -22,8 +22,9 @@ from .body_limits import max_json_bytes
 from .callback_tokens import accepts
 from .kit import InputError, IntegrationApi, ProviderCallback, TaskAction, TaskHandle
 from .schemas import TaskRead
-from .service import TaskService
+from .service import TaskService, WebhookOptions
 from .settings import MainSettings
+from .store import WEBHOOK_EVENTS
 
 
 class CallbackAck(msgspec.Struct, frozen=True):
@@ -48,8 +49,28 @@ TaskPriority = Annotated[
         "how urgent a priority a user may give is a setting of main's",
     ),
 ]
+WebhookUrl = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=2048,
+        description="where signed webhooks of this task go (Standard Webhooks); https to a public address, unless "
+        "main's MAIN_WEBHOOK_* settings allow more",
+    ),
+]
+WebhookEvents = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=16)]],
+    msgspec.Meta(
+        max_length=len(WEBHOOK_EVENTS),
+        description=f"which changes send a webhook, of {list(WEBHOOK_EVENTS)} (default ['completed']); needs "
+        "webhook_url",
+    ),
+]
 # What every create body takes beside the integration's own request fields.
-CREATE_OPTIONS: list[tuple[str, Any, Any]] = [("priority", TaskPriority, DEFAULT_PRIORITY)]
+CREATE_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("priority", TaskPriority, DEFAULT_PRIORITY),
+    ("webhook_url", WebhookUrl | None, None),
+    ("webhook_events", WebhookEvents | None, None),
+]
 
 
 def create_body_type(request_type: type[Any]) -> type[msgspec.Struct]:
@@ -63,11 +84,11 @@ def create_body_type(request_type: type[Any]) -> type[msgspec.Struct]:
     )
 
 
-def split_create_body(body: Any, request_type: type[Any]) -> tuple[Any, int]:
-    """The integration's request and main's priority from a create body."""
+def split_create_body(body: Any, request_type: type[Any]) -> tuple[Any, int, WebhookOptions]:
+    """The integration's request, main's priority and the webhook from a create body."""
     request = request_type(**{name: getattr(body, name) for name in request_type.__struct_fields__})
     priority: int = body.priority
-    return request, priority
+    return request, priority, WebhookOptions(body.webhook_url, body.webhook_events)
 
 
 def create_body_limit(body_type: type[Any], settings: MainSettings) -> int:
@@ -99,9 +120,9 @@ def integration_router(integration: Integration, api: IntegrationApi[Any], setti
     ) -> Response[TaskRead]:
         user = current_user(request)
         await tasks.take_request(api_key_id(request))
-        task_request, priority = split_create_body(data, api.request_type)
+        task_request, priority, webhook = split_create_body(data, api.request_type)
         try:
-            record, _ = await tasks.create(user, integration, api, task_request, idempotency_key, priority)
+            record, _ = await tasks.create(user, integration, api, task_request, idempotency_key, priority, webhook)
         except InputError as exc:
             raise ApiError(422, "invalid_input", f"invalid request: {exc}", details={"field": exc.field}) from exc
         return Response(tasks.read(record), status_code=202, headers={"Location": f"/api/tasks/{record.id}"})

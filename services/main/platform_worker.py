@@ -9,20 +9,28 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client
 from temporalio.worker import Worker
+
+from services.shared.settings import TemporalSettings
+from services.shared.temporal import connect
 
 log = logging.getLogger("main.platform_worker")
 
 PLATFORM_TASK_QUEUE = "platform"
+# What a running activity gets to finish when main stops (a webhook attempt is bounded well below a minute; one cut
+# short is tried again, under the same webhook-id).
+GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 # Between attempts to reach Temporal when main started before it.
 RETRY_SECONDS = 2.0
 
 
 class PlatformWorker:
-    def __init__(self, temporal: Client, workflows: Sequence[type], activities: Sequence[Callable[..., Any]]) -> None:
+    def __init__(
+        self, temporal: TemporalSettings, workflows: Sequence[type], activities: Sequence[Callable[..., Any]]
+    ) -> None:
         self._temporal = temporal
         self._workflows = list(workflows)
         self._activities = list(activities)
@@ -30,9 +38,6 @@ class PlatformWorker:
         self._worker: Worker | None = None
 
     def start(self) -> None:
-        if not self._workflows and not self._activities:
-            # Nothing to serve: no poller at all.
-            return
         self._task = asyncio.create_task(self._run(), name="platform-worker")
 
     async def stop(self) -> None:
@@ -45,23 +50,24 @@ class PlatformWorker:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        # main's client is lazy (main serves while Temporal comes up); a worker needs a connected one.
+        # A client of its own: main's is lazy (main serves while Temporal comes up), and a worker needs a connected one.
         while True:
             try:
-                await self._temporal.service_client.check_health()
+                client = await connect(self._temporal)
                 break
             except Exception as exc:
                 log.info("platform worker waits for Temporal: %r", exc)
                 await asyncio.sleep(RETRY_SECONDS)
         while True:
-            self._worker = Worker(
-                self._temporal,
-                task_queue=PLATFORM_TASK_QUEUE,
-                workflows=self._workflows,
-                activities=self._activities,
-            )
-            log.info("platform worker serving task queue %s", PLATFORM_TASK_QUEUE)
             try:
+                self._worker = Worker(
+                    client,
+                    task_queue=PLATFORM_TASK_QUEUE,
+                    workflows=self._workflows,
+                    activities=self._activities,
+                    graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                )
+                log.info("platform worker serving task queue %s", PLATFORM_TASK_QUEUE)
                 await self._worker.run()
                 return
             except Exception as exc:

@@ -9,7 +9,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from services.shared.discovery import Integration
 from services.shared.events import TaskEvent
+from services.shared.outbound import OutboundError
 from services.shared.storage import ObjectStore
 from services.shared.tasks import (
     DEFAULT_PRIORITY,
@@ -45,10 +46,31 @@ from .callback_tokens import callback_token
 from .errors import ApiError, not_found, temporal_unreachable
 from .kit import IntegrationApi, NewTask
 from .relay import OutboxRelay
-from .schemas import ActiveTasks, Limits, ObjectRead, OutputRead, RequestRate, TaskRead
+from .schemas import (
+    ActiveTasks,
+    Limits,
+    ObjectRead,
+    OutputRead,
+    RequestRate,
+    TaskRead,
+    WebhookDeliveryRead,
+    WebhookSecretRead,
+)
 from .settings import MainSettings
 from .stalls import execution_timeout, is_stalled, last_task_failure
-from .store import Bucket, OutboxEvent, StoreConflictError, TaskRecord, TaskStore, TooManyActiveTasksError
+from .store import (
+    WEBHOOK_EVENTS,
+    Bucket,
+    OutboxEvent,
+    SigningSecrets,
+    StoreConflictError,
+    TaskRecord,
+    TaskStore,
+    TooManyActiveTasksError,
+    WebhookEvent,
+)
+from .webhooks.signing import new_secret
+from .webhooks.starter import DeliveryStarter
 
 log = logging.getLogger("main.tasks")
 
@@ -65,12 +87,21 @@ class StartFailedError(Exception):
         self.may_have_reached = may_have_reached
 
 
-def request_digest(input_json: Any, priority: int) -> str:
-    """What an ``Idempotency-Key`` is bound to: the request and its priority. The default priority adds nothing, so
-    tasks created before priorities existed keep their digest."""
+class WebhookOptions(msgspec.Struct, frozen=True):
+    """A create's ``webhook_url`` and ``webhook_events`` as the client sent them (None: not sent)."""
+
+    url: str | None = None
+    events: list[str] | None = None
+
+
+def request_digest(input_json: Any, priority: int, webhook_url: str | None = None, events: Sequence[str] = ()) -> str:
+    """What an ``Idempotency-Key`` is bound to: the request, its priority and its webhook. The default priority and
+    no webhook add nothing, so tasks created before those existed keep their digest."""
     encoded = msgspec.json.encode(input_json, order="sorted")
     if priority != DEFAULT_PRIORITY:
         encoded += b"\npriority=%d" % priority
+    if webhook_url is not None:
+        encoded += b"\nwebhook=" + msgspec.json.encode([webhook_url, *events])
     return hashlib.sha256(encoded).hexdigest()
 
 
@@ -83,8 +114,11 @@ class TaskService:
         relay: OutboxRelay,
         objects: ObjectStore,
         integrations: Mapping[str, tuple[Integration, IntegrationApi[Any]]] | None = None,
+        deliveries: DeliveryStarter | None = None,
     ) -> None:
         self.settings = settings
+        # Starts the workflows of the webhook deliveries that applied changes are due to send.
+        self.deliveries = deliveries
         # The integrations main serves, by name: how the reconciler starts a stored task.
         self.integrations = dict(integrations or {})
         self.store = store
@@ -104,7 +138,9 @@ class TaskService:
         request: Any,
         idempotency_key: str | None,
         priority: int = DEFAULT_PRIORITY,
+        webhook: WebhookOptions | None = None,
     ) -> tuple[TaskRecord, bool]:
+        webhook_url, webhook_events = self._webhook(webhook or WebhookOptions())
         highest = self.settings.highest_priority_for(owner)
         if priority < highest:
             raise ApiError(
@@ -116,7 +152,7 @@ class TaskService:
         if api.check is not None:
             api.check(request)
         input_json = msgspec.to_builtins(request)
-        digest = request_digest(input_json, priority)
+        digest = request_digest(input_json, priority, webhook_url, webhook_events)
         try:
             record, created = await self.store.create(
                 integration=integration.name,
@@ -127,6 +163,8 @@ class TaskService:
                 priority=priority,
                 event=self._event,
                 max_active=self.settings.max_active_tasks_for(owner),
+                webhook_url=webhook_url,
+                webhook_events=webhook_events,
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
@@ -165,6 +203,24 @@ class TaskService:
             raise ApiError(503, "temporal_unavailable", "could not start the task; try again", True) from exc
         self.relay.wake()
         return record, True
+
+    def _webhook(self, options: WebhookOptions) -> tuple[str | None, tuple[WebhookEvent, ...]]:
+        """The webhook URL and events of a create, checked: the URL by the webhook outbound rules, the events against
+        those there are (``completed`` when none are given). 422 naming the field otherwise."""
+        if options.url is None:
+            if options.events is not None:
+                raise _webhook_error("webhook_events", "needs a webhook_url to be sent to")
+            return None, ()
+        try:
+            self.settings.webhooks.outbound.check_destination(options.url)
+        except OutboundError as exc:
+            raise _webhook_error("webhook_url", exc.message) from None
+        chosen = ["completed"] if options.events is None else options.events
+        unknown = sorted(set(chosen) - set(WEBHOOK_EVENTS))
+        if unknown or not chosen:
+            problem = f"unknown events {unknown}" if unknown else "at least one event is needed"
+            raise _webhook_error("webhook_events", f"{problem}; the events are {list(WEBHOOK_EVENTS)}")
+        return options.url, tuple(e for e in WEBHOOK_EVENTS if e in chosen)
 
     async def start(self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any) -> bool:
         """Start the task's workflow, at the task's priority: up to MAIN_START_ATTEMPTS attempts of at most
@@ -393,6 +449,8 @@ class TaskService:
             raise not_found(f"task {task_id}") from None
         if outcome.applied:
             self.relay.wake()
+            if self.deliveries is not None:
+                self.deliveries.wake()
         return outcome, record
 
     async def cancel(self, owner: str, task_id: str) -> TaskRecord:
@@ -410,6 +468,22 @@ class TaskService:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(handle.result(), self.settings.sync_timeout_seconds)
         return await self.sync(record)
+
+    # -- webhook secrets ------------------------------------------------------------------------------
+
+    async def webhook_secret(self, owner: str) -> WebhookSecretRead:
+        """The owner's signing secret, made on first use."""
+        return self._secret_read(await self.store.signing_secrets(owner, new_secret()))
+
+    async def rotate_webhook_secret(self, owner: str) -> WebhookSecretRead:
+        overlap = timedelta(seconds=self.settings.webhooks.secret_overlap_seconds)
+        return self._secret_read(await self.store.rotate_signing_secret(owner, new_secret(), overlap))
+
+    @staticmethod
+    def _secret_read(secrets: SigningSecrets) -> WebhookSecretRead:
+        now = datetime.now(UTC)
+        signs = secrets.previous_until is not None and secrets.previous_until > now
+        return WebhookSecretRead(secrets.secret, secrets.created_at, secrets.previous_until if signs else None)
 
     # -- present --------------------------------------------------------------------------------------
 
@@ -435,6 +509,10 @@ class TaskService:
                 "integration": f"/api/integrations/{record.integration}/tasks/{record.id}",
                 "temporal_ui": f"{temporal.ui_url}/namespaces/{temporal.namespace}/workflows/{workflow_id}",
             },
+            webhooks=[
+                WebhookDeliveryRead(d.event, d.status, d.attempts, d.last_error, d.delivered_at)
+                for d in record.webhooks
+            ],
         )
 
     def _output(self, result: TaskResult) -> OutputRead:
@@ -476,6 +554,10 @@ class TaskService:
 
     def _deleted_event(self, record: TaskRecord, _: dict[str, Any]) -> OutboxEvent:
         return self._event(msgspec.structs.replace(record, version=record.version + 1), {}, "task.deleted")
+
+
+def _webhook_error(field: str, problem: str) -> ApiError:
+    return ApiError(422, "invalid_webhook", f"{field}: {problem}", details={"field": field})
 
 
 async def _termination_reason(handle: WorkflowHandle[Any, Any]) -> str:

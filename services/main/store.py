@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 import msgspec
 import sqlalchemy as sa
@@ -53,6 +53,9 @@ tasks_table = sa.Table(
     sa.Column("request_digest", sa.String(64), nullable=True),
     # NULL for tasks created before the column existed: they have the default priority.
     sa.Column("priority", sa.SmallInteger, nullable=True),
+    # Where the task's webhooks go (NULL: none), and for which events (comma-separated).
+    sa.Column("webhook_url", sa.String(2048), nullable=True),
+    sa.Column("webhook_events", sa.String(64), nullable=True),
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -102,6 +105,39 @@ leases_table = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("holder", sa.String(64), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+# One row per webhook a task's change is due to send; written in the transaction of the change (and its outbox event).
+deliveries_table = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("task_id", sa.String(36), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.String(512), nullable=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    # False until its workflow was started (services/main/webhooks/starter.py).
+    sa.Column("workflow_started", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_webhook_deliveries_task", "task_id", "created_at"),
+    sa.Index(
+        "ix_webhook_deliveries_unstarted",
+        "created_at",
+        postgresql_where=sa.text("NOT workflow_started"),
+        sqlite_where=sa.text("NOT workflow_started"),
+    ),
+)
+# Each user's webhook signing secret, and the one it replaced while that still signs.
+webhook_secrets_table = sa.Table(
+    "webhook_secrets",
+    metadata,
+    sa.Column("owner", sa.String(128), primary_key=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("previous_secret", sa.String(128), nullable=True),
+    sa.Column("previous_until", sa.DateTime(timezone=True), nullable=True),
 )
 # Any constant shared by every main process: the key of the PostgreSQL advisory lock one relay holds at a time.
 RELAY_LOCK_KEY = 0x6D61696E0002
@@ -178,6 +214,29 @@ _QUEUED_BEFORE = (
     .limit(sa.bindparam("limit"))
 )
 _EXISTING = sa.select(tasks_table.c.id).where(tasks_table.c.id.in_(sa.bindparam("ids", expanding=True)))
+_DELIVERY_INSERT = deliveries_table.insert()
+_DELIVERIES_OF = (
+    sa.select(deliveries_table)
+    .where(deliveries_table.c.task_id.in_(sa.bindparam("task_ids", expanding=True)))
+    .order_by(deliveries_table.c.created_at, deliveries_table.c.id)
+)
+_DELIVERY = sa.select(deliveries_table).where(deliveries_table.c.id == sa.bindparam("delivery_id"))
+_UNSTARTED = (
+    sa.select(deliveries_table.c.id)
+    .where(sa.not_(deliveries_table.c.workflow_started))
+    .order_by(deliveries_table.c.created_at)
+    .limit(sa.bindparam("limit"))
+)
+_STARTED = (
+    deliveries_table.update()
+    .where(deliveries_table.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(workflow_started=True)
+)
+# A delivery that ended stays as it ended.
+_DELIVERY_UPDATE = deliveries_table.update().where(
+    deliveries_table.c.id == sa.bindparam("delivery_id"), deliveries_table.c.status == "pending"
+)
+_SECRET = sa.select(webhook_secrets_table).where(webhook_secrets_table.c.owner == sa.bindparam("for_owner"))
 # Marking an event sent and pruning it are one statement: a sent event has no reason to stay.
 _SENT = outbox_table.delete().where(outbox_table.c.seq.in_(sa.bindparam("seqs", expanding=True)))
 
@@ -199,6 +258,43 @@ class TaskRecord(msgspec.Struct, frozen=True):
     version: int
     created_at: datetime
     updated_at: datetime
+    # Where its webhooks go (None: nowhere), for which events, and the deliveries so far (read with the task when it
+    # has a webhook URL).
+    webhook_url: str | None = None
+    webhook_events: tuple[WebhookEvent, ...] = ()
+    webhooks: tuple[DeliveryRecord, ...] = ()
+
+
+WebhookEvent = Literal["started", "completed", "progress"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
+# pending: not delivered yet, attempts go on; delivered: a 2xx answer; gone: the receiver answered 410, nothing more
+# is sent; failed: every attempt failed; dropped: the task no longer exists, nothing was sent.
+DeliveryStatus = Literal["pending", "delivered", "gone", "failed", "dropped"]
+
+
+class DeliveryRecord(msgspec.Struct, frozen=True):
+    id: str
+    task_id: str
+    event: WebhookEvent
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class SigningSecrets(msgspec.Struct, frozen=True):
+    """A user's webhook secret, and the previous one with the moment it stops signing (after a rotation)."""
+
+    secret: str
+    created_at: datetime
+    previous: str | None
+    previous_until: datetime | None
+
+    def signing(self, now: datetime) -> list[str]:
+        """The secrets that sign a message sent at ``now``: the current one first."""
+        keep = self.previous is not None and self.previous_until is not None and self.previous_until > now
+        return [self.secret, self.previous] if keep and self.previous else [self.secret]
 
 
 class StoreConflictError(Exception):
@@ -273,7 +369,43 @@ def _record(row: sa.Row[Any]) -> TaskRecord:
         version=m["version"],
         created_at=_aware(m["created_at"]),
         updated_at=_aware(m["updated_at"]),
+        webhook_url=m["webhook_url"],
+        webhook_events=_events(m["webhook_events"]),
     )
+
+
+def _events(raw: str | None) -> tuple[WebhookEvent, ...]:
+    return tuple(e for e in WEBHOOK_EVENTS if e in (raw or "").split(","))
+
+
+def _delivery(row: sa.Row[Any]) -> DeliveryRecord:
+    m = row._mapping
+    return DeliveryRecord(
+        id=m["id"],
+        task_id=m["task_id"],
+        event=m["event"],
+        status=m["status"],
+        attempts=m["attempts"],
+        last_error=m["last_error"],
+        delivered_at=_aware(m["delivered_at"]) if m["delivered_at"] else None,
+        created_at=_aware(m["created_at"]),
+    )
+
+
+def webhooks_due(record: TaskRecord, changes: dict[str, Any]) -> list[WebhookEvent]:
+    """The webhook events an applied change sends, of those the task asked for: ``started`` when it becomes running,
+    ``completed`` when it ends, ``progress`` when its progress moves while it runs."""
+    if record.webhook_url is None:
+        return []
+    due: list[WebhookEvent] = []
+    status = changes.get("status")
+    if status == "running":
+        due.append("started")
+    if "progress" in changes and record.status == "running":
+        due.append("progress")
+    if status is not None and is_terminal(status):
+        due.append("completed")
+    return [event for event in due if event in record.webhook_events]
 
 
 def decide(record: TaskRecord, report: TaskReport) -> tuple[dict[str, Any], str]:
@@ -378,11 +510,14 @@ class TaskStore:
         priority: int,
         event: EventOf,
         max_active: int | None = None,
+        webhook_url: str | None = None,
+        webhook_events: Sequence[WebhookEvent] = (),
     ) -> tuple[TaskRecord, bool]:
         """Insert a queued task and its first event; with an idempotency key already used, return that task (and
         ``False``). The task counts against its owner's active tasks; with ``max_active`` of them already, nothing
         is inserted (TooManyActiveTasksError)."""
         now = _now()
+        events = tuple(webhook_events) if webhook_url else ()
         values = {
             "id": str(uuid.uuid4()),
             "integration": integration,
@@ -396,6 +531,8 @@ class TaskStore:
             "version": 0,
             "created_at": now,
             "updated_at": now,
+            "webhook_url": webhook_url,
+            "webhook_events": ",".join(events) if webhook_url else None,
         }
         record = TaskRecord(
             id=str(values["id"]),
@@ -413,6 +550,8 @@ class TaskStore:
             version=0,
             created_at=now,
             updated_at=now,
+            webhook_url=webhook_url,
+            webhook_events=events,
         )
         try:
             async with self._write() as conn:
@@ -468,12 +607,12 @@ class TaskStore:
         )
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return _record(row) if row else None
+            return (await _with_webhooks(conn, [_record(row)]))[0] if row else None
 
     async def get(self, task_id: str) -> TaskRecord | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(_BY_ID, {"task_id": task_id})).first()
-        return _record(row) if row else None
+            return (await _with_webhooks(conn, [_record(row)]))[0] if row else None
 
     async def delete(self, task_id: str, event: EventOf) -> None:
         """Remove a task, with an event saying so: clients may already have heard of it."""
@@ -535,7 +674,8 @@ class TaskStore:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
             total = (await conn.execute(count)).scalar_one()
-        return [_record(r) for r in rows], int(total)
+            records = await _with_webhooks(conn, [_record(r) for r in rows])
+        return records, int(total)
 
     async def apply_report(
         self, task_id: str, report: TaskReport, event: EventOf
@@ -552,6 +692,7 @@ class TaskStore:
                 record = _record(row)
                 changes, reason = decide(record, report)
                 if not changes:
+                    [record] = await _with_webhooks(conn, [record])
                     return ReportOutcome(applied=False, status=record.status, reason=reason), record, {}
                 values: dict[str, Any] = {"version": record.version + 1, "updated_at": _now()}
                 for field, value in changes.items():
@@ -565,9 +706,93 @@ class TaskStore:
                     await _enqueue(conn, current, event(current, changes))
                     if is_terminal(current.status):
                         await conn.execute(_RELEASE_ACTIVE, {"for_owner": current.owner})
+                    due = webhooks_due(current, changes)
+                    if due:
+                        await conn.execute(
+                            _DELIVERY_INSERT, [_new_delivery(current.id, e, values["updated_at"]) for e in due]
+                        )
+                    [current] = await _with_webhooks(conn, [current])
                     return ReportOutcome(applied=True, status=current.status), current, changes
             # Another writer changed the task between our read and write (PostgreSQL, read committed): decide
             # again on fresh state.
+
+    # -- webhooks -------------------------------------------------------------------------------------
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_DELIVERY, {"delivery_id": delivery_id})).first()
+        return _delivery(row) if row else None
+
+    async def unstarted_deliveries(self, limit: int) -> tuple[str, ...]:
+        """The oldest deliveries whose workflow was not started yet."""
+        async with self.engine.connect() as conn:
+            return tuple(row[0] for row in await conn.execute(_UNSTARTED, {"limit": limit}))
+
+    async def mark_deliveries_started(self, ids: Sequence[str]) -> None:
+        if ids:
+            async with self._write() as conn:
+                await conn.execute(_STARTED, {"ids": list(ids)})
+
+    async def record_attempt(
+        self, delivery_id: str, status: DeliveryStatus, error: str | None, delivered_at: datetime | None = None
+    ) -> None:
+        """Count an attempt of a pending delivery, and how it ended."""
+        values = {"status": status, "last_error": error, "delivered_at": delivered_at, "updated_at": _now()}
+        async with self._write() as conn:
+            await conn.execute(
+                _DELIVERY_UPDATE.values(attempts=deliveries_table.c.attempts + 1),
+                {**values, "delivery_id": delivery_id},
+            )
+
+    async def end_delivery(self, delivery_id: str, status: DeliveryStatus, error: str | None) -> None:
+        """End a pending delivery without another attempt (every attempt failed; the task no longer exists)."""
+        values: dict[str, Any] = {"status": status, "updated_at": _now()}
+        if error is not None:
+            values["last_error"] = error
+        async with self._write() as conn:
+            await conn.execute(_DELIVERY_UPDATE.values(**values), {"delivery_id": delivery_id})
+
+    async def signing_secrets(self, owner: str, fresh: str) -> SigningSecrets:
+        """The owner's webhook secrets; ``fresh`` becomes the secret of an owner who has none yet."""
+        row = await self._secret_row(owner)
+        if row is None:
+            async with self._write() as conn:
+                await _insert_absent(
+                    conn, webhook_secrets_table, {"owner": owner, "secret": fresh, "created_at": _now()}
+                )
+            row = await self._secret_row(owner)
+            assert row is not None
+        return row
+
+    async def rotate_signing_secret(self, owner: str, fresh: str, overlap: timedelta) -> SigningSecrets:
+        """Make ``fresh`` the owner's secret; the one it replaces signs for ``overlap`` more."""
+        now = _now()
+        async with self._write() as conn:
+            row = (await conn.execute(_SECRET, {"for_owner": owner})).first()
+            if row is None:
+                await conn.execute(webhook_secrets_table.insert().values(owner=owner, secret=fresh, created_at=now))
+            else:
+                await conn.execute(
+                    webhook_secrets_table.update()
+                    .where(webhook_secrets_table.c.owner == owner)
+                    .values(secret=fresh, created_at=now, previous_secret=row.secret, previous_until=now + overlap)
+                )
+        rotated = await self._secret_row(owner)
+        assert rotated is not None
+        return rotated
+
+    async def _secret_row(self, owner: str) -> SigningSecrets | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_SECRET, {"for_owner": owner})).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return SigningSecrets(
+            secret=m["secret"],
+            created_at=_aware(m["created_at"]),
+            previous=m["previous_secret"],
+            previous_until=_aware(m["previous_until"]) if m["previous_until"] else None,
+        )
 
     # -- outbox ---------------------------------------------------------------------------------------
 
@@ -639,6 +864,30 @@ async def _enqueue(conn: AsyncConnection, record: TaskRecord, event: OutboxEvent
             "created_at": _now(),
         },
     )
+
+
+def _new_delivery(task_id: str, event: WebhookEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "task_id": task_id,
+        "event": event,
+        "status": "pending",
+        "attempts": 0,
+        "workflow_started": False,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _with_webhooks(conn: AsyncConnection, records: list[TaskRecord]) -> list[TaskRecord]:
+    """``records`` with their deliveries; one query for those that have a webhook URL, none for the others."""
+    ids = [r.id for r in records if r.webhook_url is not None]
+    if not ids:
+        return records
+    found: dict[str, list[DeliveryRecord]] = {}
+    for row in await conn.execute(_DELIVERIES_OF, {"task_ids": ids}):
+        found.setdefault(row.task_id, []).append(_delivery(row))
+    return [msgspec.structs.replace(r, webhooks=tuple(found.get(r.id, ()))) if r.id in found else r for r in records]
 
 
 def _outbox_rows(rows: Sequence[Any]) -> list[OutboxRow]:

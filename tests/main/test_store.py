@@ -394,7 +394,8 @@ async def test_a_store_from_before_migrations_keeps_its_tasks(database_url: str)
             await conn.run_sync(lambda sync: old_table.create(sync))
             # An index and a column of later migrations, which that code did not create.
             await conn.execute(sa.text("DROP INDEX ix_tasks_queued"))
-            await conn.execute(sa.text("ALTER TABLE tasks DROP COLUMN priority"))
+            for later in ("priority", "webhook_url", "webhook_events"):
+                await conn.execute(sa.text(f"ALTER TABLE tasks DROP COLUMN {later}"))
             await conn.execute(old_table.insert(), row)
         await store.migrate()
         old = await store.get("old-task")
