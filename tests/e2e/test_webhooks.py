@@ -11,15 +11,21 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from deploy.local import LocalStack
+from services.main.settings import MainSettings, database_url
+from services.main.store import OutboxEvent, TaskRecord, TaskStore
 from services.main.webhooks.inputs import delivery_workflow_id
+from services.shared.events import TaskEvent
+from services.shared.settings import Env
 from tests.stack import Api, Launcher, MainProcess, wait_for
 
 pytestmark = pytest.mark.integration
@@ -220,6 +226,50 @@ async def test_410_stops_the_deliveries(
         assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
     # Their workflows are over: nothing will try again.
     assert len(receiver.requests) == 2
+
+
+def deleted(record: TaskRecord, _: dict[str, Any]) -> OutboxEvent:
+    """The event main writes when it removes a task."""
+    event = TaskEvent(
+        id=str(uuid.uuid4()),
+        task_id=record.id,
+        integration=record.integration,
+        status=record.status,
+        changes={},
+        timestamp=datetime.now(UTC).isoformat(),
+        version=record.version + 1,
+        event="task.deleted",
+    )
+    return OutboxEvent(event.id, msgspec.json.encode(event))
+
+
+async def test_the_deliveries_of_a_task_that_no_longer_exists_end_without_sending(
+    stack: LocalStack,
+    worker_env: dict[str, str],
+    echo_worker: Launcher,
+    alice: Api,
+    receiver: Receiver,
+    temporal: Client,
+) -> None:
+    """A task removed from the store (as main removes one whose workflow never started; deletion reads the same):
+    its pending delivery's next attempt sends nothing and ends it ``dropped``."""
+    receiver.answers = [500] * 1000
+    task = await create(alice, receiver, None)
+    await wait_for(lambda: _true(len(receiver.requests) >= 1), 30, "a first, failed attempt")
+    store = TaskStore.from_url(database_url(Env(worker_env), MainSettings.database_url))
+    try:
+        await store.delete(task["id"], deleted)
+        assert (await alice.http.get(f"/api/tasks/{task['id']}")).status_code == 404
+        [message_id] = set(receiver.requests)
+        handle = temporal.get_workflow_handle(delivery_workflow_id(message_id))
+        assert await handle.result() == "dropped"
+        tried = len(receiver.requests)
+        delivery = await store.delivery(message_id)
+        assert delivery is not None and (delivery.status, delivery.attempts) == ("dropped", tried)
+        assert delivery.last_error == "the task no longer exists"
+    finally:
+        await store.close()
+    assert receiver.accepted == []
 
 
 async def test_urls_outside_the_rules_and_bad_events_are_refused_at_create(
