@@ -13,6 +13,7 @@ from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
 from tests.docker_fixtures import docker_images  # noqa: F401 - a fixture, shared by the -m docker tests
 from tests.stack import STORES, USERS, Api, Launcher, free_port, running_stack, state_base
+from tests.webhook_receiver import webhook_env
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,19 +43,6 @@ def webhook_port() -> int:
     """The port of the tests' webhook receiver (tests/e2e/test_webhooks.py): the one address besides public https
     ones the session's main delivers webhooks to."""
     return free_port()
-
-
-def webhook_env(port: int) -> dict[str, str]:
-    """main's webhook settings in the session's stack: plain http to the tests' receiver, and a retry schedule of
-    seconds (0.3 s doubling to at most 1.5 s, 40 attempts: about a minute)."""
-    return {
-        "MAIN_WEBHOOK_ALLOW_HTTP": "true",
-        "MAIN_WEBHOOK_ALLOWED_HOSTS": f"127.0.0.1:{port}",
-        "MAIN_WEBHOOK_RETRY_INITIAL_SECONDS": "0.3",
-        "MAIN_WEBHOOK_RETRY_MAX_SECONDS": "1.5",
-        "MAIN_WEBHOOK_MAX_ATTEMPTS": "40",
-        "MAIN_WEBHOOK_START_POLL_MS": "200",
-    }
 
 
 @pytest.fixture(scope="session")

@@ -5,19 +5,14 @@ deliveries; URLs outside the outbound rules are refused at create; a rotated sec
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from deploy.local import LocalStack
@@ -27,78 +22,9 @@ from services.main.webhooks.inputs import delivery_workflow_id
 from services.shared.events import TaskEvent
 from services.shared.settings import Env
 from tests.stack import Api, Launcher, MainProcess, wait_for
+from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Delivery:
-    """A request the receiver accepted (2xx) after it verified: its webhook id, event and body."""
-
-    message_id: str
-    event: str
-    task: dict[str, Any]
-    signatures: int
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver on 127.0.0.1:``port``: it answers each request with the next of ``answers`` (200 when none
-    are left, for every path but ``/gone``, which always answers 410) and keeps what it accepted after verifying it
-    with ``secrets`` (any of them). ``requests``: every request's webhook id, in order."""
-
-    port: int
-    secrets: list[str] = field(default_factory=list)
-    answers: list[int] = field(default_factory=list)
-    accepted: list[Delivery] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    _server: asyncio.Server | None = None
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    def of(self, task_id: str) -> list[Delivery]:
-        return [d for d in self.accepted if d.task["id"] == task_id]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode()
-            request_line, *lines = head.split("\r\n")
-            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            path = request_line.split(" ")[1]
-            self.requests.append(headers.get("webhook-id", ""))
-            status = 410 if path == "/gone" else (self.answers.pop(0) if self.answers else 200)
-            if 200 <= status < 300:
-                status = self._accept(headers, body)
-            writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode())
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    def _accept(self, headers: dict[str, str], body: bytes) -> int:
-        for secret in self.secrets:
-            with contextlib.suppress(WebhookVerificationError):
-                Webhook(secret).verify(body, headers, json_parse=False)
-                break
-        else:
-            self.refused.append(headers.get("webhook-id", ""))
-            return 401
-        signatures = len(headers["webhook-signature"].split(" "))
-        self.accepted.append(Delivery(headers["webhook-id"], headers["webhook-event"], json.loads(body), signatures))
-        return 204
 
 
 @pytest.fixture
