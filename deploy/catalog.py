@@ -214,6 +214,10 @@ class Temporal(Middleware):
             ports=(p.temporal, p.temporal_ui, p.temporal_http, p.temporal_metrics),
             main_port=p.temporal,
             ready=lambda: temporal_health(TemporalSettings(address=ctx.temporal_address)),
+            # The dev server picks free ports for its internal services itself and binds them later; when another
+            # process took one meanwhile, it panics right after its frontend answers. Another start picks anew.
+            start_attempts=3,
+            settle_seconds=1.0,
         )
 
     def local_app_env(self, ctx: LocalContext) -> dict[str, str]:

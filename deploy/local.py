@@ -47,6 +47,10 @@ GROUPS: dict[str, Kind] = {"middleware": "middleware", "services": "service", "w
 STACK_FILE = "stack.json"
 
 
+class _ExitedWhileStartingError(DeployError):
+    """A process exited before it was ready."""
+
+
 @dataclass(frozen=True)
 class ComponentStatus:
     name: str
@@ -302,7 +306,7 @@ class LocalStack:
                         self._spawn(spec)
                         started.append(spec)
                     for spec in phase:
-                        self._wait_ready(spec)
+                        self._wait_started(spec)
                         if spec.after_start is not None:
                             spec.after_start()
             except BaseException:
@@ -373,6 +377,20 @@ class LocalStack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._pid_path(spec.name).write_text(record.to_json())
 
+    def _wait_started(self, spec: ProcessSpec) -> None:
+        """Wait until ``spec`` is ready; one that exits while starting is started again, up to its
+        ``start_attempts``."""
+        for attempt in range(1, spec.start_attempts + 1):
+            try:
+                self._wait_ready(spec)
+                return
+            except _ExitedWhileStartingError as exited:
+                if attempt == spec.start_attempts:
+                    raise DeployError(str(exited)) from None
+                self._say(f"{spec.name}: {exited}; starting it again ({attempt + 1}/{spec.start_attempts})")
+                self._pid_path(spec.name).unlink(missing_ok=True)
+                self._spawn(spec)
+
     def _wait_ready(self, spec: ProcessSpec) -> None:
         label = f"{spec.name} ({spec.main_port})" if spec.main_port else spec.name
         self._write(f"waiting for {label}... ")
@@ -383,12 +401,12 @@ class LocalStack:
         while True:
             if proc is not None and proc.poll() is not None:
                 self._write("exited\n")
-                raise DeployError(
+                raise _ExitedWhileStartingError(
                     f"{spec.name} exited with code {proc.returncode} while starting; "
                     f"last lines of {self.log_path(spec.name)}:\n{self.tail(spec.name, 20)}"
                 )
             health = spec.ready()
-            if health.ok:
+            if health.ok and self._settled(spec, proc):
                 self._write(f"ready in {time.monotonic() - began:.1f}s\n")
                 return
             if time.monotonic() >= deadline:
@@ -399,6 +417,17 @@ class LocalStack:
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+    @staticmethod
+    def _settled(spec: ProcessSpec, proc: subprocess.Popen[bytes] | None) -> bool:
+        """True unless the process exits within ``settle_seconds`` of answering (then the loop reports it)."""
+        if proc is None or spec.settle_seconds <= 0:
+            return True
+        try:
+            proc.wait(timeout=spec.settle_seconds)
+        except subprocess.TimeoutExpired:
+            return True
+        return False
 
     # --- status ------------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from .errors import DeployError, UsageError
@@ -15,8 +16,13 @@ from .errors import DeployError, UsageError
 HOST = "127.0.0.1"
 # SeaweedFS serves gRPC on every HTTP port + 10000; those must be free too.
 WEED_GRPC_OFFSET = 10000
-# The weed ports are picked below this, so that port + 10000 stays a valid port.
-_WEED_PORT_RANGE = (20000, 55000)
+# Free ports are picked at or above this, and below the kernel's range for the local ports of outgoing
+# connections: a port picked in that range could become some client's local port between the pick and the
+# server's bind (or while a stopped server's port waits to be bound again), which then fails.
+_LOWEST_PICKED = 10000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Without room below the kernel's range (or without /proc), the kernel picks (bind to port 0).
+_MIN_PICK_RANGE = 4000
 
 
 @dataclass(frozen=True)
@@ -98,9 +104,22 @@ def _bind(host: str, port: int) -> socket.socket | None:
     return s
 
 
+def _pick_range() -> tuple[int, int] | None:
+    """Where free ports are picked: [lowest, first port of the kernel's ephemeral range)."""
+    try:
+        first_ephemeral = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if first_ephemeral - _LOWEST_PICKED < _MIN_PICK_RANGE:
+        return None
+    return _LOWEST_PICKED, first_ephemeral
+
+
 def _reserve_any_port(host: str, held: list[socket.socket], taken: set[int]) -> int:
-    for _ in range(100):
-        s = _bind(host, 0)
+    picks = _pick_range()
+    rng = random.Random()
+    for _ in range(500):
+        s = _bind(host, rng.randrange(*picks) if picks else 0)
         if s is None:
             continue
         port = int(s.getsockname()[1])
@@ -113,10 +132,22 @@ def _reserve_any_port(host: str, held: list[socket.socket], taken: set[int]) -> 
     raise DeployError("could not find a free port")
 
 
+def free_port(host: str = HOST) -> int:
+    """One port nothing listens on right now, picked as :meth:`Ports.free` picks them, for one process to bind."""
+    held: list[socket.socket] = []
+    try:
+        return _reserve_any_port(host, held, set())
+    finally:
+        for s in held:
+            s.close()
+
+
 def _reserve_weed_port(host: str, held: list[socket.socket], taken: set[int]) -> int:
     rng = random.Random()
+    # port + 10000 must stay below the kernel's range too (or be a valid port, without one).
+    low, high = _pick_range() or (20000, 65536)
     for _ in range(500):
-        port = rng.randrange(*_WEED_PORT_RANGE)
+        port = rng.randrange(low, high - WEED_GRPC_OFFSET)
         if port in taken or port + WEED_GRPC_OFFSET in taken:
             continue
         first = _bind(host, port)

@@ -148,6 +148,10 @@ class ProcessSpec:
     # Runs after the process has stopped (e.g. remove sockets a killed process left behind).
     cleanup: Callable[[], None] | None = None
     ready_timeout: float = 60.0
+    # Starts tried before giving up on a process that exits while starting, and how long it must stay up once it
+    # answers its readiness check to count as started (a process may answer and then fail a later start step).
+    start_attempts: int = 1
+    settle_seconds: float = 0.0
     stop_timeout: float = 15.0
     # Sent to the process group to stop it.
     stop_signal: signal.Signals = signal.SIGTERM

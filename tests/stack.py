@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from deploy import config
 from deploy.local import LocalStack
-from deploy.ports import Ports
+from deploy.ports import Ports, free_port
 from deploy.spec import Shape
 from services.shared.settings import EventStreamSettings
 
@@ -90,14 +89,6 @@ def nats_settings(server: LocalStack, user: str, **settings: Any) -> EventStream
     return EventStreamSettings(
         user=user, password=server.secrets.nats_password(user), nats_url=server.service_env()["NATS_URL"], **settings
     )
-
-
-def free_port() -> int:
-    """A port nothing listens on right now, for one process a test starts."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_for(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str, interval: float = 0.05) -> T:

@@ -22,10 +22,11 @@ from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 
 from deploy.local import LocalStack
+from deploy.ports import free_port
 from services.shared import event_stream
 from services.shared.realtime_token import issue
 from services.shared.settings import EventStreamSettings, password_variable
-from tests.stack import free_port, nats_settings
+from tests.stack import nats_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REALTIME_SECRET = "test-realtime-secret-0123456789abcdef"

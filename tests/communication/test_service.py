@@ -21,9 +21,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from deploy.local import LocalStack
+from deploy.ports import free_port
 from services.shared import event_stream
 from services.shared.realtime_token import issue
-from tests.stack import exchange, free_port, wait_for
+from tests.stack import exchange, wait_for
 
 from .conftest import REALTIME_SECRET, Events, Service, open_stream, run_service
 

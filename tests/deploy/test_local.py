@@ -19,10 +19,10 @@ from deploy.docker import DockerStack
 from deploy.errors import DeployError, UsageError
 from deploy.local import LocalStack
 from deploy.nats_auth import authorization
-from deploy.ports import WEED_GRPC_OFFSET, Ports, parse_port_overrides, port_is_free
+from deploy.ports import WEED_GRPC_OFFSET, Ports, free_port, parse_port_overrides, port_is_free
 from deploy.process import PidRecord, StateLock, is_running, start_ticks
 from deploy.services import local_environment
-from deploy.spec import LocalContext
+from deploy.spec import Health, LocalContext, ProcessSpec
 from services.shared.event_stream import PUBLISHER, READER
 from services.shared.settings import Env
 
@@ -337,3 +337,65 @@ def test_docker_status_reads_compose_ps(tmp_path: Path, monkeypatch: pytest.Monk
     assert statuses["create-bucket"].ok and statuses["create-bucket"].detail == "completed"
     assert not statuses["main"].ok and statuses["main"].detail == "exited with code 3"
     assert statuses["communication"].detail == "not created"
+
+
+# Fails its first ``FAILS`` starts (counted in a file), then serves: as the dev server does when it loses the race
+# for one of the internal ports it picks itself.
+FLAKY_SERVER = """
+import pathlib, socket, sys, time
+count = pathlib.Path(sys.argv[1])
+starts = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(starts))
+if starts <= int(sys.argv[3]):
+    sys.exit(3)
+with socket.create_server(("127.0.0.1", int(sys.argv[2]))) as server:
+    time.sleep(600)
+"""
+
+
+class FlakyTemporal(catalog.Temporal):
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+
+    def local_process(self, ctx: LocalContext) -> ProcessSpec:
+        port = ctx.ports.temporal
+        argv = (sys.executable, "-c", FLAKY_SERVER, str(ctx.state_dir / "starts"), str(port), str(self.fails))
+        return ProcessSpec(
+            name=self.name,
+            kind="middleware",
+            argv=argv,
+            env={},
+            ports=(port,),
+            main_port=port,
+            ready=lambda: Health(not port_is_free(port), "listening"),
+            start_attempts=3,
+            ready_timeout=10,
+        )
+
+
+def test_a_process_that_exits_while_starting_is_started_again(tmp_path: Path) -> None:
+    out = io.StringIO()
+    stack = LocalStack(
+        tmp_path, Ports.free(), components=["temporal"], middleware=["temporal"], replacing=[FlakyTemporal(2)], out=out
+    )
+    with stack:
+        assert [s.state for s in stack.status()] == ["running"]
+        assert (tmp_path / "starts").read_text() == "3"
+    assert "starting it again (3/3)" in out.getvalue()
+
+
+def test_a_process_that_keeps_exiting_fails_the_start_after_its_attempts(tmp_path: Path) -> None:
+    stack = LocalStack(
+        tmp_path, Ports.free(), components=["temporal"], middleware=["temporal"], replacing=[FlakyTemporal(3)]
+    )
+    with pytest.raises(DeployError, match="temporal exited with code 3 while starting"):
+        stack.up()
+    assert (tmp_path / "starts").read_text() == "3"
+    assert [s.state for s in stack.status()] == ["stopped"]
+
+
+def test_free_ports_are_below_the_kernels_range_for_outgoing_connections() -> None:
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = Ports.free()
+    weed = [getattr(ports, f) + WEED_GRPC_OFFSET for f in Ports.WEED_FIELDS]
+    assert all(p < first_ephemeral for p in [*ports.as_dict().values(), *weed, free_port()])

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.ports import free_port
 from services.shared.discovery import (
     DEFAULT_BLACKLIST,
     DiscoveryError,
@@ -19,7 +20,7 @@ from services.shared.discovery import (
 )
 from services.simulator.providers import stand_ins as simulator_stand_ins
 from tests.broken_examples import BROKEN_EXAMPLES, add_broken_examples, copy_with_broken_examples
-from tests.stack import Launcher, free_port
+from tests.stack import Launcher
 
 
 def make_integration(root: Path, folder: str, name: str | None = None, queue: str | None = None) -> Path:

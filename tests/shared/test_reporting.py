@@ -38,12 +38,14 @@ async def test_sequential_reports_reuse_one_connection(stack: LocalStack, alice:
     task_id = await new_task(alice)
     pool = links(stack, size=8)
     client = ReportClient(pool)
-    outcomes = [await client.report(task_id, TaskReport(status="running", progress=i / 10)) for i in range(10)]
+    # From 0.1: an echo worker serving the stack may have reported the task running (at 0.0) first.
+    progress = [(i + 1) / 10 for i in range(10)]
+    outcomes = [await client.report(task_id, TaskReport(status="running", progress=p)) for p in progress]
     await client.close()
     assert [o.status for o in outcomes] == ["running"] * 10
-    assert outcomes[0].applied
+    assert all(o.applied for o in outcomes)
     assert pool.connections_opened == 1
-    assert (await alice.task(task_id))["progress"] == 0.9
+    assert (await alice.task(task_id))["progress"] == 1.0
 
 
 async def test_concurrent_reports_are_bounded_by_the_pool(stack: LocalStack, alice: Api) -> None:

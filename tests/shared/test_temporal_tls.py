@@ -17,11 +17,12 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.testing import WorkflowEnvironment
 
 from deploy.local import LocalStack
+from deploy.ports import free_port
 from deploy.probe import task_queue_pollers, temporal_health
 from services.shared.converter import data_converter
 from services.shared.settings import Env, SettingsError, TemporalSettings
 from services.shared.temporal import connect
-from tests.stack import Api, Launcher, MainProcess, free_port, wait_for
+from tests.stack import Api, Launcher, MainProcess, wait_for
 from tests.temporal_env import BIN
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.ports import free_port
 from services.simulator.media import gemini_image_size, png_size
 from services.simulator.mp4 import iter_boxes
-from tests.stack import free_port
 
 from .helpers import ARK_HEADERS, ARK_TASKS, GEMINI_HEADERS, GEMINI_PATH, ark_body, gemini_body, wait_for
 
