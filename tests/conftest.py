@@ -9,12 +9,12 @@ from temporalio.client import Client
 from xdist.scheduler import LoadScopeScheduling
 
 from deploy.local import LocalStack
-from deploy.ports import Ports
+from deploy.ports import Ports, free_port
 from services.shared.settings import StorageSettings, TemporalSettings
 from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
 from tests.docker_fixtures import docker_images  # noqa: F401 - a fixture, shared by the -m docker tests
-from tests.stack import STORES, USERS, Api, Launcher, free_port, running_stack, state_base
+from tests.stack import STORES, USERS, Api, Launcher, running_stack, state_base
 from tests.webhook_receiver import webhook_env
 
 # The tests that use the Docker engine: with ``-n`` (pytest-xdist) they run on one worker, one after another, as they

@@ -31,13 +31,13 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 
 from deploy.local import LocalStack
-from deploy.ports import Ports
+from deploy.ports import Ports, free_port
 from services.main.webhooks.inputs import delivery_workflow_id
 from services.shared.settings import TemporalSettings
 from services.shared.tasks import workflow_id_for
 from services.shared.temporal import connect
 from tests.faults.harness import IMAGE, VIDEO, Simulator, Workers, unique
-from tests.stack import REPO, USERS, Api, free_port, wait_for
+from tests.stack import REPO, USERS, Api, wait_for
 from tests.webhook_receiver import Receiver, webhook_env
 
 HERE = Path(__file__).resolve().parent
