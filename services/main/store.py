@@ -293,8 +293,9 @@ class SigningSecrets(msgspec.Struct, frozen=True):
 
     def signing(self, now: datetime) -> list[str]:
         """The secrets that sign a message sent at ``now``: the current one first."""
-        keep = self.previous is not None and self.previous_until is not None and self.previous_until > now
-        return [self.secret, self.previous] if keep and self.previous else [self.secret]
+        if self.previous is not None and self.previous_until is not None and self.previous_until > now:
+            return [self.secret, self.previous]
+        return [self.secret]
 
 
 class StoreConflictError(Exception):
