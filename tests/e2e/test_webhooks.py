@@ -58,6 +58,7 @@ async def settled(alice: Api, task_id: str, count: int, timeout: float = 60) -> 
     return await wait_for(probe, timeout, f"{count} settled webhooks of task {task_id}", interval=0.2)
 
 
+@pytest.mark.every_store
 async def test_each_selected_event_arrives_once_and_verifies(
     stack: LocalStack, echo_worker: Launcher, alice: Api, receiver: Receiver
 ) -> None:
