@@ -59,9 +59,9 @@ WebhookUrl = Annotated[
 ]
 # Loose bounds: an unknown or repeated event is main's to refuse (422 naming the field), not the schema's.
 WebhookEvents = Annotated[
-    list[Annotated[str, msgspec.Meta(max_length=64)]],
+    list[Annotated[str, msgspec.Meta(max_length=32)]],
     msgspec.Meta(
-        max_length=16,
+        max_length=8,
         description=f"which changes send a webhook, of {list(WEBHOOK_EVENTS)} (default ['completed']); needs "
         "webhook_url",
     ),
