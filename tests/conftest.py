@@ -9,12 +9,13 @@ from temporalio.client import Client
 from xdist.scheduler import LoadScopeScheduling
 
 from deploy.local import LocalStack
-from deploy.ports import Ports
+from deploy.ports import Ports, free_port
 from services.shared.settings import StorageSettings, TemporalSettings
 from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
 from tests.docker_fixtures import docker_images  # noqa: F401 - a fixture, shared by the -m docker tests
 from tests.stack import STORES, USERS, Api, Launcher, running_stack, state_base
+from tests.webhook_receiver import webhook_env
 
 # The tests that use the Docker engine: with ``-n`` (pytest-xdist) they run on one worker, one after another, as they
 # share the engine and its images; every other test is a unit of its own, spread over the workers.
@@ -54,11 +55,22 @@ def main_store(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, main_store: str) -> Iterator[LocalStack]:
+def webhook_port() -> int:
+    """The port of the tests' webhook receiver (tests/e2e/test_webhooks.py): the one address besides public https
+    ones the session's main delivers webhooks to."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, main_store: str, webhook_port: int) -> Iterator[LocalStack]:
     """Temporal, NATS, the S3 server, the simulator, main and communication on free ports, with main on ``main_store``
     (PostgreSQL started for it). Workers are started by the tests themselves, so they can stop, kill and restart
     them."""
-    environ = {**os.environ, "API_KEYS": ",".join(f"{key}:{user}" for user, key in USERS.items())}
+    environ = {
+        **os.environ,
+        "API_KEYS": ",".join(f"{key}:{user}" for user, key in USERS.items()),
+        **webhook_env(webhook_port),
+    }
     with running_stack(tmp_path_factory, "stack", main_store, environ) as local:
         yield local
 

@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from services.shared import logs
 from services.shared.discovery import Discovery, discover
 from services.shared.internal_auth import internal_router, listener_guard
+from services.shared.outbound import Outbound
 from services.shared.request_limits import announced_body_guard
 from services.shared.storage import ObjectStore
 from services.shared.temporal import connect
@@ -27,6 +28,7 @@ from .controllers import (
     LimitsController,
     RealtimeController,
     TaskController,
+    WebhookController,
 )
 from .errors import MAIN_EXCEPTION_HANDLERS
 from .integrations_router import integration_router, load_api
@@ -39,6 +41,9 @@ from .schemas import IntegrationList, IntegrationRead
 from .service import TaskService
 from .settings import MainSettings
 from .store import TaskStore
+from .webhooks.activities import DeliveryActivities
+from .webhooks.starter import DeliveryStarter
+from .webhooks.workflows import WebhookDeliveryWorkflow
 
 log = logging.getLogger("main")
 
@@ -70,15 +75,19 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         relay = OutboxRelay(store, settings.events, settings.relay_batch_size, settings.relay_poll_ms / 1000)
         relay.start()
         objects = ObjectStore(settings.platform.storage)
-        app.state.tasks = tasks = TaskService(settings, store, temporal, relay, objects, apis)
+        deliveries = DeliveryStarter(store, temporal, settings.webhooks)
+        deliveries.start()
+        app.state.tasks = tasks = TaskService(settings, store, temporal, relay, objects, apis, deliveries)
         # In every process; the one holding the store's lease does the work.
         reconciler = Reconciler(tasks)
         reconciler.start()
         retention = Retention(tasks)
+        outbound = Outbound(settings.webhooks.outbound)
+        webhooks = DeliveryActivities(tasks, outbound)
         platform = PlatformWorker(
             settings.platform.temporal,
-            workflows=[RetentionWorkflow],
-            activities=[retention.purge],
+            workflows=[RetentionWorkflow, WebhookDeliveryWorkflow],
+            activities=[retention.purge, webhooks.deliver, webhooks.give_up],
             setups=[retention.ensure_schedule, retention.ensure_lifecycle],
         )
         platform.start()
@@ -87,7 +96,9 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
         finally:
             await platform.stop()
             await reconciler.stop()
+            await deliveries.stop()
             await relay.stop()
+            await outbound.aclose()
             await store.close()
 
     def provide_tasks(state: State) -> TaskService:
@@ -99,6 +110,7 @@ def create_app(settings: MainSettings, discovery: Discovery | None = None) -> Li
             TaskController,
             IntegrationController,
             LimitsController,
+            WebhookController,
             internal,
             RealtimeController,
             HealthController,

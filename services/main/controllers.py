@@ -1,5 +1,5 @@
-"""main's own routes: tasks across integrations, the mounted integrations, the caller's limits, the internal report
-API, realtime tokens, health."""
+"""main's own routes: tasks across integrations, the mounted integrations, the caller's limits, the webhook secret,
+the internal report API, realtime tokens, health."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from services.shared.reporting import CallbackUrl
 from services.shared.tasks import ReportOutcome, TaskReport
 
 from .auth import api_key_guard, api_key_id, current_user
-from .schemas import Health, IntegrationList, Limits, RealtimeToken, TaskPage, TaskRead
+from .schemas import Health, IntegrationList, Limits, RealtimeToken, TaskPage, TaskRead, WebhookSecretRead
 from .service import TaskService
 
 StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -109,6 +109,32 @@ class LimitsController(Controller):
     @get("/", operation_id="read_limits", summary="Your limits and how much of them you use now")
     async def read_limits(self, request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]) -> Limits:
         return await tasks.limits(current_user(request), api_key_id(request))
+
+
+class WebhookController(Controller):
+    """Your webhook signing secret. It is returned here only: never logged, never in Temporal, never in an error."""
+
+    path = "/api/webhooks"
+    tags = ["webhooks"]
+    guards = [api_key_guard]
+
+    @get("/secret", operation_id="read_webhook_secret", summary="Your webhook signing secret (made on first use)")
+    async def read_secret(
+        self, request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
+    ) -> WebhookSecretRead:
+        return await tasks.webhook_secret(current_user(request))
+
+    @post(
+        "/secret/rotate",
+        status_code=200,
+        operation_id="rotate_webhook_secret",
+        summary="A new webhook signing secret; the previous one signs too for MAIN_WEBHOOK_SECRET_OVERLAP_SECONDS",
+    )
+    async def rotate_secret(
+        self, request: Request[Any, Any, Any], tasks: NamedDependency[TaskService]
+    ) -> WebhookSecretRead:
+        await tasks.take_request(api_key_id(request))
+        return await tasks.rotate_webhook_secret(current_user(request))
 
 
 class RealtimeController(Controller):

@@ -22,8 +22,9 @@ from .body_limits import max_json_bytes
 from .callback_tokens import accepts
 from .kit import InputError, IntegrationApi, ProviderCallback, TaskAction, TaskHandle
 from .schemas import TaskRead
-from .service import CreateOptions, TaskService
+from .service import CreateOptions, TaskService, WebhookOptions
 from .settings import MainSettings
+from .store import WEBHOOK_EVENTS
 
 
 class CallbackAck(msgspec.Struct, frozen=True):
@@ -59,10 +60,29 @@ TaskDeadline = Annotated[
         "deadline_exceeded"
     ),
 ]
+WebhookUrl = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=2048,
+        description="where signed webhooks of this task go (Standard Webhooks); https to a public address, unless "
+        "main's MAIN_WEBHOOK_* settings allow more",
+    ),
+]
+# Loose bounds: an unknown or repeated event is main's to refuse (422 naming the field), not the schema's.
+WebhookEvents = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=32)]],
+    msgspec.Meta(
+        max_length=8,
+        description=f"which changes send a webhook, of {list(WEBHOOK_EVENTS)} (default ['completed']); needs "
+        "webhook_url",
+    ),
+]
 # What every create body takes beside the integration's own request fields.
 CREATE_OPTIONS: list[tuple[str, Any, Any]] = [
     ("priority", TaskPriority, DEFAULT_PRIORITY),
     ("deadline_seconds", TaskDeadline, None),
+    ("webhook_url", WebhookUrl | None, None),
+    ("webhook_events", WebhookEvents | None, None),
 ]
 
 
@@ -80,7 +100,8 @@ def create_body_type(request_type: type[Any]) -> type[msgspec.Struct]:
 def split_create_body(body: Any, request_type: type[Any]) -> tuple[Any, CreateOptions]:
     """The integration's request and main's options from a create body."""
     request = request_type(**{name: getattr(body, name) for name in request_type.__struct_fields__})
-    return request, CreateOptions(priority=body.priority, deadline_seconds=body.deadline_seconds)
+    webhook = WebhookOptions(body.webhook_url, body.webhook_events)
+    return request, CreateOptions(priority=body.priority, deadline_seconds=body.deadline_seconds, webhook=webhook)
 
 
 def create_body_limit(body_type: type[Any], settings: MainSettings) -> int:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.worker import Worker
@@ -19,6 +20,9 @@ from services.shared.temporal import connect
 log = logging.getLogger("main.platform_worker")
 
 PLATFORM_TASK_QUEUE = "platform"
+# What a running activity gets to finish when main stops (a webhook attempt is bounded well below a minute; one cut
+# short is tried again, under the same webhook-id).
+GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 # Between attempts to reach Temporal when main started before it.
 RETRY_SECONDS = 2.0
 
@@ -69,7 +73,11 @@ class PlatformWorker:
         while True:
             try:
                 self._worker = Worker(
-                    client, task_queue=PLATFORM_TASK_QUEUE, workflows=self._workflows, activities=self._activities
+                    client,
+                    task_queue=PLATFORM_TASK_QUEUE,
+                    workflows=self._workflows,
+                    activities=self._activities,
+                    graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 )
                 log.info("platform worker serving task queue %s", PLATFORM_TASK_QUEUE)
                 await self._worker.run()

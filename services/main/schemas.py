@@ -10,6 +10,8 @@ import msgspec
 from services.shared.manifest import ConsoleHints, Pattern
 from services.shared.tasks import TaskError, TaskStatus
 
+from .store import DeliveryStatus, WebhookEvent
+
 
 class ObjectRead(msgspec.Struct, frozen=True):
     key: str
@@ -22,6 +24,27 @@ class ObjectRead(msgspec.Struct, frozen=True):
 class OutputRead(msgspec.Struct, frozen=True):
     objects: dict[str, ObjectRead]
     data: dict[str, Any]
+
+
+class WebhookDeliveryRead(msgspec.Struct, frozen=True):
+    """One webhook a change of the task sends. ``status``: pending (attempts go on), delivered (a 2xx answer), gone
+    (the receiver answered 410: nothing more is sent), failed (every attempt failed), dropped (the task no longer
+    exists: nothing was sent). ``last_error``: how the last failed attempt failed."""
+
+    event: WebhookEvent
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class WebhookSecretRead(msgspec.Struct, frozen=True):
+    """Your webhook signing secret (Standard Webhooks: ``whsec_<base64 key>``), since when it signs, and after a
+    rotation until when the previous one signs too (a second signature in ``webhook-signature``); null: no other."""
+
+    secret: str
+    created_at: datetime
+    previous_valid_until: datetime | None
 
 
 class TaskRead(msgspec.Struct, frozen=True):
@@ -46,6 +69,8 @@ class TaskRead(msgspec.Struct, frozen=True):
     finished_at: datetime | None
     # Attempts at the provider work (sync-call: each try of the call; submit-poll: each submit, not the polls).
     provider_attempts: int | None
+    # The webhooks the task's changes sent or are sending, oldest first; empty for a task without a webhook_url.
+    webhooks: list[WebhookDeliveryRead]
 
 
 class TaskPage(msgspec.Struct, frozen=True):

@@ -9,8 +9,8 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from services.shared.discovery import Integration
 from services.shared.events import TaskEvent
+from services.shared.outbound import OutboundError
 from services.shared.storage import ObjectStore
 from services.shared.tasks import (
     DEFAULT_PRIORITY,
@@ -47,18 +48,32 @@ from .callback_tokens import callback_token
 from .errors import ApiError, not_found, temporal_unreachable
 from .kit import IntegrationApi, NewTask
 from .relay import OutboxRelay
-from .schemas import ActiveTasks, Limits, ObjectRead, OutputRead, RequestRate, TaskRead
+from .schemas import (
+    ActiveTasks,
+    Limits,
+    ObjectRead,
+    OutputRead,
+    RequestRate,
+    TaskRead,
+    WebhookDeliveryRead,
+    WebhookSecretRead,
+)
 from .settings import MainSettings
 from .stalls import execution_timeout, is_stalled, last_task_failure
 from .store import (
+    WEBHOOK_EVENTS,
     Bucket,
     OutboxEvent,
+    SigningSecrets,
     StoreConflictError,
     TaskDeletedError,
     TaskRecord,
     TaskStore,
     TooManyActiveTasksError,
+    WebhookEvent,
 )
+from .webhooks.signing import new_secret
+from .webhooks.starter import DeliveryStarter
 
 log = logging.getLogger("main.tasks")
 
@@ -75,6 +90,13 @@ class StartFailedError(Exception):
         self.may_have_reached = may_have_reached
 
 
+class WebhookOptions(msgspec.Struct, frozen=True):
+    """A create's ``webhook_url`` and ``webhook_events`` as the client sent them (None: not sent)."""
+
+    url: str | None = None
+    events: list[str] | None = None
+
+
 @dataclass(frozen=True)
 class CreateOptions:
     """main's options of a create, beside the integration's request."""
@@ -82,16 +104,21 @@ class CreateOptions:
     priority: int = DEFAULT_PRIORITY
     # None: the integration's default deadline.
     deadline_seconds: float | None = None
+    webhook: WebhookOptions = field(default_factory=WebhookOptions)
 
 
-def request_digest(input_json: Any, options: CreateOptions) -> str:
-    """What an ``Idempotency-Key`` is bound to: the request and main's options as the client gave them. An option
-    left out adds nothing, so tasks created before an option existed keep their digest."""
+def request_digest(
+    input_json: Any, options: CreateOptions, webhook_url: str | None = None, webhook_events: Sequence[str] = ()
+) -> str:
+    """What an ``Idempotency-Key`` is bound to: the request and main's options as the client gave them (the webhook
+    as validated). An option left out adds nothing, so tasks created before an option existed keep their digest."""
     encoded = msgspec.json.encode(input_json, order="sorted")
     if options.priority != DEFAULT_PRIORITY:
         encoded += b"\npriority=%d" % options.priority
     if options.deadline_seconds is not None:
         encoded += b"\ndeadline_seconds=" + repr(options.deadline_seconds).encode()
+    if webhook_url is not None:
+        encoded += b"\nwebhook=" + msgspec.json.encode([webhook_url, *webhook_events])
     return hashlib.sha256(encoded).hexdigest()
 
 
@@ -104,8 +131,11 @@ class TaskService:
         relay: OutboxRelay,
         objects: ObjectStore,
         integrations: Mapping[str, tuple[Integration, IntegrationApi[Any]]] | None = None,
+        deliveries: DeliveryStarter | None = None,
     ) -> None:
         self.settings = settings
+        # Starts the workflows of the webhook deliveries that applied changes are due to send.
+        self.deliveries = deliveries
         # The integrations main serves, by name: how the reconciler starts a stored task.
         self.integrations = dict(integrations or {})
         self.store = store
@@ -127,6 +157,7 @@ class TaskService:
         options: CreateOptions = CreateOptions(),
     ) -> tuple[TaskRecord, bool]:
         priority = options.priority
+        webhook_url, webhook_events = self._webhook(options.webhook)
         highest = self.settings.highest_priority_for(owner)
         if priority < highest:
             raise ApiError(
@@ -139,7 +170,7 @@ class TaskService:
         if api.check is not None:
             api.check(request)
         input_json = msgspec.to_builtins(request)
-        digest = request_digest(input_json, options)
+        digest = request_digest(input_json, options, webhook_url, webhook_events)
         try:
             record, created = await self.store.create(
                 integration=integration.name,
@@ -151,6 +182,8 @@ class TaskService:
                 deadline_seconds=deadline_seconds,
                 event=self._event,
                 max_active=self.settings.max_active_tasks_for(owner),
+                webhook_url=webhook_url,
+                webhook_events=webhook_events,
             )
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
@@ -196,6 +229,24 @@ class TaskService:
             raise ApiError(503, "temporal_unavailable", "could not start the task; try again", True) from exc
         self.relay.wake()
         return record, True
+
+    def _webhook(self, options: WebhookOptions) -> tuple[str | None, tuple[WebhookEvent, ...]]:
+        """The webhook URL and events of a create, checked: the URL by the webhook outbound rules, the events against
+        those there are (``completed`` when none are given). 422 naming the field otherwise."""
+        if options.url is None:
+            if options.events is not None:
+                raise _webhook_error("webhook_events", "needs a webhook_url to be sent to")
+            return None, ()
+        try:
+            self.settings.webhooks.outbound.check_destination(options.url)
+        except OutboundError as exc:
+            raise _webhook_error("webhook_url", exc.message) from None
+        chosen = ["completed"] if options.events is None else options.events
+        unknown = sorted(set(chosen) - set(WEBHOOK_EVENTS))
+        if unknown or not chosen:
+            problem = f"unknown events {unknown}" if unknown else "at least one event is needed"
+            raise _webhook_error("webhook_events", f"{problem}; the events are {list(WEBHOOK_EVENTS)}")
+        return options.url, tuple(e for e in WEBHOOK_EVENTS if e in chosen)
 
     async def start(self, record: TaskRecord, integration: Integration, api: IntegrationApi[Any], request: Any) -> bool:
         """Start the task's workflow, at the task's priority: up to MAIN_START_ATTEMPTS attempts of at most
@@ -433,6 +484,8 @@ class TaskService:
             return ReportOutcome(applied=False, status=exc.record.status, reason="the task was deleted"), exc.record
         if outcome.applied:
             self.relay.wake()
+            if self.deliveries is not None:
+                self.deliveries.wake()
         return outcome, record
 
     async def cancel(self, owner: str, task_id: str) -> TaskRecord:
@@ -488,6 +541,22 @@ class TaskService:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(handle.result(), self.settings.sync_timeout_seconds)
 
+    # -- webhook secrets ------------------------------------------------------------------------------
+
+    async def webhook_secret(self, owner: str) -> WebhookSecretRead:
+        """The owner's signing secret, made on first use."""
+        return self._secret_read(await self.store.signing_secrets(owner, new_secret()))
+
+    async def rotate_webhook_secret(self, owner: str) -> WebhookSecretRead:
+        overlap = timedelta(seconds=self.settings.webhooks.secret_overlap_seconds)
+        return self._secret_read(await self.store.rotate_signing_secret(owner, new_secret(), overlap))
+
+    @staticmethod
+    def _secret_read(secrets: SigningSecrets) -> WebhookSecretRead:
+        now = datetime.now(UTC)
+        signs = secrets.previous_until is not None and secrets.previous_until > now
+        return WebhookSecretRead(secrets.secret, secrets.created_at, secrets.previous_until if signs else None)
+
     # -- present --------------------------------------------------------------------------------------
 
     def read(self, record: TaskRecord) -> TaskRead:
@@ -516,6 +585,10 @@ class TaskService:
             started_at=record.started_at,
             finished_at=record.finished_at,
             provider_attempts=record.provider_attempts,
+            webhooks=[
+                WebhookDeliveryRead(d.event, d.status, d.attempts, d.last_error, d.delivered_at)
+                for d in record.webhooks
+            ],
         )
 
     def _output(self, result: TaskResult, finished_at: datetime) -> OutputRead:
@@ -546,11 +619,11 @@ class TaskService:
     def _event(self, record: TaskRecord, changes: dict[str, Any], name: str = "task.updated") -> OutboxEvent:
         """The event of an applied change, as the outbox stores it (built inside the store's transaction)."""
         payload: dict[str, Any] = {}
-        for field, value in changes.items():
-            if field == "result":
+        for name, value in changes.items():
+            if name == "result":
                 payload["output"] = msgspec.to_builtins(self._output(value, record.updated_at))
             else:
-                payload[field] = msgspec.to_builtins(value)
+                payload[name] = msgspec.to_builtins(value)
         event = TaskEvent(
             id=str(uuid.uuid4()),
             task_id=record.id,
@@ -584,6 +657,10 @@ def _deadline_seconds(integration: Integration, asked: float | None) -> float:
             details={"field": "deadline_seconds", "max_seconds": bounds.max_seconds},
         )
     return asked
+
+
+def _webhook_error(field: str, problem: str) -> ApiError:
+    return ApiError(422, "invalid_webhook", f"{field}: {problem}", details={"field": field})
 
 
 async def _termination_reason(handle: WorkflowHandle[Any, Any]) -> str:

@@ -9,6 +9,7 @@ from sqlalchemy.exc import ArgumentError
 
 from services.shared.discovery import parse_blacklist
 from services.shared.event_stream import PUBLISHER
+from services.shared.outbound import OutboundRules
 from services.shared.settings import Env, EventStreamSettings, PlatformSettings, ServerLimits, SettingsError, TokenPair
 from services.shared.tasks import HIGHEST_PRIORITY, LOWEST_PRIORITY
 
@@ -71,6 +72,61 @@ def database_url(env: Env, default: str) -> str:
     if url.get_backend_name() != "postgresql":
         raise SettingsError("POSTGRES_PASSWORD is set but DATABASE_URL is not a postgresql:// URL")
     return url.set(password=password).render_as_string(hide_password=False)
+
+
+# A receiver answers within seconds (the specification's advice), not in the minutes a provider's video may take.
+WEBHOOK_OUTBOUND = OutboundRules(max_fetch_seconds=15.0)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Webhook deliveries (``services/main/webhooks``): where they may go, how often a failed one is tried again, and
+    how long a rotated signing secret still signs."""
+
+    # MAIN_WEBHOOK_ALLOW_HTTP, _ALLOWED_HOSTS, _MAX_REDIRECTS, _MAX_FETCH_SECONDS (one attempt, redirects included):
+    # https to public addresses only unless set; the tests allow their local receiver.
+    outbound: OutboundRules = WEBHOOK_OUTBOUND
+    # The wait after the first failed attempt, multiplied by retry_backoff after each further one, at most
+    # retry_max_seconds; max_attempts in all. The defaults try for about 26 hours.
+    retry_initial_seconds: float = 30.0
+    retry_backoff: float = 2.0
+    retry_max_seconds: float = 6 * 3600.0
+    max_attempts: int = 14
+    # After a rotation the previous secret signs too (a second signature) for this long.
+    secret_overlap_seconds: float = 24 * 3600.0
+    # How often main looks for deliveries whose workflow no process started yet (one that died after its commit),
+    # and how many it starts per round.
+    start_poll_ms: int = 1000
+    start_batch_size: int = 100
+
+    @classmethod
+    def from_env(cls, env: Env) -> WebhookSettings:
+        return cls(
+            outbound=OutboundRules.from_env(env, "MAIN_WEBHOOK", cls.outbound),
+            retry_initial_seconds=env.get_float("MAIN_WEBHOOK_RETRY_INITIAL_SECONDS", cls.retry_initial_seconds),
+            retry_backoff=env.get_float("MAIN_WEBHOOK_RETRY_BACKOFF", cls.retry_backoff),
+            retry_max_seconds=env.get_float("MAIN_WEBHOOK_RETRY_MAX_SECONDS", cls.retry_max_seconds),
+            max_attempts=env.get_int("MAIN_WEBHOOK_MAX_ATTEMPTS", cls.max_attempts, minimum=1),
+            secret_overlap_seconds=env.get_float("MAIN_WEBHOOK_SECRET_OVERLAP_SECONDS", cls.secret_overlap_seconds),
+            start_poll_ms=env.get_int("MAIN_WEBHOOK_START_POLL_MS", cls.start_poll_ms, minimum=1),
+            start_batch_size=env.get_int("MAIN_WEBHOOK_START_BATCH_SIZE", cls.start_batch_size, minimum=1),
+        )
+
+    def __post_init__(self) -> None:
+        for name in ("retry_initial_seconds", "retry_max_seconds", "secret_overlap_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"MAIN_WEBHOOK_{name.upper()} must be positive")
+        if self.retry_backoff < 1:
+            raise SettingsError(f"MAIN_WEBHOOK_RETRY_BACKOFF must be at least 1, got {self.retry_backoff}")
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise SettingsError("MAIN_WEBHOOK_RETRY_MAX_SECONDS must be at least MAIN_WEBHOOK_RETRY_INITIAL_SECONDS")
+
+    def retry_waits(self) -> list[float]:
+        """The waits between one attempt and the next, in order (one fewer than max_attempts)."""
+        return [
+            min(self.retry_initial_seconds * self.retry_backoff**n, self.retry_max_seconds)
+            for n in range(self.max_attempts - 1)
+        ]
 
 
 @dataclass(frozen=True)
@@ -146,6 +202,7 @@ class MainSettings:
     retention_days: float = 7.0
     retention_interval_seconds: float = 600.0
     retention_batch_size: int = 200
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MainSettings:
@@ -199,6 +256,7 @@ class MainSettings:
             retention_days=env.get_float("MAIN_RETENTION_DAYS", cls.retention_days),
             retention_interval_seconds=env.get_float("MAIN_RETENTION_INTERVAL_SECONDS", cls.retention_interval_seconds),
             retention_batch_size=env.get_int("MAIN_RETENTION_BATCH_SIZE", cls.retention_batch_size, minimum=1),
+            webhooks=WebhookSettings.from_env(env),
         )
 
     def highest_priority_for(self, user: str) -> int:

@@ -12,18 +12,18 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.shared.tasks import (
     DEFAULT_PRIORITY,
@@ -63,6 +63,9 @@ tasks_table = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("provider_attempts", sa.Integer, nullable=True),
+    # Where the task's webhooks go (NULL: none), and for which events (comma-separated).
+    sa.Column("webhook_url", sa.String(2048), nullable=True),
+    sa.Column("webhook_events", sa.String(64), nullable=True),
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -115,6 +118,39 @@ leases_table = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("holder", sa.String(64), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+# One row per webhook a task's change is due to send; written in the transaction of the change (and its outbox event).
+deliveries_table = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("task_id", sa.String(36), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.String(512), nullable=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    # False until its workflow was started (services/main/webhooks/starter.py).
+    sa.Column("workflow_started", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_webhook_deliveries_task", "task_id", "created_at"),
+    sa.Index(
+        "ix_webhook_deliveries_unstarted",
+        "created_at",
+        postgresql_where=sa.text("NOT workflow_started"),
+        sqlite_where=sa.text("NOT workflow_started"),
+    ),
+)
+# Each user's webhook signing secret, and the one it replaced while that still signs.
+webhook_secrets_table = sa.Table(
+    "webhook_secrets",
+    metadata,
+    sa.Column("owner", sa.String(128), primary_key=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("previous_secret", sa.String(128), nullable=True),
+    sa.Column("previous_until", sa.DateTime(timezone=True), nullable=True),
 )
 # Any constant shared by every main process: the key of the PostgreSQL advisory lock one relay holds at a time.
 RELAY_LOCK_KEY = 0x6D61696E0002
@@ -208,6 +244,11 @@ _PURGE_EVENTS_OF = outbox_table.delete().where(
     outbox_table.c.task_id.in_(sa.bindparam("ids", expanding=True)),
     ~sa.exists().where(tasks_table.c.id == outbox_table.c.task_id),
 )
+# Their webhook deliveries: a delivery still pending finds its task gone and ends without sending.
+_PURGE_DELIVERIES_OF = deliveries_table.delete().where(
+    deliveries_table.c.task_id.in_(sa.bindparam("ids", expanding=True)),
+    ~sa.exists().where(tasks_table.c.id == deliveries_table.c.task_id),
+)
 _PURGE_EVENTS_BEFORE = outbox_table.delete().where(
     outbox_table.c.seq.in_(
         sa.select(outbox_table.c.seq)
@@ -217,6 +258,29 @@ _PURGE_EVENTS_BEFORE = outbox_table.delete().where(
         .scalar_subquery()
     )
 )
+_DELIVERY_INSERT = deliveries_table.insert()
+_DELIVERIES_OF = (
+    sa.select(deliveries_table)
+    .where(deliveries_table.c.task_id.in_(sa.bindparam("task_ids", expanding=True)))
+    .order_by(deliveries_table.c.created_at, deliveries_table.c.id)
+)
+_DELIVERY = sa.select(deliveries_table).where(deliveries_table.c.id == sa.bindparam("delivery_id"))
+_UNSTARTED = (
+    sa.select(deliveries_table.c.id)
+    .where(sa.not_(deliveries_table.c.workflow_started))
+    .order_by(deliveries_table.c.created_at)
+    .limit(sa.bindparam("limit"))
+)
+_STARTED = (
+    deliveries_table.update()
+    .where(deliveries_table.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(workflow_started=True)
+)
+# A delivery that ended stays as it ended.
+_DELIVERY_UPDATE = deliveries_table.update().where(
+    deliveries_table.c.id == sa.bindparam("delivery_id"), deliveries_table.c.status == "pending"
+)
+_SECRET = sa.select(webhook_secrets_table).where(webhook_secrets_table.c.owner == sa.bindparam("for_owner"))
 # Marking an event sent and pruning it are one statement: a sent event has no reason to stay.
 _SENT = outbox_table.delete().where(outbox_table.c.seq.in_(sa.bindparam("seqs", expanding=True)))
 
@@ -245,6 +309,44 @@ class TaskRecord(msgspec.Struct, frozen=True):
     finished_at: datetime | None = None
     # Attempts at the provider work, as the attempts reported them; None for tasks created before it was counted.
     provider_attempts: int | None = None
+    # Where its webhooks go (None: nowhere), for which events, and the deliveries so far (read with the task when it
+    # has a webhook URL).
+    webhook_url: str | None = None
+    webhook_events: tuple[WebhookEvent, ...] = ()
+    webhooks: tuple[DeliveryRecord, ...] = ()
+
+
+WebhookEvent = Literal["started", "completed", "progress"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
+# pending: not delivered yet, attempts go on; delivered: a 2xx answer; gone: the receiver answered 410, nothing more
+# is sent; failed: every attempt failed; dropped: the task no longer exists, nothing was sent.
+DeliveryStatus = Literal["pending", "delivered", "gone", "failed", "dropped"]
+
+
+class DeliveryRecord(msgspec.Struct, frozen=True):
+    id: str
+    task_id: str
+    event: WebhookEvent
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class SigningSecrets(msgspec.Struct, frozen=True):
+    """A user's webhook secret, and the previous one with the moment it stops signing (after a rotation)."""
+
+    secret: str
+    created_at: datetime
+    previous: str | None
+    previous_until: datetime | None
+
+    def signing(self, now: datetime) -> list[str]:
+        """The secrets that sign a message sent at ``now``: the current one first."""
+        if self.previous is not None and self.previous_until is not None and self.previous_until > now:
+            return [self.secret, self.previous]
+        return [self.secret]
 
 
 class StoreConflictError(Exception):
@@ -331,11 +433,47 @@ def _record(row: sa.Row[Any]) -> TaskRecord:
         started_at=_aware_or_none(m["started_at"]),
         finished_at=_aware_or_none(m["finished_at"]),
         provider_attempts=m["provider_attempts"],
+        webhook_url=m["webhook_url"],
+        webhook_events=_events(m["webhook_events"]),
     )
 
 
 def _aware_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else _aware(value)
+
+
+def _events(raw: str | None) -> tuple[WebhookEvent, ...]:
+    return tuple(e for e in WEBHOOK_EVENTS if e in (raw or "").split(","))
+
+
+def _delivery(row: sa.Row[Any]) -> DeliveryRecord:
+    m = row._mapping
+    return DeliveryRecord(
+        id=m["id"],
+        task_id=m["task_id"],
+        event=m["event"],
+        status=m["status"],
+        attempts=m["attempts"],
+        last_error=m["last_error"],
+        delivered_at=_aware(m["delivered_at"]) if m["delivered_at"] else None,
+        created_at=_aware(m["created_at"]),
+    )
+
+
+def webhooks_due(record: TaskRecord, changes: dict[str, Any]) -> list[WebhookEvent]:
+    """The webhook events an applied change sends, of those the task asked for: ``started`` when it becomes running,
+    ``completed`` when it ends, ``progress`` when its progress moves while it runs."""
+    if record.webhook_url is None:
+        return []
+    due: list[WebhookEvent] = []
+    status = changes.get("status")
+    if status == "running":
+        due.append("started")
+    if "progress" in changes and record.status == "running":
+        due.append("progress")
+    if status is not None and is_terminal(status):
+        due.append("completed")
+    return [event for event in due if event in record.webhook_events]
 
 
 def decide(record: TaskRecord, report: TaskReport, now: datetime) -> tuple[dict[str, Any], str]:
@@ -477,12 +615,15 @@ class TaskStore:
         event: EventOf,
         max_active: int | None = None,
         deadline_seconds: float | None = None,
+        webhook_url: str | None = None,
+        webhook_events: Sequence[WebhookEvent] = (),
     ) -> tuple[TaskRecord, bool]:
         """Insert a queued task and its first event; with an idempotency key already used, return that task (and
         ``False``). The task counts against its owner's active tasks; with ``max_active`` of them already, nothing
         is inserted (TooManyActiveTasksError). Its deadline is ``deadline_seconds`` from now (none without it)."""
         now = _now()
         deadline_at = None if deadline_seconds is None else now + timedelta(seconds=deadline_seconds)
+        events = tuple(webhook_events) if webhook_url else ()
         values = {
             "id": str(uuid.uuid4()),
             "integration": integration,
@@ -498,6 +639,8 @@ class TaskStore:
             "updated_at": now,
             "deadline_at": deadline_at,
             "provider_attempts": 0,
+            "webhook_url": webhook_url,
+            "webhook_events": ",".join(events) if webhook_url else None,
         }
         record = TaskRecord(
             id=str(values["id"]),
@@ -517,6 +660,8 @@ class TaskStore:
             updated_at=now,
             deadline_at=deadline_at,
             provider_attempts=0,
+            webhook_url=webhook_url,
+            webhook_events=events,
         )
 
         def insert(conn: sa.Connection) -> None:
@@ -589,7 +734,9 @@ class TaskStore:
         """The task, or None when there is none or only its tombstone."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(_BY_ID, {"task_id": task_id})).first()
-        return _record(row) if row and row.deleted_at is None else None
+            if row is None or row.deleted_at is not None:
+                return None
+            return (await _with_webhooks(conn, [_record(row)]))[0]
 
     async def delete(self, task_id: str, event: EventOf) -> None:
         """Remove a task, with an event saying so: clients may already have heard of it."""
@@ -663,6 +810,7 @@ class TaskStore:
         def remove(conn: sa.Connection) -> int:
             removed: int = conn.execute(_PURGE, {"ids": ids, "before": before}).rowcount
             conn.execute(_PURGE_EVENTS_OF, {"ids": ids})
+            conn.execute(_PURGE_DELIVERIES_OF, {"ids": ids})
             return removed
 
         return await self._transaction(remove)
@@ -721,7 +869,8 @@ class TaskStore:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
             total = (await conn.execute(count)).scalar_one()
-        return [_record(r) for r in rows], int(total)
+            records = await _with_webhooks(conn, [_record(r) for r in rows])
+        return records, int(total)
 
     async def apply_report(
         self, task_id: str, report: TaskReport, event: EventOf
@@ -741,6 +890,7 @@ class TaskStore:
             now = _now()
             changes, reason = decide(record, report, now)
             if not changes:
+                [record] = _with_webhooks_sync(conn, [record])
                 return ReportOutcome(applied=False, status=record.status, reason=reason), record, {}
             values: dict[str, Any] = {"version": record.version + 1, "updated_at": now}
             for field, value in changes.items():
@@ -754,6 +904,10 @@ class TaskStore:
             _enqueue(conn, current, event(current, changes))
             if is_terminal(current.status):
                 conn.execute(_RELEASE_ACTIVE, {"for_owner": current.owner})
+            due = webhooks_due(current, changes)
+            if due:
+                conn.execute(_DELIVERY_INSERT, [_new_delivery(current.id, e, now) for e in due])
+            [current] = _with_webhooks_sync(conn, [current])
             return ReportOutcome(applied=True, status=current.status), current, changes
 
         while True:
@@ -762,6 +916,82 @@ class TaskStore:
                 return applied
             # Another writer changed the task between our read and write (PostgreSQL, read committed): decide
             # again on fresh state.
+
+    # -- webhooks -------------------------------------------------------------------------------------
+
+    async def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_DELIVERY, {"delivery_id": delivery_id})).first()
+        return _delivery(row) if row else None
+
+    async def unstarted_deliveries(self, limit: int) -> tuple[str, ...]:
+        """The oldest deliveries whose workflow was not started yet."""
+        async with self.engine.connect() as conn:
+            return tuple(row[0] for row in await conn.execute(_UNSTARTED, {"limit": limit}))
+
+    async def mark_deliveries_started(self, ids: Sequence[str]) -> None:
+        if ids:
+            started = list(ids)
+            await self._transaction(lambda conn: conn.execute(_STARTED, {"ids": started}))
+
+    async def record_attempt(
+        self, delivery_id: str, status: DeliveryStatus, error: str | None, delivered_at: datetime | None = None
+    ) -> None:
+        """Count an attempt of a pending delivery, and how it ended."""
+        values = {"status": status, "last_error": error, "delivered_at": delivered_at, "updated_at": _now()}
+        counted = _DELIVERY_UPDATE.values(attempts=deliveries_table.c.attempts + 1)
+        await self._transaction(lambda conn: conn.execute(counted, {**values, "delivery_id": delivery_id}))
+
+    async def end_delivery(self, delivery_id: str, status: DeliveryStatus, error: str | None) -> None:
+        """End a pending delivery without another attempt (every attempt failed; the task no longer exists)."""
+        values: dict[str, Any] = {"status": status, "updated_at": _now()}
+        if error is not None:
+            values["last_error"] = error
+        ended = _DELIVERY_UPDATE.values(**values)
+        await self._transaction(lambda conn: conn.execute(ended, {"delivery_id": delivery_id}))
+
+    async def signing_secrets(self, owner: str, fresh: str) -> SigningSecrets:
+        """The owner's webhook secrets; ``fresh`` becomes the secret of an owner who has none yet."""
+        row = await self._secret_row(owner)
+        if row is None:
+            values = {"owner": owner, "secret": fresh, "created_at": _now()}
+            await self._transaction(lambda conn: _insert_absent(conn, webhook_secrets_table, values))
+            row = await self._secret_row(owner)
+            assert row is not None
+        return row
+
+    async def rotate_signing_secret(self, owner: str, fresh: str, overlap: timedelta) -> SigningSecrets:
+        """Make ``fresh`` the owner's secret; the one it replaces signs for ``overlap`` more."""
+        now = _now()
+
+        def rotate(conn: sa.Connection) -> None:
+            row = conn.execute(_SECRET, {"for_owner": owner}).first()
+            if row is None:
+                conn.execute(webhook_secrets_table.insert().values(owner=owner, secret=fresh, created_at=now))
+            else:
+                conn.execute(
+                    webhook_secrets_table.update()
+                    .where(webhook_secrets_table.c.owner == owner)
+                    .values(secret=fresh, created_at=now, previous_secret=row.secret, previous_until=now + overlap)
+                )
+
+        await self._transaction(rotate)
+        rotated = await self._secret_row(owner)
+        assert rotated is not None
+        return rotated
+
+    async def _secret_row(self, owner: str) -> SigningSecrets | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_SECRET, {"for_owner": owner})).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return SigningSecrets(
+            secret=m["secret"],
+            created_at=_aware(m["created_at"]),
+            previous=m["previous_secret"],
+            previous_until=_aware(m["previous_until"]) if m["previous_until"] else None,
+        )
 
     # -- outbox ---------------------------------------------------------------------------------------
 
@@ -832,6 +1062,42 @@ def _enqueue(conn: sa.Connection, record: TaskRecord, event: OutboxEvent) -> Non
             "created_at": _now(),
         },
     )
+
+
+def _new_delivery(task_id: str, event: WebhookEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "task_id": task_id,
+        "event": event,
+        "status": "pending",
+        "attempts": 0,
+        "workflow_started": False,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _with_webhooks(conn: AsyncConnection, records: list[TaskRecord]) -> list[TaskRecord]:
+    """``records`` with their deliveries; one query for those that have a webhook URL, none for the others."""
+    ids = _webhook_task_ids(records)
+    return _attach_deliveries(records, await conn.execute(_DELIVERIES_OF, {"task_ids": ids})) if ids else records
+
+
+def _with_webhooks_sync(conn: sa.Connection, records: list[TaskRecord]) -> list[TaskRecord]:
+    """``_with_webhooks`` inside a write transaction."""
+    ids = _webhook_task_ids(records)
+    return _attach_deliveries(records, conn.execute(_DELIVERIES_OF, {"task_ids": ids})) if ids else records
+
+
+def _webhook_task_ids(records: list[TaskRecord]) -> list[str]:
+    return [r.id for r in records if r.webhook_url is not None]
+
+
+def _attach_deliveries(records: list[TaskRecord], rows: Iterable[sa.Row[Any]]) -> list[TaskRecord]:
+    found: dict[str, list[DeliveryRecord]] = {}
+    for row in rows:
+        found.setdefault(row.task_id, []).append(_delivery(row))
+    return [msgspec.structs.replace(r, webhooks=tuple(found.get(r.id, ()))) if r.id in found else r for r in records]
 
 
 def _outbox_rows(rows: Sequence[Any]) -> list[OutboxRow]:

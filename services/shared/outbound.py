@@ -1,4 +1,4 @@
-"""Fetching URLs that come from outside (a provider's media URL; later, webhooks): https only, every redirect checked
+"""Fetching URLs that come from outside (a provider's media URL, a user's webhook): https only, every redirect checked
 again, and never an address inside our own networks unless a setting allows it, with the size and the time bounded.
 
 The address check runs where the connection is made (a network backend under httpx), on the addresses the name
@@ -13,7 +13,7 @@ import contextlib
 import ipaddress
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -26,6 +26,8 @@ from .settings import Env, SettingsError
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# The redirects that keep the method and the body.
+KEEPING_REDIRECTS = frozenset({307, 308})
 
 
 class OutboundError(Exception):
@@ -52,23 +54,28 @@ class OutboundRules:
     max_fetch_seconds: float = 900.0
 
     @classmethod
-    def from_env(cls, env: Env) -> OutboundRules:
-        hosts: list[str] = []
-        networks: list[Network] = []
-        for item in filter(None, (part.strip() for part in (env.optional("OUTBOUND_ALLOWED_HOSTS") or "").split(","))):
-            try:
-                networks.append(ipaddress.ip_network(item, strict=False))
-            except ValueError:
-                hosts.append(item.lower())
+    def from_env(cls, env: Env, prefix: str = "OUTBOUND", defaults: OutboundRules | None = None) -> OutboundRules:
+        """The rules from ``<prefix>_ALLOW_HTTP``, ``_ALLOWED_HOSTS``, ``_MAX_REDIRECTS`` and ``_MAX_FETCH_SECONDS``;
+        unset ones keep ``defaults``'."""
+        base = defaults or cls()
+        hosts, networks = list(base.allowed_hosts), list(base.allowed_networks)
+        allowed = env.optional(f"{prefix}_ALLOWED_HOSTS")
+        if allowed is not None:
+            hosts, networks = [], []
+            for item in filter(None, (part.strip() for part in allowed.split(","))):
+                try:
+                    networks.append(ipaddress.ip_network(item, strict=False))
+                except ValueError:
+                    hosts.append(item.lower())
         rules = cls(
-            allow_http=env.get_bool("OUTBOUND_ALLOW_HTTP", cls.allow_http),
+            allow_http=env.get_bool(f"{prefix}_ALLOW_HTTP", base.allow_http),
             allowed_hosts=tuple(hosts),
             allowed_networks=tuple(networks),
-            max_redirects=env.get_int("OUTBOUND_MAX_REDIRECTS", cls.max_redirects, minimum=0),
-            max_fetch_seconds=env.get_float("OUTBOUND_MAX_FETCH_SECONDS", cls.max_fetch_seconds),
+            max_redirects=env.get_int(f"{prefix}_MAX_REDIRECTS", base.max_redirects, minimum=0),
+            max_fetch_seconds=env.get_float(f"{prefix}_MAX_FETCH_SECONDS", base.max_fetch_seconds),
         )
         if rules.max_fetch_seconds <= 0:
-            raise SettingsError("OUTBOUND_MAX_FETCH_SECONDS must be positive")
+            raise SettingsError(f"{prefix}_MAX_FETCH_SECONDS must be positive")
         return rules
 
     def check_url(self, url: str) -> None:
@@ -86,6 +93,23 @@ class OutboundRules:
             raise OutboundError("url_not_allowed", "the URL names no host")
         if parts.username or parts.password:
             raise OutboundError("url_not_allowed", "URLs with credentials are not fetched")
+
+    def check_destination(self, url: str) -> None:
+        """``check_url``, and for a host written as an address (or ``localhost``) the address check as well: what can
+        be refused before any name is resolved, for a URL kept to be fetched later (a webhook's). Names are checked
+        again where each connection is made."""
+        self.check_url(url)
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            address: Address = ipaddress.ip_address(host)
+        except ValueError:
+            if host != "localhost" and not host.endswith(".localhost"):
+                return
+            address = ipaddress.ip_address("127.0.0.1")
+        if not self.permits(host, port, address):
+            raise OutboundError("url_not_allowed", f"{host} is not a public address")
 
     def permits(self, host: str, port: int, address: Address) -> bool:
         host = host.lower().strip("[]")
@@ -176,34 +200,73 @@ class Outbound:
         self, url: str, *, step_seconds: float | None = None
     ) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
         """:func:`fetch` with this client and these rules, within the rules' ``max_fetch_seconds``."""
+        return self.send("GET", url, step_seconds=step_seconds)
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        step_seconds: float | None = None,
+    ) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        """:func:`send` with this client and these rules, within the rules' ``max_fetch_seconds``."""
         if self._http is None:
             self._http = client(self.rules, self._limits)
-        return fetch(self._http, url, self.rules, time_limit=self.rules.max_fetch_seconds, step_seconds=step_seconds)
+        return send(
+            self._http,
+            method,
+            url,
+            self.rules,
+            content=content,
+            headers=headers,
+            time_limit=self.rules.max_fetch_seconds,
+            step_seconds=step_seconds,
+        )
 
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
 
 
-@contextlib.asynccontextmanager
-async def fetch(
+def fetch(
     http: httpx.AsyncClient, url: str, rules: OutboundRules, *, time_limit: float, step_seconds: float | None = None
+) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+    """GET ``url``: :func:`send` without a body."""
+    return send(http, "GET", url, rules, time_limit=time_limit, step_seconds=step_seconds)
+
+
+@contextlib.asynccontextmanager
+async def send(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    rules: OutboundRules,
+    *,
+    time_limit: float,
+    content: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    step_seconds: float | None = None,
 ) -> AsyncIterator[httpx.Response]:
-    """GET ``url`` (from :func:`client`), following redirects one by one, each checked like the first, and yield the
-    final response with its body unread (read it with :func:`read_bounded`). The whole fetch, body included, must
-    end within ``time_limit`` seconds, and each step (connect, each read) within ``step_seconds`` when given;
-    raises OutboundError, or httpx errors when the server fails."""
+    """Send ``method`` to ``url`` (with a client from :func:`client`), following redirects one by one, each checked
+    like the first, and yield the final response with its body unread (read it with :func:`read_bounded`). A GET
+    follows every redirect; another method only those that keep the method and the body (307, 308), as any other
+    would turn it into a GET. The whole exchange, body included, must end within ``time_limit`` seconds, and each
+    step (connect, each read) within ``step_seconds`` when given; raises OutboundError, or httpx errors when the
+    server fails."""
     step = (
         httpx.USE_CLIENT_DEFAULT if step_seconds is None else httpx.Timeout(step_seconds, connect=min(step_seconds, 10))
     )
+    followed = REDIRECTS if method == "GET" else KEEPING_REDIRECTS
     try:
         async with asyncio.timeout(time_limit):
             for _ in range(rules.max_redirects + 1):
                 rules.check_url(url)
-                request = http.build_request("GET", url, timeout=step)
+                request = http.build_request(method, url, content=content, headers=headers, timeout=step)
                 response = await http.send(request, stream=True)
                 location = response.headers.get("location")
-                if response.status_code not in REDIRECTS or location is None:
+                if response.status_code not in followed or location is None:
                     try:
                         yield response
                     finally:
@@ -213,7 +276,7 @@ async def fetch(
                 url = urljoin(url, location)
             raise OutboundError("too_many_redirects", f"more than {rules.max_redirects} redirects")
     except TimeoutError:
-        raise OutboundError("fetch_timeout", f"the fetch took longer than {time_limit:g} s") from None
+        raise OutboundError("fetch_timeout", f"the request took longer than {time_limit:g} s") from None
 
 
 async def read_bounded(response: httpx.Response, max_bytes: int) -> AsyncIterator[bytes]:

@@ -15,6 +15,7 @@ import pytest
 from deploy.local import LocalStack
 from integrations.echo.schemas import EchoRequest
 from services.main.body_limits import max_json_bytes
+from services.main.integrations_router import create_body_type
 from tests.stack import USERS, Api, MainProcess, exchange
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,8 @@ def post_head(path: str, length: int, host: str, token: str) -> bytes:
 
 
 async def test_an_oversized_create_body_is_refused_before_it_is_read(stack: LocalStack, alice: Api) -> None:
-    limit = max_json_bytes(EchoRequest)
+    # The create body: echo's request and main's create options.
+    limit = max_json_bytes(create_body_type(EchoRequest))
     assert limit is not None and limit < 100_000  # derived from the schema (10,000 characters), not 10 MB
     host = urlsplit(stack.main_url).netloc
     # Only the headers are sent: the 413 arrives although the announced body never does.

@@ -31,12 +31,14 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 
 from deploy.local import LocalStack
-from deploy.ports import Ports
+from deploy.ports import Ports, free_port
+from services.main.webhooks.inputs import delivery_workflow_id
 from services.shared.settings import TemporalSettings
 from services.shared.tasks import workflow_id_for
 from services.shared.temporal import connect
 from tests.faults.harness import IMAGE, VIDEO, Simulator, Workers, unique
 from tests.stack import REPO, USERS, Api, wait_for
+from tests.webhook_receiver import Receiver, webhook_env
 
 HERE = Path(__file__).resolve().parent
 ECHO = "echo"
@@ -365,6 +367,19 @@ PATHS: tuple[PathSpec, ...] = (
 )
 
 
+# Webhook deliveries, on main's platform task queue: the echo task of each sends its `completed` webhook to the
+# receiver's path in `body`, and `expect` is how the delivery's workflow ends. Three attempts in all.
+PLATFORM = "platform"
+DELIVER, GIVE_UP = "webhook.deliver", "webhook.give_up"
+WEBHOOK_ATTEMPTS = 3
+WEBHOOK_PATHS = (
+    PathSpec(PLATFORM, "delivered", {"path": "/hook"}, expect="delivered"),
+    PathSpec(PLATFORM, "retried", {"path": "/flaky"}, expect="delivered", shows=(retried(DELIVER),)),
+    PathSpec(PLATFORM, "gone", {"path": "/gone"}, expect="gone"),
+    PathSpec(PLATFORM, "failed", {"path": "/fail"}, expect="failed", shows=(retried(DELIVER), scheduled(GIVE_UP))),
+)
+
+
 # --- recording ------------------------------------------------------------------------------------------------
 
 
@@ -406,6 +421,26 @@ async def finish(run: Run) -> list[WorkflowHistory]:
     problems = [problem for check in path.shows if (problem := check(events)) is not None]
     assert not problems, f"{path.key}: the history does not show what the path is about: {'; '.join(problems)}"
     return histories
+
+
+async def webhook_history(path: PathSpec, api: Api, temporal: Client, receiver: Receiver) -> list[WorkflowHistory]:
+    """Create the path's echo task and record the workflow of its webhook delivery, checked."""
+    route = str(path.body["path"])
+    body = {"message": unique(f"webhook {path.name}"), "webhook_url": receiver.url(route)}
+    response = await api.create(ECHO, body)
+    assert response.status_code == 202, f"{path.key}: {response.status_code} {response.text}"
+
+    async def sent() -> str | None:
+        return next((m for m, p in zip(receiver.requests, receiver.paths, strict=True) if p == route), None)
+
+    message_id = await wait_for(sent, 60, f"the webhook of {path.key}", interval=0.1)
+    handle = temporal.get_workflow_handle(delivery_workflow_id(message_id))
+    ended = await handle.result()
+    assert ended == path.expect, f"{path.key}: the delivery ended {ended}, not {path.expect}"
+    history = await handle.fetch_history()
+    problems = [problem for check in path.shows if (problem := check(list(history.events))) is not None]
+    assert not problems, f"{path.key}: the history does not show what the path is about: {'; '.join(problems)}"
+    return [history]
 
 
 def scrubbed(value: Any) -> Any:
@@ -456,9 +491,13 @@ def keep(out: Path, name: str) -> None:
 
 
 async def record(paths: list[PathSpec], out: Path) -> list[Path]:
+    receiver_port = free_port()
     environ = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
     environ.update(SIMULATOR_ENV)
+    environ.update(webhook_env(receiver_port, max_attempts=WEBHOOK_ATTEMPTS))
     environ["API_KEYS"] = ",".join(f"{key}:{user}" for user, key in USERS.items())
+    hooks = [path for path in paths if path.integration == PLATFORM]
+    paths = [path for path in paths if path.integration != PLATFORM]
     with tempfile.TemporaryDirectory(prefix="histories-") as tmp:
         state = Path(tmp) / "state"
         with LocalStack(state, Ports.free(), components=["middleware", "services"], environ=environ) as stack:
@@ -491,11 +530,21 @@ async def record(paths: list[PathSpec], out: Path) -> list[Path]:
                 await asyncio.gather(
                     *(whole(run) for run in runs if not run.path.before_workers and run.path.sim_config is None)
                 )
+                if hooks:
+                    secret = (await api.http.get("/api/webhooks/secret")).json()["secret"]
+                    receiver = Receiver(receiver_port, secrets=[secret])
+                    await receiver.start()
+                    try:
+                        for path in hooks:
+                            done[path.key] = await webhook_history(path, api, temporal, receiver)
+                    finally:
+                        await receiver.stop()
             finally:
                 workers.kill()
                 await api.close()
                 await sim.close()
-    return [file for run in runs for file in write(run.path, done[run.path.key], out)]
+    recorded = [file for run in runs for file in write(run.path, done[run.path.key], out)]
+    return recorded + [file for path in hooks for file in write(path, done[path.key], out)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -503,13 +552,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="<integration>/<path> to record (default: all)")
     parser.add_argument("--keep", metavar="NAME", help="first move the current histories into <integration>/NAME/")
     args = parser.parse_args(argv)
-    known = {path.key: path for path in PATHS}
+    known = {path.key: path for path in (*PATHS, *WEBHOOK_PATHS)}
     unknown = [key for key in args.paths if key not in known]
     if unknown:
         parser.error(f"unknown path(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if args.keep:
         keep(HERE, args.keep)
-    files = asyncio.run(record([known[key] for key in args.paths] or list(PATHS), HERE))
+    files = asyncio.run(record([known[key] for key in args.paths] or list(known.values()), HERE))
     for file in files:
         print(f"recorded {file.relative_to(REPO)}")
     return 0

@@ -1,6 +1,7 @@
-"""Every recorded history (``<integration>/**/*.json``, from ``./dev record-histories``) replays against today's
-workflow code: the workflows each integration's ``worker_spec`` registers, the production data converter and the
-launcher's sandbox. A change that would break a running workflow at the next deploy fails here."""
+"""Every recorded history (``<integration>/**/*.json``, and ``platform/`` for main's platform worker, from
+``./dev record-histories``) replays against today's workflow code: the workflows each integration's ``worker_spec``
+registers and main's platform worker serves, the production data converter and the launcher's sandbox. A change
+that would break a running workflow at the next deploy fails here."""
 
 from __future__ import annotations
 
@@ -14,11 +15,16 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from services.async_task.launcher import WORKFLOW_RUNNER, LauncherSettings, load_spec, make_context
+from services.main.webhooks.workflows import WebhookDeliveryWorkflow
 from services.shared.converter import data_converter
 from services.shared.discovery import discover
 from services.shared.settings import Env
 
 from .changed_workflows import EchoWaitsFirst
+
+# main's platform worker's workflows (services/main/app.py), recorded under platform/.
+PLATFORM = "platform"
+PLATFORM_WORKFLOWS: Sequence[type] = (WebhookDeliveryWorkflow,)
 
 HISTORIES = Path(__file__).resolve().parent
 # What every worker reads when it starts; nothing is contacted while replaying.
@@ -49,7 +55,8 @@ async def served() -> AsyncIterator[dict[str, Sequence[type]]]:
     """The workflows of every integration (the blacklisted example too), as the launcher registers them."""
     async with httpx.AsyncClient() as http:
         ctx = make_context(LauncherSettings.from_env(WORKER_ENV), Env(WORKER_ENV), http, 1)
-        yield {i.name: load_spec(i, ctx).workflows for i in discover(blacklist=()).integrations}
+        served = {i.name: load_spec(i, ctx).workflows for i in discover(blacklist=()).integrations}
+        yield {**served, PLATFORM: PLATFORM_WORKFLOWS}
 
 
 def replayer(workflows: Sequence[type]) -> Replayer:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -488,7 +488,16 @@ async def test_a_store_from_before_migrations_keeps_its_tasks(database_url: str)
             # An index and a column of later migrations, which that code did not create.
             await conn.execute(sa.text("DROP INDEX ix_tasks_queued"))
             await conn.execute(sa.text("DROP INDEX ix_tasks_finished"))
-            for column in ("priority", "deadline_at", "started_at", "finished_at", "provider_attempts", "deleted_at"):
+            for column in (
+                "priority",
+                "webhook_url",
+                "webhook_events",
+                "deadline_at",
+                "started_at",
+                "finished_at",
+                "provider_attempts",
+                "deleted_at",
+            ):
                 await conn.execute(sa.text(f"ALTER TABLE tasks DROP COLUMN {column}"))
             await conn.execute(old_table.insert(), row)
         await store.migrate()
@@ -535,3 +544,66 @@ async def test_processes_starting_at_once_migrate_once(database_url: str) -> Non
     finally:
         for store in stores:
             await store.close()
+
+
+# -- webhooks -----------------------------------------------------------------------------------------------
+
+
+async def test_a_change_writes_the_deliveries_its_task_asked_for(task_store: TaskStore) -> None:
+    """The deliveries commit with the change: `started` on running, `completed` on the end, nothing for an event the
+    task did not ask for; the task reads back with them, and each is started and ended once."""
+    record, _ = await task_store.create(
+        integration="echo",
+        owner="alice",
+        input={"message": "hook"},
+        idempotency_key=None,
+        request_digest="d",
+        priority=DEFAULT_PRIORITY,
+        event=event,
+        webhook_url="https://hooks.example/in",
+        webhook_events=("started", "completed"),
+    )
+    plain = await new_task(task_store)
+    await task_store.apply_report(plain, TaskReport(status="running"), event)
+    await task_store.apply_report(record.id, TaskReport(status="running"), event)
+    await task_store.apply_report(record.id, TaskReport(status="running", progress=0.5), event)
+    _, done, _ = await task_store.apply_report(record.id, TaskReport(status="succeeded", progress=1.0), event)
+    assert [(d.event, d.status, d.attempts) for d in done.webhooks] == [
+        ("started", "pending", 0),
+        ("completed", "pending", 0),
+    ]
+    read = await task_store.get(record.id)
+    assert read is not None and read.webhooks == done.webhooks
+    assert (read.webhook_url, read.webhook_events) == ("https://hooks.example/in", ("started", "completed"))
+    untouched = await task_store.get(plain)
+    assert untouched is not None and untouched.webhooks == ()
+
+    unstarted = await task_store.unstarted_deliveries(10)
+    assert list(unstarted) == [d.id for d in done.webhooks]
+    await task_store.mark_deliveries_started(unstarted)
+    assert await task_store.unstarted_deliveries(10) == ()
+
+    started, completed = done.webhooks
+    await task_store.record_attempt(started.id, "pending", "HTTP 500")
+    await task_store.record_attempt(started.id, "delivered", None, datetime.now(UTC))
+    await task_store.end_delivery(started.id, "failed", None)
+    await task_store.end_delivery(completed.id, "dropped", "the task no longer exists")
+    after = await task_store.delivery(started.id)
+    assert after is not None and (after.status, after.attempts, after.last_error) == ("delivered", 2, None)
+    assert after.delivered_at is not None
+    ended = await task_store.delivery(completed.id)
+    assert ended is not None and (ended.status, ended.attempts) == ("dropped", 0)
+
+    # Retention takes the task's deliveries with it.
+    assert await task_store.purge([record.id], datetime.now(UTC)) == 1
+    assert await task_store.delivery(started.id) is None and await task_store.delivery(completed.id) is None
+
+
+async def test_a_rotated_secret_signs_beside_the_new_one_for_the_overlap(task_store: TaskStore) -> None:
+    first = await task_store.signing_secrets("alice", "whsec_first")
+    assert (await task_store.signing_secrets("alice", "whsec_other")).secret == first.secret == "whsec_first"
+    rotated = await task_store.rotate_signing_secret("alice", "whsec_second", timedelta(hours=1))
+    now = datetime.now(UTC)
+    assert rotated.signing(now) == ["whsec_second", "whsec_first"]
+    assert rotated.signing(now + timedelta(hours=2)) == ["whsec_second"]
+    assert (await task_store.signing_secrets("bob", "whsec_bob")).signing(now) == ["whsec_bob"]

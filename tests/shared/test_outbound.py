@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from services.shared.outbound import OutboundError, OutboundRules, client, fetch, is_public, read_bounded
+from services.shared.outbound import Outbound, OutboundError, OutboundRules, client, fetch, is_public, read_bounded
 from services.shared.settings import Env
 
 
@@ -172,3 +172,38 @@ def test_rules_from_the_environment() -> None:
     assert rules.permits("anything", 80, ipaddress.ip_address("10.9.1.2"))
     assert OutboundRules.from_env(Env({})) == OutboundRules()
     assert isinstance(client(OutboundRules()), httpx.AsyncClient)
+
+
+async def test_a_post_follows_only_the_redirects_that_keep_it_a_post(server: tuple[Server, dict[str, Route]]) -> None:
+    """A webhook's POST: a 307 or 308 is followed (checked again, method and body kept); a 302 would turn it into a
+    GET, so it is the answer."""
+    state, routes = server
+    routes["/hook"] = answer(204)
+    routes["/kept"] = answer(307, location="/hook")
+    routes["/changed"] = answer(302, location="/hook")
+    routes["/to-metadata"] = answer(308, location="http://169.254.169.254/latest/meta-data/")
+    outbound = Outbound(allowing(state))
+    try:
+        for path, status in (("/kept", 204), ("/changed", 302)):
+            async with outbound.send("POST", f"http://{state.origin}{path}", content=b"{}") as response:
+                assert response.status_code == status, path
+        with pytest.raises(OutboundError, match="not public"):
+            async with outbound.send("POST", f"http://{state.origin}/to-metadata", content=b"{}"):
+                pass
+    finally:
+        await outbound.aclose()
+    assert state.seen[:3] == ["POST /kept HTTP/1.1", "POST /hook HTTP/1.1", "POST /changed HTTP/1.1"]
+
+
+def test_a_destination_kept_for_later_is_refused_by_its_form_and_its_literal_address() -> None:
+    rules = OutboundRules()
+    for url in ("http://hooks.example/", "https://10.0.0.1/", "https://[fe80::1]/", "https://localhost:8443/", "x"):
+        with pytest.raises(OutboundError):
+            rules.check_destination(url)
+    # A name is resolved only when connecting (each time): accepted here.
+    rules.check_destination("https://hooks.example/in")
+    rules.check_destination("https://93.184.216.34/in")
+    allowed = OutboundRules.from_env(Env({"HOOKS_ALLOW_HTTP": "1", "HOOKS_ALLOWED_HOSTS": "127.0.0.1:9"}), "HOOKS")
+    allowed.check_destination("http://127.0.0.1:9/")
+    with pytest.raises(OutboundError):
+        allowed.check_destination("http://127.0.0.1:10/")

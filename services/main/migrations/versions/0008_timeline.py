@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_timeline"
-down_revision = "0006_task_priority"
+down_revision = "0007_webhooks"
 
 TIMES = ("deadline_at", "started_at", "finished_at")
 
