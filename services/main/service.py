@@ -619,11 +619,11 @@ class TaskService:
     def _event(self, record: TaskRecord, changes: dict[str, Any], name: str = "task.updated") -> OutboxEvent:
         """The event of an applied change, as the outbox stores it (built inside the store's transaction)."""
         payload: dict[str, Any] = {}
-        for name, value in changes.items():
-            if name == "result":
+        for key, value in changes.items():
+            if key == "result":
                 payload["output"] = msgspec.to_builtins(self._output(value, record.updated_at))
             else:
-                payload[name] = msgspec.to_builtins(value)
+                payload[key] = msgspec.to_builtins(value)
         event = TaskEvent(
             id=str(uuid.uuid4()),
             task_id=record.id,
