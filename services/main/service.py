@@ -484,7 +484,8 @@ class TaskService:
             return ReportOutcome(applied=False, status=exc.record.status, reason="the task was deleted"), exc.record
         if outcome.applied:
             self.relay.wake()
-            if self.deliveries is not None:
+            # Only a task with a webhook can have had deliveries written: the others cost the starter no read.
+            if self.deliveries is not None and record.webhook_url is not None:
                 self.deliveries.wake()
         return outcome, record
 

@@ -32,6 +32,11 @@ ATTEMPT_MARGIN_SECONDS = 15.0
 EXECUTION_MARGIN = timedelta(hours=1)
 
 
+def attempt_seconds(settings: WebhookSettings) -> float:
+    """The bound of one attempt: the POST's own, and the store's reads and writes."""
+    return settings.outbound.max_fetch_seconds + ATTEMPT_MARGIN_SECONDS
+
+
 def delivery_input(delivery_id: str, settings: WebhookSettings) -> DeliveryInput:
     return DeliveryInput(
         delivery_id=delivery_id,
@@ -39,14 +44,14 @@ def delivery_input(delivery_id: str, settings: WebhookSettings) -> DeliveryInput
         backoff=settings.retry_backoff,
         max_seconds=settings.retry_max_seconds,
         max_attempts=settings.max_attempts,
-        attempt_seconds=settings.outbound.max_fetch_seconds + ATTEMPT_MARGIN_SECONDS,
+        attempt_seconds=attempt_seconds(settings),
     )
 
 
 def execution_timeout(settings: WebhookSettings) -> timedelta:
     """Long enough for every attempt and every wait of the schedule."""
-    attempt = settings.outbound.max_fetch_seconds + ATTEMPT_MARGIN_SECONDS
-    return timedelta(seconds=sum(settings.retry_waits()) + settings.max_attempts * attempt) + EXECUTION_MARGIN
+    attempts = settings.max_attempts * attempt_seconds(settings)
+    return timedelta(seconds=sum(settings.retry_waits()) + attempts) + EXECUTION_MARGIN
 
 
 class DeliveryStarter:
