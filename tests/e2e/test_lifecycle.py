@@ -70,12 +70,13 @@ async def ark_job(sim: httpx.AsyncClient, provider_task_id: str) -> dict[str, An
 async def test_a_queued_ark_job_past_its_deadline_is_cancelled_and_the_task_fails(
     worker: Workers, alice: Api, sim: httpx.AsyncClient
 ) -> None:
-    # A 10-s job that Ark keeps queued throughout: Ark cancels only queued jobs, so at the 3-s deadline it can.
-    await sim.post("/_sim/config", json={"ark_queue_seconds": 10, "ark_run_seconds": 0})
+    # A job that Ark keeps queued for 30 s: Ark cancels only queued jobs, so at the 8-s deadline it can. The deadline
+    # leaves a loaded host time to submit the job before it passes.
+    await sim.post("/_sim/config", json={"ark_queue_seconds": 30, "ark_run_seconds": 0})
     task = await create(
-        alice, VIDEO, {"prompt": unique("a deadline in the queue"), "duration": 2, "deadline_seconds": 3}
+        alice, VIDEO, {"prompt": unique("a deadline in the queue"), "duration": 2, "deadline_seconds": 8}
     )
-    assert at(task, "deadline_at") - at(task, "created_at") == timedelta(seconds=3)
+    assert at(task, "deadline_at") - at(task, "created_at") == timedelta(seconds=8)
     failed = await alice.wait_status(task["id"], {"failed", "succeeded", "cancelled"}, timeout=60)
     assert failed["status"] == "failed", failed
     assert (failed["error"]["code"], failed["error"]["retryable"]) == ("deadline_exceeded", True)
@@ -83,23 +84,24 @@ async def test_a_queued_ark_job_past_its_deadline_is_cancelled_and_the_task_fail
     assert failed["output"] is None
     job = await ark_job(sim, failed["provider_task_id"])
     assert (job["final_status"], job["task"]["status"]) == ("cancelled", "cancelled")
-    # Ended at the deadline, not after the job's 10 s.
-    assert at(failed, "deadline_at") <= at(failed, "finished_at") < at(failed, "created_at") + timedelta(seconds=10)
+    # Ended at the deadline, not after the job's 30 s.
+    assert at(failed, "deadline_at") <= at(failed, "finished_at") < at(failed, "created_at") + timedelta(seconds=30)
 
 
 async def test_a_running_ark_job_past_its_deadline_fails_the_task_and_runs_on_at_ark(
     worker: Workers, alice: Api, sim: httpx.AsyncClient
 ) -> None:
-    # Running from the start for 10 s: Ark refuses to cancel a running job (409), so it runs on there.
-    await sim.post("/_sim/config", json={"ark_queue_seconds": 0, "ark_run_seconds": 10})
-    task = await create(alice, VIDEO, {"prompt": unique("a deadline mid-run"), "duration": 2, "deadline_seconds": 3})
+    # Running from the start for 30 s: Ark refuses to cancel a running job (409), so it runs on there. The 8-s deadline
+    # leaves a loaded host time to submit the job before it passes.
+    await sim.post("/_sim/config", json={"ark_queue_seconds": 0, "ark_run_seconds": 30})
+    task = await create(alice, VIDEO, {"prompt": unique("a deadline mid-run"), "duration": 2, "deadline_seconds": 8})
     failed = await alice.wait_status(task["id"], {"failed", "succeeded", "cancelled"}, timeout=60)
     assert failed["status"] == "failed", failed
     assert failed["error"]["code"] == "deadline_exceeded"
     assert failed["error"]["message"].endswith("; Ark was already generating the video and cannot stop a running job")
     job = await ark_job(sim, failed["provider_task_id"])
     assert job["task"]["status"] == "running"
-    assert at(failed, "finished_at") < at(failed, "created_at") + timedelta(seconds=10)
+    assert at(failed, "finished_at") < at(failed, "created_at") + timedelta(seconds=30)
 
 
 async def test_an_image_call_past_its_deadline_is_cancelled_and_the_task_fails(worker: Workers, alice: Api) -> None:
