@@ -26,7 +26,7 @@ from deploy.local import LocalStack
 from deploy.ports import Ports
 from services.shared.discovery import discover
 from services.shared.http_link import HttpLinkPool
-from services.shared.manifest import settings_prefix
+from services.shared.manifest import limit_settings
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -35,23 +35,25 @@ BENCH_USER = "bench"
 # Never inherited by the stack: with a provider key the workers would call the real provider instead of the
 # simulator on 127.0.0.1.
 PROVIDER_VARIABLES = ("GEMINI_API_KEY", "GEMINI_BASE_URL", "ARK_API_KEY", "ARK_BASE_URL", "MAIN_PUBLIC_URL")
-# The benchmarks measure what the platform can carry, not the limits it applies by default: main's per-key ones
-# (20 requests/s, 500 unfinished tasks) and each integration's provider limits from its manifest (Gemini: 5
-# requests/s; Ark: 10 requests/s, 10 jobs at once). A benchmark about a limit sets its own.
-UNLIMITED = {
-    "MAIN_RATE_LIMIT_PER_SECOND": "1000000",
-    "MAIN_RATE_LIMIT_BURST": "1000000",
-    "MAIN_MAX_ACTIVE_TASKS": "1000000",
-    **{
-        f"{settings_prefix(i.name)}_{name}": "1000000"
+# Higher than any benchmark reaches: what lifts a limit.
+UNLIMITED = "1000000"
+
+
+def unlimited() -> dict[str, str]:
+    """The benchmarks measure what the platform can carry, not the limits it applies by default: main's per-key
+    ones and the provider limits integrations declare (``limit_settings``). A benchmark about a limit sets its own."""
+    main = ("MAIN_RATE_LIMIT_PER_SECOND", "MAIN_RATE_LIMIT_BURST", "MAIN_MAX_ACTIVE_TASKS")
+    providers = (
+        name
         for i in discover().integrations
-        for name, value in (
-            ("REQUESTS_PER_SECOND", i.manifest.limits.requests_per_second),
-            ("MAX_CONCURRENT_JOBS", i.manifest.limits.max_concurrent_jobs),
+        for name, declared in zip(
+            limit_settings(i.name),
+            (i.manifest.limits.requests_per_second, i.manifest.limits.max_concurrent_jobs),
+            strict=True,
         )
-        if value is not None
-    },
-}
+        if declared is not None
+    )
+    return dict.fromkeys((*main, *providers), UNLIMITED)
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -337,7 +339,7 @@ async def local_stack(
         # must be able to pass through this directory.
         os.chmod(tmp, 0o711)  # noqa: S103 - others may pass through, not list or write
         inherited = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES}
-        environ = {**inherited, "API_KEYS": f"{BENCH_KEY}:{BENCH_USER}", **UNLIMITED, **(extra_env or {})}
+        environ = {**inherited, "API_KEYS": f"{BENCH_KEY}:{BENCH_USER}", **unlimited(), **(extra_env or {})}
         enabled = list(config.load().enabled)
         stack = LocalStack(
             Path(tmp) / "state",

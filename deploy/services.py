@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from services.shared.discovery import Discovery, DiscoveryError, Integration, discover, parse_blacklist
 from services.shared.event_stream import PUBLISHER, READER
-from services.shared.manifest import settings_prefix, slug
+from services.shared.manifest import limit_settings, slug
 from services.shared.settings import DEVELOPMENT_MODE, PROVIDER_SIMULATOR_URL, Env, TemporalSettings, password_variable
 
 from . import front_door
@@ -147,12 +147,6 @@ def worker_name(integration: Integration) -> str:
     return f"worker-{slug(integration.name)}"
 
 
-def limit_settings(integration: Integration) -> tuple[str, str]:
-    """The overrides of the limits an integration's manifest declares (``launcher.provider_limits``)."""
-    prefix = settings_prefix(integration.name)
-    return f"{prefix}_REQUESTS_PER_SECOND", f"{prefix}_MAX_CONCURRENT_JOBS"
-
-
 def provider_variables(integration: Integration) -> tuple[str, ...]:
     """The variables of the integration's provider, as its manifest declares them: key and base URL."""
     provider = integration.manifest.provider
@@ -170,7 +164,7 @@ def worker_contract(integration: Integration) -> Contract:
     if taken:
         raise DeployError(f"integration {integration.name}: its provider variables {taken} are the platform's own")
     simulated = SIMULATED_PROVIDER if _simulator(integration) is not None else ()
-    return Contract((*platform.settings, *provider, *simulated, *limit_settings(integration)), platform.secrets)
+    return Contract((*platform.settings, *provider, *simulated, *limit_settings(integration.name)), platform.secrets)
 
 
 def _simulator(integration: Integration) -> str | None:
@@ -296,7 +290,7 @@ def local_app_processes(
             )
     for integration in integrations:
         # A limit set in the caller's environment overrides the manifest's.
-        limits = {name: ctx.environ[name] for name in limit_settings(integration) if ctx.environ.get(name)}
+        limits = {name: ctx.environ[name] for name in limit_settings(integration.name) if ctx.environ.get(name)}
         env = local_env(worker_contract(integration), {**values, **limits})
         specs.append(_local_worker(ctx, env, integration))
     return specs
@@ -369,7 +363,7 @@ def _compose_values(
         # From the host's environment; an empty base URL is the provider's own (its manifest's).
         values.update({name: f"${{{name}:-}}" for name in provider_variables(integration)})
         # Empty: the manifest's limit.
-        values.update({name: f"${{{name}:-}}" for name in limit_settings(integration)})
+        values.update({name: f"${{{name}:-}}" for name in limit_settings(integration.name)})
     return values
 
 

@@ -21,7 +21,7 @@ from services.shared.discovery import Discovery, Integration, parse_blacklist
 from services.shared.http_link import HttpLinkPool
 from services.shared.job_slot_activities import JobSlotActivities
 from services.shared.job_slots import JobSlotsWorkflow
-from services.shared.manifest import ProviderLimits, settings_prefix
+from services.shared.manifest import ProviderLimits, limit_settings
 from services.shared.outbound import Outbound, OutboundRules
 from services.shared.reporting import ReportClient
 from services.shared.settings import Env, PlatformSettings, SettingsError
@@ -159,8 +159,7 @@ def _slot_activities(client: Client, task_queue: str, limits: ProviderLimits) ->
 def provider_limits(integration: Integration, env: Env) -> ProviderLimits:
     """The manifest's limits with the environment's overrides, each checked like the manifest's value."""
     declared = integration.manifest.limits
-    prefix = settings_prefix(integration.name)
-    rate_name, jobs_name = f"{prefix}_REQUESTS_PER_SECOND", f"{prefix}_MAX_CONCURRENT_JOBS"
+    rate_name, jobs_name = limit_settings(integration.name)
     rate = env.get_float(rate_name, 0.0) if env.optional(rate_name) else declared.requests_per_second
     jobs = env.get_int(jobs_name, 0, minimum=1) if env.optional(jobs_name) else declared.max_concurrent_jobs
     if rate is not None and rate <= 0:

@@ -162,3 +162,9 @@ def settings_prefix(name: str) -> str:
     """The prefix of an integration's platform settings, from its name: ``fangzhouVideoGeneration`` ->
     ``FANGZHOU_VIDEO_GENERATION``."""
     return slug(name).upper().replace("-", "_")
+
+
+def limit_settings(name: str) -> tuple[str, str]:
+    """The variables overriding the integration's ``ProviderLimits``: its requests per second and its jobs at once."""
+    prefix = settings_prefix(name)
+    return f"{prefix}_REQUESTS_PER_SECOND", f"{prefix}_MAX_CONCURRENT_JOBS"
