@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from minio import Minio
-from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleActionStartWorkflow
+from temporalio.client import (
+    Client,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow,
+    ScheduleDescription,
+    ScheduleHandle,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from deploy.local import LocalStack
 from services.main.platform_worker import PLATFORM_TASK_QUEUE
@@ -56,6 +63,20 @@ async def temporal(stack: LocalStack) -> Client:
     return await connect(TemporalSettings(address=stack.temporal_address))
 
 
+async def created(schedule: ScheduleHandle) -> ScheduleDescription:
+    """The schedule once main has created it: main does so in the background after it is ready."""
+
+    async def described() -> ScheduleDescription | None:
+        try:
+            return await schedule.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
+    return await wait_for(described, 60, f"main to create the schedule {schedule.id}")
+
+
 @pytest.fixture
 def objects(stack: LocalStack) -> ObjectStore:
     return ObjectStore(StorageSettings.from_env(Env(stack.service_env())))
@@ -85,7 +106,7 @@ async def test_one_run_purges_what_finished_before_the_retention_only(
     worker: Launcher, alice: Api, temporal: Client, objects: ObjectStore
 ) -> None:
     schedule = temporal.get_schedule_handle(SCHEDULE_ID)
-    described = await wait_for(schedule.describe, 60, f"main to create the schedule {SCHEDULE_ID}")
+    described = await created(schedule)
     action = described.schedule.action
     assert isinstance(action, ScheduleActionStartWorkflow)
     assert (action.workflow, action.task_queue) == (WORKFLOW, PLATFORM_TASK_QUEUE)
@@ -137,7 +158,7 @@ async def test_a_main_with_other_settings_updates_the_schedule(
     stack: LocalStack, temporal: Client, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     schedule = temporal.get_schedule_handle(SCHEDULE_ID)
-    await wait_for(schedule.describe, 60, f"main to create the schedule {SCHEDULE_ID}")
+    await created(schedule)
     await schedule.pause(note="paused by the test")
     other = MainProcess(
         stack.service_env(),
