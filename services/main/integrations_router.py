@@ -132,10 +132,11 @@ def integration_router(integration: Integration, api: IntegrationApi[Any], setti
         ] = None,
     ) -> Response[TaskRead]:
         user = current_user(request)
-        await tasks.take_request(api_key_id(request))
         task_request, options = split_create_body(data, api.request_type)
         try:
-            record, _ = await tasks.create(user, integration, api, task_request, idempotency_key, options)
+            record, _ = await tasks.create(
+                user, integration, api, task_request, idempotency_key, options, key_id=api_key_id(request)
+            )
         except InputError as exc:
             raise ApiError(422, "invalid_input", f"invalid request: {exc}", details={"field": exc.field}) from exc
         return Response(tasks.read(record), status_code=202, headers={"Location": f"/api/tasks/{record.id}"})

@@ -63,7 +63,9 @@ from .stalls import execution_timeout, is_stalled, last_task_failure
 from .store import (
     WEBHOOK_EVENTS,
     Bucket,
+    Charge,
     OutboxEvent,
+    RateLimitedError,
     SigningSecrets,
     StoreConflictError,
     TaskDeletedError,
@@ -155,7 +157,12 @@ class TaskService:
         request: Any,
         idempotency_key: str | None,
         options: CreateOptions = CreateOptions(),
+        *,
+        key_id: str,
     ) -> tuple[TaskRecord, bool]:
+        """Store a queued task and start its workflow. The create counts against the rate limit of the API key
+        ``key_id`` (``take_request``) in the transaction that stores it; a create refused for its input before it
+        is stored counts for nothing."""
         priority = options.priority
         webhook_url, webhook_events = self._webhook(options.webhook)
         highest = self.settings.highest_priority_for(owner)
@@ -184,7 +191,10 @@ class TaskService:
                 max_active=self.settings.max_active_tasks_for(owner),
                 webhook_url=webhook_url,
                 webhook_events=webhook_events,
+                charge=Charge(key_id, self._bucket, time.time()),
             )
+        except RateLimitedError as exc:
+            raise self._rate_limited(exc.wait) from exc
         except StoreConflictError as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from exc
         except TaskDeletedError as exc:
@@ -315,10 +325,12 @@ class TaskService:
     async def take_request(self, key_id: str) -> None:
         """Count a create or a task action against the API key's rate limit; 429 when its bucket is empty."""
         wait = await self.store.take_token(key_id, self._bucket, time.time())
-        if wait is None:
-            return
+        if wait is not None:
+            raise self._rate_limited(wait)
+
+    def _rate_limited(self, wait: float) -> ApiError:
         retry_after = max(1, math.ceil(wait))
-        raise ApiError(
+        return ApiError(
             429,
             "rate_limited",
             f"too many requests with this API key: at most {self.settings.rate_limit_per_second:g} a second "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -357,6 +358,14 @@ class TooManyActiveTasksError(Exception):
     """The owner already has as many active tasks as they may."""
 
 
+class RateLimitedError(Exception):
+    """The API key's bucket is empty: a token is back in ``wait`` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"no token for {wait:.3f} s")
+        self.wait = wait
+
+
 class TaskDeletedError(Exception):
     """The task was deleted by its owner: only its tombstone is left (``record``, its input and result erased)."""
 
@@ -371,6 +380,15 @@ class Bucket:
 
     per_second: float
     burst: int
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A request counted against the bucket of the API key ``key_id``, at ``now`` (seconds since the epoch)."""
+
+    key_id: str
+    bucket: Bucket
+    now: float
 
 
 class OutboxEvent(msgspec.Struct, frozen=True):
@@ -617,10 +635,12 @@ class TaskStore:
         deadline_seconds: float | None = None,
         webhook_url: str | None = None,
         webhook_events: Sequence[WebhookEvent] = (),
+        charge: Charge | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Insert a queued task and its first event; with an idempotency key already used, return that task (and
         ``False``). The task counts against its owner's active tasks; with ``max_active`` of them already, nothing
-        is inserted (TooManyActiveTasksError). Its deadline is ``deadline_seconds`` from now (none without it)."""
+        is inserted (TooManyActiveTasksError). Its deadline is ``deadline_seconds`` from now (none without it). The
+        create takes a token of ``charge``, in the same transaction; with none left, RateLimitedError."""
         now = _now()
         deadline_at = None if deadline_seconds is None else now + timedelta(seconds=deadline_seconds)
         events = tuple(webhook_events) if webhook_url else ()
@@ -665,6 +685,8 @@ class TaskStore:
         )
 
         def insert(conn: sa.Connection) -> None:
+            if charge is not None and (wait := _take_token(conn, charge)) is not None:
+                raise RateLimitedError(wait)
             _insert_absent(conn, usage_table, {"owner": owner, "active_tasks": 0})
             limit = _NO_LIMIT if max_active is None else max_active
             if conn.execute(_TAKE_ACTIVE, {"for_owner": owner, "limit": limit}).first() is None:
@@ -675,6 +697,11 @@ class TaskStore:
         try:
             await self._transaction(insert)
         except (IntegrityError, TooManyActiveTasksError):
+            # The rollback gave its token back, but a refused or retried create is a request all the same.
+            if charge is not None:
+                wait = await self.take_token(charge.key_id, charge.bucket, charge.now)
+                if wait is not None:
+                    raise RateLimitedError(wait) from None
             # A retried create returns its task even when the owner is at the limit now.
             row = await self._by_idempotency_key(owner, integration, idempotency_key)
             if row is None:
@@ -698,18 +725,8 @@ class TaskStore:
     async def take_token(self, key_id: str, bucket: Bucket, now: float) -> float | None:
         """Take a token from the bucket of ``key_id`` (full when first used): None when one was taken, else the
         seconds until one is back."""
-        params = {"for_key": key_id, "now": now, "rate": bucket.per_second, "burst": float(bucket.burst)}
-
-        def take(conn: sa.Connection) -> float | None:
-            _insert_absent(
-                conn, rate_buckets_table, {"key_id": key_id, "tokens": float(bucket.burst), "counted_at": now}
-            )
-            if conn.execute(_TAKE_TOKEN, params).first() is not None:
-                return None
-            return float(conn.execute(_TOKENS, params).scalar_one())
-
-        tokens = await self._transaction(take)
-        return None if tokens is None else (1 - tokens) / bucket.per_second
+        charge = Charge(key_id, bucket, now)
+        return await self._transaction(lambda conn: _take_token(conn, charge))
 
     async def tokens(self, key_id: str, bucket: Bucket, now: float) -> float:
         """The tokens in the bucket of ``key_id`` now."""
@@ -1046,9 +1063,30 @@ class TaskStore:
 
 
 def _insert_absent(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> None:
-    """Insert a row unless one with its primary key exists (both dialects spell it ON CONFLICT DO NOTHING)."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(insert(table).values(values).on_conflict_do_nothing())
+    """Insert a row unless one with its primary key exists."""
+    conn.execute(_insert_absent_statement(conn.dialect.name, table), values)
+
+
+@functools.cache
+def _insert_absent_statement(dialect: str, table: sa.Table) -> sa.Insert:
+    # Built once per table: a statement built per call costs more CPU than the write (both dialects spell it ON
+    # CONFLICT DO NOTHING; the columns come from the parameters of each execution).
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing()
+
+
+def _take_token(conn: sa.Connection, charge: Charge) -> float | None:
+    """Take a token of ``charge`` (its bucket full when first used): None when one was taken, else the seconds
+    until one is back."""
+    bucket = charge.bucket
+    params = {"for_key": charge.key_id, "now": charge.now, "rate": bucket.per_second, "burst": float(bucket.burst)}
+    _insert_absent(
+        conn, rate_buckets_table, {"key_id": charge.key_id, "tokens": float(bucket.burst), "counted_at": charge.now}
+    )
+    if conn.execute(_TAKE_TOKEN, params).first() is not None:
+        return None
+    tokens = float(conn.execute(_TOKENS, params).scalar_one())
+    return (1 - tokens) / bucket.per_second
 
 
 def _enqueue(conn: sa.Connection, record: TaskRecord, event: OutboxEvent) -> None:

@@ -65,7 +65,8 @@ async def test_a_report_that_overtakes_the_create_is_published_after_the_queued_
         temporal = SlowAnswer(env.client)
         service = TaskService(settings, store, temporal, IdleRelay(), ObjectStore(settings.platform.storage))  # type: ignore[arg-type]
         echo = discover().get("echo")
-        create = asyncio.create_task(service.create("alice", echo, load_api(echo), EchoRequest("hi"), None))
+        created = service.create("alice", echo, load_api(echo), EchoRequest("hi"), None, key_id="alice-key")
+        create = asyncio.create_task(created)
         await asyncio.wait_for(temporal.started.wait(), 30)
         (records, _) = await store.list(owner="alice", integration=None, status=None, limit=1, offset=0)
         outcome, _ = await service.apply(records[0].id, TaskReport(status="running", progress=0.0))
