@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.main.store import Bucket, TaskStore, TooManyActiveTasksError
+from services.main.store import Bucket, Charge, RateLimitedError, TaskStore, TooManyActiveTasksError
 from services.shared.tasks import DEFAULT_PRIORITY, TaskError, TaskReport
 
 from .test_store import RESULT, database_url, event, task_store  # noqa: F401 - fixtures
@@ -19,7 +19,9 @@ pytestmark = pytest.mark.every_store
 BUCKET = Bucket(per_second=2.0, burst=5)
 
 
-async def create(store: TaskStore, limit: int, owner: str = "alice", key: str | None = None) -> str:
+async def create(
+    store: TaskStore, limit: int, owner: str = "alice", key: str | None = None, charge: Charge | None = None
+) -> str:
     record, _ = await store.create(
         integration="echo",
         owner=owner,
@@ -29,6 +31,7 @@ async def create(store: TaskStore, limit: int, owner: str = "alice", key: str | 
         priority=DEFAULT_PRIORITY,
         event=event,
         max_active=limit,
+        charge=charge,
     )
     return record.id
 
@@ -107,3 +110,23 @@ async def test_two_stores_on_one_database_share_one_bucket(task_store: TaskStore
         *(s.take_token("key", BUCKET, now) for _ in range(10) for s in (task_store, second_store))
     )
     assert sum(wait is None for wait in taken) == BUCKET.burst
+
+
+async def test_a_create_takes_its_token_with_the_task_and_a_refused_or_retried_one_takes_one_too(
+    task_store: TaskStore,  # noqa: F811
+) -> None:
+    charge = Charge("key", BUCKET, 1000.0)
+    first = await create(task_store, 2, key="k1", charge=charge)
+    await create(task_store, 2, charge=charge)
+    assert await task_store.tokens("key", BUCKET, charge.now) == BUCKET.burst - 2
+    # Answered from its key, and refused at the active limit: each a request all the same.
+    assert await create(task_store, 2, key="k1", charge=charge) == first
+    with pytest.raises(TooManyActiveTasksError):
+        await create(task_store, 2, charge=charge)
+    assert await task_store.tokens("key", BUCKET, charge.now) == BUCKET.burst - 4
+    await create(task_store, 10, charge=charge)
+    # The bucket is empty: nothing is stored and the wait until a token is back is said.
+    with pytest.raises(RateLimitedError) as refused:
+        await create(task_store, 10, charge=charge)
+    assert refused.value.wait == pytest.approx(0.5)
+    assert await task_store.active_tasks("alice") == 3
