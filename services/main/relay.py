@@ -24,12 +24,14 @@ from nats.js.api import PubAck
 from services.shared import event_stream
 from services.shared.settings import EventStreamSettings
 
+from .batches import Waker
 from .store import OutboxRow, TaskStore
 
 log = logging.getLogger("main.relay")
 
 # Bound on the wait for JetStream's acknowledgement of one batch.
 ACK_TIMEOUT_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 2.0
 
 
 class RelayError(Exception):
@@ -48,9 +50,10 @@ class OutboxRelay:
         self._events = events
         self._batch_size = batch_size
         self._poll = poll_seconds
-        self._wake = asyncio.Event()
+        self._waker = Waker()
         self._task: asyncio.Task[None] | None = None
         self._nats: Nats | None = None
+        self._stream_ready = False
         self._stopping = False
 
     def start(self) -> None:
@@ -58,14 +61,14 @@ class OutboxRelay:
 
     def wake(self) -> None:
         """A change was committed: relay it now."""
-        self._wake.set()
+        self._waker.wake()
 
     async def stop(self, drain_seconds: float = 2.0) -> None:
         """Relay what is committed (for at most ``drain_seconds``), then stop; what is left stays in the outbox for
         the next relay."""
         if self._task is not None:
             self._stopping = True
-            self._wake.set()
+            self._waker.wake()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._task), drain_seconds)
             self._task.cancel()
@@ -77,29 +80,21 @@ class OutboxRelay:
     async def _run(self) -> None:
         self._nats = await event_stream.connect(self._events, name="main-relay")
         js = self._nats.jetstream(timeout=ACK_TIMEOUT_SECONDS)
-        backoff = 0.1
-        stream_ready = False
-        while True:
-            try:
-                if not stream_ready:
-                    await event_stream.ensure_stream(js, self._events)
-                    stream_ready = True
-                self._wake.clear()
-                moved = await self._relay_batch(js)
-                backoff = 0.1
-                if moved == self._batch_size:
-                    continue
-                if self._stopping:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # The store or JetStream is away (restarting, unreachable): the rows wait in the outbox.
-                log.warning("relay: %s; retrying in %.1fs", exc or type(exc).__name__, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+
+        async def move() -> int:
+            if not self._stream_ready:
+                await event_stream.ensure_stream(js, self._events)
+                self._stream_ready = True
+            return await self._relay_batch(js)
+
+        await self._waker.move_batches(
+            move,
+            batch_size=self._batch_size,
+            poll_seconds=self._poll,
+            max_backoff=MAX_BACKOFF_SECONDS,
+            log=log,
+            stopping=lambda: self._stopping,
+        )
 
     async def _relay_batch(self, js: JetStreamContext) -> int:
         async with self._store.relay_batch(self._batch_size) as batch:

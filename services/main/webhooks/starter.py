@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from ..batches import Waker
 from ..platform_worker import PLATFORM_TASK_QUEUE
 from ..settings import WebhookSettings
 from ..store import TaskStore
@@ -26,6 +27,7 @@ from .workflows import WebhookDeliveryWorkflow
 
 log = logging.getLogger("main.webhooks")
 
+MAX_BACKOFF_SECONDS = 5.0
 # On top of the POST's own bound: the store reads and writes of an attempt.
 ATTEMPT_MARGIN_SECONDS = 15.0
 # On top of the schedule: time for the last attempts and for marking the delivery failed.
@@ -59,7 +61,7 @@ class DeliveryStarter:
         self._store = store
         self._temporal = temporal
         self._settings = settings
-        self._wake = asyncio.Event()
+        self._waker = Waker()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -67,7 +69,7 @@ class DeliveryStarter:
 
     def wake(self) -> None:
         """A change was committed (and may have deliveries): start them now."""
-        self._wake.set()
+        self._waker.wake()
 
     async def stop(self) -> None:
         """What is left unstarted stays in the store for the next starter."""
@@ -76,23 +78,13 @@ class DeliveryStarter:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                self._wake.clear()
-                started = await self.run_once()
-                backoff = 0.1
-                if started == self._settings.start_batch_size:
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.start_poll_ms / 1000)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # The store or Temporal is away: the deliveries wait in the store.
-                log.warning("webhook starter: %r; retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        await self._waker.move_batches(
+            self.run_once,
+            batch_size=self._settings.start_batch_size,
+            poll_seconds=self._settings.start_poll_ms / 1000,
+            max_backoff=MAX_BACKOFF_SECONDS,
+            log=log,
+        )
 
     async def run_once(self) -> int:
         """Start the workflows of the oldest unstarted deliveries; how many."""
