@@ -119,6 +119,10 @@ class ReportActivities:
 
     @activity.defn(name=REPORT_ACTIVITY)
     async def report_task(self, input: ReportInput) -> ReportOutcome:
+        attempt = activity.info().attempt
+        if attempt > 1:
+            # A local activity's retries show nowhere in Temporal until it ends: the worker's log says them.
+            activity.logger.info("report %s for task %s: attempt %d", input.report.status, input.task_id, attempt)
         if self._store is not None and input.report.status in ("failed", "cancelled"):
             # A task that did not succeed keeps no objects. An upload may have finished after the workflow decided
             # the outcome (a cancel racing the upload, a copy cut short, an attempt given up): remove what is

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -268,6 +269,12 @@ class Workers:
             self.procs[name] = launcher
             starting.append(launcher)
         await asyncio.gather(*(launcher.wait_serving(60) for launcher in starting))
+
+    def reports_retried(self, tasks: list[Task]) -> int:
+        """How many of ``tasks`` have had a final report retried: a local activity, whose attempts only the
+        workers' logs show while it runs (``ReportActivities.report_task``)."""
+        logs = " ".join(path.read_text(errors="replace") for path in self.log_dir.glob("*.log"))
+        return sum(1 for t in tasks if re.search(rf"report \w+ for task {t.id}: attempt \d+", logs))
 
     def kill(self) -> None:
         """SIGKILL every worker process (and its process group)."""

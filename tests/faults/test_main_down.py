@@ -9,11 +9,10 @@ import httpx
 import pytest
 
 from deploy.local import LocalStack
-from services.shared.reporting import REPORT_ACTIVITY
 from services.shared.tasks import TERMINAL_STATUSES
 from tests.stack import wait_for
 
-from .harness import IMAGE, Platform, Simulator, all_submitted, echo, image, retried_activities, video
+from .harness import IMAGE, Platform, Simulator, Workers, all_submitted, echo, image, video
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -21,7 +20,7 @@ DOWN_SECONDS = 30
 
 
 async def test_main_down_for_30_seconds_while_activities_report(
-    fault_stack: LocalStack, scenario: Platform, sim: Simulator
+    fault_stack: LocalStack, scenario: Platform, workers: Workers, sim: Simulator
 ) -> None:
     jobs = [
         image("alice", "a quiet harbour [sim:slow=4]"),
@@ -57,8 +56,7 @@ async def test_main_down_for_30_seconds_while_activities_report(
     await wait_for(providers_done, DOWN_SECONDS, "Ark and Gemini to finish while main is down", interval=0.5)
 
     async def reports_retried() -> bool:
-        retried = [await retried_activities(scenario, t) for t in tasks]
-        return sum(1 for r in retried if REPORT_ACTIVITY in r) >= 2
+        return workers.reports_retried(tasks) >= 2
 
     await wait_for(reports_retried, DOWN_SECONDS, "reports to main to be retried", interval=0.5)
     scenario.mark("providers done; reports are being retried")

@@ -10,15 +10,16 @@ import httpx
 import pytest
 
 from deploy.local import LocalStack
-from services.shared.reporting import REPORT_ACTIVITY
 from tests.stack import wait_for
 
-from .harness import Platform, Simulator, all_submitted, echo, image, retried_activities, video
+from .harness import Platform, Simulator, Workers, all_submitted, echo, image, video
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.postgres_only]
 
 
-async def test_postgres_restarted_mid_batch(fault_stack: LocalStack, scenario: Platform, sim: Simulator) -> None:
+async def test_postgres_restarted_mid_batch(
+    fault_stack: LocalStack, scenario: Platform, workers: Workers, sim: Simulator
+) -> None:
     jobs = [
         image("alice", "a frozen lake [sim:slow=3]"),
         image("bob", "an open window [sim:slow=4]"),
@@ -42,8 +43,7 @@ async def test_postgres_restarted_mid_batch(fault_stack: LocalStack, scenario: P
     assert (refused.json()["code"], refused.json()["retryable"]) == ("store_unavailable", True)
 
     async def reports_retried() -> bool:
-        retried = [await retried_activities(scenario, t) for t in tasks]
-        return sum(1 for r in retried if REPORT_ACTIVITY in r) >= 2
+        return workers.reports_retried(tasks) >= 2
 
     await wait_for(reports_retried, 60, "reports to main to be retried", interval=0.5)
     scenario.mark("reports are being retried")

@@ -54,14 +54,31 @@ def marked(events: Sequence[HistoryEvent]) -> bool:
     return CANCEL_WAITS in patches
 
 
+def local_activities(events: Sequence[HistoryEvent]) -> list[str]:
+    """The local activities the workflow ran, in order (their markers)."""
+    return [
+        json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)["activity_type"]
+        for e in events
+        if e.event_type == T.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+
+
 def waited(events: Sequence[HistoryEvent], activity: str) -> bool:
-    """Whether the cancelled ``activity`` had closed before the workflow went on (its next activity scheduled)."""
+    """Whether the cancelled ``activity`` had closed before the workflow went on (its next activity scheduled, or
+    its final report run as a local activity)."""
     scheduled = None
     for event in events:
         attrs = event.activity_task_scheduled_event_attributes
         if event.event_type == T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and attrs.activity_type.name == activity:
             scheduled = event.event_id
-        elif scheduled is not None and event.event_type == T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        elif scheduled is not None and (
+            event.event_type == T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            or (
+                event.event_type == T.EVENT_TYPE_MARKER_RECORDED
+                and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+            )
+        ):
             return False
         elif scheduled is not None and event.event_type in (
             T.EVENT_TYPE_ACTIVITY_TASK_CANCELED,
@@ -128,6 +145,7 @@ async def test_a_new_run_stops_the_activity_before_it_ends(
         for e in events
         if e.event_type == T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
-    assert scheduled == ["echo.process", REPORT_ACTIVITY]
+    assert scheduled == ["echo.process"]
+    assert local_activities(events) == [REPORT_ACTIVITY]
     # The activity had stopped before the final report removed the task's objects: none can appear later.
     assert await objects.list_keys(f"tasks/{task_id}/") == []
