@@ -1,13 +1,13 @@
 """Temporal steps per task, read from real histories: workflow tasks and activity tasks per echo, image and video
 task through main, next to the hand-written SDK baseline (``sdk_workflows.py``) and the bare workflow.
 
-Each workflow task is one round trip from the server to a worker and back (the server writes scheduled, started
-and completed events and the worker replays the workflow); each activity task is another. Counted per history:
+Each workflow task is one round trip from the server to a worker and back (the server writes scheduled, started and
+completed events and the worker replays the workflow); each activity task is another. Counted per history:
 ``WorkflowTaskScheduled``, ``ActivityTaskScheduled`` and ``ActivityTaskStarted`` events (a retried activity keeps
-only its last attempt's started event, so the benchmark runs without injected faults), ``MarkerRecorded`` (local
-activities; none today), ``TimerStarted``, ``WorkflowExecutionSignaled`` (Ark's callbacks) and the total number of
-events. Provider latency is the simulator's default (0 for Gemini; an Ark job stays 1 s queued and 3 s running, with
-callbacks).
+only its last attempt's started event, so the benchmark runs without injected faults), ``MarkerRecorded`` (a
+``workflow.patched`` marker per patch a run takes, and one per local activity: the final report), ``TimerStarted``,
+``WorkflowExecutionSignaled`` (Ark's callbacks) and the total number of events. Provider latency is the simulator's
+default (0 for Gemini; an Ark job stays 1 s queued and 3 s running, with callbacks).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ COUNTED = {
     "workflow tasks": EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
     "activity tasks scheduled": EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
     "activity tasks started": EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED,
-    "local activity markers": EventType.EVENT_TYPE_MARKER_RECORDED,
+    "markers (patches, local activities)": EventType.EVENT_TYPE_MARKER_RECORDED,
     "timers": EventType.EVENT_TYPE_TIMER_STARTED,
     "signals": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
 }
