@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, RetryState, is_cancelled_exception
+from temporalio.exceptions import ActivityError, FailureError, RetryState, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -148,7 +148,8 @@ async def report(task_id: str, state: TaskReport) -> ReportOutcome | None:
             retry_policy=REPORT.retry,
         )
         return outcome
-    except ActivityError as err:
+    # A local activity's own failure comes as it is (an ApplicationError, a timeout), not as an ActivityError.
+    except FailureError as err:
         # A cancel that lands while a progress report is in flight must reach the workflow, not pass for an
         # undelivered report. A final report's outcome is already decided and is returned by the workflow.
         if is_cancelled_exception(err) and not is_terminal(state.status):
